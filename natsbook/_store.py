@@ -1,0 +1,208 @@
+"""The capture store: columnar, bounded, thread-safe; appended to in bulk by the reader thread.
+
+Rows arrive as raw tuples ``(subject, reply, header_block, payload)`` and are sealed into Arrow
+record batches every ``seal_rows`` rows, so memory stays close to the payload size. Bounds evict
+the oldest rows first and count what they evict. With ``spill=DIR`` sealed rows go to Parquet
+part files instead of being evicted, so a long capture keeps everything.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time as _time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ._protocol import RawMsg
+
+__all__ = ["DEFAULT_MAX_BYTES", "SCHEMA", "CaptureStore", "StoreStats"]
+
+#: Default bound per subscription: 256 MiB of captured data (payload + subject + headers).
+#: Eight full captures fit in 2 GiB; raise it with subscribe(..., max_bytes=...).
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+SEAL_ROWS = 8192
+SPILL_ROWS = 262_144
+
+SCHEMA = pa.schema([
+    ("time", pa.timestamp("ns", tz="UTC")),
+    ("subject", pa.string()),
+    ("reply", pa.string()),
+    ("headers", pa.binary()),
+    ("payload", pa.binary()),
+])
+
+
+@dataclass(slots=True, frozen=True)
+class StoreStats:
+    received: int
+    stored: int
+    in_memory: int
+    spilled: int
+    evicted: int
+    bytes: int
+
+
+def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
+    subjects, replies, hdrs, payloads = zip(*rows, strict=True)
+    if len(times) == 1:
+        t = np.full(len(rows), times[0][0], dtype="int64")
+    else:
+        t = np.repeat(
+            np.fromiter((x for x, _ in times), dtype="int64", count=len(times)),
+            np.fromiter((c for _, c in times), dtype="int64", count=len(times)),
+        )
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(t, pa.int64()).cast(SCHEMA.field("time").type),
+            pa.array(subjects, pa.binary()).cast(pa.string()),
+            pa.array(replies, pa.binary()).cast(pa.string()),
+            pa.array(hdrs, pa.binary()),
+            pa.array(payloads, pa.binary()),
+        ],
+        schema=SCHEMA,
+    )
+
+
+class CaptureStore:
+    """Thread-safe columnar message store with row/byte bounds and optional Parquet spill."""
+
+    def __init__(self, *, max_rows: int | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 spill: str | os.PathLike[str] | None = None, seal_rows: int = SEAL_ROWS) -> None:
+        if max_rows is not None and max_rows < 1:
+            raise ValueError("max_rows must be >= 1 or None")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1 or None")
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.seal_rows = seal_rows
+        self._lock = threading.Lock()
+        self._open: list[RawMsg] = []
+        self._open_times: list[tuple[int, int]] = []
+        self._sealed: deque[pa.RecordBatch] = deque()
+        self._sealed_rows = 0
+        self._sealed_bytes = 0
+        self._received = 0
+        self._evicted = 0
+        self._spilled = 0
+        self._spill_dir = Path(spill) if spill is not None else None
+        self._spill_parts: list[Path] = []
+        if self._spill_dir is not None:
+            self._spill_dir.mkdir(parents=True, exist_ok=True)
+            self._spill_prefix = f"capture-{os.getpid()}-{id(self):x}-{_time.time_ns()}"
+
+    # -- writer side (reader thread) ---------------------------------------------------------
+    def append(self, rows: list[RawMsg], t_ns: int | None = None) -> None:
+        """Append raw rows received together at time ``t_ns`` (ns since epoch)."""
+        if not rows:
+            return
+        if t_ns is None:
+            t_ns = _time.time_ns()
+        with self._lock:
+            self._open.extend(rows)
+            self._open_times.append((t_ns, len(rows)))
+            self._received += len(rows)
+            if len(self._open) >= self.seal_rows:
+                self._seal_locked()
+
+    def _seal_locked(self) -> None:
+        if not self._open:
+            return
+        batch = _seal(self._open, self._open_times)
+        self._open = []
+        self._open_times = []
+        self._sealed.append(batch)
+        self._sealed_rows += batch.num_rows
+        self._sealed_bytes += batch.nbytes
+        if self._spill_dir is not None:
+            if self._sealed_rows >= SPILL_ROWS:
+                self._spill_locked()
+        else:
+            self._enforce_locked()
+
+    def _enforce_locked(self) -> None:
+        sealed = self._sealed
+        while sealed:
+            over_rows = self.max_rows is not None and self._sealed_rows > self.max_rows
+            over_bytes = self.max_bytes is not None and self._sealed_bytes > self.max_bytes
+            if not (over_rows or over_bytes):
+                break
+            head = sealed[0]
+            if over_rows and not over_bytes:
+                assert self.max_rows is not None
+                excess = self._sealed_rows - self.max_rows
+                if excess < head.num_rows:
+                    # Trim the head in place; a fresh copy releases the trimmed rows' memory.
+                    kept = pa.Table.from_batches([head.slice(excess)]).combine_chunks()
+                    new_head = kept.to_batches()[0] if kept.num_rows else head.slice(0, 0)
+                    sealed[0] = new_head
+                    self._sealed_rows -= excess
+                    self._sealed_bytes += new_head.nbytes - head.nbytes
+                    self._evicted += excess
+                    break
+            sealed.popleft()
+            self._sealed_rows -= head.num_rows
+            self._sealed_bytes -= head.nbytes
+            self._evicted += head.num_rows
+
+    def _spill_locked(self) -> None:
+        assert self._spill_dir is not None
+        if not self._sealed:
+            return
+        table = pa.Table.from_batches(list(self._sealed), SCHEMA)
+        path = self._spill_dir / f"{self._spill_prefix}-{len(self._spill_parts):05d}.parquet"
+        pq.write_table(table, path, compression="zstd")
+        self._spill_parts.append(path)
+        self._spilled += table.num_rows
+        self._sealed.clear()
+        self._sealed_rows = 0
+        self._sealed_bytes = 0
+
+    # -- reader side (any thread) ------------------------------------------------------------
+    def flush_spill(self) -> None:
+        """Write everything held in memory to the spill directory (no-op without spill)."""
+        with self._lock:
+            self._seal_locked()
+            if self._spill_dir is not None:
+                self._spill_locked()
+
+    def table(self) -> pa.Table:
+        """A consistent snapshot of every stored row (spilled parts first, oldest first)."""
+        with self._lock:
+            self._seal_locked()
+            batches = list(self._sealed)
+            parts = list(self._spill_parts)
+        tables = [pq.read_table(p, schema=SCHEMA) for p in parts]
+        tables.append(pa.Table.from_batches(batches, SCHEMA))
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def clear(self) -> None:
+        """Forget stored rows (counters of what was received and evicted stay)."""
+        with self._lock:
+            self._evicted += self._sealed_rows + len(self._open)
+            self._open = []
+            self._open_times = []
+            self._sealed.clear()
+            self._sealed_rows = self._sealed_bytes = 0
+
+    @property
+    def stats(self) -> StoreStats:
+        with self._lock:
+            in_mem = self._sealed_rows + len(self._open)
+            return StoreStats(
+                received=self._received,
+                stored=in_mem + self._spilled,
+                in_memory=in_mem,
+                spilled=self._spilled,
+                evicted=self._evicted,
+                bytes=self._sealed_bytes + sum(len(r[3]) + len(r[0]) for r in self._open),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._sealed_rows + len(self._open) + self._spilled

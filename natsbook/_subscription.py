@@ -1,0 +1,255 @@
+"""Subscriptions: a capture store, an optional callback on a dispatcher thread, and counters."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ._frames import filter_table, to_frame
+from ._msg import Msg
+from ._protocol import RawMsg
+from ._store import CaptureStore
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["SubStats", "Subscription"]
+
+#: Default limits of a callback's pending queue; past them messages are dropped and counted.
+DEFAULT_PENDING_MSGS = 65_536
+DEFAULT_PENDING_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(slots=True, frozen=True)
+class SubStats:
+    """Counters of one subscription.
+
+    Capture: ``received == stored + evicted`` (``stored`` includes rows spilled to Parquet).
+    Callback: ``received == delivered + pending + dropped`` (``dropped``: pending limit hit).
+    """
+
+    received: int
+    stored: int
+    evicted: int
+    spilled: int
+    dropped: int
+    delivered: int
+    pending: int
+    callback_errors: int
+    bytes: int
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Subscription:
+    """A live subscription. Create with ``Connection.subscribe``."""
+
+    def __init__(self, conn: Connection, sid: int, subject: str, queue: str | None,
+                 max_msgs: int | None, store: CaptureStore | None,
+                 callback: Callable[[Msg], Any] | None, *, pending_msgs: int = DEFAULT_PENDING_MSGS,
+                 pending_bytes: int = DEFAULT_PENDING_BYTES) -> None:
+        self._conn = conn
+        self.sid = sid
+        self.subject = subject
+        self.queue = queue
+        self.max_msgs = max_msgs
+        self.store = store
+        self.callback = callback
+        self.created = time.time()
+        self.closed_at: float | None = None
+        self.active = True
+        self.received = 0
+        self.last: Msg | None = None
+        self._last_raw: RawMsg | None = None
+        self._last_time = 0.0
+        self._pending_limit = pending_msgs
+        self._pending_bytes_limit = pending_bytes
+        self._pending: deque[tuple[RawMsg, float]] = deque()
+        self._pending_bytes = 0
+        self._dropped = 0
+        self._delivered = 0
+        self._errors = 0
+        self.errors: deque[str] = deque(maxlen=20)
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        if callback is not None:
+            self._thread = threading.Thread(target=self._dispatch, daemon=True,
+                                            name=f"natsbook-dispatch-{sid}")
+            self._thread.start()
+
+    # -- called by the reader thread ---------------------------------------------------------
+    def _deliver(self, rows: list[RawMsg], now: float, t_ns: int) -> bool:
+        """Take a batch from the reader. Returns False once max_msgs is reached."""
+        if not self.active:
+            return False
+        done = False
+        if self.max_msgs is not None and self.received + len(rows) >= self.max_msgs:
+            rows = rows[: self.max_msgs - self.received]
+            done = True
+        if not rows:
+            return not done
+        self.received += len(rows)
+        self._last_raw = rows[-1]
+        self._last_time = now
+        if self.store is not None:
+            self.store.append(rows, t_ns)
+        if self.callback is not None:
+            with self._cond:
+                for row in rows:
+                    size = len(row[3])
+                    if (len(self._pending) >= self._pending_limit
+                            or self._pending_bytes + size > self._pending_bytes_limit):
+                        self._dropped += 1
+                        continue
+                    self._pending.append((row, now))
+                    self._pending_bytes += size
+                self._cond.notify()
+        if done:
+            self.active = False
+            self.closed_at = now
+        return not done
+
+    def _dispatch(self) -> None:
+        cb = self.callback
+        assert cb is not None
+        while True:
+            with self._cond:
+                while not self._pending:
+                    if not self.active:
+                        return
+                    self._cond.wait(0.5)
+                row, t = self._pending.popleft()
+                self._pending_bytes -= len(row[3])
+            msg = Msg.from_raw(*row, time=t, sid=self.sid, conn=self._conn)
+            try:
+                cb(msg)
+            except Exception as exc:  # reported, never fatal to the dispatcher
+                self._errors += 1
+                text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                self.errors.append(text)
+                self._conn._report(f"callback on {self.subject!r} raised {text}")
+            self._delivered += 1
+
+    def _stop(self, now: float | None = None, *, discard: bool = False) -> None:
+        self.active = False
+        if self.closed_at is None:
+            self.closed_at = now or time.time()
+        with self._cond:
+            if discard and self._pending:
+                # Closing without drain: what the callback never saw is counted, not hidden.
+                self._dropped += len(self._pending)
+                self._pending.clear()
+                self._pending_bytes = 0
+            self._cond.notify_all()
+
+    def _join(self, timeout: float) -> None:
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # -- user API ----------------------------------------------------------------------------
+    @property
+    def last_msg(self) -> Msg | None:
+        """The newest message received (decoded lazily)."""
+        raw = self._last_raw
+        if raw is None:
+            return None
+        return Msg.from_raw(*raw, time=self._last_time, sid=self.sid, conn=self._conn)
+
+    @property
+    def stats(self) -> SubStats:
+        st = self.store.stats if self.store is not None else None
+        with self._cond:
+            pending = len(self._pending)
+        return SubStats(
+            received=self.received,
+            stored=st.stored if st else 0,
+            evicted=st.evicted if st else 0,
+            spilled=st.spilled if st else 0,
+            dropped=self._dropped,
+            delivered=self._delivered,
+            pending=pending,
+            callback_errors=self._errors,
+            bytes=st.bytes if st else 0,
+        )
+
+    def wait_pending(self, timeout: float = 5.0) -> bool:
+        """Wait until the callback has handled everything pending. True when empty."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._cond:
+                if not self._pending:
+                    return True
+            time.sleep(0.005)
+        return False
+
+    def unsubscribe(self, max_msgs: int | None = None) -> None:
+        """Stop the subscription now, or after `max_msgs` more messages in total."""
+        self._conn.unsubscribe(self, max_msgs=max_msgs)
+
+    def _require_store(self) -> CaptureStore:
+        if self.store is None:
+            from .errors import BadInputError
+
+            raise BadInputError(f"subscription on {self.subject!r} was made with capture=False;"
+                                " subscribe again with capture=True to keep messages")
+        return self.store
+
+    def to_arrow(self) -> Any:
+        return self._require_store().table()
+
+    def to_pandas(self, decode: str = "auto", *, last: int | None = None, since: Any = None,
+                  subject: str | None = None) -> pd.DataFrame:
+        """The captured messages as a DataFrame (see natsbook docs for columns and decoding).
+
+        Args:
+            decode: "auto", "json" (flatten objects into columns), "text" or "bytes".
+            last: only the newest N rows.
+            since: only rows received at or after this time (anything pandas parses).
+            subject: only rows whose subject matches this pattern (wildcards allowed).
+        """
+        table = filter_table(self.to_arrow(), subject=subject, since=since, last=last)
+        return to_frame(table, decode)
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> None:
+        """Write every stored row (raw payloads, lossless) to one Parquet file."""
+        pq.write_table(self.to_arrow(), os.fspath(path), compression="zstd")
+
+    def gaps(self) -> pd.DataFrame:
+        """Disconnected intervals during this subscription's life: data may be missing there."""
+        frame = self._conn.gaps()
+        if frame.empty:
+            return frame
+        start = pd.Timestamp(self.created, unit="s", tz="UTC")
+        end = pd.Timestamp(self.closed_at or time.time() + 1, unit="s", tz="UTC")
+        keep = (frame["end"].isna() | (frame["end"] >= start)) & (frame["start"] <= end)
+        return frame[keep].reset_index(drop=True)
+
+    def messages(self, last: int = 10) -> list[Msg]:
+        """The newest `last` stored messages as Msg objects."""
+        table = filter_table(self.to_arrow(), last=last)
+        out = []
+        for row in table.to_pylist():
+            raw = (row["subject"].encode(), row["reply"].encode() if row["reply"] else None,
+                   row["headers"], row["payload"])
+            t = row["time"].timestamp() if row["time"] is not None else 0.0
+            out.append(Msg.from_raw(*raw, time=t, sid=self.sid, conn=self._conn))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.store) if self.store is not None else 0
+
+    def __repr__(self) -> str:
+        q = f" queue={self.queue!r}" if self.queue else ""
+        state = "active" if self.active else "closed"
+        return (f"<Subscription {self.subject!r}{q} sid={self.sid} {state} "
+                f"received={self.received} stored={len(self)}>")
