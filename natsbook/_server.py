@@ -100,9 +100,11 @@ class LocalServer:
         self._reader.start()
         if not self._ready.wait(self.startup_timeout) or self.proc.poll() is not None:
             tail = "\n".join(list(self.log)[-15:])
+            code = self.proc.poll()
             self.stop()
-            raise ServerStartError(f"nats-server did not become ready within "
-                                   f"{self.startup_timeout:g}s:\n{tail}")
+            what = (f"exited with code {code}" if code is not None
+                    else f"did not become ready within {self.startup_timeout:g}s")
+            raise ServerStartError(f"nats-server {what} - check the config; its log:\n{tail}")
         return self
 
     def _read_log(self, proc: subprocess.Popen[bytes]) -> None:

@@ -186,11 +186,17 @@ class Subscription:
         """Wait until the callback has handled everything pending. True when empty."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with self._cond:
-                if not self._pending:
-                    return True
+            if self._idle():
+                return True
             time.sleep(0.005)
-        return False
+        return self._idle()
+
+    def _idle(self) -> bool:
+        with self._cond:
+            if self._pending:
+                return False
+        # Popped but still inside the callback counts as busy.
+        return self.callback is None or self._delivered + self._dropped >= self.received
 
     def unsubscribe(self, max_msgs: int | None = None) -> None:
         """Stop the subscription now, or after `max_msgs` more messages in total."""

@@ -1,0 +1,149 @@
+"""The sans-IO codec: any split of the byte stream parses the same."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from natsbook._protocol import (
+    Parser,
+    encode_headers,
+    encode_pub,
+    encode_sub,
+    encode_unsub,
+    parse_headers,
+)
+from natsbook.errors import BadHeaderError, ProtocolError
+
+
+def msg(subject: bytes, sid: int, payload: bytes, reply: bytes | None = None) -> bytes:
+    r = b" " + reply if reply else b""
+    return b"MSG %b %d%b %d\r\n%b\r\n" % (subject, sid, r, len(payload), payload)
+
+
+def hmsg(subject: bytes, sid: int, hdr: bytes, payload: bytes) -> bytes:
+    return b"HMSG %b %d %d %d\r\n%b%b\r\n" % (subject, sid, len(hdr), len(hdr) + len(payload),
+                                              hdr, payload)
+
+
+def parse_all(chunks: list[bytes]) -> tuple[list, list]:
+    """Messages (ordered per subscription, which is what the parser guarantees) and controls."""
+    p = Parser()
+    msgs: list = []
+    ctrl: list = []
+    for c in chunks:
+        groups, cs = p.feed(c)
+        for sid, rows in groups.items():
+            msgs.extend((sid, *r) for r in rows)
+        ctrl.extend(cs)
+    assert p.buffered == 0
+    msgs.sort(key=lambda m: m[0])  # stable: keeps arrival order within each sid
+    return msgs, ctrl
+
+
+def test_encode_commands() -> None:
+    assert encode_sub("a.b", 3) == b"SUB a.b 3\r\n"
+    assert encode_sub("a.*", 4, "q") == b"SUB a.* q 4\r\n"
+    assert encode_unsub(4) == b"UNSUB 4\r\n"
+    assert encode_unsub(4, 10) == b"UNSUB 4 10\r\n"
+    assert encode_pub(b"a", None, b"hi") == b"PUB a 2\r\nhi\r\n"
+    assert encode_pub(b"a", b"r", b"") == b"PUB a r 0\r\n\r\n"
+    hdr = encode_headers({"K": ["1", "2"]})
+    assert hdr == b"NATS/1.0\r\nK: 1\r\nK: 2\r\n\r\n"
+    frame = encode_pub(b"a", b"r", b"xy", hdr)
+    assert frame.startswith(b"HPUB a r %d %d\r\n" % (len(hdr), len(hdr) + 2))
+
+
+def test_payload_with_crlf_and_status_headers() -> None:
+    data = (msg(b"a.b", 1, b"line1\r\nline2\r\n") + b"PING\r\n"
+            + hmsg(b"_INBOX.x", 2, b"NATS/1.0 503\r\n\r\n", b"")
+            + hmsg(b"h", 1, b"NATS/1.0\r\nA: 1\r\nA: 2\r\nB: x y\r\n\r\n", b"body")
+            + b"+OK\r\n-ERR 'Permissions Violation for Publish to \"x\"'\r\n"
+            + b'INFO {"server_id":"S","max_payload":1024}\r\n')
+    msgs, ctrl = parse_all([data])
+    assert [m[4] for m in msgs if m[0] == b"1"] == [b"line1\r\nline2\r\n", b"body"]
+    (no_resp,) = [m for m in msgs if m[0] == b"2"]
+    status, _, _ = parse_headers(no_resp[3])
+    assert status == 503
+    _, _, items = parse_headers(b"NATS/1.0\r\nA: 1\r\nA: 2\r\nB: x y\r\n\r\n")
+    assert items == [("A", "1"), ("A", "2"), ("B", "x y")]
+    assert [c[0] for c in ctrl] == ["PING", "+OK", "-ERR", "INFO"]
+    assert "Permissions Violation" in ctrl[2][1]
+    assert ctrl[3][1]["max_payload"] == 1024
+
+
+def test_status_line_with_description() -> None:
+    status, desc, items = parse_headers(b"NATS/1.0 408 Request Timeout\r\nX: y\r\n\r\n")
+    assert (status, desc, items) == (408, "Request Timeout", [("X", "y")])
+
+
+@pytest.mark.parametrize("key", ["", "a:b", "a b", "a\tb"])
+def test_bad_header_keys(key: str) -> None:
+    with pytest.raises(BadHeaderError):
+        encode_headers({key: "v"})
+
+
+@pytest.mark.parametrize("value", ["a\r\nb", "a\nb", "a\rb"])
+def test_bad_header_values(value: str) -> None:
+    with pytest.raises(BadHeaderError):
+        encode_headers({"K": value})
+
+
+@pytest.mark.parametrize("bad", [
+    b"MSG a 1 -5\r\n", b"MSG a 1 x\r\n", b"MSG a\r\n", b"HMSG a 1 10 5\r\n",
+    b"WHAT is this\r\n", b"INFO {not json\r\n", b"INFO [1]\r\n",
+    b"MSG a 1 3\r\nabcXY",
+])
+def test_malformed_frames_raise_protocol_error(bad: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        Parser().feed(bad)
+
+
+def test_huge_size_refused_before_buffering() -> None:
+    p = Parser(max_payload=1024)
+    with pytest.raises(ProtocolError, match="outside"):
+        p.feed(b"MSG a 1 999999999\r\n")
+
+
+def test_endless_control_line_refused() -> None:
+    p = Parser()
+    with pytest.raises(ProtocolError, match="longer"):
+        for _ in range(100):
+            p.feed(b"x" * 4096)
+
+
+frames = st.one_of(
+    st.builds(msg, st.sampled_from([b"a", b"a.b.c", b"_INBOX.q.1"]), st.integers(1, 5),
+              st.binary(max_size=300), st.sampled_from([None, b"r.1"])),
+    st.builds(hmsg, st.sampled_from([b"h.x"]), st.integers(1, 5),
+              st.sampled_from([b"NATS/1.0\r\nA: 1\r\nA: 2\r\n\r\n", b"NATS/1.0 503\r\n\r\n"]),
+              st.binary(max_size=100)),
+    st.sampled_from([b"PING\r\n", b"PONG\r\n", b"+OK\r\n", b'INFO {"a":1}\r\n',
+                     b"-ERR 'Stale Connection'\r\n"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(frames, min_size=1, max_size=30), st.data())
+def test_any_split_parses_the_same(parts: list[bytes], data: st.DataObject) -> None:
+    stream = b"".join(parts)
+    whole = parse_all([stream])
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
+    chunks = []
+    prev = 0
+    for c in [*cuts, len(stream)]:
+        chunks.append(stream[prev:c])
+        prev = c
+    assert parse_all(chunks) == whole
+    # one byte at a time too
+    assert parse_all([stream[i:i + 1] for i in range(len(stream))]) == whole
+
+
+def test_big_payload_across_many_chunks() -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    stream = msg(b"big", 7, payload) + b"PONG\r\n"
+    chunks = [stream[i:i + 65536] for i in range(0, len(stream), 65536)]
+    msgs, ctrl = parse_all(chunks)
+    assert msgs == [(b"7", b"big", None, None, payload)]
+    assert ctrl == [("PONG", None)]

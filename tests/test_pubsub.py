@@ -1,0 +1,329 @@
+"""Core pub/sub, queue groups, request/reply, serve, headers, flush, limits: real server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+import natsbook
+from natsbook import Connection, LocalServer, Msg
+from natsbook.errors import (
+    BadHeaderError,
+    BadInputError,
+    BadSubjectError,
+    ConnectionClosedError,
+    MaxPayloadError,
+    NoRespondersError,
+    RequestTimeout,
+    ServiceError,
+)
+
+
+def wait_for(pred, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+def test_wildcards(conn: Connection, subject: str) -> None:
+    star = conn.subscribe(f"{subject}.*.temp")
+    full = conn.subscribe(f"{subject}.>")
+    exact = conn.subscribe(f"{subject}.a.temp")
+    for s in ("a.temp", "b.temp", "a.hum", "a.temp.x"):
+        conn.publish(f"{subject}.{s}", s)
+    conn.flush()
+    assert wait_for(lambda: len(full) == 4)
+    assert sorted(star.to_pandas("text")["data"]) == ["a.temp", "b.temp"]
+    assert list(exact.to_pandas("text")["data"]) == ["a.temp"]
+    assert sorted(full.to_pandas("text")["subject"]) == sorted(
+        f"{subject}.{s}" for s in ("a.temp", "b.temp", "a.hum", "a.temp.x"))
+
+
+def test_subscribe_then_publish_is_never_lost(server: LocalServer, subject: str) -> None:
+    """subscribe() returns only once the server registered it: 0 lost in 200 tries, with the
+    publish coming from an independent connection."""
+    sub_conn = natsbook.connect(server.url)
+    pub_conn = natsbook.connect(server.url)
+    lost = 0
+    try:
+        for i in range(200):
+            s = sub_conn.subscribe(f"{subject}.{i}")
+            pub_conn.publish(f"{subject}.{i}", b"x")
+            pub_conn.flush()
+            sub_conn.flush()
+            if len(s) != 1:
+                lost += 1
+            s.unsubscribe()
+    finally:
+        sub_conn.close()
+        pub_conn.close()
+    assert lost == 0
+
+
+def test_flush_is_a_barrier(conn: Connection, server: LocalServer, subject: str) -> None:
+    other = natsbook.connect(server.url)
+    try:
+        sub = other.subscribe(subject)
+        for i in range(5000):
+            conn.publish(subject, str(i))
+        conn.flush()
+        other.flush()  # everything conn sent reached the server, and other has drained it
+        assert len(sub) == 5000
+        assert list(sub.to_pandas("text")["data"][-3:]) == ["4997", "4998", "4999"]
+    finally:
+        other.close()
+
+
+def test_queue_group_spreads_work(server: LocalServer, subject: str) -> None:
+    workers = [natsbook.connect(server.url) for _ in range(3)]
+    pub = natsbook.connect(server.url)
+    try:
+        subs = [w.subscribe(subject, queue="workers") for w in workers]
+        for i in range(300):
+            pub.publish(subject, str(i))
+        pub.flush()
+        assert wait_for(lambda: sum(len(s) for s in subs) == 300)
+        counts = [len(s) for s in subs]
+        assert all(c > 0 for c in counts), counts
+        seen = Counter()
+        for s in subs:
+            seen.update(s.to_pandas("text")["data"])
+        assert len(seen) == 300 and set(seen.values()) == {1}
+    finally:
+        for c in [*workers, pub]:
+            c.close()
+
+
+def test_max_msgs_and_auto_unsubscribe(conn: Connection, subject: str) -> None:
+    sub = conn.subscribe(subject, max_msgs=3)
+    for i in range(10):
+        conn.publish(subject, str(i))
+    conn.flush()
+    assert wait_for(lambda: not sub.active)
+    assert list(sub.to_pandas("text")["data"]) == ["0", "1", "2"]
+    assert sub not in conn.subscriptions
+    later = conn.subscribe(subject)
+    later.unsubscribe(max_msgs=2)
+    for i in range(5):
+        conn.publish(subject, str(i))
+    conn.flush()
+    assert wait_for(lambda: not later.active)
+    assert len(later) == 2
+
+
+def test_unsubscribe_stops_delivery(conn: Connection, subject: str) -> None:
+    sub = conn.subscribe(subject)
+    conn.publish(subject, "1")
+    conn.flush()
+    sub.unsubscribe()
+    conn.publish(subject, "2")
+    conn.flush()
+    assert list(sub.to_pandas("text")["data"]) == ["1"]
+    assert not sub.active
+
+
+def test_callback_runs_off_the_reader_and_errors_are_reported(conn: Connection,
+                                                              subject: str) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def cb(msg: Msg) -> None:
+        seen.append((threading.current_thread().name, msg.text()))
+        if msg.text() == "boom":
+            raise ValueError("bad payload")
+
+    sub = conn.subscribe(subject, callback=cb)
+    for s in ("a", "boom", "b"):
+        conn.publish(subject, s)
+    conn.flush()
+    assert wait_for(lambda: len(seen) == 3)
+    assert [t for _, t in seen] == ["a", "boom", "b"]
+    assert all(name.startswith("natsbook-dispatch") for name, _ in seen)
+    assert wait_for(lambda: sub.stats.callback_errors == 1)
+    assert "ValueError: bad payload" in sub.errors[0]
+    assert any("bad payload" in text for _, text in conn.errors)
+
+
+def test_request_reply_and_serve(conn: Connection, subject: str) -> None:
+    conn.serve(f"{subject}.echo", lambda m: {"got": m.json()})
+
+    def fail(m: Msg) -> bytes:
+        raise RuntimeError("handler broke")
+
+    svc = conn.serve(f"{subject}.fail", fail)
+    reply = conn.request(f"{subject}.echo", {"x": 1}, timeout=2)
+    assert reply.json() == {"got": {"x": 1}}
+    with pytest.raises(ServiceError, match="handler broke") as exc:
+        conn.request(f"{subject}.fail", b"", timeout=2)
+    assert exc.value.code == 500
+    # the responder keeps serving after an exception
+    with pytest.raises(ServiceError):
+        conn.request(f"{subject}.fail", b"", timeout=2)
+    assert svc.stats.callback_errors == 2
+    with pytest.raises(NoRespondersError):
+        conn.request(f"{subject}.nobody", b"", timeout=2)
+    conn.subscribe(f"{subject}.silent")  # listens, never answers
+    with pytest.raises(RequestTimeout, match="within 0.2s"):
+        conn.request(f"{subject}.silent", b"", timeout=0.2)
+    # still usable
+    assert conn.request(f"{subject}.echo", [1], timeout=2).json() == {"got": [1]}
+
+
+def test_many_concurrent_requests(conn: Connection, server: LocalServer, subject: str) -> None:
+    responder = natsbook.connect(server.url)
+    try:
+        responder.serve(subject, lambda m: m.data[::-1], queue="q")
+        results: dict[int, bytes] = {}
+
+        def ask(i: int) -> None:
+            results[i] = conn.request(subject, str(i).encode(), timeout=5).data
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert results == {i: str(i).encode()[::-1] for i in range(50)}
+    finally:
+        responder.close()
+
+
+def test_headers_round_trip_with_repeated_keys(conn: Connection, subject: str) -> None:
+    got: list[Msg] = []
+    conn.subscribe(subject, callback=got.append)
+    conn.publish(subject, b"body", headers={"X-Id": ["1", "2", "3"], "Trace": "abc def"})
+    conn.flush()
+    assert wait_for(lambda: got)
+    h = got[0].headers
+    assert h is not None
+    assert h.getall("X-Id") == ["1", "2", "3"]
+    assert h["Trace"] == "abc def"
+    assert got[0].data == b"body"
+
+
+def test_headers_in_dataframe(conn: Connection, subject: str) -> None:
+    sub = conn.subscribe(subject)
+    conn.publish(subject, b"1", headers={"A": ["x", "y"]})
+    conn.publish(subject, b"2")
+    conn.flush()
+    df = sub.to_pandas("text")
+    assert df["headers"].iloc[0] == {"A": ["x", "y"]}
+    assert df["headers"].iloc[1] is None
+
+
+def test_payload_types(conn: Connection, subject: str) -> None:
+    sub = conn.subscribe(subject)
+    conn.publish(subject, b"raw")
+    conn.publish(subject, bytearray(b"ba"))
+    conn.publish(subject, memoryview(b"mv"))
+    conn.publish(subject, "text ü")
+    conn.publish(subject, {"a": [1, 2]})
+    conn.publish(subject, [1, 2])
+    conn.flush()
+    assert [m.data for m in sub.messages(last=6)] == [
+        b"raw", b"ba", b"mv", "text ü".encode(), b'{"a":[1,2]}', b"[1,2]"]
+    with pytest.raises(BadInputError, match="cannot send"):
+        conn.publish(subject, object())
+
+
+def test_max_payload_enforced_client_side_including_headers(subject: str) -> None:
+    with natsbook.local_server(jetstream=False, config="max_payload: 1KB") as srv, \
+            natsbook.connect(srv.url) as c:
+        assert c.max_payload == 1024
+        c.publish(subject, b"x" * 1024)
+        with pytest.raises(MaxPayloadError) as exc:
+            c.publish(subject, b"x" * 1025)
+        assert exc.value.limit == 1024 and exc.value.size == 1025
+        with pytest.raises(MaxPayloadError):
+            c.publish(subject, b"x" * 1000, headers={"K": "v" * 30})
+        sub = c.subscribe(subject)
+        c.publish(subject, b"ok")
+        c.flush()
+        assert len(sub) == 1 and c.status == "connected"
+
+
+@pytest.mark.parametrize("bad", ["a b", "a..b", "a.*", "a.>", "", ".a"])
+def test_bad_publish_subjects(conn: Connection, bad: str) -> None:
+    with pytest.raises(BadSubjectError) as exc:
+        conn.publish(bad, b"x")
+    assert repr(bad) in str(exc.value) or bad == ""
+    conn.flush()
+    assert conn.status == "connected"
+
+
+@pytest.mark.parametrize("bad", ["a.>.b", "a*", "a b", ""])
+def test_bad_subscribe_subjects(conn: Connection, bad: str) -> None:
+    with pytest.raises(BadSubjectError):
+        conn.subscribe(bad)
+    with pytest.raises(BadSubjectError):
+        conn.subscribe("ok", queue="bad queue")
+
+
+def test_bad_headers_rejected(conn: Connection, subject: str) -> None:
+    with pytest.raises(BadHeaderError):
+        conn.publish(subject, b"", headers={"bad key": "v"})
+    with pytest.raises(BadHeaderError):
+        conn.publish(subject, b"", headers={"K": "v\r\nInjected: 1"})
+
+
+def test_closed_connection_errors(server: LocalServer, subject: str) -> None:
+    c = natsbook.connect(server.url)
+    c.close()
+    assert c.status == "closed"
+    with pytest.raises(ConnectionClosedError, match="natsbook.connect"):
+        c.publish(subject, b"")
+    with pytest.raises(ConnectionClosedError):
+        c.subscribe(subject)
+    c.close()  # idempotent
+
+
+def test_drain_delivers_pending_callbacks(server: LocalServer, subject: str) -> None:
+    c = natsbook.connect(server.url)
+    seen: list[bytes] = []
+
+    def slow(m: Msg) -> None:
+        time.sleep(0.002)
+        seen.append(m.data)
+
+    c.subscribe(subject, callback=slow)
+    for i in range(100):
+        c.publish(subject, str(i))
+    c.flush()
+    report = c.drain(timeout=10)
+    assert report.clean, report
+    assert len(seen) == 100
+    assert c.status == "closed"
+
+
+def test_connect_defaults_to_nats_url(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NATS_URL", server.url)
+    with natsbook.connect() as c:
+        assert c.connected_url == server.url
+
+
+def test_nothing_listening_fails_fast() -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(natsbook.errors.ConnectError, match="cannot reach"):
+        natsbook.connect(f"nats://127.0.0.1:{port}", connect_timeout=2)
+
+
+def test_repr_and_stats(conn: Connection, subject: str) -> None:
+    sub = conn.subscribe(subject)
+    conn.publish(subject, "x")
+    conn.flush()
+    assert "connected" in repr(conn)
+    assert repr(sub).startswith(f"<Subscription '{subject}'")
+    st = conn.stats
+    assert st["out_msgs"] >= 1 and st["in_msgs"] >= 1
+    assert sub.stats.received == 1 and sub.stats.stored == 1
+    assert sub.last_msg is not None and sub.last_msg.data == b"x"
