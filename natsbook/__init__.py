@@ -21,7 +21,7 @@ from ._connection import Connection, DrainReport
 from ._msg import Headers, Msg
 from ._server import LocalServer, local_server
 from ._subjects import check_publish, check_subscribe, matches
-from ._subscription import SubStats, Subscription
+from ._subscription import Subscription, SubStats
 from .errors import NatsbookError
 
 __all__ = [

@@ -30,8 +30,16 @@ import pyarrow as pa
 
 from ._frames import filter_table, to_frame
 from ._msg import Msg, encode_payload
-from ._protocol import PING, PONG, Parser, RawMsg, encode_headers, encode_pub, encode_sub, \
-    encode_unsub
+from ._protocol import (
+    PING,
+    PONG,
+    Parser,
+    RawMsg,
+    encode_headers,
+    encode_pub,
+    encode_sub,
+    encode_unsub,
+)
 from ._store import DEFAULT_MAX_BYTES, CaptureStore
 from ._subjects import check_publish, check_queue, check_subscribe
 from ._subscription import DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MSGS, Subscription
@@ -46,7 +54,6 @@ from .errors import (
     NatsbookError,
     NoRespondersError,
     NotConnectedError,
-    PermissionViolation,
     ProtocolError,
     RequestTimeout,
     ServiceError,
@@ -250,6 +257,16 @@ class Connection:
                 reason = f"connection error: {exc}"
             if self._stop.is_set():
                 break
+            if self._lame and self._sock is not None:
+                # Make before break: the lame duck still serves us while we move.
+                self._lame = False
+                try:
+                    self._move_off_lame_duck()
+                except (NatsbookError, OSError, ssl.SSLError) as exc:
+                    reason = f"lame duck move failed: {exc}"
+                else:
+                    # Moved, or nowhere to go: stay until the lame duck closes us.
+                    continue
             self._on_disconnect(reason)
             if not self._reconnect_loop():
                 break
@@ -492,18 +509,115 @@ class Connection:
             self._stop.wait(wait * random.uniform(0.5, 1.0))
         return False
 
+    def _resubscribe_frames(self) -> list[bytes]:
+        frames: list[bytes] = []
+        for sub in self._subs.values():
+            frames.append(encode_sub(sub.subject, sub.sid, sub.queue))
+            if sub.max_msgs is not None:
+                frames.append(encode_unsub(sub.sid, sub.max_msgs - sub.received))
+        if self._resp_sid is not None:
+            frames.append(encode_sub(self._resp_prefix + "*", int(self._resp_sid)))
+        return frames
+
+    def _move_off_lame_duck(self) -> None:
+        """Move to another server without a gap (runs on the I/O thread).
+
+        1. connect to another server, subscribe there and wait for its PONG (bytes that
+           arrive meanwhile are kept and parsed after the switch);
+        2. on the lame duck: send what is queued, UNSUB everything, PING, and keep reading
+           until every outstanding PONG is in, so nothing routed there is left behind;
+        3. switch sockets. Between 1 and 2 a message may arrive on both sockets (a duplicate
+           is possible, a loss is not). With no other server to go to, stay on the lame duck.
+        """
+        old = self._sock
+        assert old is not None
+        lame = self._server
+        deadline = time.monotonic() + self.connect_timeout
+        new: socket.socket | None = None
+        for server in [s for s in self._pool if s != lame]:
+            if self._stop.is_set():
+                return
+            try:
+                sock, info, rest = handshake(server, self._creds, self._tls, name=self.name,
+                                             timeout=self.connect_timeout, echo=self._echo)
+            except (NatsbookError, OSError) as exc:
+                log.debug("natsbook: lame duck move to %s failed: %s", server.url, exc)
+                continue
+            try:
+                with self._lock:
+                    frames = self._resubscribe_frames()
+                sock.settimeout(max(deadline - time.monotonic(), 0.05))
+                sock.sendall(b"".join(frames) + PING)
+                probe = Parser(self._parser.max_payload)
+                buf = bytearray(rest)
+                got_pong = any(op == "PONG" for op in probe.feed(rest)[1]) if rest else False
+                while not got_pong:
+                    sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                    data = sock.recv(RECV_SIZE)
+                    if not data:
+                        raise ConnectionResetError("closed while subscribing")
+                    buf += data
+                    got_pong = any(op == "PONG" for op in probe.feed(data)[1])
+            except (NatsbookError, OSError, ssl.SSLError) as exc:
+                log.debug("natsbook: lame duck move to %s failed: %s", server.url, exc)
+                sock.close()
+                continue
+            new, new_info, new_server = sock, info, server
+            break
+        if new is None:
+            self._report(f"{lame.url} is in lame duck mode but no other server answered; "
+                         "staying until it closes the connection")
+            return
+        # Drain the lame duck: everything queued so far goes there, then UNSUB + PING; the
+        # marker is the last PONG owed by the lame duck.
+        marker = _Waiter()
+        with self._lock:
+            frames = self._inflight[:]
+            sent = self._inflight_sent
+            frames.extend(self._out)
+            self._inflight, self._inflight_sent = [], 0
+            self._out, self._out_bytes = [], 0
+            frames.extend(encode_unsub(sid) for sid in self._subs)
+            if self._resp_sid is not None:
+                frames.append(encode_unsub(int(self._resp_sid)))
+            frames.append(PING)
+            self._pongs.append(marker)
+            self._cond.notify_all()
+        try:
+            old.settimeout(max(deadline - time.monotonic(), 0.05))
+            old.sendall(memoryview(b"".join(frames))[sent:])
+            while not marker.event.is_set():
+                old.settimeout(max(deadline - time.monotonic(), 0.01))
+                data = old.recv(RECV_SIZE)
+                if not data:
+                    break
+                self._in_bytes += len(data)
+                self._process(data)
+        except (OSError, ssl.SSLError, ProtocolError) as exc:
+            log.debug("natsbook: draining the lame duck %s: %s", lame.url, exc)
+        with self._lock:
+            # PONGs the lame duck never sent: those flush() calls retry on the new server.
+            while not marker.event.is_set() and self._pongs:
+                w = self._pongs.popleft()
+                if w is not None:
+                    w.lost = True
+                    w.event.set()
+            self._pongs.appendleft(None)  # the PING sent with the SUBs on the new socket
+            try:
+                old.close()
+            except OSError:
+                pass
+            self._adopt(new, new_info, bytes(buf), new_server)
+            self._reconnects += 1
+            self._last_err = ""
+            self._cond.notify_all()
+        self._report(f"moved from lame duck {lame.url} to {new_server.url} (subscriptions "
+                     "made on the new server before leaving the old one)")
     def _resume(self, sock: socket.socket, info: dict[str, Any], rest: bytes,
                 server: ServerURL) -> None:
         with self._lock:
             self._adopt(sock, info, rest, server)
-            frames: list[bytes] = []
-            for sub in self._subs.values():
-                frames.append(encode_sub(sub.subject, sub.sid, sub.queue))
-                if sub.max_msgs is not None:
-                    frames.append(encode_unsub(sub.sid, sub.max_msgs - sub.received))
-            if self._resp_sid is not None:
-                frames.append(encode_sub(self._resp_prefix + "*", int(self._resp_sid)))
-            self._out = frames + self._out
+            self._out = self._resubscribe_frames() + self._out
             self._out_bytes = sum(len(f) for f in self._out)
             self._status = "connected"
             self._reconnects += 1
@@ -921,8 +1035,10 @@ class Connection:
         with self._lock:
             rows = [(g.start, g.end, g.server, g.reason) for g in self._gaps]
         frame = pd.DataFrame({
-            "start": pd.to_datetime([r[0] for r in rows], unit="s", utc=True),
-            "end": pd.to_datetime([r[1] for r in rows], unit="s", utc=True),
+            "start": pd.to_datetime(pd.Series([r[0] for r in rows], dtype="float64"), unit="s",
+                                    utc=True),
+            "end": pd.to_datetime(pd.Series([r[1] for r in rows], dtype="float64"), unit="s",
+                                  utc=True),
             "server": pd.Series([r[2] for r in rows], dtype="str"),
             "reason": pd.Series([r[3] for r in rows], dtype="str"),
         })
@@ -951,10 +1067,31 @@ class Connection:
         frame.insert(1, "sub", table["sub"].to_pandas())
         return frame
 
+    def publish_frame(self, df: pd.DataFrame, *, subject: str | None = None,
+                      data: str | None = None, headers: str | None = None,
+                      rate: float | None = None, progress: bool | None = None) -> int:
+        """Publish a DataFrame's rows back as messages (replay captured telemetry).
+
+        Args:
+            df: e.g. a capture from ``to_pandas()``.
+            subject: a column of subjects, or one literal subject for every row; default the
+                ``subject`` column.
+            data: the payload column; default ``data`` if present, else the JSON columns are
+                folded back into one object per row (dotted names nest; NaN keys are left out).
+            headers: a column of header dicts; default ``headers`` if present.
+            rate: messages per second (None: as fast as the connection takes them).
+            progress: show a progress bar (default: on for long runs).
+
+        Returns:
+            The number of messages published (all flushed to the server).
+        """
+        from ._replay import publish_frame
+
+        return publish_frame(self, df, subject=subject, data=data, headers=headers, rate=rate,
+                             progress=progress)
+
     def __repr__(self) -> str:
         where = self._server.url
         return (f"<natsbook.Connection {where} {self._status} "
                 f"subs={len(self._subs)} in={self._in_msgs} out={self._out_msgs}>")
 
-    def _unused(self) -> None:  # keep imports honest for type checkers
-        _ = PermissionViolation

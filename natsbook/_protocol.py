@@ -8,7 +8,6 @@ no per-message objects beyond one tuple. Any split of the stream parses the same
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Union
 
 import orjson
 
@@ -42,7 +41,7 @@ OP_PONG = "PONG"
 OP_OK = "+OK"
 OP_ERR = "-ERR"
 
-HeaderInput = Union[Mapping[str, "str | Iterable[str]"], Iterable[tuple[str, str]]]
+HeaderInput = Mapping[str, "str | Iterable[str]"] | Iterable[tuple[str, str]]
 #: One received message before it becomes an object: (subject, reply, header block, payload).
 RawMsg = tuple[bytes, "bytes | None", "bytes | None", bytes]
 
@@ -255,6 +254,7 @@ class Parser:
                         f"message payload not terminated by CRLF after {size} bytes "
                         f"({bytes(line[:80])!r})"
                     )
+                item: RawMsg
                 if hdr_len:
                     item = (subject, reply, buf[start:start + hdr_len], buf[start + hdr_len:end])
                 else:

@@ -11,7 +11,6 @@ import subprocess
 import sysconfig
 import tempfile
 import threading
-import time
 import weakref
 from collections import deque
 from pathlib import Path

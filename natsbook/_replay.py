@@ -1,0 +1,148 @@
+"""Replay a DataFrame's rows as messages, with a progress display on long runs."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ._frames import META_COLUMNS
+from .errors import BadInputError
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["Progress", "publish_frame"]
+
+_SKIP = {*META_COLUMNS, "sub", "seq", "json_error"}
+
+
+class Progress:
+    """A progress display: an ipywidgets bar inside a kernel, else a stderr line (<= 4 Hz)."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True) -> None:
+        self.total = total
+        self.label = label
+        self.enabled = enabled
+        self._last = 0.0
+        self._bar: Any = None
+        if not enabled:
+            return
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            if shell is not None and getattr(shell, "kernel", None) is not None:
+                import ipywidgets as w
+                from IPython.display import display
+
+                self._bar = w.IntProgress(value=0, max=max(total, 1), description=label)
+                display(self._bar)
+        except Exception:  # no widgets available: fall back to text
+            self._bar = None
+
+    def update(self, done: int, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.25:
+            return
+        self._last = now
+        if self._bar is not None:
+            self._bar.value = done
+        else:
+            pct = 100.0 * done / self.total if self.total else 100.0
+            sys.stderr.write(f"\r{self.label}: {done}/{self.total} ({pct:5.1f}%)")
+            sys.stderr.flush()
+
+    def close(self, done: int) -> None:
+        if not self.enabled:
+            return
+        self.update(done, force=True)
+        if self._bar is not None:
+            self._bar.bar_style = "success"
+        else:
+            sys.stderr.write("\n")
+
+
+def _unflatten(row: dict[Hashable, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if value is pd.NA or value is pd.NaT:
+            continue
+        if hasattr(value, "item") and not isinstance(value, list | dict):
+            value = value.item()  # numpy scalar -> Python
+        name = str(key)
+        if name.startswith("data."):
+            name = name[5:]
+        parts = name.split(".")
+        node = out
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if not isinstance(nxt, dict):
+                nxt = node[p] = {}
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def publish_frame(conn: Connection, df: pd.DataFrame, *, subject: str | None = None,
+                  data: str | None = None, headers: str | None = None,
+                  rate: float | None = None, progress: bool | None = None,
+                  flush_timeout: float = 30.0) -> int:
+    """Publish each row of `df` as a message; see Connection.publish_frame."""
+    n = len(df)
+    if subject is None:
+        if "subject" not in df.columns:
+            raise BadInputError("the frame has no 'subject' column - pass subject='a.b' or the "
+                                "name of a column holding subjects")
+        subjects = df["subject"].astype(str).tolist()
+    elif subject in df.columns:
+        subjects = df[subject].astype(str).tolist()
+    else:
+        subjects = [subject] * n
+    if data is None and "data" in df.columns:
+        data = "data"
+    payloads: list[Any]
+    if data is not None:
+        if data not in df.columns:
+            raise BadInputError(f"no column {data!r} in the frame - columns are {list(df.columns)}")
+        payloads = df[data].tolist()
+    else:
+        cols = [c for c in df.columns if c not in _SKIP]
+        if not cols:
+            raise BadInputError("the frame has no payload columns - pass data='column'")
+        payloads = [_unflatten(r) for r in df[cols].to_dict("records")]
+    if headers is None and "headers" in df.columns:
+        headers = "headers"
+    hdrs = df[headers].tolist() if headers is not None else [None] * n
+    show = progress if progress is not None else n >= 50_000 or (rate is not None and n / rate > 3)
+    bar = Progress(n, "replay", enabled=show)
+    interval = 1.0 / rate if rate else 0.0
+    start = time.monotonic()
+    done = 0
+    try:
+        for i in range(n):
+            if interval:
+                due = start + i * interval
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            p = payloads[i]
+            if p is None or (isinstance(p, float) and math.isnan(p)):
+                p = b""
+            h = hdrs[i]
+            conn.publish(subjects[i], p, headers=h if isinstance(h, dict) and h else None)
+            done = i + 1
+            if done & 1023 == 0:
+                bar.update(done)
+        conn.flush(flush_timeout)
+    finally:
+        bar.close(done)
+    return done
