@@ -141,6 +141,9 @@ def parse_headers(block: bytes) -> tuple[int | None, str, list[tuple[str, str]]]
     return status, description.strip(), items
 
 
+_MSG_FIRST = frozenset(b"MHmh")
+
+
 class Parser:
     """Incremental parser. ``feed(chunk)`` returns (messages by sid, control frames).
 
@@ -189,7 +192,15 @@ class Parser:
         n = len(buf)
         pos = 0
         find = buf.find
+        startswith = buf.startswith
         limit = self.max_payload
+        # Floods repeat the same control line (same subject, sid, size): remember the last one
+        # and skip re-parsing it. Compared in place, without slicing.
+        cache_line = b""
+        cache_len = -1
+        subject = sid = b""
+        reply: bytes | None = None
+        size = hdr_len = 0
         while pos < n:
             eol = find(b"\r\n", pos)
             if eol < 0:
@@ -199,8 +210,9 @@ class Parser:
                         f"{bytes(buf[pos:pos + 40])!r}..."
                     )
                 break
-            c = buf[pos]
-            if c == 77 or c == 72 or c == 109 or c == 104:  # M, H, m, h
+            if eol - pos == cache_len and startswith(cache_line, pos):
+                pass  # subject, sid, reply, size, hdr_len still hold for this line
+            elif buf[pos] in _MSG_FIRST:
                 line = buf[pos:eol]
                 args = line.split()
                 op = args[0].upper()
@@ -231,68 +243,72 @@ class Parser:
                     else:
                         raise ValueError
                 except ValueError:
+                    cache_len = -1
                     raise ProtocolError(f"malformed message line {bytes(line[:80])!r}") from None
                 if size < 0 or size > limit:
                     raise ProtocolError(
                         f"message size {size} outside 0..{limit} in {bytes(line[:80])!r}"
                     )
-                start = eol + 2
-                end = start + size
-                if end + 2 > n:
-                    # Incomplete frame: wait for the rest without re-joining on every chunk.
-                    rest = buf[pos:]
-                    need = (end + 2) - pos
-                    if need > 1 << 16:
-                        self._parts = [rest]
-                        self._have = len(rest)
-                        self._need = need
-                    else:
-                        self._rest = rest
-                    break
-                if buf[end:end + 2] != b"\r\n":
-                    raise ProtocolError(
-                        f"message payload not terminated by CRLF after {size} bytes "
-                        f"({bytes(line[:80])!r})"
-                    )
-                item: RawMsg
-                if hdr_len:
-                    item = (subject, reply, buf[start:start + hdr_len], buf[start + hdr_len:end])
-                else:
-                    item = (subject, reply, None, buf[start:end])
-                if sid != last_sid:
-                    got = groups.get(sid)
-                    if got is None:
-                        got = groups[sid] = []
-                    last_sid, last_list = sid, got
-                last_list.append(item)
-                pos = end + 2
-                continue
-            line = buf[pos:eol]
-            pos = eol + 2
-            head = line[:5].upper()
-            if head.startswith(b"PING"):
-                ctrl.append((OP_PING, None))
-            elif head.startswith(b"PONG"):
-                ctrl.append((OP_PONG, None))
-            elif head.startswith(b"+OK"):
-                ctrl.append((OP_OK, None))
-            elif head.startswith(b"-ERR"):
-                text = bytes(line[4:]).decode("utf-8", "replace").strip().strip("'")
-                ctrl.append((OP_ERR, text))
-            elif head.startswith(b"INFO"):
-                try:
-                    info = orjson.loads(line[4:])
-                except orjson.JSONDecodeError:
-                    raise ProtocolError(f"malformed INFO: {bytes(line[:80])!r}") from None
-                if not isinstance(info, dict):
-                    raise ProtocolError(f"INFO is not a JSON object: {bytes(line[:80])!r}")
-                ctrl.append((OP_INFO, info))
-            elif not line.strip():
-                continue
+                cache_line = line
+                cache_len = len(line)
             else:
-                raise ProtocolError(f"unknown protocol line {bytes(line[:80])!r}")
-        else:
-            pos = n
+                line = buf[pos:eol]
+                pos = eol + 2
+                self._control(line, ctrl)
+                continue
+            start = eol + 2
+            end = start + size
+            if end + 2 > n:
+                # Incomplete frame: wait for the rest without re-joining on every chunk.
+                rest = buf[pos:]
+                need = (end + 2) - pos
+                if need > 1 << 16:
+                    self._parts = [rest]
+                    self._have = len(rest)
+                    self._need = need
+                else:
+                    self._rest = rest
+                break
+            if not startswith(b"\r\n", end):
+                raise ProtocolError(
+                    f"message payload not terminated by CRLF after {size} bytes "
+                    f"({bytes(buf[pos:min(eol, pos + 80)])!r})"
+                )
+            item: RawMsg
+            if hdr_len:
+                item = (subject, reply, buf[start:start + hdr_len], buf[start + hdr_len:end])
+            else:
+                item = (subject, reply, None, buf[start:end])
+            if sid != last_sid:
+                got = groups.get(sid)
+                if got is None:
+                    got = groups[sid] = []
+                last_sid, last_list = sid, got
+            last_list.append(item)
+            pos = end + 2
         if pos < n and not self._parts and not self._rest:
             self._rest = buf[pos:]
         return groups, ctrl
+
+    @staticmethod
+    def _control(line: bytes, ctrl: list[tuple[str, object]]) -> None:
+        head = line[:5].upper()
+        if head.startswith(b"PING"):
+            ctrl.append((OP_PING, None))
+        elif head.startswith(b"PONG"):
+            ctrl.append((OP_PONG, None))
+        elif head.startswith(b"+OK"):
+            ctrl.append((OP_OK, None))
+        elif head.startswith(b"-ERR"):
+            text = bytes(line[4:]).decode("utf-8", "replace").strip().strip("'")
+            ctrl.append((OP_ERR, text))
+        elif head.startswith(b"INFO"):
+            try:
+                info = orjson.loads(line[4:])
+            except orjson.JSONDecodeError:
+                raise ProtocolError(f"malformed INFO: {bytes(line[:80])!r}") from None
+            if not isinstance(info, dict):
+                raise ProtocolError(f"INFO is not a JSON object: {bytes(line[:80])!r}")
+            ctrl.append((OP_INFO, info))
+        elif line.strip():
+            raise ProtocolError(f"unknown protocol line {bytes(line[:80])!r}")

@@ -13,6 +13,7 @@ import threading
 import time as _time
 from collections import deque
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ __all__ = ["DEFAULT_MAX_BYTES", "SCHEMA", "CaptureStore", "StoreStats"]
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 SEAL_ROWS = 8192
 SPILL_ROWS = 262_144
+
+_COL0, _COL1, _COL2, _COL3 = (itemgetter(i) for i in range(4))
 
 SCHEMA = pa.schema([
     ("time", pa.timestamp("ns", tz="UTC")),
@@ -49,9 +52,17 @@ class StoreStats:
 
 
 def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
-    subjects, replies, hdrs, payloads = zip(*rows, strict=True)
+    n = len(rows)
+    # One C-level pass per column (cheaper than transposing with zip(*rows)).
+    subjects = list(map(_COL0, rows))
+    payloads = list(map(_COL3, rows))
+    replies = list(map(_COL1, rows))
+    hdrs = list(map(_COL2, rows))
+    reply_arr = (pa.array(replies, pa.binary()).cast(pa.string()) if any(replies)
+                 else pa.nulls(n, pa.string()))
+    hdr_arr = pa.array(hdrs, pa.binary()) if any(hdrs) else pa.nulls(n, pa.binary())
     if len(times) == 1:
-        t = np.full(len(rows), times[0][0], dtype="int64")
+        t = np.full(n, times[0][0], dtype="int64")
     else:
         t = np.repeat(
             np.fromiter((x for x, _ in times), dtype="int64", count=len(times)),
@@ -61,8 +72,8 @@ def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
         [
             pa.array(t, pa.int64()).cast(SCHEMA.field("time").type),
             pa.array(subjects, pa.binary()).cast(pa.string()),
-            pa.array(replies, pa.binary()).cast(pa.string()),
-            pa.array(hdrs, pa.binary()),
+            reply_arr,
+            hdr_arr,
             pa.array(payloads, pa.binary()),
         ],
         schema=SCHEMA,
