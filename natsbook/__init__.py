@@ -41,6 +41,7 @@ __all__ = [
     "local_server",
     "matches",
     "read_capture",
+    "unload_ipython_extension",
 ]
 
 
@@ -49,3 +50,10 @@ def load_ipython_extension(ipython: object) -> None:
     from .magics import load_ipython_extension as _load
 
     _load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext natsbook``: close the magics' connection and embedded server."""
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

@@ -129,9 +129,14 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        self._close_pipe()
+        _live.discard(self)
+
+    def _close_pipe(self) -> None:
         if self._reader is not None:
             self._reader.join(2)
-        _live.discard(self)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
 
     def kill(self) -> None:
         """kill -9, for fault tests. ``start()`` brings it back on the same port."""
@@ -139,8 +144,7 @@ class LocalServer:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        if self._reader is not None:
-            self._reader.join(2)
+        self._close_pipe()
 
     def signal(self, sig: int) -> None:
         """Send a signal (e.g. signal.SIGSTOP / SIGCONT) to the server process."""

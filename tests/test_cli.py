@@ -1,0 +1,190 @@
+"""The natsbook command against real processes: start, ready, stop, nothing leaked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import natsbook
+from natsbook import cli
+
+from ._proc import alive, descendants, free_port, isolated_env, wait_gone, wait_json
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "natsbook.cli"]
+
+
+def _spawn(args: list[str], tmp: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CLI, *args], env=isolated_env(tmp, **env), cwd=tmp,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _stop(proc: subprocess.Popen[str], sig: int, timeout: float = 40.0) -> str:
+    proc.send_signal(sig)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate(timeout=10)
+        raise AssertionError(f"no stop within {timeout}s after signal {sig}:\n{out}") from None
+    return out
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> Any:
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def _one_message(url: str, subject: str, timeout: float = 15.0) -> natsbook.Msg:
+    with natsbook.connect(url) as conn:
+        sub = conn.subscribe(subject)
+        deadline = time.monotonic() + timeout
+        while sub.last_msg is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sub.last_msg is not None, f"nothing on {subject!r} within {timeout}s"
+        return sub.last_msg
+
+
+def test_help_and_version() -> None:
+    out = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0
+    for command in ("lab", "server", "simulate"):
+        assert command in out.stdout
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+
+
+def test_unknown_option_is_an_error() -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["server", "--bogus"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_server_serves_and_stops_cleanly(tmp_path: Path, sig: int) -> None:
+    ready = tmp_path / "ready.json"
+    proc = _spawn(["server", "--simulate", "--rate", "5", "--ready-file", str(ready)], tmp_path)
+    try:
+        info = wait_json(ready, proc)
+        assert info["pid"] == proc.pid
+        assert alive(info["server_pid"])
+        msg = _one_message(info["url"], "telemetry.>")
+        assert set(msg.json()) >= {"device", "temperature", "humidity", "battery", "status"}
+        with natsbook.connect(info["url"]) as conn:
+            assert "epoch" in conn.request("svc.time", timeout=5).json()
+        varz = _get(f"{info['monitor_url']}/varz")
+        assert varz["jetstream"]["config"]["store_dir"]
+        children = descendants(proc.pid)
+        assert info["server_pid"] in children
+    finally:
+        out = _stop(proc, sig)
+    assert proc.returncode == 0, out
+    assert "NATS_URL=nats://127.0.0.1:" in out
+    assert not wait_gone(children), f"left running: {children}"
+    assert not ready.exists()
+
+
+def test_server_on_a_busy_port_fails_with_a_message(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run([*CLI, "server", "--port", str(port)], capture_output=True,
+                             text=True, timeout=60, env=isolated_env(tmp_path))
+    assert out.returncode == 1
+    assert "address already in use" in out.stderr
+
+
+def test_simulate_runs_for_its_duration(server: natsbook.LocalServer, subject: str,
+                                        tmp_path: Path) -> None:
+    with natsbook.connect(server.url) as conn:
+        sub = conn.subscribe(f"{subject}.>")
+        out = subprocess.run(
+            [*CLI, "simulate", "--url", server.url, "--devices", "3", "--rate", "10",
+             "--duration", "1.5", "--prefix", subject, "--no-services", "--workers", "0"],
+            capture_output=True, text=True, timeout=60, env=isolated_env(tmp_path))
+        conn.flush()
+    assert out.returncode == 0, out.stderr
+    assert "published" in out.stdout
+    published = int(out.stdout.split("published ")[1].split()[0])
+    assert published > 0
+    assert sub.received == published
+    assert {s.split(".")[-1] for s in sub.to_pandas()["subject"]} == {
+        "th-001", "th-002", "th-003"}
+
+
+def test_simulate_without_a_server_says_what_to_do(tmp_path: Path) -> None:
+    port = free_port()
+    out = subprocess.run([*CLI, "simulate", "--url", f"nats://127.0.0.1:{port}"],
+                         capture_output=True, text=True, timeout=60,
+                         env=isolated_env(tmp_path))
+    assert out.returncode == 1
+    assert "natsbook server" in out.stderr
+
+
+def test_lab_dry_run_starts_nothing(tmp_path: Path) -> None:
+    out = subprocess.run([*CLI, "lab", "--dry-run", "--port", "0", "--notebook-dir",
+                          str(tmp_path / "nb")], capture_output=True, text=True, timeout=60,
+                         env=isolated_env(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "-m jupyterlab" in out.stdout and "--ServerApp.ip=127.0.0.1" in out.stdout
+    assert sorted(p.name for p in (tmp_path / "nb").glob("*.ipynb")) == sorted(
+        p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_lab_starts_becomes_ready_and_stops_everything(tmp_path: Path, sig: int) -> None:
+    notebooks = tmp_path / "nb"
+    shutil.copytree(REPO / "notebooks", notebooks)
+    ready = tmp_path / "lab.json"
+    proc = _spawn(["lab", "--no-browser", "--port", "0", "--notebook-dir", str(notebooks),
+                   "--rate", "5", "--ready-file", str(ready)], tmp_path)
+    try:
+        info = wait_json(ready, proc, timeout=120)
+        auth = {"Authorization": f"token {info['token']}"}
+        assert "started" in _get(f"{info['lab_url']}/api/status", auth)
+        names = {c["name"] for c in _get(f"{info['lab_url']}/api/contents", auth)["content"]}
+        assert "01-quickstart.ipynb" in names
+        # A kernel: Jupyter must shut it down when we stop.
+        req = urllib.request.Request(f"{info['lab_url']}/api/kernels", method="POST",
+                                     data=b'{"name": "python3"}',
+                                     headers={**auth, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            assert resp.status == 201
+        assert "device" in _one_message(info["nats_url"], "telemetry.>").json()
+        children = descendants(proc.pid)
+        assert {info["server_pid"], info["lab_pid"]} <= children
+        assert len(children) >= 3  # nats-server, JupyterLab, the kernel
+    finally:
+        out = _stop(proc, sig)
+    assert proc.returncode == 0, out
+    assert not wait_gone(children), f"left running: {children}\n{out}"
+    assert not ready.exists()
+
+
+def test_find_notebooks_rules(tmp_path: Path) -> None:
+    # A source checkout: the repository's notebooks, in place.
+    assert cli.find_notebooks() == REPO / "notebooks"
+    # An empty directory gets the examples; files already there are never overwritten.
+    target = tmp_path / "mine"
+    assert cli.find_notebooks(target) == target
+    names = sorted(p.name for p in target.glob("*.ipynb"))
+    assert "01-quickstart.ipynb" in names
+    (target / "01-quickstart.ipynb").write_text("{}")
+    (target / "02-telemetry-analysis.ipynb").unlink()
+    cli.find_notebooks(target)
+    assert (target / "01-quickstart.ipynb").read_text() == "{}"
+    assert not (target / "02-telemetry-analysis.ipynb").exists()  # not empty: left alone
