@@ -32,7 +32,7 @@ SUBJECT = b"bench.capture"
 
 
 # ----------------------------------------------------------------------------- flooder
-def flood(url: str, count: int, rate: float | None) -> dict[str, float]:
+def flood(url: str, count: int, rate: float | None, varied: bool = False) -> dict[str, float]:
     host, port = url.removeprefix("nats://").rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=10)
     s.recv(65536)  # INFO
@@ -42,12 +42,19 @@ def flood(url: str, count: int, rate: float | None) -> dict[str, float]:
         buf += s.recv(4096)
     frame = b"PUB %b %d\r\n%b\r\n" % (SUBJECT, len(PAYLOAD), PAYLOAD)
     batch = 5000
-    chunk = frame * batch
+    if varied:
+        # 100 subjects, payloads of 8..47 bytes: no two consecutive frames alike.
+        frames = [b"PUB %b.%d %d\r\n%b\r\n" % (SUBJECT, i % 100, 8 + i % 40, b"x" * (8 + i % 40))
+                  for i in range(batch)]
+        chunk = b"".join(frames)
+    else:
+        frames = [frame] * batch
+        chunk = frame * batch
     start = time.perf_counter()
     sent = 0
     while sent < count:
         n = min(batch, count - sent)
-        s.sendall(chunk if n == batch else frame * n)
+        s.sendall(chunk if n == batch else b"".join(frames[:n]))
         sent += n
         if rate:
             due = start + sent / rate
@@ -154,7 +161,8 @@ def sub_natspy(url: str, expected: int) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- driver
-def run_pair(url: str, client: str, count: int, rate: float | None) -> dict[str, float]:
+def run_pair(url: str, client: str, count: int, rate: float | None,
+             varied: bool = False) -> dict[str, float]:
     sub = subprocess.Popen([sys.executable, str(HERE), "--role", client, "--url", url,
                             "--count", str(count)], stdout=subprocess.PIPE, text=True)
     assert sub.stdout is not None
@@ -163,7 +171,8 @@ def run_pair(url: str, client: str, count: int, rate: float | None) -> dict[str,
         sub.kill()
         raise RuntimeError(f"{client} subscriber did not start: {line!r}")
     flooder = subprocess.run([sys.executable, str(HERE), "--role", "flood", "--url", url,
-                              "--count", str(count)] + (["--rate", str(rate)] if rate else []),
+                              "--count", str(count)] + (["--rate", str(rate)] if rate else [])
+                             + (["--varied"] if varied else []),
                              capture_output=True, text=True, timeout=300, check=True)
     out, _ = sub.communicate(timeout=300)
     res = json.loads(out.strip().splitlines()[-1])
@@ -217,12 +226,13 @@ def main() -> None:
     ap.add_argument("--rate", type=float)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--varied", action="store_true", help="flood role: varied subjects/sizes")
     ap.add_argument("--sustained-rate", type=float, default=300_000)
     ap.add_argument("--sustained-seconds", type=float, default=10)
     ap.add_argument("--df-rows", type=int, default=1_000_000)
     args = ap.parse_args()
     if args.role == "flood":
-        print(json.dumps(flood(args.url, args.count, args.rate)))
+        print(json.dumps(flood(args.url, args.count, args.rate, args.varied)))
         return
     if args.role == "natsbook":
         print(json.dumps(sub_natsbook(args.url, args.count)))
@@ -243,14 +253,18 @@ def main() -> None:
         for r in range(args.repeat):
             for client in ("natsbook", "nats-py"):
                 full = run_pair(srv.url, client, args.count, None)
+                varied = run_pair(srv.url, client, args.count, None, varied=True)
                 paced = run_pair(srv.url, client, sustained_n, args.sustained_rate)
                 bucket = results[client]
                 for k, v in full.items():
                     bucket.setdefault(f"full_{k}", []).append(v)
+                for k, v in varied.items():
+                    bucket.setdefault(f"varied_{k}", []).append(v)
                 for k, v in paced.items():
                     bucket.setdefault(f"paced_{k}", []).append(v)
                 print(f"  run {r + 1} {client:8s}: full {full['rate']:>10,.0f} msg/s "
-                      f"lost {full['lost']:>9,}  | paced {paced['flood_rate']:>9,.0f} msg/s "
+                      f"lost {full['lost']:>9,}  | varied {varied['rate']:>10,.0f} msg/s "
+                      f"lost {varied['lost']:>9,} | paced {paced['flood_rate']:>9,.0f} msg/s "
                       f"lost {paced['lost']:>9,}  kernel wake p99 "
                       f"{paced['lat_p99_ms']:.1f} ms max {full['lat_max_ms']:.1f} ms",
                       flush=True)
@@ -261,9 +275,18 @@ def main() -> None:
     nb_rate, py_rate = med("natsbook", "full_rate"), med("nats-py", "full_rate")
     print(f"\nflood of {args.count:,} x {len(PAYLOAD)}-byte messages at full speed "
           f"(median of {args.repeat}):")
-    print(f"  natsbook capture rate : {nb_rate:>12,.0f} msg/s   lost {med('natsbook', 'full_lost'):,.0f}")
-    print(f"  nats-py  capture rate : {py_rate:>12,.0f} msg/s   lost {med('nats-py', 'full_lost'):,.0f}")
+    print(f"  natsbook capture rate : {nb_rate:>12,.0f} msg/s   lost "
+          f"{med('natsbook', 'full_lost'):,.0f}")
+    print(f"  nats-py  capture rate : {py_rate:>12,.0f} msg/s   lost "
+          f"{med('nats-py', 'full_lost'):,.0f}")
     print(f"  ratio natsbook/nats-py: {nb_rate / py_rate if py_rate else float('inf'):.2f}x")
+    nbv, pyv = med("natsbook", "varied_rate"), med("nats-py", "varied_rate")
+    print("same flood with 100 subjects and 8..47-byte payloads (no two frames alike):")
+    print(f"  natsbook capture rate : {nbv:>12,.0f} msg/s   lost "
+          f"{med('natsbook', 'varied_lost'):,.0f}")
+    print(f"  nats-py  capture rate : {pyv:>12,.0f} msg/s   lost "
+          f"{med('nats-py', 'varied_lost'):,.0f}")
+    print(f"  ratio natsbook/nats-py: {nbv / pyv if pyv else float('inf'):.2f}x")
     print(f"sustained {args.sustained_rate:,.0f} msg/s for {args.sustained_seconds:g} s "
           f"({sustained_n:,} msgs):")
     for c in ("natsbook", "nats-py"):
@@ -272,7 +295,8 @@ def main() -> None:
     print("kernel-thread wake-up latency while capturing (natsbook, full speed / paced): "
           f"p99 {med('natsbook', 'full_lat_p99_ms'):.1f} / "
           f"{med('natsbook', 'paced_lat_p99_ms'):.1f} ms, max "
-          f"{med('natsbook', 'full_lat_max_ms'):.1f} / {med('natsbook', 'paced_lat_max_ms'):.1f} ms")
+          f"{med('natsbook', 'full_lat_max_ms'):.1f} / "
+          f"{med('natsbook', 'paced_lat_max_ms'):.1f} ms")
     df = dataframe_bench(args.df_rows)
     print(f"DataFrame of {args.df_rows:,} captured rows (median of 3):")
     print(f"  text (no flattening): {df['df_text_s']:.3f} s  (+{df['df_text_arrow_mb']:.0f} MB "

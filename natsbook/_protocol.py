@@ -7,7 +7,9 @@ no per-message objects beyond one tuple. Any split of the stream parses the same
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 import orjson
 
@@ -144,6 +146,13 @@ def parse_headers(block: bytes) -> tuple[int | None, str, list[tuple[str, str]]]
 _MSG_FIRST = frozenset(b"MHmh")
 
 
+@lru_cache(maxsize=256)
+def _run_pattern(line: bytes, size: int) -> re.Pattern[bytes]:
+    """A run of complete frames that all carry exactly this MSG line and payload size."""
+    frame = re.escape(line) + rb"\r\n.{%d}\r\n" % size
+    return re.compile(rb"(?:" + frame + rb")++", re.DOTALL)
+
+
 class Parser:
     """Incremental parser. ``feed(chunk)`` returns (messages by sid, control frames).
 
@@ -211,7 +220,24 @@ class Parser:
                     )
                 break
             if eol - pos == cache_len and startswith(cache_line, pos):
-                pass  # subject, sid, reply, size, hdr_len still hold for this line
+                # subject, sid, reply, size, hdr_len still hold for this line. A flood repeats
+                # it frame after frame: let the regex engine find the whole run in C, then
+                # slice every payload in one comprehension.
+                if not hdr_len:
+                    run = _run_pattern(cache_line, size).match(buf, pos)
+                    if run is not None and run.end() - pos > size + cache_len + 4:
+                        frame_len = cache_len + size + 4
+                        first = pos + cache_len + 2
+                        stop = run.end()
+                        if sid != last_sid:
+                            got = groups.get(sid)
+                            if got is None:
+                                got = groups[sid] = []
+                            last_sid, last_list = sid, got
+                        last_list.extend([(subject, reply, None, buf[q:q + size])
+                                          for q in range(first, stop, frame_len)])
+                        pos = stop
+                        continue
             elif buf[pos] in _MSG_FIRST:
                 line = buf[pos:eol]
                 args = line.split()
@@ -241,7 +267,7 @@ class Parser:
                         if hdr_len < 0 or hdr_len > size:
                             raise ValueError
                     else:
-                        raise ValueError
+                        raise ProtocolError(f"unknown protocol line {bytes(line[:80])!r}")
                 except ValueError:
                     cache_len = -1
                     raise ProtocolError(f"malformed message line {bytes(line[:80])!r}") from None
