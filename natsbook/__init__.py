@@ -23,12 +23,14 @@ from ._server import LocalServer, local_server
 from ._subjects import check_publish, check_subscribe, matches
 from ._subscription import Subscription, SubStats
 from .errors import NatsbookError
+from .monitor import Monitor, monitor
 
 __all__ = [
     "Connection",
     "DrainReport",
     "Headers",
     "LocalServer",
+    "Monitor",
     "Msg",
     "NatsbookError",
     "SubStats",
@@ -37,12 +39,22 @@ __all__ = [
     "check_publish",
     "check_subscribe",
     "connect",
+    "dashboard",
     "load_ipython_extension",
     "local_server",
     "matches",
+    "monitor",
     "read_capture",
     "unload_ipython_extension",
 ]
+
+
+def dashboard(conn: Connection, **kwargs: object) -> object:
+    """All panels (publish, subscribe, request, subject explorer) in tabs, plus the
+    connection's state. See :func:`natsbook.widgets.dashboard`."""
+    from .widgets import dashboard as _dashboard
+
+    return _dashboard(conn, **kwargs)
 
 
 def load_ipython_extension(ipython: object) -> None:

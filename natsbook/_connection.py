@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from ._data_api import DataMethods
 from ._frames import filter_table, to_frame
 from ._msg import Msg, encode_payload
 from ._protocol import (
@@ -121,7 +122,7 @@ class DrainReport:
         return not (self.undelivered_callbacks or self.unsent_bytes or self.errors)
 
 
-class Connection:
+class Connection(DataMethods):
     """A NATS connection. Create with :func:`natsbook.connect`."""
 
     def __init__(self, servers: list[ServerURL], creds: Credentials, tls: TLSOptions, *,
@@ -199,7 +200,8 @@ class Connection:
                 self._cleanup_fds()
                 raise
             except NatsbookError as exc:
-                errors.append(str(exc).removeprefix("natsbook: "))
+                text = str(exc).removeprefix("natsbook: ")
+                errors.append(text if server.url in text else f"{server.url}: {text}")
                 continue
             except OSError as exc:
                 errors.append(f"{server.url}: {exc}")
@@ -550,14 +552,14 @@ class Connection:
                 sock.sendall(b"".join(frames) + PING)
                 probe = Parser(self._parser.max_payload)
                 buf = bytearray(rest)
-                got_pong = any(op == "PONG" for op in probe.feed(rest)[1]) if rest else False
+                got_pong = any(op == "PONG" for op, _ in probe.feed(rest)[1]) if rest else False
                 while not got_pong:
                     sock.settimeout(max(deadline - time.monotonic(), 0.01))
                     data = sock.recv(RECV_SIZE)
                     if not data:
                         raise ConnectionResetError("closed while subscribing")
                     buf += data
-                    got_pong = any(op == "PONG" for op in probe.feed(data)[1])
+                    got_pong = any(op == "PONG" for op, _ in probe.feed(data)[1])
             except (NatsbookError, OSError, ssl.SSLError) as exc:
                 log.debug("natsbook: lame duck move to %s failed: %s", server.url, exc)
                 sock.close()

@@ -78,6 +78,7 @@ class Subscription:
         self._pending_bytes = 0
         self._dropped = 0
         self._delivered = 0
+        self._busy = 0  # 1 while the callback runs: still pending, not yet delivered
         self._errors = 0
         self.errors: deque[str] = deque(maxlen=20)
         self._cond = threading.Condition()
@@ -130,6 +131,7 @@ class Subscription:
                     self._cond.wait(0.5)
                 row, t = self._pending.popleft()
                 self._pending_bytes -= len(row[3])
+                self._busy = 1
             msg = Msg.from_raw(*row, time=t, sid=self.sid, conn=self._conn)
             try:
                 cb(msg)
@@ -138,7 +140,10 @@ class Subscription:
                 text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 self.errors.append(text)
                 self._conn._report(f"callback on {self.subject!r} raised {text}")
-            self._delivered += 1
+            finally:
+                with self._cond:
+                    self._busy = 0
+                    self._delivered += 1
 
     def _stop(self, now: float | None = None, *, discard: bool = False) -> None:
         self.active = False
@@ -169,14 +174,17 @@ class Subscription:
     def stats(self) -> SubStats:
         st = self.store.stats if self.store is not None else None
         with self._cond:
-            pending = len(self._pending)
+            # A message inside the callback is still pending, so the counters always add up.
+            pending = len(self._pending) + self._busy
+            delivered = self._delivered
+            dropped = self._dropped
         return SubStats(
             received=self.received,
             stored=st.stored if st else 0,
             evicted=st.evicted if st else 0,
             spilled=st.spilled if st else 0,
-            dropped=self._dropped,
-            delivered=self._delivered,
+            dropped=dropped,
+            delivered=delivered,
             pending=pending,
             callback_errors=self._errors,
             bytes=st.bytes if st else 0,

@@ -204,6 +204,9 @@ def _wrap(sock: socket.socket, tls: TLSOptions, host: str, url: str,
         raise TLSError(f"TLS handshake with {url} failed ({exc.reason or exc}) - check that the "
                        "server speaks TLS on this port and tls_handshake_first matches", url) \
             from None
+    except TimeoutError:
+        raise TLSError(f"TLS handshake with {url} timed out - check that the server speaks TLS "
+                       "on this port and tls_handshake_first matches", url) from None
 
 
 def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: str | None,
@@ -261,8 +264,9 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
                     sock = _wrap(sock, tls, server.host, url, deadline)
                 except TLSError as exc:
                     if not want_tls:
-                        raise TLSError(f"{url} requires TLS and its certificate could not be "
-                                       f"verified ({exc}) - pass tls_ca=", url) from None
+                        inner = str(exc).removeprefix("natsbook: ")
+                        raise TLSError(f"{url} requires TLS (tls_required in its INFO): {inner}",
+                                       url) from None
                     raise
                 is_tls = True
         opts: dict[str, Any] = {

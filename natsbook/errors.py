@@ -21,6 +21,7 @@
     ├── NoRespondersError            .subject
     ├── ServiceError                 .code .description   an error reply from a serve() handler
     ├── ServerStartError                            the embedded nats-server did not start
+    ├── MonitorError                 .url .status   the HTTP monitoring endpoint failed
     └── JetStreamError               .code .err_code .description
         └── NotFoundError            .name .suggestion
 """
@@ -39,6 +40,7 @@ __all__ = [
     "FlushTimeout",
     "JetStreamError",
     "MaxPayloadError",
+    "MonitorError",
     "NatsbookError",
     "NoRespondersError",
     "NotConnectedError",
@@ -185,6 +187,15 @@ class ServiceError(NatsbookError):
 
 class ServerStartError(NatsbookError):
     """The embedded nats-server did not start."""
+
+
+class MonitorError(NatsbookError):
+    """The monitoring endpoint could not be reached or answered an error."""
+
+    def __init__(self, message: str, url: str = "", status: int | None = None) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(message)
 
 
 class JetStreamError(NatsbookError):

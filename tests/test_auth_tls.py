@@ -102,7 +102,7 @@ def test_creds(tmp_path: Path) -> None:
         assert_fast_auth_error(lambda: natsbook.connect(srv.url, creds=bad))
     not_creds = tmp_path / "x.creds"
     not_creds.write_text("hello")
-    with pytest.raises(natsbook.errors.BadInputError, match="not a NATS .creds"):
+    with pytest.raises(natsbook.errors.BadInputError, match=r"not a NATS \.creds"):
         natsbook.connect("nats://127.0.0.1:1", creds=not_creds)
 
 
@@ -128,7 +128,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def tls_config(pki: dict[str, str], extra: str = "") -> str:
-    return f'tls {{\n cert_file: "{pki["cert"]}"\n key_file: "{pki["key"]}"\n timeout: 2\n {extra}\n}}\n'
+    return (f'tls {{\n cert_file: "{pki["cert"]}"\n key_file: "{pki["key"]}"\n timeout: 2\n'
+            f' {extra}\n}}\n')
 
 
 

@@ -73,7 +73,7 @@ def test_nats_py_to_natsbook(server: LocalServer, subject: str) -> None:
         df = sub.to_pandas("text")
         n = df[df["subject"].str.startswith(f"{subject}.n.")]
         assert list(n["data"]) == [f"m{i}" for i in range(100)]
-        hdr = [m for m in received if m.subject == f"{subject}.hdr"][0]
+        hdr = next(m for m in received if m.subject == f"{subject}.hdr")
         assert hdr.headers is not None and hdr.headers["K"] == "v"
 
 

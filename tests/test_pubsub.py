@@ -168,7 +168,7 @@ def test_request_reply_and_serve(conn: Connection, subject: str) -> None:
     with pytest.raises(NoRespondersError):
         conn.request(f"{subject}.nobody", b"", timeout=2)
     conn.subscribe(f"{subject}.silent")  # listens, never answers
-    with pytest.raises(RequestTimeout, match="within 0.2s"):
+    with pytest.raises(RequestTimeout, match=r"within 0\.2s"):
         conn.request(f"{subject}.silent", b"", timeout=0.2)
     # still usable
     assert conn.request(f"{subject}.echo", [1], timeout=2).json() == {"got": [1]}
@@ -275,7 +275,7 @@ def test_closed_connection_errors(server: LocalServer, subject: str) -> None:
     c = natsbook.connect(server.url)
     c.close()
     assert c.status == "closed"
-    with pytest.raises(ConnectionClosedError, match="natsbook.connect"):
+    with pytest.raises(ConnectionClosedError, match=r"natsbook\.connect"):
         c.publish(subject, b"")
     with pytest.raises(ConnectionClosedError):
         c.subscribe(subject)

@@ -175,7 +175,7 @@ def test_concurrent_to_pandas_while_capturing(server: LocalServer, subject: str)
         while time.monotonic() < deadline:
             try:
                 df = sub.to_pandas("json")
-            except BaseException as exc:  # noqa: BLE001 - the test records any failure
+            except BaseException as exc:
                 errors.append(exc)
                 break
             if len(df):

@@ -306,8 +306,8 @@ def ok_html(text: str) -> str:
 #: Styles shared by the panels' HTML tables (scoped by class names, injected once per panel).
 STYLE = """<style>
 .nb-table{border-collapse:collapse;font-size:12px;font-family:var(--jp-code-font-family,monospace)}
-.nb-table th{background:var(--jp-layout-color2,#eee);text-align:left;padding:2px 8px}
-.nb-table td{border-top:1px solid var(--jp-border-color2,#ddd);padding:2px 8px;
+table.nb-table th{background:var(--jp-layout-color2,#eee);text-align:left;padding:2px 8px}
+table.nb-table td{border-top:1px solid var(--jp-border-color2,#ddd);padding:2px 8px;
  max-width:520px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .nb-empty{color:#888;font-style:italic}
 .nb-hint{color:#666;font-size:12px}

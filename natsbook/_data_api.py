@@ -1,0 +1,56 @@
+"""JetStream and KV as Connection methods: thin delegations to natsbook.jetstream / .kv, so
+``conn.streams()`` and ``natsbook.jetstream.streams(conn)`` are one implementation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from . import jetstream as _js
+from . import kv as _kv
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["DataMethods"]
+
+
+class DataMethods:
+    """Mixed into Connection."""
+
+    def streams(self, *, timeout: float = 5.0) -> pd.DataFrame:
+        """Every stream: name, subjects, messages, bytes, first/last seq and time, consumers,
+        storage."""
+        return _js.streams(self._as_conn(), timeout=timeout)
+
+    def stream_info(self, name: str, *, timeout: float = 5.0) -> dict[str, Any]:
+        """The stream's config and state as the JetStream API returns them."""
+        return _js.stream_info(self._as_conn(), name, timeout=timeout)
+
+    def stream_subjects(self, name: str, filter: str = ">", *,
+                        timeout: float = 5.0) -> pd.DataFrame:
+        """Stored message counts per subject (the data for a subject tree)."""
+        return _js.stream_subjects(self._as_conn(), name, filter, timeout=timeout)
+
+    def stream_history(self, name: str, **kwargs: Any) -> pd.DataFrame:
+        """A stream's stored messages as a capture DataFrame with ``seq`` and stored ``time``.
+        See :func:`natsbook.jetstream.stream_history` for the arguments."""
+        return _js.stream_history(self._as_conn(), name, **kwargs)
+
+    def follow(self, name: str, **kwargs: Any) -> _js.Follow:
+        """History then live, with no gap and no duplicate at the seam."""
+        return _js.follow(self._as_conn(), name, **kwargs)
+
+    def js_publish(self, subject: str, data: Any = b"", **kwargs: Any) -> _js.PubAck:
+        """Publish into a stream and wait for the ack (stream, seq, duplicate)."""
+        return _js.js_publish(self._as_conn(), subject, data, **kwargs)
+
+    def kv(self, bucket: str, *, create: bool = False, **kwargs: Any) -> _kv.KV:
+        """A KV bucket (``create=True`` creates it if missing)."""
+        if create:
+            return _kv.create_kv(self._as_conn(), bucket, **kwargs)
+        return _kv.kv(self._as_conn(), bucket, **kwargs)
+
+    def _as_conn(self) -> Connection:
+        return self  # type: ignore[return-value]
