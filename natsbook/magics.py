@@ -9,6 +9,9 @@
     %nats_req SUBJECT [PAYLOAD] [--timeout S] [-H KEY:VALUE ...]           (%%nats_req too)
     %nats_unsub [SUBJECT | --all]      %nats_subs      %nats_info      %nats_close
     %nats_msgs [PATTERN] [--last N] [--decode json|text|bytes|auto] [-o NAME]
+    %nats_streams      %nats_stream NAME [--subject S] [--since T] [--last N] [-o NAME]
+    %nats_kv BUCKET [KEY] [-o NAME]    %nats_server varz|connz|closed|subsz|jsz|healthz|routez
+    %nats_panel        (the dashboard of publish/subscribe/request/explorer panels)
 
 Every magic goes through the public API (:func:`natsbook.connect` and ``Connection`` methods).
 Options live on the ``NatsMagics`` class: ``%config NatsMagics.timeout = 2``. Library errors
@@ -19,17 +22,12 @@ are never printed, and are replaced by ``***`` in this session's input history.
 from __future__ import annotations
 
 import contextlib
-import html
 import os
 import re
 import shlex
-import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-import orjson
 import pandas as pd
 from IPython.core.error import UsageError
 from IPython.core.magic import (
@@ -46,7 +44,21 @@ from traitlets.config import Configurable
 import natsbook
 
 from ._context import NatsContext, load_context
-from .errors import ConnectionClosedError, NatsbookError
+from ._magic_support import (
+    _AUTH_KEYS,
+    _FIELD_RE,
+    _INPUT_VAR_RE,
+    _NOT_CONNECTED,
+    _check_name,
+    _headers,
+    _LiveStatus,
+    _parse,
+    _render_payload,
+    _secrets_in_url,
+    _StatusTicker,
+    _usage_errors,
+)
+from .errors import NatsbookError
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -57,179 +69,6 @@ if TYPE_CHECKING:
     from ._subscription import Subscription
 
 __all__ = ["NatsMagics", "load_ipython_extension", "unload_ipython_extension"]
-
-_NOT_CONNECTED = ("not connected - run %nats_connect first (a URL, --context NAME, or nothing: "
-                  "$NATS_URL, else an embedded nats-server)")
-# {expr} fields in payload-bearing lines: no quotes or colons inside, so JSON objects such as
-# {"id": 1} are never taken for a field (IPython's own expansion would turn that into "id").
-_FIELD_RE = re.compile(r"\{\{([^{}\"':]+)\}\}|\{([^{}\"':]+)\}")
-_INPUT_VAR_RE = re.compile(r"^_i(\d*|i|ii|00)$")
-_AUTH_KEYS = ("token", "user", "password", "creds", "nkey_seed")
-_SHOW_CHARS = 20_000
-
-
-@contextlib.contextmanager
-def _usage_errors() -> Iterator[None]:
-    """Turn library errors into one-line UsageErrors (the message already says what to do)."""
-    try:
-        yield
-    except ConnectionClosedError as exc:
-        raise UsageError(f"{exc} (in the notebook: %nats_connect)") from None
-    except NatsbookError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _parse(func: Any, line: str) -> Any:
-    """Split like a POSIX shell (quotes are removed, as natscli users expect; IPython's own
-    magic_arguments splitting keeps them), then parse with the magic's argparse parser."""
-    try:
-        argv = shlex.split(line)
-    except ValueError as exc:  # unbalanced quotes
-        raise UsageError(f"cannot split the line: {exc} - quote payloads that hold spaces or "
-                         "quotes, e.g. '{\"id\": 1}'") from None
-    return func.parser.parse_args(argv)
-
-
-def _check_name(name: str | None) -> None:
-    if name is not None and not name.isidentifier():
-        raise UsageError(f"-o {name!r} is not a valid Python variable name")
-
-
-def _headers(items: list[str] | None) -> dict[str, list[str]] | None:
-    if not items:
-        return None
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition(":")
-        if not sep or not key.strip():
-            raise UsageError(f"header {item!r} is not KEY:VALUE - e.g. -H Content-Type:json")
-        out.setdefault(key.strip(), []).append(value.strip())
-    return out
-
-
-def _secrets_in_url(url: str) -> list[str]:
-    try:
-        parts = urlsplit(url if "://" in url else "nats://" + url)
-    except ValueError:
-        return []
-    if parts.password:
-        return [parts.password]
-    return [parts.username] if parts.username else []
-
-
-def _render_payload(data: bytes) -> str:
-    """Pretty JSON when it is JSON, else text, else a bytes repr; long bodies are cut."""
-    if not data:
-        return "(empty payload)"
-    try:
-        text = orjson.dumps(orjson.loads(data), option=orjson.OPT_INDENT_2).decode()
-    except orjson.JSONDecodeError:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = repr(data)
-    if len(text) > _SHOW_CHARS:
-        text = text[:_SHOW_CHARS] + f"\n... ({len(text) - _SHOW_CHARS} more characters; the " \
-                                    "returned Msg holds all of it)"
-    return text
-
-
-class _LiveStatus:
-    """One subscription's status line; the ticker thread sets its widget's value (a trait)."""
-
-    __slots__ = ("_last_n", "_last_t", "done", "sub", "widget")
-
-    def __init__(self, sub: Subscription, widget: Any) -> None:
-        self.sub = sub
-        self.widget = widget
-        self.done = False
-        self._last_n = sub.received
-        self._last_t = time.monotonic()
-        self.widget.value = self.render(0.0)
-
-    def render(self, rate: float) -> str:
-        sub = self.sub
-        last = sub.last_msg
-        state = "●" if sub.active else "■ stopped"
-        parts = [f"{state} <b>{html.escape(sub.subject)}</b>",
-                 f"{sub.received:,} msgs", f"{rate:,.1f}/s"]
-        if sub.queue:
-            parts.insert(1, f"queue {html.escape(sub.queue)}")
-        if last is not None:
-            parts.append(f"last: {html.escape(last.subject)}")
-        return ("<span style='font-family: monospace; font-size: 12px'>"
-                + " · ".join(parts) + "</span>")
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        n = self.sub.received
-        rate = (n - self._last_n) / (now - self._last_t) if now > self._last_t else 0.0
-        self._last_n, self._last_t = n, now
-        if not self.sub.active:
-            self.done = True
-            rate = 0.0
-        value = self.render(rate)
-        if value != self.widget.value:  # set only on change: no comm traffic when idle
-            self.widget.value = value
-
-
-class _StatusTicker:
-    """One throttled background timer for every live status line of a magics instance.
-
-    It only sets widget traits (never ``with output:``), drops lines whose subscription has
-    ended, and exits when none is left.
-    """
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._items: list[_LiveStatus] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def add(self, status: _LiveStatus) -> None:
-        with self._lock:
-            self._items.append(status)
-            if self._thread is None:
-                self._stop.clear()
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="natsbook-magics-status")
-                self._thread.start()
-
-    @property
-    def running(self) -> bool:
-        with self._lock:
-            return self._thread is not None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            with self._lock:
-                items = list(self._items)
-            for st in items:
-                try:
-                    st.tick()
-                except Exception:  # a widget gone bad must not kill the other lines
-                    st.done = True
-            with self._lock:
-                self._items = [st for st in self._items if not st.done]
-                if not self._items:
-                    self._thread = None
-                    return
-        with self._lock:
-            self._thread = None
-
-    def stop(self) -> None:
-        """Final update of every line, then stop the thread."""
-        with self._lock:
-            thread, items = self._thread, list(self._items)
-            self._items.clear()
-        self._stop.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
-        for st in items:
-            with contextlib.suppress(Exception):
-                st.tick()
-
 
 @magics_class
 class NatsMagics(Magics, Configurable):
@@ -251,6 +90,9 @@ class NatsMagics(Magics, Configurable):
                                   help="%nats_sub's status line: a live widget (in a kernel "
                                        "with ipywidgets), one text line, or nothing."
                                   ).tag(config=True)
+    monitor_url = Unicode("", help="Monitoring URL for %nats_server (empty: "
+                                   "$NATSBOOK_MONITOR_URL, the embedded server's, else port "
+                                   "8222 of the connected host).").tag(config=True)
     status_interval = Float(0.5, help="Seconds between live status updates (0.25-10)."
                             ).tag(config=True)
 
@@ -732,6 +574,103 @@ class NatsMagics(Magics, Configurable):
             url = server.url
             server.close()
             print(f"natsbook: stopped the embedded nats-server at {url}")
+
+    # ------------------------------------------------------------------ JetStream, KV, server
+    @line_magic
+    def nats_streams(self, line: str) -> pd.DataFrame:
+        """Every JetStream stream as a DataFrame (messages, bytes, first/last seq and time)."""
+        if line.strip():
+            raise UsageError("%nats_streams takes no arguments")
+        conn = self._require()
+        with _usage_errors():
+            frame = conn.streams(timeout=self.timeout)
+        self._limit_display(len(frame))
+        return frame
+
+    @magic_arguments()
+    @argument("stream", help="stream name")
+    @argument("--subject", "-s", help="only stored messages on this subject (wildcards ok)")
+    @argument("--since", help="from this time: ISO time, epoch seconds or a duration ('10m')")
+    @argument("--until", help="up to this time")
+    @argument("--last", "-n", type=int, default=None, help="only the newest N messages")
+    @argument("--start-seq", type=int, default=None, help="from this stream sequence")
+    @argument("--decode", "-d", choices=["auto", "json", "text", "bytes"], default=None,
+              help="payload decoding (default: %%config NatsMagics.decode)")
+    @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
+    @line_magic
+    def nats_stream(self, line: str) -> pd.DataFrame:
+        """A stream's stored history as a capture DataFrame with ``seq`` and stored ``time``."""
+        args = _parse(self.nats_stream, line)
+        _check_name(args.name)
+        conn = self._require()
+        with _usage_errors():
+            frame = conn.stream_history(args.stream, subject=args.subject, since=args.since,
+                                        until=args.until, last=args.last,
+                                        start_seq=args.start_seq,
+                                        decode=args.decode or self.decode.lower(),
+                                        timeout=max(self.timeout, 10.0))
+        self._bind(args.name, frame)
+        self._limit_display(len(frame))
+        return frame
+
+    @magic_arguments()
+    @argument("bucket", help="KV bucket name")
+    @argument("key", nargs="?", help="show this key's history instead of the whole bucket")
+    @argument("--deleted", action="store_true", help="include deleted/purged keys")
+    @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
+    @line_magic
+    def nats_kv(self, line: str) -> pd.DataFrame:
+        """A KV bucket as a DataFrame (key, value, revision, created, operation)."""
+        args = _parse(self.nats_kv, line)
+        _check_name(args.name)
+        conn = self._require()
+        with _usage_errors():
+            bucket = conn.kv(args.bucket)
+            if args.key is not None:
+                frame = bucket.history(args.key)
+            else:
+                frame = bucket.to_pandas(self.decode.lower(), include_deleted=args.deleted)
+        self._bind(args.name, frame)
+        self._limit_display(len(frame))
+        return frame
+
+    @magic_arguments()
+    @argument("endpoint", choices=["varz", "connz", "closed", "subsz", "jsz", "healthz",
+                                   "routez"], help="monitoring endpoint")
+    @argument("--url", help="monitoring URL (default: %%config NatsMagics.monitor_url, "
+                            "$NATSBOOK_MONITOR_URL, the embedded server's, else port 8222 of "
+                            "the connected host)")
+    @argument("-o", "--out", dest="name", help="bind the result to this variable")
+    @line_magic
+    def nats_server(self, line: str) -> Any:
+        """Server monitoring as DataFrames: varz, connz, closed (close reasons, e.g. slow
+        consumers), subsz, jsz, healthz, routez."""
+        args = _parse(self.nats_server, line)
+        _check_name(args.name)
+        url = args.url or self.monitor_url or os.environ.get("NATSBOOK_MONITOR_URL", "")
+        if not url and self.server is not None and self.server.running:
+            url = self.server.monitor_url or ""
+        if not url and self.conn is not None and self.conn.connected_url:
+            host = self.conn.connected_url.split("://", 1)[1].rsplit(":", 1)[0]
+            url = f"http://{host}:8222"
+        if not url:
+            raise UsageError("no monitoring URL - pass --url http://HOST:8222 or "
+                             "%config NatsMagics.monitor_url = '...'")
+        with _usage_errors():
+            result = getattr(natsbook.monitor(url, timeout=self.timeout), args.endpoint)()
+        self._bind(args.name, result)
+        if isinstance(result, pd.DataFrame):
+            self._limit_display(len(result))
+        return result
+
+    @line_magic
+    def nats_panel(self, line: str) -> Any:
+        """The dashboard: publish, subscribe, request and subject explorer panels in tabs."""
+        if line.strip():
+            raise UsageError("%nats_panel takes no arguments")
+        conn = self._require()
+        with _usage_errors():
+            return natsbook.dashboard(conn)
 
     def close(self) -> None:
         """Close the connection and the embedded server (extension unload)."""

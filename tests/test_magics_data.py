@@ -1,0 +1,87 @@
+"""Magics over JetStream, KV, monitoring and the dashboard, against the real server."""
+
+from __future__ import annotations
+
+import uuid
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+
+import natsbook
+from natsbook import jetstream as js
+from natsbook.magics import NatsMagics
+from tests.conftest import TestingShell
+
+
+@pytest.fixture
+def stream(server: natsbook.LocalServer) -> tuple[str, str]:
+    name = f"S{uuid.uuid4().hex[:8]}".upper()
+    subject = f"m{uuid.uuid4().hex[:8]}"
+    with natsbook.connect(server.url) as c:
+        js.add_stream(c, name, [f"{subject}.>"])
+        for i in range(20):
+            c.js_publish(f"{subject}.{'a' if i % 2 else 'b'}", {"i": i})
+    return name, subject
+
+
+def test_streams_and_history(nats: TestingShell, stream: tuple[str, str]) -> None:
+    name, subject = stream
+    frame = nats.run_cell("%nats_streams").result
+    assert name in set(frame["name"])
+    hist = nats.run_cell(f"%nats_stream {name} --subject {subject}.a -o h").result
+    assert list(hist["i"]) == list(range(1, 20, 2))
+    assert list(hist["seq"]) == list(range(2, 21, 2))
+    assert nats.user_ns["h"] is hist
+    last = nats.run_cell(f"%nats_stream {name} --last 3").result
+    assert list(last["i"]) == [17, 18, 19]
+    with pytest.raises(UsageError, match="did you mean"):
+        nats.run_cell(f"%nats_stream {name}X")
+    with pytest.raises(UsageError, match="takes no arguments"):
+        nats.run_cell("%nats_streams foo")
+
+
+def test_kv_magic(nats: TestingShell, server: natsbook.LocalServer) -> None:
+    bucket = f"b{uuid.uuid4().hex[:8]}"
+    with natsbook.connect(server.url) as c:
+        kv = c.kv(bucket, create=True, history=5)
+        kv.put("k1", b"v1")
+        kv.put("k1", b"v2")
+        kv.put("k2", b"x")
+    frame = nats.run_cell(f"%nats_kv {bucket} -o kvdf").result
+    assert sorted(frame["key"]) == ["k1", "k2"]
+    assert frame.set_index("key").loc["k1", "value"] == "v2"
+    hist = nats.run_cell(f"%nats_kv {bucket} k1").result
+    assert list(hist["revision"]) == sorted(hist["revision"]) and len(hist) == 2
+    with pytest.raises(UsageError, match="not found"):
+        nats.run_cell("%nats_kv nosuchbucket")
+
+
+def test_server_magic(nats: TestingShell, server: natsbook.LocalServer,
+                      magics: NatsMagics) -> None:
+    with pytest.raises(UsageError):
+        nats.run_cell("%nats_server nonsense")
+    magics.monitor_url = server.monitor_url
+    varz = nats.run_cell("%nats_server varz").result
+    assert isinstance(varz, pd.DataFrame) and varz["version"].iloc[0]
+    connz = nats.run_cell("%nats_server connz -o cz").result
+    assert len(connz) >= 1 and nats.user_ns["cz"] is connz
+    health = nats.run_cell("%nats_server healthz").result
+    assert health["status"] == "ok"
+    magics.monitor_url = ""
+    with pytest.raises(UsageError, match="cannot reach"):
+        nats.run_cell("%nats_server varz --url http://127.0.0.1:1")
+
+
+def test_panel_magic(nats: TestingShell) -> None:
+    panel = nats.run_cell("%nats_panel").result
+    try:
+        assert panel.__class__.__name__ == "Dashboard"
+    finally:
+        panel.close()
+
+
+def test_data_magics_need_a_connection(ip: TestingShell) -> None:
+    for cell in ("%nats_streams", "%nats_stream S", "%nats_kv b", "%nats_panel"):
+        with pytest.raises(UsageError, match="not connected"):
+            ip.run_cell(cell)
