@@ -164,7 +164,7 @@ def test_request_reply_and_serve(conn: Connection, subject: str) -> None:
     # the responder keeps serving after an exception
     with pytest.raises(ServiceError):
         conn.request(f"{subject}.fail", b"", timeout=2)
-    assert svc.stats.callback_errors == 2
+    assert wait_for(lambda: svc.stats.callback_errors == 2)
     with pytest.raises(NoRespondersError):
         conn.request(f"{subject}.nobody", b"", timeout=2)
     conn.subscribe(f"{subject}.silent")  # listens, never answers
