@@ -58,18 +58,26 @@ def _headers_column(col: pa.ChunkedArray) -> list[Any]:
     out: list[Any] = [None] * len(col)
     if col.null_count == len(col):
         return out
-    values = col.to_pylist()
-    for i, block in enumerate(values):
-        if block:
+    # Publishers usually repeat the same header block: parse each distinct block once.
+    parsed: dict[bytes, dict[str, list[str]]] = {}
+    for i, block in enumerate(col.to_pylist()):
+        if not block:
+            continue
+        d = parsed.get(block)
+        if d is None:
             status, desc, items = parse_headers(block)
-            d: dict[str, Any] = {}
+            d = {}
             for k, v in items:
                 d.setdefault(k, []).append(v)
             if status is not None:
                 d.setdefault("Status", [str(status)])
                 if desc:
                     d.setdefault("Description", [desc])
-            out[i] = d
+            if len(parsed) < 65_536:
+                parsed[block] = d
+        else:
+            d = {k: list(v) for k, v in d.items()}  # each row owns its dict
+        out[i] = d
     return out
 
 
