@@ -18,7 +18,7 @@ from ._connection import (
     Connection,
 )
 from ._frames import filter_table, to_frame
-from ._store import SCHEMA
+from ._store import DEFAULT_BUDGET, SCHEMA
 from ._transport import Credentials, TLSOptions, parse_url
 from .errors import BadInputError
 
@@ -41,7 +41,8 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
             reconnect_buffer_size: int = DEFAULT_RECONNECT_BUFFER,
             pending_size: int = DEFAULT_PENDING_SIZE, echo: bool = True,
             discovery: bool = True,
-            error_callback: Callable[[str], Any] | None = None) -> Connection:
+            error_callback: Callable[[str], Any] | None = None,
+            capture_budget: int | None = DEFAULT_BUDGET) -> Connection:
     """Connect to NATS and start the background I/O thread.
 
     Args:
@@ -65,6 +66,9 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
         pending_size: bytes queued for the socket before publish() waits (backpressure).
         error_callback: called with a text for each asynchronous error (also kept in
             ``conn.errors`` and logged to the ``natsbook`` logger).
+        capture_budget: bytes all captures of this connection may hold together (1 GiB;
+            None: no joint bound). Past it the oldest rows of any capture are evicted and
+            counted; each capture also has its own ``max_bytes`` (256 MiB by default).
 
     Returns:
         A connected Connection.
@@ -107,7 +111,7 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
         reconnect=reconnect, max_reconnect_attempts=max_reconnect_attempts,
         reconnect_wait=reconnect_wait, reconnect_wait_max=reconnect_wait_max,
         reconnect_buffer_size=reconnect_buffer_size, pending_size=pending_size, echo=echo,
-        discovery=discovery, error_callback=error_callback,
+        discovery=discovery, error_callback=error_callback, capture_budget=capture_budget,
     )
     conn._connect_first()
     return conn

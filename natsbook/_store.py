@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time as _time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from operator import itemgetter
@@ -22,11 +23,15 @@ import pyarrow.parquet as pq
 
 from ._protocol import RawMsg
 
-__all__ = ["DEFAULT_MAX_BYTES", "SCHEMA", "CaptureStore", "StoreStats"]
+__all__ = ["DEFAULT_BUDGET", "DEFAULT_MAX_BYTES", "SCHEMA", "CaptureBudget", "CaptureStore",
+           "StoreStats"]
 
 #: Default bound per subscription: 256 MiB of captured data (payload + subject + headers).
 #: Eight full captures fit in 2 GiB; raise it with subscribe(..., max_bytes=...).
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+#: Default bound over every capture of one connection together (active and finished ones):
+#: 1 GiB. Past it the oldest rows of any capture go first.
+DEFAULT_BUDGET = 1024 * 1024 * 1024
 SEAL_ROWS = 8192
 SPILL_ROWS = 262_144
 
@@ -80,11 +85,46 @@ def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
     )
 
 
+class CaptureBudget:
+    """A byte bound shared by several stores (one connection's captures).
+
+    When the stores together hold more than ``max_bytes``, the oldest sealed batch across all
+    of them is evicted (and counted in that store's ``evicted``) until they fit. Enforced by
+    the thread that sealed, after it released its own store's lock, and taking one store lock
+    at a time, so two stores can never wait on each other.
+    """
+
+    def __init__(self, max_bytes: int | None = DEFAULT_BUDGET) -> None:
+        self.max_bytes = max_bytes
+        self._stores: weakref.WeakSet[CaptureStore] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def register(self, store: CaptureStore) -> None:
+        with self._lock:
+            self._stores.add(store)
+
+    @property
+    def used(self) -> int:
+        return sum(s._sealed_bytes for s in list(self._stores))
+
+    def enforce(self) -> None:
+        if self.max_bytes is None or self.used <= self.max_bytes:
+            return
+        with self._lock:
+            while self.used > self.max_bytes:
+                heads = [(s._head_time(), id(s), s) for s in list(self._stores)]
+                heads = [h for h in heads if h[0] is not None]
+                if not heads:
+                    return
+                min(heads)[2]._evict_head()
+
+
 class CaptureStore:
     """Thread-safe columnar message store with row/byte bounds and optional Parquet spill."""
 
     def __init__(self, *, max_rows: int | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                 spill: str | os.PathLike[str] | None = None, seal_rows: int = SEAL_ROWS) -> None:
+                 spill: str | os.PathLike[str] | None = None, seal_rows: int = SEAL_ROWS,
+                 budget: CaptureBudget | None = None) -> None:
         if max_rows is not None and max_rows < 1:
             raise ValueError("max_rows must be >= 1 or None")
         if max_bytes is not None and max_bytes < 1:
@@ -103,6 +143,9 @@ class CaptureStore:
         self._spilled = 0
         self._spill_dir = Path(spill) if spill is not None else None
         self._spill_parts: list[Path] = []
+        self._budget = budget
+        if budget is not None:
+            budget.register(self)
         if self._spill_dir is not None:
             self._spill_dir.mkdir(parents=True, exist_ok=True)
             self._spill_prefix = f"capture-{os.getpid()}-{id(self):x}-{_time.time_ns()}"
@@ -118,8 +161,36 @@ class CaptureStore:
             self._open.extend(rows)
             self._open_times.append((t_ns, len(rows)))
             self._received += len(rows)
-            if len(self._open) >= self.seal_rows:
-                self._seal_locked()
+            if len(self._open) < self.seal_rows:
+                return
+            self._seal_locked()
+        if self._budget is not None:
+            self._budget.enforce()
+
+    def seal(self) -> None:
+        """Seal the open rows now (a finished capture's tail then counts against budgets)."""
+        with self._lock:
+            self._seal_locked()
+        if self._budget is not None:
+            self._budget.enforce()
+
+    def _head_time(self) -> int | None:
+        """Receive time (ns) of the oldest sealed row held in memory, or None."""
+        with self._lock:
+            if not self._sealed:
+                return None
+            head = self._sealed[0]
+            if head.num_rows == 0:
+                return 0
+            return int(head.column(0)[0].value)
+
+    def _evict_head(self) -> None:
+        with self._lock:
+            if self._sealed:
+                head = self._sealed.popleft()
+                self._sealed_rows -= head.num_rows
+                self._sealed_bytes -= head.nbytes
+                self._evicted += head.num_rows
 
     def _seal_locked(self) -> None:
         if not self._open:

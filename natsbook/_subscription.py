@@ -147,6 +147,8 @@ class Subscription:
 
     def _stop(self, now: float | None = None, *, discard: bool = False) -> None:
         self.active = False
+        if self.store is not None:
+            self.store.seal()
         if self.closed_at is None:
             self.closed_at = now or time.time()
         with self._cond:

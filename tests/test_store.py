@@ -244,3 +244,32 @@ def test_replay_rate_and_errors(conn: Connection, subject: str) -> None:
     assert sub.to_pandas("json")["v"].tolist() == [1, 2, 3]
     times = sub.to_pandas()["time"]
     assert times.iloc[-1] - times.iloc[0] >= pd.Timedelta(milliseconds=5)
+
+
+def test_connection_budget_bounds_all_captures_together(server: LocalServer,
+                                                        subject: str) -> None:
+    """Two captures and a finished one share a 3 MB budget: the oldest rows go first, counted,
+    and the newest rows of the active capture are kept."""
+    with natsbook.connect(server.url, capture_budget=3_000_000) as c:
+        old = c.subscribe(f"{subject}.old")
+        for i in range(20_000):
+            c.publish(f"{subject}.old", b"o" * 100)
+        c.flush()
+        old.unsubscribe()  # finished, but still holding data
+        a = c.subscribe(f"{subject}.a")
+        b = c.subscribe(f"{subject}.b")
+        for i in range(60_000):
+            c.publish(f"{subject}.a", b'{"i":%d,"pad":"%s"}' % (i, b"a" * 80))
+            c.publish(f"{subject}.b", b"b" * 100)
+        c.flush()
+        for s in (a, b):
+            s.to_pandas()  # seal what is open
+        used = c.capture_budget.used
+        assert used <= 3_000_000 + 3 * 8192 * 200  # bound + at most one open batch each
+        assert old.stats.stored == 0 and old.stats.evicted == 20_000  # oldest went first
+        for s in (a, b, old):
+            st = s.stats
+            assert st.received == st.stored + st.evicted
+        assert a.stats.evicted > 0 and b.stats.evicted > 0
+        newest = a.to_pandas("json")["i"]
+        assert newest.iloc[-1] == 59_999 and (newest.diff().dropna() == 1).all()
