@@ -41,7 +41,7 @@ from ._protocol import (
     encode_sub,
     encode_unsub,
 )
-from ._store import DEFAULT_MAX_BYTES, CaptureStore
+from ._store import DEFAULT_BUDGET, DEFAULT_MAX_BYTES, CaptureBudget, CaptureStore
 from ._subjects import check_publish, check_queue, check_subscribe
 from ._subscription import DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MSGS, Subscription
 from ._transport import Credentials, ServerURL, TLSOptions, handshake, parse_url
@@ -130,7 +130,8 @@ class Connection(DataMethods):
                  max_outstanding_pings: int, reconnect: bool, max_reconnect_attempts: int,
                  reconnect_wait: float, reconnect_wait_max: float, reconnect_buffer_size: int,
                  pending_size: int, echo: bool, discovery: bool,
-                 error_callback: Callable[[str], Any] | None) -> None:
+                 error_callback: Callable[[str], Any] | None,
+                 capture_budget: int | None = DEFAULT_BUDGET) -> None:
         self._pool = list(servers)
         self._creds = creds
         self._tls = tls
@@ -147,6 +148,8 @@ class Connection(DataMethods):
         self._echo = echo
         self._discovery = discovery
         self._error_callback = error_callback
+        #: One byte bound over every capture of this connection (see CaptureBudget).
+        self.capture_budget = CaptureBudget(capture_budget)
 
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -247,11 +250,13 @@ class Connection(DataMethods):
     # ------------------------------------------------------------------ I/O thread
     def _run(self) -> None:
         while not self._stop.is_set():
+            lame = False
             try:
                 self._io_loop()
                 reason = "closed"
             except _Lost as exc:
                 reason = str(exc)
+                lame = self._lame
             except ProtocolError as exc:
                 reason = f"protocol error: {exc}"
                 self._report(reason)
@@ -259,7 +264,7 @@ class Connection(DataMethods):
                 reason = f"connection error: {exc}"
             if self._stop.is_set():
                 break
-            if self._lame and self._sock is not None:
+            if lame and self._sock is not None:
                 # Make before break: the lame duck still serves us while we move.
                 self._lame = False
                 try:
@@ -528,12 +533,15 @@ class Connection(DataMethods):
            arrive meanwhile are kept and parsed after the switch);
         2. on the lame duck: send what is queued, UNSUB everything, PING, and keep reading
            until every outstanding PONG is in, so nothing routed there is left behind;
-        3. switch sockets. Between 1 and 2 a message may arrive on both sockets (a duplicate
-           is possible, a loss is not). With no other server to go to, stay on the lame duck.
+        3. switch sockets and record the few milliseconds of the move as a gap: a message
+           routed while the cluster had not yet learned the new interest can still be missing
+           (core NATS cannot rule that out without risking duplicates). With no other server
+           to go to, stay on the lame duck until it closes the connection.
         """
         old = self._sock
         assert old is not None
         lame = self._server
+        started = time.time()
         deadline = time.monotonic() + self.connect_timeout
         new: socket.socket | None = None
         for server in [s for s in self._pool if s != lame]:
@@ -587,7 +595,19 @@ class Connection(DataMethods):
             self._cond.notify_all()
         try:
             old.settimeout(max(deadline - time.monotonic(), 0.05))
-            old.sendall(memoryview(b"".join(frames))[sent:])
+            try:
+                old.sendall(memoryview(b"".join(frames))[sent:])
+            except (OSError, ssl.SSLError):
+                # Publishes not known to be out go to the new server (as after a disconnect).
+                pos, again = 0, []
+                for frame in frames:
+                    pos += len(frame)
+                    if pos > sent and frame.startswith(_PUB_PREFIXES):
+                        again.append(frame)
+                with self._lock:
+                    self._out[:0] = again
+                    self._out_bytes = sum(len(f) for f in self._out)
+                raise
             while not marker.event.is_set():
                 old.settimeout(max(deadline - time.monotonic(), 0.01))
                 data = old.recv(RECV_SIZE)
@@ -597,6 +617,9 @@ class Connection(DataMethods):
                 self._process(data)
         except (OSError, ssl.SSLError, ProtocolError) as exc:
             log.debug("natsbook: draining the lame duck %s: %s", lame.url, exc)
+        if self._stop.is_set():  # close() was called meanwhile
+            new.close()
+            return
         with self._lock:
             # PONGs the lame duck never sent: those flush() calls retry on the new server.
             while not marker.event.is_set() and self._pongs:
@@ -612,9 +635,14 @@ class Connection(DataMethods):
             self._adopt(new, new_info, bytes(buf), new_server)
             self._reconnects += 1
             self._last_err = ""
+            # Not a disconnect, but the cluster may not have learned the new interest yet when
+            # the old one went: a message routed in that window can be missing. Say so.
+            self._gaps.append(Gap(started, time.time(), lame.url,
+                                  f"moved off lame duck to {new_server.url}"))
             self._cond.notify_all()
         self._report(f"moved from lame duck {lame.url} to {new_server.url} (subscriptions "
                      "made on the new server before leaving the old one)")
+
     def _resume(self, sock: socket.socket, info: dict[str, Any], rest: bytes,
                 server: ServerURL) -> None:
         with self._lock:
@@ -781,7 +809,8 @@ class Connection(DataMethods):
             raise BadInputError(f"max_msgs={max_msgs!r} must be a positive int or None")
         if callback is not None and not callable(callback):
             raise BadInputError("callback must be callable (it receives one Msg)")
-        store = (CaptureStore(max_rows=max_rows, max_bytes=max_bytes, spill=spill)
+        store = (CaptureStore(max_rows=max_rows, max_bytes=max_bytes, spill=spill,
+                              budget=self.capture_budget)
                  if capture else None)
         sid = next(self._sids)
         sub = Subscription(self, sid, subject, queue, max_msgs, store, callback,
