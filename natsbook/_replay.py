@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
@@ -11,62 +10,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ._frames import META_COLUMNS
+from ._progress import Progress
 from .errors import BadInputError
 
 if TYPE_CHECKING:
     from ._connection import Connection
 
-__all__ = ["Progress", "publish_frame"]
+__all__ = ["publish_frame"]
 
 _SKIP = {*META_COLUMNS, "sub", "seq", "json_error"}
-
-
-class Progress:
-    """A progress display: an ipywidgets bar inside a kernel, else a stderr line (<= 4 Hz)."""
-
-    def __init__(self, total: int, label: str, enabled: bool = True) -> None:
-        self.total = total
-        self.label = label
-        self.enabled = enabled
-        self._last = 0.0
-        self._bar: Any = None
-        if not enabled:
-            return
-        try:
-            from IPython import get_ipython
-
-            shell = get_ipython()
-            if shell is not None and getattr(shell, "kernel", None) is not None:
-                import ipywidgets as w
-                from IPython.display import display
-
-                self._bar = w.IntProgress(value=0, max=max(total, 1), description=label)
-                display(self._bar)
-        except Exception:  # no widgets available: fall back to text
-            self._bar = None
-
-    def update(self, done: int, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < 0.25:
-            return
-        self._last = now
-        if self._bar is not None:
-            self._bar.value = done
-        else:
-            pct = 100.0 * done / self.total if self.total else 100.0
-            sys.stderr.write(f"\r{self.label}: {done}/{self.total} ({pct:5.1f}%)")
-            sys.stderr.flush()
-
-    def close(self, done: int) -> None:
-        if not self.enabled:
-            return
-        self.update(done, force=True)
-        if self._bar is not None:
-            self._bar.bar_style = "success"
-        else:
-            sys.stderr.write("\n")
 
 
 def _unflatten(row: dict[Hashable, Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 A bucket ``B`` is the stream ``KV_B`` storing subjects ``$KV.B.<key>``; each put is a message,
 a delete or purge is a message with a ``KV-Operation`` header. ``KV.to_pandas()`` reads the
 latest entry of every key in one batched direct get (``multi_last``); ``history(key)`` and
-``watch()`` reuse the stream-history and push-capture machinery of :mod:`natsbook.jetstream`.
+``watch()`` reuse the stream-history and push-capture machinery of :mod:`natsbook.jetstream`
+and :mod:`natsbook._jsread`.
 """
 
 from __future__ import annotations
@@ -19,21 +20,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._jsapi import API, _not_found, api_request, stream_names
+from ._jsread import PushCapture, _Batches, _parse_direct
 from ._protocol import parse_headers
 from .errors import BadInputError, JetStreamError, NotFoundError
-from .jetstream import (
-    API,
-    PushCapture,
-    _Batches,
-    _parse_direct,
-    _suggest,
-    add_stream,
-    api_request,
-    js_publish,
-    read_stream,
-    stream_info,
-    stream_names,
-)
+from .jetstream import add_stream, js_publish, read_stream, stream_info
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -180,12 +171,8 @@ class KV:
         try:
             self.info = stream_info(conn, self.stream, timeout=timeout)
         except NotFoundError:
-            buckets = kv_buckets(conn)
-            err = NotFoundError("bucket", bucket, _suggest(bucket, buckets))
-            if not buckets:
-                err.args = (f"{err.args[0]} - create it with natsbook.kv.create_kv(conn, "
-                            f"{bucket!r})",)
-            raise err from None
+            raise _not_found("bucket", bucket, kv_buckets(conn), "create it with "
+                             f"natsbook.kv.create_kv(conn, {bucket!r})") from None
         self.direct = bool(self.info.get("config", {}).get("allow_direct"))
 
     # -- single keys -------------------------------------------------------------------------

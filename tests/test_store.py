@@ -252,7 +252,7 @@ def test_connection_budget_bounds_all_captures_together(server: LocalServer,
     and the newest rows of the active capture are kept."""
     with natsbook.connect(server.url, capture_budget=3_000_000) as c:
         old = c.subscribe(f"{subject}.old")
-        for i in range(20_000):
+        for _ in range(20_000):
             c.publish(f"{subject}.old", b"o" * 100)
         c.flush()
         old.unsubscribe()  # finished, but still holding data

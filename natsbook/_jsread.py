@@ -1,0 +1,402 @@
+"""The JetStream read machinery below :mod:`natsbook.jetstream`: stored messages off the wire
+and into Arrow tables (SCHEMA columns + ``seq``).
+
+Two ways in. *Batched direct get* (server >= 2.11, streams with ``allow_direct``): every
+request's replies land in one capture subscription (``_Batches``) and the JetStream headers
+are taken apart column-wise with numpy on the raw Arrow buffers (``_parse_direct``), with a
+per-row fallback for layouts it does not expect. *Consumer deliveries*: an ephemeral consumer
+with no acks, pulled in batches (``_consumer_read``) or pushed (``PushCapture``, behind
+``follow()`` and KV watches); the stream sequence and time travel in its ``$JS.ACK`` reply
+subjects (``_parse_acked``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ._jsapi import API, _stream_call, api_request
+from ._protocol import parse_headers
+from ._store import SCHEMA
+from .errors import JetStreamError, NatsbookError, NotFoundError, Timeout
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+    from ._progress import Progress
+    from ._subscription import Subscription
+
+__all__ = ["BATCH_BYTES", "PushCapture"]
+
+#: Bytes asked for per direct-get batch: small enough that the server never queues more than
+#: a few MiB for us (the message count per batch is the caller's ``batch``).
+BATCH_BYTES = 8 * 1024 * 1024
+_DIRECT_HDRS = frozenset({"Nats-Stream", "Nats-Subject", "Nats-Sequence", "Nats-Time-Stamp",
+                          "Nats-Num-Pending", "Nats-Last-Sequence", "Nats-UpTo-Sequence"})
+# $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>, or the v2 form with
+# <domain>.<account hash> in front and a random token at the end.
+_ACK_RE = (r"^\$JS\.ACK\.(?:[^.]+\.[^.]+\.)?[^.]+\.[^.]+\.(?P<delivered>\d+)\.(?P<sseq>\d+)\."
+           r"(?P<cseq>\d+)\.(?P<ts>\d+)\.(?P<pending>\d+)(?:\.[^.]+)?$")
+
+
+# ---------------------------------------------------------------------------------- parsing
+def _status_mask(headers: pa.Array) -> pa.Array:
+    """True for status messages (EOB, 404, heartbeats): their header line carries a code."""
+    return pc.fill_null(pc.starts_with(headers, "NATS/1.0 "), False)
+
+
+def _build(subject: pa.Array, headers: pa.Array, payload: pa.Array, times: pa.Array,
+           seq: pa.Array) -> pa.Table:
+    n = len(subject)
+    return pa.table({
+        "time": times.cast(SCHEMA.field("time").type),
+        "subject": subject.cast(pa.string()),
+        "reply": pa.nulls(n, pa.string()),
+        "headers": headers.cast(pa.binary()),
+        "payload": payload.cast(pa.binary()),
+        "seq": seq.cast(pa.int64()),
+    })
+
+
+def _empty() -> pa.Table:
+    return _build(pa.array([], pa.string()), pa.array([], pa.binary()), pa.array([], pa.binary()),
+                  pa.array([], pa.int64()), pa.array([], pa.int64()))
+
+
+def _parse_direct(raw: pa.Table) -> pa.Table:
+    """Direct-get replies -> stored messages: subject, seq and time out of the headers, the
+    headers the publisher set kept (null when there were none)."""
+    hdr = raw["headers"].combine_chunks()
+    keep = pc.invert(_status_mask(hdr))
+    hdr = hdr.filter(keep)
+    payload = raw["payload"].combine_chunks().filter(keep)
+    n = len(hdr)
+    if n == 0:
+        return _empty()
+    hdr = pa.concat_arrays([hdr])  # fresh buffers starting at offset 0
+    try:
+        subject, seq, times, cut = _direct_fields(hdr)
+    except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return _parse_direct_slow(hdr, payload)
+    if cut is not None:  # rows whose publisher set headers: keep those, drop ours
+        blocks: list[bytes | None] = [None] * n
+        for i in np.flatnonzero(cut >= 0):
+            blocks[int(i)] = hdr[int(i)].as_py()[:int(cut[i])] + b"\r\n\r\n"
+        headers = pa.array(blocks, pa.binary())
+    else:
+        headers = pa.nulls(n, pa.binary())
+    return _build(subject, headers, payload, times, seq)
+
+
+def _slices(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """``data[starts[i]:ends[i]]`` for every i as one Arrow string array, without a loop."""
+    lengths = ends - starts
+    offsets = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
+    arr = pa.Array.from_buffers(pa.large_string(), len(starts),
+                                [None, pa.py_buffer(offsets), pa.py_buffer(data[idx])])
+    arr.validate(full=True)  # UTF-8 check: garbage raises ArrowInvalid -> slow path
+    return arr
+
+
+def _direct_fields(hdr: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array, np.ndarray | None]:
+    """Subject, seq and time of each direct-get header block, found with numpy on the raw
+    Arrow buffer (no per-row Python).
+
+    In a batch reply the server appends, after the publisher's own headers, exactly six
+    lines: Nats-Stream, -Subject, -Sequence, -Time-Stamp, -Num-Pending, -Last-Sequence, then
+    the blank line. So counting CRs back from each block's end finds every field. Also
+    returns, per row, where the publisher's headers end (-1 where there are none), or None
+    when no row has any. Raises ValueError when the layout is not the expected one.
+    """
+    n = len(hdr)
+    offs = np.frombuffer(hdr.buffers()[1], dtype=np.int32, count=n + 1).astype(np.int64)
+    data = np.frombuffer(hdr.buffers()[2], dtype=np.uint8, count=int(offs[-1]))
+    cr = np.flatnonzero(data == 13)
+    last = np.searchsorted(cr, offs[1:], side="left") - 1
+    first = np.searchsorted(cr, offs[:-1], side="left")
+    count = last - first + 1
+    if len(cr) == 0 or (count < 8).any():
+        raise ValueError("not a batched direct-get reply")
+    fields = []
+    for k, prefix in ((7, b"Nats-Stream: "), (6, b"Nats-Subject: "), (5, b"Nats-Sequence: "),
+                      (4, b"Nats-Time-Stamp: ")):
+        start = cr[last - k] + 2
+        for j, ch in enumerate(prefix):  # every line must start with the expected key
+            if not (data[start + j] == ch).all():
+                raise ValueError(f"unexpected direct-get header layout near {prefix!r}")
+        fields.append((start + len(prefix), cr[last - k + 1]))
+    subject = _slices(data, *fields[1]).cast(pa.string())
+    seq = _slices(data, *fields[2]).cast(pa.int64())
+    times = _slices(data, *fields[3]).cast(pa.timestamp("ns", tz="UTC"))
+    cut = None
+    if (count > 8).any():
+        cut = np.where(count > 8, cr[last - 7] - offs[:-1], -1)
+    return subject, seq, times, cut
+
+
+def _parse_direct_slow(hdr: pa.Array, payload: pa.Array) -> pa.Table:
+    subjects, seqs, times, blocks = [], [], [], []
+    for block in hdr.to_pylist():
+        _, _, items = parse_headers(block)
+        d = dict(items)
+        subjects.append(d.get("Nats-Subject"))
+        seqs.append(int(d.get("Nats-Sequence", 0)))
+        times.append(d.get("Nats-Time-Stamp"))
+        own = [(k, v) for k, v in items if k not in _DIRECT_HDRS]
+        blocks.append(("NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in own) + "\r\n")
+                      .encode() if own else None)
+    return _build(pa.array(subjects, pa.string()), pa.array(blocks, pa.binary()), payload,
+                  pa.array(times, pa.string()).cast(pa.timestamp("ns", tz="UTC")),
+                  pa.array(seqs, pa.int64()))
+
+
+def _parse_acked(raw: pa.Table) -> tuple[pa.Table, pa.Array, pa.Array]:
+    """Consumer deliveries -> stored messages; also the consumer sequences and pending counts.
+
+    Status messages (heartbeats, flow control, 404/408 ends of pulls) are dropped.
+    """
+    reply = raw["reply"].combine_chunks()
+    keep = pc.fill_null(pc.starts_with(reply, "$JS.ACK."), False)
+    t = raw.filter(keep)
+    if t.num_rows == 0:
+        return _empty(), pa.array([], pa.int64()), pa.array([], pa.int64())
+    seq, ns, cseq, pending = _ack_fields(t["reply"].combine_chunks())
+    table = _build(t["subject"].combine_chunks(), t["headers"].combine_chunks(),
+                   t["payload"].combine_chunks(), ns, seq)
+    return table, cseq, pending
+
+
+def _ack_fields(reply: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
+    """Stream seq, time (ns), consumer seq and pending out of ``$JS.ACK`` reply subjects."""
+    first = reply[0].as_py()
+    toks = first.split(".")
+    v1 = len(toks) == 9
+    prefix = ".".join(toks[:4 if v1 else 6]) + "."
+    # Usually one consumer: cut its constant prefix, split the five numbers, cast them at once.
+    if pc.all(pc.starts_with(reply, prefix)).as_py():
+        tail = pc.utf8_slice_codeunits(reply, len(prefix))
+        parts = pc.split_pattern(tail, ".")
+        width = 5 if v1 else 6
+        if pc.all(pc.equal(pc.list_value_length(parts), width)).as_py():
+            try:
+                nums = parts.flatten()
+                if not v1:
+                    nums = nums.take(pa.array(np.arange(len(reply) * width)
+                                              .reshape(-1, width)[:, :5].ravel()))
+                grid = nums.cast(pa.int64()).to_numpy().reshape(-1, 5)
+                return (pa.array(grid[:, 1]), pa.array(grid[:, 3]), pa.array(grid[:, 2]),
+                        pa.array(grid[:, 4]))
+            except pa.ArrowInvalid:
+                pass
+    ex = pc.extract_regex(reply, _ACK_RE)
+    sseq, ts, cseq, pending = (pc.struct_field(ex, f).cast(pa.int64())
+                               for f in ("sseq", "ts", "cseq", "pending"))
+    return sseq, ts, cseq, pending
+
+
+def _parse(raw: pa.Table, method: str) -> pa.Table:
+    return _parse_direct(raw) if method == "direct" else _parse_acked(raw)[0]
+
+
+# ---------------------------------------------------------------------------------- reading
+def _rfc3339(ts: pd.Timestamp) -> str:
+    return f"{ts:%Y-%m-%dT%H:%M:%S}.{ts.value % 1_000_000_000:09d}Z"
+
+
+class _Batches:
+    """One capture subscription on ``<inbox>.*``; each request replies to its own token, so
+    the end of a batch is simply a status message on that batch's subject."""
+
+    def __init__(self, conn: Connection, timeout: float) -> None:
+        self.conn = conn
+        self.timeout = timeout
+        self.prefix = conn.new_inbox()
+        self.sub: Subscription = conn.subscribe(self.prefix + ".*", max_bytes=None)
+        self._n = 0
+
+    def request(self, subject: str, payload: dict[str, Any], want: int | None = None) -> Any:
+        """Send a request and wait for the status that ends its replies (or `want` rows)."""
+        self._n += 1
+        reply = f"{self.prefix}.{self._n}"
+        start = self.sub.received
+        self.conn.publish(subject, payload, reply=reply)
+        deadline = time.monotonic() + self.timeout
+        seen, delay = start, 0.0002
+        while True:
+            last = self.sub.last_msg
+            if last is not None and last.subject == reply and last.status is not None:
+                return last
+            if want is not None and self.sub.received - start >= want:
+                return None  # a pull delivers exactly `want` with no status after them
+            if self.sub.received != seen:  # progress: a slow but moving read never times out
+                seen = self.sub.received
+                deadline = time.monotonic() + self.timeout
+                delay = 0.0002
+            elif time.monotonic() > deadline:
+                raise Timeout(f"JetStream stopped answering {subject!r} for {self.timeout:g}s "
+                              "in the middle of a read - the server may be overloaded; raise "
+                              "timeout=")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.005)
+
+    def table(self) -> pa.Table:
+        return self.sub.to_arrow()
+
+    def close(self) -> None:
+        self.sub.unsubscribe()
+
+
+def _direct_read(conn: Connection, stream: str, *, seq: int | None, start_time: str | None,
+                 subject: str | None, stop_seq: int, max_rows: int | None,
+                 batch: int, progress: Progress, timeout: float) -> pa.Table:
+    api = f"{API}DIRECT.GET.{stream}"
+    reader = _Batches(conn, timeout)
+    got = 0
+    try:
+        req: dict[str, Any] = {"start_time": start_time} if start_time else {"seq": seq or 1}
+        while True:
+            want = batch if max_rows is None else min(batch, max_rows - got)
+            if "seq" in req:
+                want = min(want, stop_seq - req["seq"] + 1)
+            if want <= 0:
+                break
+            req.update(batch=want, max_bytes=BATCH_BYTES)
+            if subject and subject != ">":
+                req["next_by_subj"] = subject
+            end = reader.request(api, req)
+            if end.status == 404:
+                break
+            if end.status != 204:
+                raise JetStreamError(f"direct get on stream {stream!r} answered "
+                                     f"{end.status} {end.description}", code=end.status)
+            h = end.headers
+            rows = reader.sub.received - reader._n  # every batch ends with one status
+            if rows <= got:
+                break
+            got = rows
+            progress.update(got)
+            last = int(h.get("Nats-Last-Sequence", "0"))
+            if (int(h.get("Nats-Num-Pending", "0")) == 0 or last >= stop_seq
+                    or (max_rows is not None and got >= max_rows)):
+                break
+            req = {"seq": last + 1}
+        return reader.table()
+    finally:
+        reader.close()
+
+
+def _consumer_read(conn: Connection, stream: str, *, seq: int | None, start_time: str | None,
+                   subject: str | None, stop_seq: int, max_rows: int | None,
+                   batch: int, progress: Progress, timeout: float) -> pa.Table:
+    cfg: dict[str, Any] = {"ack_policy": "none", "mem_storage": True, "num_replicas": 1,
+                           "inactive_threshold": 30_000_000_000, "max_batch": batch}
+    if start_time:
+        cfg.update(deliver_policy="by_start_time", opt_start_time=start_time)
+    else:
+        cfg.update(deliver_policy="by_start_sequence", opt_start_seq=max(seq or 1, 1))
+    if subject and subject != ">":
+        cfg["filter_subject"] = subject
+    info = _stream_call(conn, "CONSUMER.CREATE", stream, {"stream_name": stream, "config": cfg},
+                        timeout)
+    name = info["name"]
+    total = int(info.get("num_pending", 0))
+    reader = _Batches(conn, timeout)
+    try:
+        got = statuses = 0
+        while got < total and (max_rows is None or got < max_rows):
+            want = min(batch, total - got, (max_rows or total) - got)
+            end = reader.request(f"{API}CONSUMER.MSG.NEXT.{stream}.{name}",
+                                 {"batch": want, "no_wait": True}, want=want)
+            statuses += end is not None
+            got = reader.sub.received - statuses
+            progress.update(got)
+            last = reader.sub.last_msg
+            if end is not None or last is None or not (last.reply or "").startswith("$JS.ACK."):
+                break  # 404 No Messages: nothing more to read now
+            toks = (last.reply or "").split(".")
+            v1 = len(toks) == 9
+            if int(toks[-4 if v1 else -5]) >= stop_seq or int(toks[-1 if v1 else -2]) == 0:
+                break
+        return reader.table()
+    finally:
+        reader.close()
+        try:
+            api_request(conn, f"CONSUMER.DELETE.{stream}.{name}", timeout=timeout)
+        except JetStreamError:
+            pass  # an inactive ephemeral consumer goes away by itself
+
+
+def _first_at(conn: Connection, name: str, ts: pd.Timestamp, direct: bool,
+              timeout: float) -> int | None:
+    """Sequence of the first message stored at or after `ts` (None: there is none)."""
+    if direct:
+        msg = conn.request(f"{API}DIRECT.GET.{name}", {"start_time": _rfc3339(ts)},
+                           timeout=timeout)
+        if msg.status is not None or msg.headers is None:
+            return None
+        return int(msg.headers.get("Nats-Sequence", "0")) or None
+    try:
+        body = _stream_call(conn, "STREAM.MSG.GET", name, {"start_time": _rfc3339(ts)}, timeout)
+    except JetStreamError as exc:
+        if exc.code == 404 and not isinstance(exc, NotFoundError):
+            return None
+        raise
+    return int(body["message"]["seq"])
+
+
+# ---------------------------------------------------------------------------------- push
+class PushCapture:
+    """An ephemeral push consumer (no acks) delivering into a capture subscription.
+
+    The building block of :func:`natsbook.jetstream.follow` and KV watches. Deliveries are
+    parsed lazily, in bulk, when you ask for a table or a frame.
+    """
+
+    def __init__(self, conn: Connection, stream: str, config: dict[str, Any], *,
+                 timeout: float = 5.0, max_bytes: int | None = None) -> None:
+        self.conn = conn
+        self.stream = stream
+        self.deliver_subject = conn.new_inbox()
+        self.sub = conn.subscribe(self.deliver_subject, max_bytes=max_bytes)
+        cfg = {"ack_policy": "none", "mem_storage": True, "num_replicas": 1,
+               "deliver_subject": self.deliver_subject, "inactive_threshold": 10_000_000_000,
+               **config}
+        try:
+            info = _stream_call(conn, "CONSUMER.CREATE", stream,
+                                {"stream_name": stream, "config": cfg}, timeout)
+        except BaseException:
+            self.sub.unsubscribe()
+            raise
+        self.consumer = info["name"]
+        self.timeout = timeout
+
+    def table(self) -> tuple[pa.Table, pa.Array]:
+        """Delivered messages (SCHEMA + seq) and their consumer sequences."""
+        table, cseq, _ = _parse_acked(self.sub.to_arrow())
+        return table, cseq
+
+    def missed(self) -> int:
+        """Deliveries lost on the way (consumer sequence gaps, e.g. across a reconnect)."""
+        _, cseq = self.table()
+        if len(cseq) < 2:
+            return 0
+        c = cseq.to_numpy()
+        return int(np.clip(np.diff(c) - 1, 0, None).sum())
+
+    def stop(self) -> None:
+        """Delete the consumer and stop the subscription (stored rows stay readable)."""
+        if not self.sub.active:
+            return
+        try:
+            api_request(self.conn, f"CONSUMER.DELETE.{self.stream}.{self.consumer}",
+                        timeout=self.timeout)
+        except NatsbookError:
+            pass  # closed connection or gone server: the consumer expires by itself
+        if not self.conn.is_closed:
+            self.sub.unsubscribe()
