@@ -30,16 +30,12 @@ from ._frames import to_frame
 from ._jsapi import _check_name, _stream_call, api_request, stream_names
 from ._jsread import (
     PushCapture,
-    _Batches,  # noqa: F401  (tests reach the parser internals through this module)
     _consumer_read,
     _direct_read,
     _empty,
     _first_at,
     _parse,
-    _parse_direct,  # noqa: F401
-    _parse_direct_slow,  # noqa: F401
     _rfc3339,
-    _status_mask,  # noqa: F401
 )
 from ._progress import Progress
 from ._store import SCHEMA

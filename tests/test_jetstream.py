@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pytest
 
 import natsbook
+from natsbook import _jsread
 from natsbook import jetstream as js
 from natsbook.errors import BadInputError, JetStreamError, NotFoundError
 
@@ -357,16 +358,17 @@ def test_column_parse_agrees_with_the_per_row_parse(conn, stream, subject):
                      if i % 3 == 0 else None)
     conn.flush()
     wait_stored(conn, stream, 40)
-    reader = js._Batches(conn, 5.0)
+    reader = _jsread._Batches(conn, 5.0)
     try:
         reader.request(f"$JS.API.DIRECT.GET.{stream}", {"seq": 1, "batch": 100})
         raw = reader.table()
     finally:
         reader.close()
-    fast = js._parse_direct(raw)
+    fast = _jsread._parse_direct(raw)
     hdr = raw["headers"].combine_chunks()
-    keep = pc.invert(js._status_mask(hdr))
-    slow = js._parse_direct_slow(hdr.filter(keep), raw["payload"].combine_chunks().filter(keep))
+    keep = pc.invert(_jsread._status_mask(hdr))
+    payload = raw["payload"].combine_chunks().filter(keep)
+    slow = _jsread._parse_direct_slow(hdr.filter(keep), payload)
     assert fast.num_rows == 40
     assert fast.to_pylist() == slow.to_pylist()
     assert fast["headers"][3].as_py() == b"NATS/1.0\r\nA: 3\r\nB: x\r\n\r\n"
