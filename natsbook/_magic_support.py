@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import re
 import shlex
 import threading
@@ -51,6 +52,30 @@ def _parse(func: Any, line: str) -> Any:
         raise UsageError(f"cannot split the line: {exc} - quote payloads that hold spaces or "
                          "quotes, e.g. '{\"id\": 1}'") from None
     return func.parser.parse_args(argv)
+
+
+_JSON_AFTER_SUBJECT = re.compile(r"\s*[^\s-]\S*\s+(?=[\[{])")
+
+
+def _parse_payload_line(func: Any, line: str) -> Any:
+    """Like _parse, but an unquoted JSON object or array right after the subject is taken
+    verbatim as the payload (``%nats_pub s {"temp": 20.1} --count 2``), as a user would type
+    it; anything else is split like a shell."""
+    m = _JSON_AFTER_SUBJECT.match(line)
+    if m is not None:
+        start = m.end()
+        try:
+            _, end = json.JSONDecoder().raw_decode(line, start)
+        except ValueError:
+            end = -1
+        if end > start:
+            args = _parse(func, line[:start] + line[end:])
+            if args.payload is not None:
+                raise UsageError("two payloads given: the JSON after the subject and "
+                                 f"{args.payload!r} - give one")
+            args.payload = line[start:end]
+            return args
+    return _parse(func, line)
 
 
 def _check_name(name: str | None) -> None:

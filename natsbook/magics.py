@@ -53,6 +53,7 @@ from ._magic_support import (
     _headers,
     _LiveStatus,
     _parse,
+    _parse_payload_line,
     _render_payload,
     _secrets_in_url,
     _StatusTicker,
@@ -364,7 +365,7 @@ class NatsMagics(Magics, Configurable):
     @line_cell_magic
     def nats_pub(self, line: str, cell: str | None = None) -> None:
         """Publish a message (or ``--count`` of them) and wait until the server has them."""
-        args = _parse(self.nats_pub, line)
+        args = _parse_payload_line(self.nats_pub, line)
         if cell is not None and args.payload is not None:
             raise UsageError("%%nats_pub takes the payload from the cell body - leave it off the "
                              "line")
@@ -502,7 +503,7 @@ class NatsMagics(Magics, Configurable):
     def nats_req(self, line: str, cell: str | None = None) -> Msg:
         """Send a request; shows the reply (pretty JSON when it is JSON) and the round-trip
         time, returns the reply Msg."""
-        args = _parse(self.nats_req, line)
+        args = _parse_payload_line(self.nats_req, line)
         if cell is not None and args.payload is not None:
             raise UsageError("%%nats_req takes the payload from the cell body - leave it off the "
                              "line")

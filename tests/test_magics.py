@@ -586,3 +586,21 @@ def test_nkey_and_mutual_tls_flags_and_context(ip: TestingShell, magics: NatsMag
         ip.run_cell("%nats_connect --context mtls")
         assert magics.conn.is_connected and magics.conn.connected_url == url
         ip.run_cell("%nats_close")
+
+
+def test_unquoted_json_payload(nats: TestingShell, server: natsbook.LocalServer) -> None:
+    """A JSON payload typed as is after the subject (no shell quoting) is sent verbatim."""
+    with natsbook.connect(server.url) as c:
+        sub = c.subscribe("magic.json.>")
+        nats.run_cell('%nats_pub magic.json.a {"temp": 20.1, "tags": ["x y", "z"]}')
+        nats.run_cell('%nats_pub magic.json.b [1, 2] --count 2')
+        nats.run_cell("%nats_pub magic.json.c '{\"quoted\": true}'")
+        c.flush()
+        assert wait_for(lambda: len(sub) == 4)
+        assert sub.to_pandas("bytes")["data"].tolist() == [
+            b'{"temp": 20.1, "tags": ["x y", "z"]}', b"[1, 2]", b"[1, 2]", b'{"quoted": true}']
+        c.serve("magic.json.svc", lambda m: m.json())
+        reply = nats.run_cell('%nats_req magic.json.svc {"q": 1} --timeout 2').result
+        assert reply.json() == {"q": 1}
+        with pytest.raises(UsageError, match="two payloads"):
+            nats.run_cell('%nats_pub magic.json.a {"a": 1} extra')
