@@ -32,6 +32,7 @@ from ._data_api import DataMethods
 from ._frames import filter_table, to_frame
 from ._msg import Msg, encode_payload
 from ._protocol import (
+    HARD_MAX_FRAME,
     PING,
     PONG,
     Parser,
@@ -209,7 +210,13 @@ class Connection(DataMethods):
             except OSError as exc:
                 errors.append(f"{server.url}: {exc}")
                 continue
-            self._adopt(sock, info, rest, server)
+            try:
+                self._adopt(sock, info, rest, server)
+            except ProtocolError:
+                # Garbage right behind the handshake: leave no socket or pipe behind.
+                self._shutdown_socket()
+                self._cleanup_fds()
+                raise
             self._status = "connected"
             self._thread = threading.Thread(target=self._run, name="natsbook-io", daemon=True)
             self._thread.start()
@@ -412,7 +419,8 @@ class Connection(DataMethods):
         mp = info.get("max_payload")
         if isinstance(mp, int) and mp > 0:
             self.max_payload = mp
-            self._parser.max_payload = max(mp, 1024) + 64 * 1024
+            # Clamp: a server claiming a huge max_payload must not unbound our buffers.
+            self._parser.max_payload = min(max(mp, 1024) + 64 * 1024, HARD_MAX_FRAME)
         if self._discovery:
             known = {(s.host, s.port) for s in self._pool}
             for url in info.get("connect_urls") or []:
@@ -491,6 +499,7 @@ class Connection(DataMethods):
             return False
         attempt = 0
         lame = self._server
+        refused: set[str] = set()
         while not self._stop.is_set():
             pool = list(self._pool)
             if lame in pool and len(pool) > 1:
@@ -505,8 +514,19 @@ class Connection(DataMethods):
                                                  timeout=self.connect_timeout, echo=self._echo)
                 except (NatsbookError, OSError) as exc:
                     log.debug("natsbook: reconnect to %s failed: %s", server.url, exc)
+                    text = str(exc).removeprefix("natsbook: ")
+                    if isinstance(exc, (AuthError, TLSError)) and text not in refused:
+                        # Not transient: say so once, or the user only sees "reconnecting".
+                        refused.add(text)
+                        self._report(f"reconnect refused: {text}")
                     continue
-                self._resume(sock, info, rest, server)
+                try:
+                    self._resume(sock, info, rest, server)
+                except ProtocolError as exc:
+                    # Must not kill the I/O thread: drop this server's socket, try the next.
+                    self._shutdown_socket()
+                    self._report(f"protocol error from {server.url} on reconnect: {exc}")
+                    continue
                 return True
             attempt += 1
             if 0 <= self.max_reconnect_attempts < attempt:
@@ -534,9 +554,10 @@ class Connection(DataMethods):
         2. on the lame duck: send what is queued, UNSUB everything, PING, and keep reading
            until every outstanding PONG is in, so nothing routed there is left behind;
         3. switch sockets and record the few milliseconds of the move as a gap: a message
-           routed while the cluster had not yet learned the new interest can still be missing
-           (core NATS cannot rule that out without risking duplicates). With no other server
-           to go to, stay on the lame duck until it closes the connection.
+           routed while the cluster's interest graph catches up can still be missing (old
+           interest gone, new one not yet known where it was published) or arrive on both
+           sockets; core NATS cannot rule out both. With no other server to go to, stay on
+           the lame duck until it closes the connection.
         """
         old = self._sock
         assert old is not None
@@ -635,10 +656,11 @@ class Connection(DataMethods):
             self._adopt(new, new_info, bytes(buf), new_server)
             self._reconnects += 1
             self._last_err = ""
-            # Not a disconnect, but the cluster may not have learned the new interest yet when
-            # the old one went: a message routed in that window can be missing. Say so.
+            # Not a disconnect, but while the cluster learns the new interest and forgets the
+            # old one, a message routed then can be missing or arrive twice. Say so.
             self._gaps.append(Gap(started, time.time(), lame.url,
-                                  f"moved off lame duck to {new_server.url}"))
+                                  f"moved off lame duck to {new_server.url}: messages routed "
+                                  "during the switch may be missing or duplicated"))
             self._cond.notify_all()
         self._report(f"moved from lame duck {lame.url} to {new_server.url} (subscriptions "
                      "made on the new server before leaving the old one)")
@@ -786,6 +808,7 @@ class Connection(DataMethods):
                   spill: str | os.PathLike[str] | None = None,
                   pending_msgs: int = DEFAULT_PENDING_MSGS,
                   pending_bytes: int = DEFAULT_PENDING_BYTES,
+                  batch_callback: Callable[[list[RawMsg], float], Any] | None = None,
                   timeout: float = 10.0) -> Subscription:
         """Subscribe and capture. Returns once the server has registered the subscription.
 
@@ -799,6 +822,9 @@ class Connection(DataMethods):
             max_rows / max_bytes: store bounds; oldest rows are evicted first and counted.
             spill: directory for Parquet spill: sealed rows go to disk instead of eviction.
             pending_msgs / pending_bytes: callback queue limits; overflow is dropped, counted.
+            batch_callback: for high rates: called on the dispatcher thread with each batch
+                the reader received, as a list of raw ``(subject, reply, header block,
+                payload)`` bytes tuples, and its receive time (seconds since the epoch).
             timeout: how long to wait for the server to confirm.
         """
         self._check_open()
@@ -809,12 +835,15 @@ class Connection(DataMethods):
             raise BadInputError(f"max_msgs={max_msgs!r} must be a positive int or None")
         if callback is not None and not callable(callback):
             raise BadInputError("callback must be callable (it receives one Msg)")
+        if batch_callback is not None and (callback is not None or not callable(batch_callback)):
+            raise BadInputError("batch_callback must be callable and comes instead of callback")
         store = (CaptureStore(max_rows=max_rows, max_bytes=max_bytes, spill=spill,
                               budget=self.capture_budget)
                  if capture else None)
         sid = next(self._sids)
         sub = Subscription(self, sid, subject, queue, max_msgs, store, callback,
-                           pending_msgs=pending_msgs, pending_bytes=pending_bytes)
+                           pending_msgs=pending_msgs, pending_bytes=pending_bytes,
+                           batch_callback=batch_callback)
         frame = encode_sub(subject, sid, queue)
         if max_msgs is not None:
             frame += encode_unsub(sid, max_msgs)

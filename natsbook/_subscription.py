@@ -9,6 +9,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from ._connection import Connection
 
 __all__ = ["SubStats", "Subscription"]
+
+_PAYLOAD = itemgetter(3)
 
 #: Default limits of a callback's pending queue; past them messages are dropped and counted.
 DEFAULT_PENDING_MSGS = 65_536
@@ -57,7 +60,8 @@ class Subscription:
     def __init__(self, conn: Connection, sid: int, subject: str, queue: str | None,
                  max_msgs: int | None, store: CaptureStore | None,
                  callback: Callable[[Msg], Any] | None, *, pending_msgs: int = DEFAULT_PENDING_MSGS,
-                 pending_bytes: int = DEFAULT_PENDING_BYTES) -> None:
+                 pending_bytes: int = DEFAULT_PENDING_BYTES,
+                 batch_callback: Callable[[list[RawMsg], float], Any] | None = None) -> None:
         self._conn = conn
         self.sid = sid
         self.subject = subject
@@ -65,6 +69,7 @@ class Subscription:
         self.max_msgs = max_msgs
         self.store = store
         self.callback = callback
+        self.batch_callback = batch_callback
         self.created = time.time()
         self.closed_at: float | None = None
         self.active = True
@@ -74,16 +79,19 @@ class Subscription:
         self._last_time = 0.0
         self._pending_limit = pending_msgs
         self._pending_bytes_limit = pending_bytes
-        self._pending: deque[tuple[RawMsg, float]] = deque()
+        # Whole reader batches wait here: (rows, receive time, payload bytes).
+        self._pending: deque[tuple[list[RawMsg], float, int]] = deque()
+        self._pending_count = 0
         self._pending_bytes = 0
         self._dropped = 0
         self._delivered = 0
-        self._busy = 0  # 1 while the callback runs: still pending, not yet delivered
+        self._busy = 0  # rows taken by the dispatcher and not yet handed over
+        self._discard = False
         self._errors = 0
         self.errors: deque[str] = deque(maxlen=20)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
-        if callback is not None:
+        if callback is not None or batch_callback is not None:
             self._thread = threading.Thread(target=self._dispatch, daemon=True,
                                             name=f"natsbook-dispatch-{sid}")
             self._thread.start()
@@ -104,46 +112,82 @@ class Subscription:
         self._last_time = now
         if self.store is not None:
             self.store.append(rows, t_ns)
-        if self.callback is not None:
-            with self._cond:
-                for row in rows:
-                    size = len(row[3])
-                    if (len(self._pending) >= self._pending_limit
-                            or self._pending_bytes + size > self._pending_bytes_limit):
-                        self._dropped += 1
-                        continue
-                    self._pending.append((row, now))
-                    self._pending_bytes += size
-                self._cond.notify()
+        if self._thread is not None:
+            self._enqueue(rows, now)
         if done:
             self.active = False
             self.closed_at = now
         return not done
 
+    def _enqueue(self, rows: list[RawMsg], now: float) -> None:
+        """Queue a whole batch for the dispatcher; what does not fit the pending limits is
+        dropped (newest first) and counted."""
+        with self._cond:
+            # Rows the dispatcher holds still count: at most pending_msgs rows in flight.
+            room = self._pending_limit - self._pending_count - self._busy
+            batch = rows if len(rows) <= room else rows[:max(room, 0)]
+            size = sum(map(len, map(_PAYLOAD, batch)))
+            if self._pending_bytes + size > self._pending_bytes_limit:
+                total = self._pending_bytes
+                keep = 0
+                for row in batch:
+                    if total + len(row[3]) > self._pending_bytes_limit:
+                        break
+                    total += len(row[3])
+                    keep += 1
+                batch = batch[:keep]
+                size = total - self._pending_bytes
+            self._dropped += len(rows) - len(batch)
+            if batch:
+                self._pending.append((batch, now, size))
+                self._pending_count += len(batch)
+                self._pending_bytes += size
+                self._cond.notify()
+
     def _dispatch(self) -> None:
-        cb = self.callback
-        assert cb is not None
         while True:
             with self._cond:
                 while not self._pending:
                     if not self.active:
                         return
                     self._cond.wait(0.5)
-                row, t = self._pending.popleft()
-                self._pending_bytes -= len(row[3])
-                self._busy = 1
-            msg = Msg.from_raw(*row, time=t, sid=self.sid, conn=self._conn)
-            try:
-                cb(msg)
-            except Exception as exc:  # reported, never fatal to the dispatcher
-                self._errors += 1
-                text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-                self.errors.append(text)
-                self._conn._report(f"callback on {self.subject!r} raised {text}")
-            finally:
-                with self._cond:
-                    self._busy = 0
-                    self._delivered += 1
+                batch, t, size = self._pending.popleft()
+                self._pending_count -= len(batch)
+                self._pending_bytes -= size
+                self._busy = len(batch)
+            if self.batch_callback is not None:
+                try:
+                    self.batch_callback(batch, t)
+                except Exception as exc:  # reported, never fatal to the dispatcher
+                    self._failed(exc)
+                finally:
+                    with self._cond:
+                        self._busy = 0
+                        self._delivered += len(batch)
+                continue
+            cb = self.callback
+            assert cb is not None
+            for i, row in enumerate(batch):
+                if self._discard:
+                    with self._cond:
+                        self._dropped += len(batch) - i
+                        self._busy = 0
+                    break
+                msg = Msg.from_raw(*row, time=t, sid=self.sid, conn=self._conn)
+                try:
+                    cb(msg)
+                except Exception as exc:  # reported, never fatal to the dispatcher
+                    self._failed(exc)
+                finally:
+                    with self._cond:
+                        self._busy -= 1
+                        self._delivered += 1
+
+    def _failed(self, exc: Exception) -> None:
+        self._errors += 1
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        self.errors.append(text)
+        self._conn._report(f"callback on {self.subject!r} raised {text}")
 
     def _stop(self, now: float | None = None, *, discard: bool = False) -> None:
         self.active = False
@@ -152,11 +196,12 @@ class Subscription:
         if self.closed_at is None:
             self.closed_at = now or time.time()
         with self._cond:
-            if discard and self._pending:
+            if discard:
                 # Closing without drain: what the callback never saw is counted, not hidden.
-                self._dropped += len(self._pending)
+                self._discard = True
+                self._dropped += self._pending_count
                 self._pending.clear()
-                self._pending_bytes = 0
+                self._pending_count = self._pending_bytes = 0
             self._cond.notify_all()
 
     def _join(self, timeout: float) -> None:
@@ -177,7 +222,7 @@ class Subscription:
         st = self.store.stats if self.store is not None else None
         with self._cond:
             # A message inside the callback is still pending, so the counters always add up.
-            pending = len(self._pending) + self._busy
+            pending = self._pending_count + self._busy
             delivered = self._delivered
             dropped = self._dropped
         return SubStats(
@@ -206,7 +251,7 @@ class Subscription:
             if self._pending:
                 return False
         # Popped but still inside the callback counts as busy.
-        return self.callback is None or self._delivered + self._dropped >= self.received
+        return self._thread is None or self._delivered + self._dropped >= self.received
 
     def unsubscribe(self, max_msgs: int | None = None) -> None:
         """Stop the subscription now, or after `max_msgs` more messages in total."""

@@ -327,3 +327,46 @@ def test_repr_and_stats(conn: Connection, subject: str) -> None:
     assert st["out_msgs"] >= 1 and st["in_msgs"] >= 1
     assert sub.stats.received == 1 and sub.stats.stored == 1
     assert sub.last_msg is not None and sub.last_msg.data == b"x"
+
+
+def test_batch_callback_gets_whole_batches(conn: Connection, subject: str) -> None:
+    got: list[tuple[bytes, bytes]] = []
+    times: list[float] = []
+
+    def on_batch(rows: list, t: float) -> None:
+        got.extend((r[0], r[3]) for r in rows)
+        times.append(t)
+
+    sub = conn.subscribe(f"{subject}.>", batch_callback=on_batch, capture=False)
+    for i in range(5000):
+        conn.publish(f"{subject}.{i % 3}", str(i))
+    conn.flush()
+    assert wait_for(lambda: len(got) == 5000)
+    assert [int(p) for _, p in got] == list(range(5000))
+    assert got[1][0] == f"{subject}.1".encode()
+    assert len(times) < 5000  # delivered in batches, not one call per message
+    st = sub.stats
+    assert st.delivered == 5000 and st.dropped == 0 and st.pending == 0
+    with pytest.raises(BadInputError, match="instead of callback"):
+        conn.subscribe(subject, callback=print, batch_callback=on_batch)
+
+
+def test_slow_callback_drops_are_counted_exactly(conn: Connection, subject: str) -> None:
+    gate = threading.Event()
+
+    def slow(m: Msg) -> None:
+        gate.wait(5)
+
+    sub = conn.subscribe(subject, callback=slow, pending_msgs=100)
+    for i in range(1000):
+        conn.publish(subject, str(i))
+    conn.flush()
+    assert wait_for(lambda: sub.received == 1000)
+    st = sub.stats
+    assert st.dropped >= 899
+    assert st.received == st.delivered + st.pending + st.dropped
+    assert st.stored == 1000  # the capture keeps everything regardless of the callback
+    gate.set()
+    assert sub.wait_pending(5)
+    st = sub.stats
+    assert st.received == st.delivered + st.dropped and st.pending == 0

@@ -304,3 +304,24 @@ def test_dashboard_shows_closed(server: LocalServer) -> None:
         wait_for(lambda: not d.updater.running, what="the timer to stop")
     finally:
         d.close()
+
+
+def test_subject_stats_batch_equals_per_message() -> None:
+    """The explorer's batch path keeps the same counts and recent payloads (with the same
+    per-subject sequence numbers) as feeding messages one by one."""
+    from natsbook import Msg
+    from natsbook.widgets.explorer import SubjectStats
+
+    rows = [(f"a.{i % 3}".encode(), None, None, str(i).encode()) for i in range(500)]
+    one, batched = SubjectStats(keep=10), SubjectStats(keep=10)
+    for r in rows:
+        one.add(Msg(r[0].decode(), r[3], time=1.0))
+    batched.add_batch(rows[:123], 1.0)
+    batched.add_batch(rows[123:], 1.0)
+    assert one.counts(True) == batched.counts(True) == {"a.0": 167, "a.1": 167, "a.2": 166}
+    for subj in ("a.0", "a.1", "a.2"):
+        assert [(s, d) for _, s, _, d in one.recent(subj)] == \
+            [(s, d) for _, s, _, d in batched.recent(subj)]
+    capped = SubjectStats(max_subjects=2)
+    capped.add_batch(rows, 1.0)
+    assert len(capped.counts(True)) == 2 and capped.untracked > 0 and capped.total == 500

@@ -2,7 +2,7 @@
 the selected subject's recent messages, the diff of its last two payloads and a live plot of a
 numeric JSON field (in the spirit of MQTT Explorer).
 
-The explorer subscribes on its own (``>`` by default, no capture) with a callback that only
+The explorer subscribes on its own (``>`` by default, no capture) with a batch callback that only
 updates plain dicts on the subscription's dispatcher thread; the dashboard's timer turns them
 into trait values at <= 10 Hz.
 """
@@ -13,12 +13,14 @@ import difflib
 import html
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 import orjson
 
+from .._protocol import RawMsg
 from ..errors import NatsbookError
 from ._base import (
     Panel,
@@ -44,6 +46,9 @@ __all__ = ["SubjectExplorer", "SubjectStats", "diff_html", "numeric_fields"]
 
 #: Nodes opened automatically while the tree is smaller than this (a flood stays collapsed).
 AUTO_OPEN_NODES = 200
+#: Rows at the end of each batch whose payloads are kept as "recent" (a flood's last ones).
+_TAIL = 2000
+_SUBJECT = itemgetter(0)
 
 
 class _Entry:
@@ -86,6 +91,40 @@ class SubjectStats:
             e.count += 1
             e.last_t = msg.time
             e.recent.append((e.count, msg.time, msg.data))
+
+    def add_batch(self, rows: list[RawMsg], t: float) -> None:
+        """A whole reader batch (the subscription's batch_callback): counts per subject in one
+        C-level pass (Counter), recent payloads only from the batch's tail, so a flood costs
+        little Python per message."""
+        counts = Counter(map(_SUBJECT, rows))
+        tail = rows[-_TAIL:]
+        with self.lock:
+            self.total += len(rows)
+            self.version += 1
+            entries: dict[bytes, _Entry] = {}
+            for subj, n in counts.items():
+                name = subj.decode("utf-8", "replace")
+                e = self.subjects.get(name)
+                if e is None:
+                    if len(self.subjects) >= self.max_subjects:
+                        self.untracked += n
+                        continue
+                    e = self.subjects[name] = _Entry(self.keep)
+                e.count += n
+                e.last_t = t
+                entries[subj] = e
+            # Sequence numbers of the tail, counted back from each subject's new total.
+            later: Counter[bytes] = Counter()
+            recent: list[tuple[_Entry, int, bytes]] = []
+            for row in reversed(tail):
+                e = entries.get(row[0])
+                if e is None:
+                    continue
+                if later[row[0]] < self.keep:
+                    recent.append((e, e.count - later[row[0]], row[3]))
+                later[row[0]] += 1
+            for e, seq, data in reversed(recent):
+                e.recent.append((seq, t, data))
 
     def clear(self) -> None:
         with self.lock:
@@ -236,7 +275,8 @@ class SubjectExplorer(Panel):
         """Start watching `pattern` (replacing the current watch)."""
         self.stop()
         pattern = (pattern or self.pattern.value).strip() or ">"
-        self.sub = self.conn.subscribe(pattern, callback=self.stats.add, capture=False,
+        self.sub = self.conn.subscribe(pattern, batch_callback=self.stats.add_batch,
+                                       capture=False,
                                        pending_msgs=20_000, pending_bytes=16 * 1024 * 1024)
         self.pattern.value = pattern
         self.watch_button.description = "Stop"
