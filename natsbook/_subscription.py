@@ -74,7 +74,6 @@ class Subscription:
         self.closed_at: float | None = None
         self.active = True
         self.received = 0
-        self.last: Msg | None = None
         self._last_raw: RawMsg | None = None
         self._last_time = 0.0
         self._pending_limit = pending_msgs

@@ -4,21 +4,12 @@ and the reverse - payloads, replies and headers."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import nats
 
 import natsbook
 from natsbook import LocalServer, Msg
-
-
-def wait_for(pred, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
+from tests.support.waiting import wait_for
 
 
 def test_natsbook_to_nats_py(server: LocalServer, subject: str) -> None:

@@ -14,16 +14,9 @@ import natsbook
 from natsbook import _jsread
 from natsbook import jetstream as js
 from natsbook.errors import BadInputError, JetStreamError, NotFoundError
+from tests.support.waiting import wait_for
 
 METHODS = ["direct", "consumer"]
-
-
-def wait_for(cond, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

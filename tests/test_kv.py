@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pandas as pd
@@ -12,14 +11,7 @@ import natsbook
 from natsbook import jetstream as js
 from natsbook import kv as natskv
 from natsbook.errors import BadInputError, JetStreamError, NotFoundError
-
-
-def wait_for(cond, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,10 @@ from IPython.core.error import UsageError
 import natsbook
 from natsbook.magics import NatsMagics, load_ipython_extension, unload_ipython_extension
 from tests.conftest import TestingShell
+from tests.support.waiting import wait_for
 
 SECRET = "s3cr3t-Magic-Token"
 PASSWORD = "pw-Magic-Secret"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 @pytest.fixture(scope="module")

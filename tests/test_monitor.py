@@ -12,14 +12,7 @@ import natsbook
 from natsbook import jetstream as js
 from natsbook.errors import BadInputError
 from natsbook.monitor import Monitor, MonitorError, monitor, parse_duration
-
-
-def wait_for(cond, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

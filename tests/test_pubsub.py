@@ -20,15 +20,7 @@ from natsbook.errors import (
     RequestTimeout,
     ServiceError,
 )
-
-
-def wait_for(pred, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
+from tests.support.waiting import wait_for
 
 
 def test_wildcards(conn: Connection, subject: str) -> None:

@@ -9,15 +9,7 @@ import pandas as pd
 
 import natsbook
 from natsbook import LocalServer
-
-
-def wait_for(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
+from tests.support.waiting import wait_for
 
 
 def test_kill_and_restart_mid_capture(fresh_server: LocalServer, subject: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,14 +22,7 @@ from natsbook.widgets import (
 )
 from natsbook.widgets.explorer import diff_html, numeric_fields
 from natsbook.widgets.tree import build_tree, visible_rows
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

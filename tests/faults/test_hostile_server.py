@@ -1,0 +1,326 @@
+"""A fake server that sends hostile bytes: natsbook reports an error, never hangs or crashes.
+
+The fake server is a small socket server in the test (127.0.0.1, free port). Each accepted
+connection runs a script; every wait here is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import natsbook
+from natsbook.errors import ConnectError, NatsbookError, ProtocolError, TLSError
+
+from .helpers import wait_for
+
+INFO = (b'INFO {"server_id":"FAKE","version":"2.10.0","proto":1,"headers":true,'
+        b'"max_payload":1048576,"host":"127.0.0.1","port":4222}\r\n')
+
+Script = Callable[[socket.socket], None]
+
+
+class FakeServer:
+    """Accepts connections; connection number i runs scripts[min(i, len - 1)]."""
+
+    def __init__(self, *scripts: Script) -> None:
+        self.scripts = scripts
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.peers: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True, name="fake-nats")
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                peer, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            peer.settimeout(5)
+            self.peers.append(peer)
+            script = self.scripts[min(self.accepted, len(self.scripts) - 1)]
+            self.accepted += 1
+            threading.Thread(target=self._run, args=(script, peer), daemon=True).start()
+
+    @staticmethod
+    def _run(script: Script, peer: socket.socket) -> None:
+        try:
+            script(peer)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+        for p in self.peers:
+            try:
+                p.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[..., FakeServer]]:
+    made: list[FakeServer] = []
+
+    def make(*scripts: Script) -> FakeServer:
+        srv = FakeServer(*scripts)
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        srv.close()
+
+
+def _read_until(peer: socket.socket, marker: bytes) -> bytes:
+    buf = b""
+    while marker not in buf:
+        chunk = peer.recv(65536)
+        if not chunk:
+            raise ConnectionResetError
+        buf += chunk
+    return buf
+
+
+def hello(peer: socket.socket) -> None:
+    """A well-behaved handshake: INFO, read CONNECT + PING, answer PONG."""
+    peer.sendall(INFO)
+    _read_until(peer, b"PING\r\n")
+    peer.sendall(b"PONG\r\n")
+
+
+def keep_open(peer: socket.socket, seconds: float = 5.0) -> None:
+    """Swallow whatever the client sends (never answering) for a while."""
+    peer.settimeout(0.1)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            if not peer.recv(65536):
+                return
+        except TimeoutError:
+            continue
+
+
+def well_behaved(peer: socket.socket) -> None:
+    """A fake server good enough for subscribe/flush: answers every PING."""
+    well_behaved_for(peer, 10)
+
+
+def well_behaved_for(peer: socket.socket, seconds: float) -> None:
+    hello(peer)
+    peer.settimeout(0.1)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            data = peer.recv(65536)
+        except TimeoutError:
+            continue
+        if not data:
+            return
+        for _ in range(data.count(b"PING\r\n")):
+            peer.sendall(b"PONG\r\n")
+
+
+def handshake_sends(data: bytes, then_close: bool = False) -> Script:
+    def script(peer: socket.socket) -> None:
+        peer.sendall(data)
+        if then_close:
+            peer.close()
+        else:
+            keep_open(peer, 3)
+    return script
+
+
+def after_connect_sends(data: bytes, then_close: bool = False) -> Script:
+    def script(peer: socket.socket) -> None:
+        hello(peer)
+        peer.sendall(data)
+        if then_close:
+            peer.shutdown(socket.SHUT_RDWR)
+            peer.close()
+        else:
+            keep_open(peer, 5)
+    return script
+
+
+CONNECT_TIMEOUT = 1.0
+
+HANDSHAKE_CASES = [
+    ("malformed-info", handshake_sends(b"INFO {not json\r\n"), "malformed INFO"),
+    ("info-not-object", handshake_sends(b"INFO [1, 2]\r\n"), "not a JSON object"),
+    ("not-nats", handshake_sends(b"HTTP/1.1 400 Bad Request\r\n\r\n"), "not a NATS server"),
+    ("silent", handshake_sends(b""), "sent no INFO"),
+    ("endless-line", handshake_sends(b"INFO " + b"A" * 200_000), "longer than 64 KiB"),
+    ("close-mid-info", handshake_sends(b'INFO {"server_id":', then_close=True), "closed"),
+    ("err-after-connect", lambda p: (p.sendall(INFO), _read_until(p, b"PING\r\n"),
+                                     p.sendall(b"-ERR 'Unknown Protocol Operation'\r\n"),
+                                     keep_open(p, 3)), "Unknown Protocol Operation"),
+    ("no-pong", lambda p: (p.sendall(INFO), keep_open(p, 3)), "did not answer CONNECT"),
+]
+
+
+@pytest.mark.parametrize(("script", "words"),
+                         [pytest.param(s, w, id=i) for i, s, w in HANDSHAKE_CASES])
+def test_hostile_handshake_fails_fast(fake: Callable[..., FakeServer], script: Script,
+                                      words: str) -> None:
+    srv = fake(script)
+    start = time.monotonic()
+    with pytest.raises((ConnectError, ProtocolError)) as info:
+        natsbook.connect(srv.url, connect_timeout=CONNECT_TIMEOUT, reconnect=False)
+    elapsed = time.monotonic() - start
+    assert elapsed < CONNECT_TIMEOUT + 2.0, f"took {elapsed:.1f}s"
+    assert words in str(info.value), str(info.value)
+    assert srv.url in str(info.value)
+
+
+def test_tls_required_when_not_asked(fake: Callable[..., FakeServer]) -> None:
+    """INFO says tls_required but the peer never speaks TLS: a TLS/connect error, bounded."""
+    info = INFO.replace(b'"proto":1', b'"proto":1,"tls_required":true')
+    srv = fake(handshake_sends(info))
+    start = time.monotonic()
+    with pytest.raises(ConnectError) as exc:
+        natsbook.connect(srv.url, connect_timeout=CONNECT_TIMEOUT, reconnect=False)
+    assert time.monotonic() - start < CONNECT_TIMEOUT + 2.0
+    text = str(exc.value)
+    assert "TLS" in text or "tls" in text or isinstance(exc.value, TLSError), text
+
+
+def test_tls_required_then_close(fake: Callable[..., FakeServer]) -> None:
+    info = INFO.replace(b'"proto":1', b'"proto":1,"tls_required":true')
+    srv = fake(handshake_sends(info, then_close=True))
+    with pytest.raises(ConnectError) as exc:
+        natsbook.connect(srv.url, connect_timeout=CONNECT_TIMEOUT, reconnect=False)
+    assert "TLS" in str(exc.value), str(exc.value)
+
+
+STREAM_CASES = [
+    ("truncated-msg-close", b"MSG a.b 1 10\r\nabc", True, "server closed the connection"),
+    ("negative-size", b"MSG a.b 1 -5\r\nabc\r\n", False, "outside"),
+    ("huge-size", b"MSG a.b 1 99999999999999\r\n", False, "outside"),
+    ("size-not-number", b"MSG a.b 1 ten\r\n", False, "malformed message line"),
+    ("too-few-args", b"MSG a.b\r\n", False, "malformed message line"),
+    ("hdr-longer-than-msg", b"HMSG a.b 1 20 10\r\n0123456789\r\n", False,
+     "malformed message line"),
+    ("payload-not-terminated", b"MSG a.b 1 3\r\nabcXY\r\n", False, "not terminated by CRLF"),
+    ("garbage-line", b"HELLO WORLD\r\n", False, "unknown protocol line"),
+    ("binary-garbage", bytes(range(256)) * 4 + b"\r\n", False, "protocol"),
+    ("bad-info-later", b"INFO {oops\r\n", False, "malformed INFO"),
+    ("endless-line", b"PONG" + b"A" * 300_000, False, "control line longer"),
+    ("close-mid-frame", b"MSG a.b 1 5\r\nab", True, "server closed the connection"),
+]
+
+
+@pytest.mark.parametrize(("data", "then_close", "words"),
+                         [pytest.param(d, c, w, id=i) for i, d, c, w in STREAM_CASES])
+def test_hostile_bytes_after_connect(fake: Callable[..., FakeServer], data: bytes,
+                                     then_close: bool, words: str) -> None:
+    srv = fake(after_connect_sends(data, then_close))
+    conn = natsbook.connect(srv.url, connect_timeout=CONNECT_TIMEOUT, reconnect=False,
+                            ping_interval=0.3, max_outstanding_pings=2)
+    try:
+        wait_for(lambda: conn.is_closed, timeout=5)
+        texts = [t for _, t in conn.errors]
+        assert any(words in t for t in texts), texts
+        gaps = conn.gaps()
+        assert len(gaps) == 1 and words in gaps["reason"].iloc[0]
+        assert conn._parser.buffered <= 128 * 1024, "nothing unbounded kept"
+        with pytest.raises(NatsbookError, match="closed"):
+            conn.publish("a.b", b"x")
+    finally:
+        conn.close()
+    assert conn._thread is not None and not conn._thread.is_alive()
+
+
+def test_incomplete_frame_then_silence_is_detected(fake: Callable[..., FakeServer]) -> None:
+    """A MSG that announces 1 MB and stops: the keepalive notices the dead peer."""
+    srv = fake(after_connect_sends(b"MSG a.b 1 1000000\r\n" + b"x" * 1000))
+    conn = natsbook.connect(srv.url, connect_timeout=CONNECT_TIMEOUT, reconnect=False,
+                            ping_interval=0.2, max_outstanding_pings=2)
+    try:
+        wait_for(lambda: conn.is_closed, timeout=5)
+        assert "stale" in conn.gaps()["reason"].iloc[0]
+    finally:
+        conn.close()
+
+
+def test_inflated_max_payload_does_not_unbound_the_parser(
+        fake: Callable[..., FakeServer]) -> None:
+    """An INFO claiming a 1 TB max_payload must not let a frame size through unchecked."""
+    big_info = INFO.replace(b'"max_payload":1048576', b'"max_payload":1000000000000')
+
+    def script(peer: socket.socket) -> None:
+        peer.sendall(big_info)
+        _read_until(peer, b"PING\r\n")
+        peer.sendall(b"PONG\r\nMSG a.b 1 900000000000\r\n")
+        peer.sendall(b"x" * 1_000_000)  # would be buffered towards 900 GB
+        keep_open(peer, 5)
+
+    srv = fake(script)
+    fds_before = set(os.listdir("/proc/self/fd"))
+    try:
+        conn = natsbook.connect(srv.url, connect_timeout=CONNECT_TIMEOUT, reconnect=False,
+                                ping_interval=0.3)
+    except ProtocolError as exc:  # the bad frame came in with the handshake's PONG
+        assert "outside" in str(exc)
+    else:
+        try:
+            wait_for(lambda: conn.is_closed, timeout=5)
+            assert "outside" in conn.gaps()["reason"].iloc[0]
+        finally:
+            conn.close()
+    # Either way nothing is left open (socket, wake-up pipe).
+    server_side = {str(p.fileno()) for p in srv.peers}  # the fake server's own end
+    assert set(os.listdir("/proc/self/fd")) - server_side <= fds_before
+
+
+def test_garbage_on_reconnect_does_not_kill_the_reader(fake: Callable[..., FakeServer]) -> None:
+    """The first connection is fine, then dies; the reconnect's handshake is followed by
+    garbage; the next one is sane. The I/O thread survives and ends connected."""
+    def dies(peer: socket.socket) -> None:
+        well_behaved_for(peer, 0.3)
+        peer.close()
+
+    def garbage_after_pong(peer: socket.socket) -> None:
+        peer.sendall(INFO)
+        _read_until(peer, b"PING\r\n")
+        peer.sendall(b"PONG\r\nMSG a.b 1 -7\r\n")
+        keep_open(peer, 2)
+
+    srv = fake(dies, garbage_after_pong, well_behaved)
+    conn = natsbook.connect(srv.url, connect_timeout=CONNECT_TIMEOUT, reconnect_wait=0.02)
+    try:
+        wait_for(lambda: srv.accepted >= 3, timeout=10)
+        wait_for(lambda: conn.is_connected, timeout=5)
+        conn.flush(5)
+        assert conn._thread is not None and conn._thread.is_alive()
+        assert any("protocol error" in t for _, t in conn.errors), list(conn.errors)
+    finally:
+        conn.close()
+
+
+def test_recovers_on_a_sane_server_after_garbage(fake: Callable[..., FakeServer]) -> None:
+    """Garbage on the first connection; the reconnect lands on a sane one and carries on."""
+    srv = fake(after_connect_sends(b"MSG x 1 -1\r\n"), well_behaved)
+    conn = natsbook.connect(srv.url, connect_timeout=CONNECT_TIMEOUT, reconnect_wait=0.02)
+    try:
+        wait_for(lambda: srv.accepted >= 2 and conn.is_connected, timeout=5)
+        conn.flush(5)
+        gaps = conn.gaps()
+        assert len(gaps) == 1 and "protocol error" in gaps["reason"].iloc[0]
+        assert any("protocol error" in t for _, t in conn.errors)
+    finally:
+        conn.close()
