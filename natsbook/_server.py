@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import threading
@@ -22,7 +23,36 @@ __all__ = ["LocalServer", "find_server_binary", "local_server"]
 
 _CLIENT_RE = re.compile(r"Listening for client connections on ([\d.]+|\[[^\]]+\]):(\d+)")
 _HTTP_RE = re.compile(r"Starting http monitor on ([\d.]+|\[[^\]]+\]):(\d+)")
+_PID_RE = re.compile(r"^\[(\d+)\] ")
 _live: weakref.WeakSet[LocalServer] = weakref.WeakSet()
+
+# nats-server runs under a tiny watchdog that holds the read end of a pipe whose write end only
+# this process holds. When this process dies in any way (a kernel killed by a forced restart
+# included, where no atexit hook runs), the pipe reaches EOF and the watchdog stops the server.
+# The watchdog ignores SIGINT (Ctrl-C / kernel interrupts) and passes SIGTERM on.
+_WATCHDOG = """
+import os, signal, subprocess, sys, threading
+child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL)
+def stop(*_):
+    # Only signal here: the main thread is the one waiting for the child.
+    try:
+        child.terminate()
+    except OSError:
+        pass
+    threading.Timer(10, child.kill).start()
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, stop)
+def watch():
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    stop()
+threading.Thread(target=watch, daemon=True).start()
+code = child.wait()
+os._exit(code if code >= 0 else 128 - code)
+"""
 
 
 @atexit.register
@@ -67,6 +97,7 @@ class LocalServer:
         self.log: deque[str] = deque(maxlen=2000)
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
+        self._server_pid: int | None = None
 
     # -- process control ---------------------------------------------------------------------
     def _command(self) -> list[str]:
@@ -87,10 +118,12 @@ class LocalServer:
             return self
         self._ready.clear()
         self.log.clear()
+        self._server_pid = None
         try:
             self.proc = subprocess.Popen(
-                self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE, start_new_session=True)
+                [sys.executable, "-S", "-c", _WATCHDOG, *self._command()],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                start_new_session=True)
         except OSError as exc:
             raise ServerStartError(f"cannot run nats-server: {exc}") from None
         _live.add(self)
@@ -111,6 +144,8 @@ class LocalServer:
         for raw in proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip()
             self.log.append(line)
+            if self._server_pid is None and (m := _PID_RE.match(line)):
+                self._server_pid = int(m.group(1))
             if (m := _CLIENT_RE.search(line)) and not self._ready.is_set():
                 self.port = int(m.group(2))
             elif m := _HTTP_RE.search(line):
@@ -135,21 +170,35 @@ class LocalServer:
     def _close_pipe(self) -> None:
         if self._reader is not None:
             self._reader.join(2)
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
+        if self.proc is not None:
+            for pipe in (self.proc.stderr, self.proc.stdin):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except OSError:
+                        pass
 
     def kill(self) -> None:
-        """kill -9, for fault tests. ``start()`` brings it back on the same port."""
+        """kill -9 the nats-server, for fault tests. ``start()`` brings it back on the same
+        port."""
         proc = self.proc
         if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+            if self._server_pid is not None:
+                try:
+                    os.kill(self._server_pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                proc.wait(5)  # the watchdog exits with its server
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
         self._close_pipe()
 
     def signal(self, sig: int) -> None:
-        """Send a signal (e.g. signal.SIGSTOP / SIGCONT) to the server process."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
+        """Send a signal (e.g. signal.SIGSTOP / SIGCONT) to the nats-server process."""
+        if self.proc is not None and self.proc.poll() is None and self._server_pid is not None:
+            os.kill(self._server_pid, sig)
 
     def lame_duck(self) -> None:
         """Put the server into lame duck mode (it moves clients away, then exits)."""
@@ -165,7 +214,8 @@ class LocalServer:
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+        """The nats-server's process id (not its watchdog's)."""
+        return self._server_pid if self.running else None
 
     @property
     def url(self) -> str:

@@ -177,10 +177,6 @@ def test_interpreter_exit_stops_server_and_connection(ending: str) -> None:
             os.kill(pid, 9)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "nats-server is started with start_new_session=True and stopped from an atexit hook, so "
-    "a kernel killed with SIGKILL/SIGTERM (forced restart) orphans it; a parent-death watch "
-    "(e.g. PR_SET_PDEATHSIG from a long-lived spawner thread) is needed"))
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_kernel_leaves_no_server(sig: int) -> None:
     child = subprocess.Popen(
