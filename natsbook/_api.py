@@ -12,11 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._connection import (
-    DEFAULT_PENDING_SIZE,
-    DEFAULT_RECONNECT_BUFFER,
-    Connection,
-)
+from ._connection import Connection
+from ._engine import DEFAULT_PENDING_SIZE, DEFAULT_RECONNECT_BUFFER
 from ._frames import filter_table, to_frame
 from ._store import DEFAULT_BUDGET, SCHEMA
 from ._transport import Credentials, TLSOptions, parse_url
