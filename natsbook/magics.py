@@ -373,7 +373,7 @@ class NatsMagics(Magics, Configurable):
             raise UsageError(f"--count {args.count} must be at least 1")
         conn = self._require()
         keep = ("i",) if args.count > 1 else ()
-        subject = self._expand(args.subject) or ""
+        subject = self._expand(args.subject, keep) or ""
         reply = self._expand(args.reply)
         body = cell.rstrip("\r\n") if cell is not None else self._expand(args.payload, keep)
         body = body or ""
@@ -384,7 +384,8 @@ class NatsMagics(Magics, Configurable):
                 data = body.replace("{i}", str(i)) if keep else body
                 hdrs = ({k: [v.replace("{i}", str(i)) for v in vs] for k, vs in headers.items()}
                         if keep and headers else headers)
-                conn.publish(subject, data, reply=reply, headers=hdrs)
+                subj = subject.replace("{i}", str(i)) if keep else subject
+                conn.publish(subj, data, reply=reply, headers=hdrs)
                 size += len(data.encode())
             conn.flush(self.timeout)
         what = "1 message" if args.count == 1 else f"{args.count} messages"

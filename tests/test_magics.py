@@ -595,3 +595,14 @@ def test_unquoted_json_payload(nats: TestingShell, server: natsbook.LocalServer)
         assert reply.json() == {"q": 1}
         with pytest.raises(UsageError, match="two payloads"):
             nats.run_cell('%nats_pub magic.json.a {"a": 1} extra')
+
+
+def test_count_templates_subject_too(nats: TestingShell, server: natsbook.LocalServer) -> None:
+    with natsbook.connect(server.url) as c:
+        sub = c.subscribe("magic.tpl.>")
+        nats.run_cell("%nats_pub magic.tpl.dev{i} '{\"n\": {i}}' --count 3")
+        c.flush()
+        assert wait_for(lambda: len(sub) == 3)
+        df = sub.to_pandas("json")
+        assert df["subject"].tolist() == ["magic.tpl.dev1", "magic.tpl.dev2", "magic.tpl.dev3"]
+        assert df["n"].tolist() == [1, 2, 3]
