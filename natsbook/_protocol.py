@@ -144,6 +144,9 @@ def parse_headers(block: bytes) -> tuple[int | None, str, list[tuple[str, str]]]
 
 
 _MSG_FIRST = frozenset(b"MHmh")
+_PROBE = 15
+#: MSG <subject> <sid> [reply] <size>: the line the server sends most.
+_MSG_RE = re.compile(rb"MSG ([^ \t\r\n]+) ([^ \t\r\n]+) (?:([^ \t\r\n]+) )?(\d{1,12})\r\n")
 
 
 @lru_cache(maxsize=256)
@@ -205,24 +208,23 @@ class Parser:
         limit = self.max_payload
         # Floods repeat the same control line (same subject, sid, size): remember the last one
         # and skip re-parsing it. Compared in place, without slicing.
+        # When lines differ, probing costs more than it saves: probe only every _PROBE
+        # messages (countdown), and on every message while the probe keeps hitting.
         cache_line = b""
         cache_len = -1
+        cached: tuple[bytes, bytes, bytes | None, int, int] = (b"", b"", None, 0, 0)
+        countdown = 0
         subject = sid = b""
         reply: bytes | None = None
         size = hdr_len = 0
+        msg_match = _MSG_RE.match
         while pos < n:
-            eol = find(b"\r\n", pos)
-            if eol < 0:
-                if n - pos > MAX_CONTROL_LINE:
-                    raise ProtocolError(
-                        f"control line longer than {MAX_CONTROL_LINE} bytes: "
-                        f"{bytes(buf[pos:pos + 40])!r}..."
-                    )
-                break
-            if eol - pos == cache_len and startswith(cache_line, pos):
-                # subject, sid, reply, size, hdr_len still hold for this line. A flood repeats
-                # it frame after frame: let the regex engine find the whole run in C, then
-                # slice every payload in one comprehension.
+            if not countdown and cache_len >= 0 and startswith(cache_line, pos) \
+                    and startswith(b"\r\n", pos + cache_len):
+                eol = pos + cache_len
+                subject, sid, reply, size, hdr_len = cached
+                # A flood repeats the same line frame after frame: let the regex engine find
+                # the whole run in C, then slice every payload in one comprehension.
                 if not hdr_len:
                     run = _run_pattern(cache_line, size).match(buf, pos)
                     if run is not None and run.end() - pos > size + cache_len + 4:
@@ -238,6 +240,31 @@ class Parser:
                                           for q in range(first, stop, frame_len)])
                         pos = stop
                         continue
+            elif (m := msg_match(buf, pos)) is not None:
+                # The common MSG line, split by the regex engine in one C call.
+                subject, sid, reply, size_b = m.groups()
+                size = int(size_b)
+                hdr_len = 0
+                eol = m.end() - 2
+                if size > limit:
+                    raise ProtocolError(
+                        f"message size {size} outside 0..{limit} in "
+                        f"{bytes(buf[pos:min(eol, pos + 80)])!r}"
+                    )
+                if countdown:
+                    countdown -= 1
+                else:
+                    cache_line = buf[pos:eol]
+                    cache_len = eol - pos
+                    cached = (subject, sid, reply, size, 0)
+                    countdown = _PROBE
+            elif (eol := find(b"\r\n", pos)) < 0:
+                if n - pos > MAX_CONTROL_LINE:
+                    raise ProtocolError(
+                        f"control line longer than {MAX_CONTROL_LINE} bytes: "
+                        f"{bytes(buf[pos:pos + 40])!r}..."
+                    )
+                break
             elif buf[pos] in _MSG_FIRST:
                 line = buf[pos:eol]
                 args = line.split()
@@ -277,6 +304,8 @@ class Parser:
                     )
                 cache_line = line
                 cache_len = len(line)
+                cached = (subject, sid, reply, size, hdr_len)
+                countdown = _PROBE
             else:
                 line = buf[pos:eol]
                 pos = eol + 2
