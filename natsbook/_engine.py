@@ -163,6 +163,9 @@ class _Engine:
         self._late_replies = 0
         self._rtt: float | None = None
         self._thread: threading.Thread | None = None
+        #: Called after each reconnect, on a short-lived thread of their own (they may make
+        #: requests), e.g. to re-create a JetStream consumer the server lost.
+        self._reconnect_hooks: list[Callable[[], Any]] = []
 
     # ------------------------------------------------------------------ connect / lifecycle
     def _connect_first(self) -> None:

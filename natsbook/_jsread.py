@@ -351,6 +351,12 @@ def _first_at(conn: Connection, name: str, ts: pd.Timestamp, direct: bool,
 
 
 # ---------------------------------------------------------------------------------- push
+#: How long the server keeps a follow/watch consumer without interest: long enough to ride out
+#: a reconnect (delivery resumes where it stopped), short enough that a dead kernel's consumer
+#: goes away by itself.
+INACTIVE_THRESHOLD_NS = 300 * 1_000_000_000
+
+
 class PushCapture:
     """An ephemeral push consumer (no acks) delivering into a capture subscription.
 
@@ -365,7 +371,8 @@ class PushCapture:
         self.deliver_subject = conn.new_inbox()
         self.sub = conn.subscribe(self.deliver_subject, max_bytes=max_bytes)
         cfg = {"ack_policy": "none", "mem_storage": True, "num_replicas": 1,
-               "deliver_subject": self.deliver_subject, "inactive_threshold": 10_000_000_000,
+               "deliver_subject": self.deliver_subject,
+               "inactive_threshold": INACTIVE_THRESHOLD_NS,
                **config}
         try:
             info = _stream_call(conn, "CONSUMER.CREATE", stream,
@@ -375,6 +382,40 @@ class PushCapture:
             raise
         self.consumer = info["name"]
         self.timeout = timeout
+        self._config = cfg
+        #: How often the consumer had to be created again after a reconnect.
+        self.recreated = 0
+        conn._reconnect_hooks.append(self._repair)
+
+    def _repair(self) -> None:
+        """After a reconnect: if the server lost the consumer (a restart wipes in-memory
+        consumers; or no interest for longer than the inactive threshold), create it again
+        from the stream sequence after the last one delivered, so the live capture goes on
+        with nothing skipped or repeated."""
+        if not self.sub.active:
+            return
+        try:
+            api_request(self.conn, f"CONSUMER.INFO.{self.stream}.{self.consumer}",
+                        timeout=self.timeout)
+            return
+        except JetStreamError as exc:
+            if exc.code != 404:
+                raise
+        table, _ = self.table()
+        cfg = dict(self._config)
+        if table.num_rows:
+            next_seq = int(pc.max(table["seq"]).as_py()) + 1
+            cfg.pop("opt_start_time", None)
+            cfg.update(deliver_policy="by_start_sequence", opt_start_seq=next_seq)
+            where = f"stream sequence {next_seq}"
+        else:
+            where = "its original start"
+        info = _stream_call(self.conn, "CONSUMER.CREATE", self.stream,
+                            {"stream_name": self.stream, "config": cfg}, self.timeout)
+        self.consumer = info["name"]
+        self.recreated += 1
+        self.conn._report(f"the consumer following {self.stream!r} was gone after the "
+                          f"reconnect; created it again from {where}")
 
     def table(self) -> tuple[pa.Table, pa.Array]:
         """Delivered messages (SCHEMA + seq) and their consumer sequences."""
@@ -391,6 +432,8 @@ class PushCapture:
 
     def stop(self) -> None:
         """Delete the consumer and stop the subscription (stored rows stay readable)."""
+        if self._repair in self.conn._reconnect_hooks:
+            self.conn._reconnect_hooks.remove(self._repair)
         if not self.sub.active:
             return
         try:

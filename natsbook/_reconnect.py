@@ -7,7 +7,9 @@ from __future__ import annotations
 import random
 import socket
 import ssl
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ._engine import _PUB_PREFIXES, RECV_SIZE, Gap, _Engine, _Lost, _Waiter, log
@@ -277,4 +279,15 @@ class _Reconnecting(_Engine):
                 self._gaps[-1].end = time.time()
             self._last_err = ""
             self._cond.notify_all()
+            hooks = list(self._reconnect_hooks)
         self._report(f"reconnected to {server.url}")
+        if hooks:
+            threading.Thread(target=self._run_hooks, args=(hooks,), daemon=True,
+                             name="natsbook-reconnect-hooks").start()
+
+    def _run_hooks(self, hooks: list[Callable[[], Any]]) -> None:
+        for hook in hooks:
+            try:
+                hook()
+            except Exception as exc:  # reported; the next hook still runs
+                self._report(f"after reconnect: {type(exc).__name__}: {exc}")

@@ -365,3 +365,34 @@ def test_column_parse_agrees_with_the_per_row_parse(conn, stream, subject):
     assert fast.num_rows == 40
     assert fast.to_pylist() == slow.to_pylist()
     assert fast["headers"][3].as_py() == b"NATS/1.0\r\nA: 3\r\nB: x\r\n\r\n"
+
+
+def test_follow_survives_a_server_restart(fresh_server, subject):
+    """A restart wipes the in-memory consumer: after the reconnect natsbook creates it again
+    from the next stream sequence, so the live capture has no gap and no duplicate."""
+    c = natsbook.connect(fresh_server.url)
+    try:
+        name = f"R{subject}".upper()
+        js.add_stream(c, name, [f"{subject}.>"])
+        for i in range(5):
+            c.js_publish(f"{subject}.x", {"i": i})
+        f = c.follow(name)
+        for i in range(5, 10):
+            c.js_publish(f"{subject}.x", {"i": i})
+        wait_for(lambda: len(f) == 10, what="live rows before the restart")
+        fresh_server.kill()
+        fresh_server.start()
+        wait_for(lambda: c.status == "connected", what="reconnect")
+        wait_for(lambda: f.live.recreated == 1, what="consumer re-created")
+        for i in range(10, 15):
+            c.js_publish(f"{subject}.x", {"i": i}, timeout=10)
+        wait_for(lambda: len(f) == 15, what="live rows after the restart")
+        frame = f.to_pandas("json")
+        assert frame["i"].tolist() == list(range(15))
+        assert frame["seq"].tolist() == list(range(1, 16))
+        assert f.missed() == 0
+        assert any("created it again" in text for _, text in c.errors)
+        f.stop()
+        assert f.live._repair not in c._reconnect_hooks
+    finally:
+        c.close()
