@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from typing import Any
 
 import orjson
 
@@ -20,6 +21,7 @@ __all__ = [
     "PONG",
     "HeaderInput",
     "Parser",
+    "decode_info",
     "encode_connect",
     "encode_headers",
     "encode_pub",
@@ -111,6 +113,23 @@ def encode_headers(headers: HeaderInput, status: str | None = None) -> bytes:
             raise BadHeaderError(key, "values may not contain CR or LF - send it in the payload")
         lines.append(f"{key}: {value}".encode())
     return CRLF.join(lines) + CRLF + CRLF
+
+
+def decode_info(line: bytes) -> dict[str, Any]:
+    """The JSON object of an ``INFO {...}`` line.
+
+    Raises:
+        ProtocolError: not an INFO line, or its argument is not a JSON object.
+    """
+    if line[:4].upper() != b"INFO":
+        raise ProtocolError(f"expected INFO, got {bytes(line[:40])!r}")
+    try:
+        info = orjson.loads(line[4:])
+    except orjson.JSONDecodeError:
+        raise ProtocolError(f"malformed INFO: {bytes(line[:80])!r}") from None
+    if not isinstance(info, dict):
+        raise ProtocolError(f"INFO is not a JSON object: {bytes(line[:80])!r}")
+    return info
 
 
 def parse_headers(block: bytes) -> tuple[int | None, str, list[tuple[str, str]]]:
@@ -358,12 +377,6 @@ class Parser:
             text = bytes(line[4:]).decode("utf-8", "replace").strip().strip("'")
             ctrl.append((OP_ERR, text))
         elif head.startswith(b"INFO"):
-            try:
-                info = orjson.loads(line[4:])
-            except orjson.JSONDecodeError:
-                raise ProtocolError(f"malformed INFO: {bytes(line[:80])!r}") from None
-            if not isinstance(info, dict):
-                raise ProtocolError(f"INFO is not a JSON object: {bytes(line[:80])!r}")
-            ctrl.append((OP_INFO, info))
+            ctrl.append((OP_INFO, decode_info(line)))
         elif line.strip():
             raise ProtocolError(f"unknown protocol line {bytes(line[:80])!r}")

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import orjson
-
 from . import __version__
-from ._protocol import CRLF, PING, encode_connect
+from ._protocol import CRLF, PING, decode_info, encode_connect
 from .errors import AuthError, BadInputError, ConnectError, ProtocolError, ServerError, TLSError
 
 __all__ = ["Credentials", "ServerURL", "handshake", "parse_url"]
@@ -246,11 +244,9 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
         if not line.startswith(b"INFO "):
             raise ProtocolError(f"{url} is not a NATS server (first line {line[:40]!r})")
         try:
-            info = orjson.loads(line[5:])
-        except orjson.JSONDecodeError:
-            raise ProtocolError(f"{url} sent a malformed INFO line") from None
-        if not isinstance(info, dict):
-            raise ProtocolError(f"{url} sent an INFO that is not a JSON object")
+            info = decode_info(line)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{url} sent a bad INFO: {exc}") from None
         if not is_tls:
             offers = info.get("tls_required") or info.get("tls_available")
             if want_tls and not offers:
