@@ -35,6 +35,7 @@ from .errors import (
     MaxPayloadError,
     NatsbookError,
     NoRespondersError,
+    ProtocolError,
     RequestTimeout,
     ServiceError,
 )
@@ -189,6 +190,10 @@ class Connection(_Reconnecting, DataMethods):
                 self.flush(timeout)
             except FlushTimeout:
                 self._forget(sub)
+                try:  # the SUB may still reach the server: take it back
+                    self._queue(encode_unsub(sid))
+                except NatsbookError:
+                    pass
                 raise
         return sub
 
@@ -205,8 +210,10 @@ class Connection(_Reconnecting, DataMethods):
             return
         if max_msgs is not None and max_msgs > sub.received:
             sub.max_msgs = max_msgs
-            if self._status != "closed":
-                self._queue(encode_unsub(sub.sid, max_msgs))
+            if self._status == "connected":
+                # The server counts from its own SUB; while reconnecting, the re-subscribe
+                # sends the remaining limit itself.
+                self._queue(encode_unsub(sub.sid, max_msgs - sub._base))
             return
         self._forget(sub)
         if self._status == "connected":
@@ -263,6 +270,9 @@ class Connection(_Reconnecting, DataMethods):
                 raise RequestTimeout(subject, timeout)
         finally:
             self._resp_map.pop(token, None)
+        if waiter.error:
+            raise ProtocolError(f"the reply to {subject!r} was malformed ({waiter.error}) - "
+                                "the responder sent a bad header block")
         if waiter.lost or waiter.msg is None:
             self._check_open()
             raise RequestTimeout(subject, timeout)
@@ -320,7 +330,9 @@ class Connection(_Reconnecting, DataMethods):
                 self._subs.pop(sub.sid, None)
             if self._status in ("connected", "draining"):
                 with self._lock:
-                    self._out.append(encode_unsub(sub.sid))
+                    frame = encode_unsub(sub.sid)
+                    self._out.append(frame)
+                    self._out_bytes += len(frame)
         self._wake()
         errors: list[str] = []
         try:
@@ -351,23 +363,34 @@ class Connection(_Reconnecting, DataMethods):
         """Close now: stop the I/O thread, drop what was not sent, stop callbacks."""
         if self._status == "closed" and (self._thread is None or not self._thread.is_alive()):
             return
-        self._stop.set()
-        self._wake()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        self._shutdown_socket()
-        self._set_closed(self._closed_reason or "close() was called")
         with self._lock:
-            subs = list(self._subs.values())
-            self._subs.clear()
-            self._by_sid.clear()
-        for sub in subs:
-            sub._stop(discard=True)
-        for sub in subs:
-            sub._join(min(timeout, 2.0))
-        if self._wake_r >= 0:
-            self._cleanup_fds()
-        _live.discard(self)
+            self._stop.set()  # under the lock: _resume checks it there
+        self._wake()
+        io = self._thread
+        if io is not None and io is not threading.current_thread():
+            io.join(timeout)
+        try:
+            self._shutdown_socket()
+            self._set_closed(self._closed_reason or "close() was called")
+            with self._lock:
+                subs = list(self._subs.values())
+                self._subs.clear()
+                self._by_sid.clear()
+            for sub in subs:
+                try:
+                    sub._stop(discard=True)
+                except Exception as exc:  # one broken capture must not keep the rest open
+                    self._report(f"closing {sub.subject!r}: {type(exc).__name__}: {exc}")
+            for sub in subs:
+                sub._join(min(timeout, 2.0))
+        finally:
+            if io is not None and io.is_alive():
+                # Still inside a handshake: the I/O thread closes the pipe when it ends, so its
+                # fd numbers are not reused under it.
+                self._closed_fds_deferred = True
+            elif self._wake_r >= 0:
+                self._cleanup_fds()
+            _live.discard(self)
 
     def __enter__(self) -> Connection:
         return self

@@ -7,6 +7,7 @@ kernel's thread only queues frames and waits with timeouts.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import itertools
 import logging
 import os
@@ -76,12 +77,13 @@ class _Lost(Exception):
 
 
 class _Waiter:
-    __slots__ = ("event", "lost", "msg")
+    __slots__ = ("error", "event", "lost", "msg")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.lost = False
         self.msg: Msg | None = None
+        self.error = ""
 
 
 @dataclass(slots=True)
@@ -132,6 +134,7 @@ class _Engine:
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._inflight: list[bytes] = []
+        self._inflight_data = b""
         self._inflight_sent = 0
         self._pongs: deque[_Waiter | None] = deque()
         self._outstanding_pings = 0
@@ -166,6 +169,7 @@ class _Engine:
         #: Called after each reconnect, on a short-lived thread of their own (they may make
         #: requests), e.g. to re-create a JetStream consumer the server lost.
         self._reconnect_hooks: list[Callable[[], Any]] = []
+        self._closed_fds_deferred = False
 
     # ------------------------------------------------------------------ connect / lifecycle
     def _connect_first(self) -> None:
@@ -184,6 +188,9 @@ class _Engine:
             except OSError as exc:
                 errors.append(f"{server.url}: {exc}")
                 continue
+            except BaseException:
+                self._cleanup_fds()
+                raise
             try:
                 self._adopt(sock, info, rest, server)
             except ProtocolError:
@@ -299,8 +306,9 @@ class _Engine:
                 self._out = []
                 self._out_bytes = 0
                 self._cond.notify_all()
-        data = b"".join(self._inflight)
-        view = memoryview(data)[self._inflight_sent:]
+            # Joined once per batch of frames, not again after every partial send.
+            self._inflight_data = b"".join(self._inflight)
+        view = memoryview(self._inflight_data)[self._inflight_sent:]
         while view:
             try:
                 n = sock.send(view[: 1 << 20])
@@ -311,6 +319,7 @@ class _Engine:
             self._out_bytes_total += n
             view = view[n:]
         self._inflight = []
+        self._inflight_data = b""
         self._inflight_sent = 0
 
     def _process(self, data: bytes) -> None:
@@ -348,12 +357,15 @@ class _Engine:
     def _on_replies(self, rows: list[RawMsg], now: float) -> None:
         plen = len(self._resp_prefix)
         for row in rows:
-            token = row[0][plen:].decode()
+            token = row[0][plen:].decode("utf-8", "replace")
             waiter = self._resp_map.pop(token, None)
             if waiter is None:
                 self._late_replies += 1
                 continue
-            waiter.msg = Msg.from_raw(*row, time=now, conn=self)
+            try:
+                waiter.msg = Msg.from_raw(*row, time=now, conn=self)
+            except ProtocolError as exc:  # the requester gets the error, not the connection
+                waiter.error = str(exc)
             waiter.event.set()
 
     def _on_info(self, info: dict[str, Any]) -> None:
@@ -372,6 +384,12 @@ class _Engine:
                 except BadInputError:
                     continue
                 if (s.host, s.port) not in known:
+                    # Announced servers carry no credentials: use those of the URL we were
+                    # given (as other NATS clients do), so a move to them can authenticate.
+                    origin = self._pool[0]
+                    if not (s.user or s.token) and (origin.user or origin.token):
+                        s = dataclasses.replace(s, user=origin.user, password=origin.password,
+                                                token=origin.token)
                     self._pool.append(s)
                     known.add((s.host, s.port))
         if info.get("ldm"):
@@ -426,17 +444,7 @@ class _Engine:
     # ------------------------------------------------------------------ sending
     def _queue(self, frame: bytes, timeout: float | None = None) -> None:
         with self._lock:
-            if self._status == "closed":
-                raise ConnectionClosedError(
-                    f"connection is closed ({self._closed_reason or 'close() was called'}) - "
-                    "open a new one with natsbook.connect()")
-            if self._status == "reconnecting":
-                if self._out_bytes + len(frame) > self.reconnect_buffer_size:
-                    raise NotConnectedError(
-                        f"disconnected from {self._server.url} and the reconnect buffer is full "
-                        f"({self.reconnect_buffer_size} bytes) - wait for the reconnect "
-                        "(conn.status) or raise reconnect_buffer_size")
-            elif self._out_bytes > self.pending_size:
+            if self._status != "reconnecting" and self._out_bytes > self.pending_size:
                 deadline = time.monotonic() + (timeout if timeout is not None else 10.0)
                 while self._out_bytes > self.pending_size and self._status == "connected":
                     left = deadline - time.monotonic()
@@ -444,6 +452,17 @@ class _Engine:
                         raise Timeout("the server is not taking data fast enough (send buffer "
                                       f"of {self.pending_size} bytes full) - slow down publishing")
                     self._cond.wait(left)
+            # Checked after any wait: the state may have changed meanwhile.
+            if self._status == "closed":
+                raise ConnectionClosedError(
+                    f"connection is closed ({self._closed_reason or 'close() was called'}) - "
+                    "open a new one with natsbook.connect()")
+            if self._status == "reconnecting" and \
+                    self._out_bytes + len(frame) > self.reconnect_buffer_size:
+                raise NotConnectedError(
+                    f"disconnected from {self._server.url} and the reconnect buffer is full "
+                    f"({self.reconnect_buffer_size} bytes) - wait for the reconnect "
+                    "(conn.status) or raise reconnect_buffer_size")
             was_empty = not self._out
             self._out.append(frame)
             self._out_bytes += len(frame)

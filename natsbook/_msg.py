@@ -82,7 +82,8 @@ class Msg:
         if hdr:
             status, description, items = parse_headers(hdr)
             headers = Headers(items)
-        return cls(subject.decode(), payload, reply.decode() if reply else None, headers,
+        return cls(subject.decode("utf-8", "replace"), payload,
+                   reply.decode("utf-8", "replace") if reply else None, headers,
                    status, description, time, sid, conn)
 
     def text(self) -> str:

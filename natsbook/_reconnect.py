@@ -48,6 +48,9 @@ class _Reconnecting(_Engine):
                 self._report(reason)
             except (OSError, ssl.SSLError) as exc:
                 reason = f"connection error: {exc}"
+            except Exception as exc:  # never leave the I/O thread silently dead
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+                self._report(f"{reason} - reconnecting; please report this")
             if self._stop.is_set():
                 break
             if lame and self._sock is not None:
@@ -64,6 +67,8 @@ class _Reconnecting(_Engine):
             if not self._reconnect_loop():
                 break
         self._shutdown_socket()
+        if self._stop.is_set() and self._closed_fds_deferred:
+            self._cleanup_fds()  # close() left the wake pipe to this thread
 
     # ------------------------------------------------------------------ reconnect
     def _on_disconnect(self, reason: str) -> None:
@@ -81,6 +86,7 @@ class _Reconnecting(_Engine):
                 pos = end
             unsent.extend(f for f in self._out if f.startswith(_PUB_PREFIXES))
             self._inflight = []
+            self._inflight_data = b""
             self._inflight_sent = 0
             self._out = unsent
             self._out_bytes = sum(len(f) for f in unsent)
@@ -122,6 +128,9 @@ class _Reconnecting(_Engine):
                         refused.add(text)
                         self._report(f"reconnect refused: {text}")
                     continue
+                if self._stop.is_set():  # close() ran during the handshake
+                    sock.close()
+                    return False
                 try:
                     self._resume(sock, info, rest, server)
                 except ProtocolError as exc:
@@ -142,6 +151,7 @@ class _Reconnecting(_Engine):
         frames: list[bytes] = []
         for sub in self._subs.values():
             frames.append(encode_sub(sub.subject, sub.sid, sub.queue))
+            sub._base = sub.received  # the new server counts this subscription from here
             if sub.max_msgs is not None:
                 frames.append(encode_unsub(sub.sid, sub.max_msgs - sub.received))
         if self._resp_sid is not None:
@@ -208,7 +218,7 @@ class _Reconnecting(_Engine):
             frames = self._inflight[:]
             sent = self._inflight_sent
             frames.extend(self._out)
-            self._inflight, self._inflight_sent = [], 0
+            self._inflight, self._inflight_sent, self._inflight_data = [], 0, b""
             self._out, self._out_bytes = [], 0
             frames.extend(encode_unsub(sid) for sid in self._subs)
             if self._resp_sid is not None:
@@ -270,6 +280,9 @@ class _Reconnecting(_Engine):
     def _resume(self, sock: socket.socket, info: dict[str, Any], rest: bytes,
                 server: ServerURL) -> None:
         with self._lock:
+            if self._stop.is_set():  # close() won the race: do not come back to life
+                sock.close()
+                return
             self._adopt(sock, info, rest, server)
             self._out = self._resubscribe_frames() + self._out
             self._out_bytes = sum(len(f) for f in self._out)

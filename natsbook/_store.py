@@ -56,6 +56,17 @@ class StoreStats:
     bytes: int
 
 
+def _text(values: list[bytes | None]) -> pa.Array:
+    """Subjects / replies as strings. The server forwards whatever bytes a publisher sent, so
+    invalid UTF-8 is replaced (U+FFFD) rather than allowed to fail the seal."""
+    arr = pa.array(values, pa.binary())
+    try:
+        return arr.cast(pa.string())
+    except pa.ArrowInvalid:
+        return pa.array([None if v is None else v.decode("utf-8", "replace") for v in values],
+                        pa.string())
+
+
 def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
     n = len(rows)
     # One C-level pass per column (cheaper than transposing with zip(*rows)).
@@ -63,8 +74,7 @@ def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
     payloads = list(map(_COL3, rows))
     replies = list(map(_COL1, rows))
     hdrs = list(map(_COL2, rows))
-    reply_arr = (pa.array(replies, pa.binary()).cast(pa.string()) if any(replies)
-                 else pa.nulls(n, pa.string()))
+    reply_arr = _text(replies) if any(replies) else pa.nulls(n, pa.string())
     hdr_arr = pa.array(hdrs, pa.binary()) if any(hdrs) else pa.nulls(n, pa.binary())
     if len(times) == 1:
         t = np.full(n, times[0][0], dtype="int64")
@@ -76,7 +86,7 @@ def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [
             pa.array(t, pa.int64()).cast(SCHEMA.field("time").type),
-            pa.array(subjects, pa.binary()).cast(pa.string()),
+            _text(subjects),
             reply_arr,
             hdr_arr,
             pa.array(payloads, pa.binary()),
@@ -185,8 +195,12 @@ class CaptureStore:
             return int(head.column(0)[0].value)
 
     def _evict_head(self) -> None:
+        """Make room for a budget: a spill capture writes its rows to disk (it keeps
+        everything); any other drops its oldest sealed batch (counted)."""
         with self._lock:
-            if self._sealed:
+            if self._spill_dir is not None:
+                self._spill_locked()
+            elif self._sealed:
                 head = self._sealed.popleft()
                 self._sealed_rows -= head.num_rows
                 self._sealed_bytes -= head.nbytes
@@ -202,7 +216,9 @@ class CaptureStore:
         self._sealed_rows += batch.num_rows
         self._sealed_bytes += batch.nbytes
         if self._spill_dir is not None:
-            if self._sealed_rows >= SPILL_ROWS:
+            # Spill before memory passes the capture's bound (or every SPILL_ROWS rows).
+            if self._sealed_rows >= SPILL_ROWS or (
+                    self.max_bytes is not None and self._sealed_bytes > self.max_bytes):
                 self._spill_locked()
         else:
             self._enforce_locked()

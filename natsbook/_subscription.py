@@ -38,6 +38,7 @@ class SubStats:
 
     Capture: ``received == stored + evicted`` (``stored`` includes rows spilled to Parquet).
     Callback: ``received == delivered + pending + dropped`` (``dropped``: pending limit hit).
+    ``late``: messages that arrived after the subscription ended; not part of ``received``.
     """
 
     received: int
@@ -49,6 +50,7 @@ class SubStats:
     pending: int
     callback_errors: int
     bytes: int
+    late: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -74,6 +76,12 @@ class Subscription:
         self.closed_at: float | None = None
         self.active = True
         self.received = 0
+        #: Messages that arrived after the subscription ended (unsubscribe or max_msgs reached
+        #: while still in flight): not stored, not handed to the callback, counted here.
+        self.late = 0
+        #: ``received`` when the current server got the SUB (reconnects re-subscribe), so an
+        #: UNSUB limit can be given relative to that server's own count.
+        self._base = 0
         self._last_raw: RawMsg | None = None
         self._last_time = 0.0
         self._pending_limit = pending_msgs
@@ -99,9 +107,11 @@ class Subscription:
     def _deliver(self, rows: list[RawMsg], now: float, t_ns: int) -> bool:
         """Take a batch from the reader. Returns False once max_msgs is reached."""
         if not self.active:
+            self.late += len(rows)
             return False
         done = False
         if self.max_msgs is not None and self.received + len(rows) >= self.max_msgs:
+            self.late += len(rows) - max(self.max_msgs - self.received, 0)
             rows = rows[: self.max_msgs - self.received]
             done = True
         if not rows:
@@ -172,9 +182,10 @@ class Subscription:
                         self._dropped += len(batch) - i
                         self._busy = 0
                     break
-                msg = Msg.from_raw(*row, time=t, sid=self.sid, conn=self._conn)
                 try:
-                    cb(msg)
+                    # Inside the try: a malformed header block is this message's error (counted
+                    # and reported), never the end of the dispatcher.
+                    cb(Msg.from_raw(*row, time=t, sid=self.sid, conn=self._conn))
                 except Exception as exc:  # reported, never fatal to the dispatcher
                     self._failed(exc)
                 finally:
@@ -234,6 +245,7 @@ class Subscription:
             pending=pending,
             callback_errors=self._errors,
             bytes=st.bytes if st else 0,
+            late=self.late,
         )
 
     def wait_pending(self, timeout: float = 5.0) -> bool:

@@ -109,6 +109,7 @@ class Credentials:
         if len(found) < 2 or not found[1].startswith("SU"):
             raise BadInputError(f"{os.fspath(path)!r} is not a NATS .creds file (expected a user "
                                 "JWT block and a USER NKEY SEED block) - create it with nsc")
+        _check_seed(found[1].encode())
         return found[0], found[1].encode()
 
     @staticmethod
@@ -130,13 +131,23 @@ class Credentials:
             value = m.group(0).encode()
         if not value.startswith(b"SU"):
             raise BadInputError("nkey seed must be a user seed starting with 'SU'")
+        _check_seed(value)
         return value
+
+
+def _check_seed(seed: bytes) -> None:
+    """Fail at connect() time, before any socket, on a seed nkeys cannot use."""
+    _sign(seed, "natsbook-seed-check")
 
 
 def _sign(seed: bytes, nonce: str) -> tuple[str, str]:
     import nkeys
 
-    kp = nkeys.from_seed(seed)
+    try:
+        kp = nkeys.from_seed(seed)
+    except Exception:  # nkeys' own errors: keep them inside natsbook's tree, seed unprinted
+        raise BadInputError("the NKey seed is not valid (a user seed is 58 characters "
+                            "starting with 'SU') - check the seed or .creds file") from None
     try:
         sig = base64.urlsafe_b64encode(kp.sign(nonce.encode())).rstrip(b"=").decode()
         return sig, kp.public_key.decode()
