@@ -323,21 +323,16 @@ class _Engine:
         self._inflight_sent = 0
 
     def _process(self, data: bytes) -> None:
-        groups, ctrl = self._parser.feed(data)
+        try:
+            groups, ctrl = self._parser.feed(data)
+        except ProtocolError as exc:
+            # Messages that arrived complete before the bad bytes are still delivered; the
+            # error then drops the connection (a gap is recorded).
+            if exc.partial is not None:
+                self._deliver_groups(exc.partial[0])
+            raise
         if groups:
-            now = time.time()
-            t_ns = int(now * 1e9)
-            for sid, rows in groups.items():
-                self._in_msgs += len(rows)
-                if sid == self._resp_sid:
-                    self._on_replies(rows, now)
-                    continue
-                sub = self._by_sid.get(sid)
-                if sub is None:
-                    self._unknown_sid += len(rows)
-                    continue
-                if not sub._deliver(rows, now, t_ns):
-                    self._forget(sub)
+            self._deliver_groups(groups)
         for op, arg in ctrl:
             if op == "PING":
                 with self._lock:
@@ -353,6 +348,21 @@ class _Engine:
                 self._on_info(arg)
             elif op == "-ERR":
                 self._on_err(str(arg))
+
+    def _deliver_groups(self, groups: dict[bytes, list[RawMsg]]) -> None:
+        now = time.time()
+        t_ns = int(now * 1e9)
+        for sid, rows in groups.items():
+            self._in_msgs += len(rows)
+            if sid == self._resp_sid:
+                self._on_replies(rows, now)
+                continue
+            sub = self._by_sid.get(sid)
+            if sub is None:
+                self._unknown_sid += len(rows)
+                continue
+            if not sub._deliver(rows, now, t_ns):
+                self._forget(sub)
 
     def _on_replies(self, rows: list[RawMsg], now: float) -> None:
         plen = len(self._resp_prefix)

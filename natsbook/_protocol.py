@@ -237,129 +237,135 @@ class Parser:
         reply: bytes | None = None
         size = hdr_len = 0
         msg_match = _MSG_RE.match
-        while pos < n:
-            if not countdown and cache_len >= 0 and startswith(cache_line, pos) \
-                    and startswith(b"\r\n", pos + cache_len):
-                eol = pos + cache_len
-                subject, sid, reply, size, hdr_len = cached
-                # A flood repeats the same line frame after frame: let the regex engine find
-                # the whole run in C, then slice every payload in one comprehension.
-                if not hdr_len:
-                    run = _run_pattern(cache_line, size).match(buf, pos)
-                    if run is not None and run.end() - pos > size + cache_len + 4:
-                        frame_len = cache_len + size + 4
-                        first = pos + cache_len + 2
-                        stop = run.end()
-                        if sid != last_sid:
-                            got = groups.get(sid)
-                            if got is None:
-                                got = groups[sid] = []
-                            last_sid, last_list = sid, got
-                        last_list.extend([(subject, reply, None, buf[q:q + size])
-                                          for q in range(first, stop, frame_len)])
-                        pos = stop
-                        continue
-            elif (m := msg_match(buf, pos)) is not None:
-                # The common MSG line, split by the regex engine in one C call.
-                subject, sid, reply, size_b = m.groups()
-                size = int(size_b)
-                hdr_len = 0
-                eol = m.end() - 2
-                if size > limit:
-                    raise ProtocolError(
-                        f"message size {size} outside 0..{limit} in "
-                        f"{bytes(buf[pos:min(eol, pos + 80)])!r}"
-                    )
-                if countdown:
-                    countdown -= 1
-                else:
-                    cache_line = buf[pos:eol]
-                    cache_len = eol - pos
-                    cached = (subject, sid, reply, size, 0)
-                    countdown = _PROBE
-            elif (eol := find(b"\r\n", pos)) < 0:
-                if n - pos > MAX_CONTROL_LINE:
-                    raise ProtocolError(
-                        f"control line longer than {MAX_CONTROL_LINE} bytes: "
-                        f"{bytes(buf[pos:pos + 40])!r}..."
-                    )
-                break
-            elif buf[pos] in _MSG_FIRST:
-                line = buf[pos:eol]
-                args = line.split()
-                op = args[0].upper()
-                na = len(args)
-                try:
-                    if op == b"MSG":
-                        hdr_len = 0
-                        if na == 4:
-                            _, subject, sid, size_b = args
-                            reply = None
-                        elif na == 5:
-                            _, subject, sid, reply, size_b = args
-                        else:
-                            raise ValueError
-                        size = int(size_b)
-                    elif op == b"HMSG":
-                        if na == 5:
-                            _, subject, sid, hl_b, size_b = args
-                            reply = None
-                        elif na == 6:
-                            _, subject, sid, reply, hl_b, size_b = args
-                        else:
-                            raise ValueError
-                        hdr_len = int(hl_b)
-                        size = int(size_b)
-                        if hdr_len < 0 or hdr_len > size:
-                            raise ValueError
+        try:
+            while pos < n:
+                if not countdown and cache_len >= 0 and startswith(cache_line, pos) \
+                        and startswith(b"\r\n", pos + cache_len):
+                    eol = pos + cache_len
+                    subject, sid, reply, size, hdr_len = cached
+                    # A flood repeats the same line frame after frame: let the regex engine find
+                    # the whole run in C, then slice every payload in one comprehension.
+                    if not hdr_len:
+                        run = _run_pattern(cache_line, size).match(buf, pos)
+                        if run is not None and run.end() - pos > size + cache_len + 4:
+                            frame_len = cache_len + size + 4
+                            first = pos + cache_len + 2
+                            stop = run.end()
+                            if sid != last_sid:
+                                got = groups.get(sid)
+                                if got is None:
+                                    got = groups[sid] = []
+                                last_sid, last_list = sid, got
+                            last_list.extend([(subject, reply, None, buf[q:q + size])
+                                              for q in range(first, stop, frame_len)])
+                            pos = stop
+                            continue
+                elif (m := msg_match(buf, pos)) is not None:
+                    # The common MSG line, split by the regex engine in one C call.
+                    subject, sid, reply, size_b = m.groups()
+                    size = int(size_b)
+                    hdr_len = 0
+                    eol = m.end() - 2
+                    if size > limit:
+                        raise ProtocolError(
+                            f"message size {size} outside 0..{limit} in "
+                            f"{bytes(buf[pos:min(eol, pos + 80)])!r}"
+                        )
+                    if countdown:
+                        countdown -= 1
                     else:
-                        raise ProtocolError(f"unknown protocol line {bytes(line[:80])!r}")
-                except ValueError:
-                    cache_len = -1
-                    raise ProtocolError(f"malformed message line {bytes(line[:80])!r}") from None
-                if size < 0 or size > limit:
-                    raise ProtocolError(
-                        f"message size {size} outside 0..{limit} in {bytes(line[:80])!r}"
-                    )
-                cache_line = line
-                cache_len = len(line)
-                cached = (subject, sid, reply, size, hdr_len)
-                countdown = _PROBE
-            else:
-                line = buf[pos:eol]
-                pos = eol + 2
-                self._control(line, ctrl)
-                continue
-            start = eol + 2
-            end = start + size
-            if end + 2 > n:
-                # Incomplete frame: wait for the rest without re-joining on every chunk.
-                rest = buf[pos:]
-                need = (end + 2) - pos
-                if need > 1 << 16:
-                    self._parts = [rest]
-                    self._have = len(rest)
-                    self._need = need
+                        cache_line = buf[pos:eol]
+                        cache_len = eol - pos
+                        cached = (subject, sid, reply, size, 0)
+                        countdown = _PROBE
+                elif (eol := find(b"\r\n", pos)) < 0:
+                    if n - pos > MAX_CONTROL_LINE:
+                        raise ProtocolError(
+                            f"control line longer than {MAX_CONTROL_LINE} bytes: "
+                            f"{bytes(buf[pos:pos + 40])!r}..."
+                        )
+                    break
+                elif buf[pos] in _MSG_FIRST:
+                    line = buf[pos:eol]
+                    args = line.split()
+                    op = args[0].upper()
+                    na = len(args)
+                    try:
+                        if op == b"MSG":
+                            hdr_len = 0
+                            if na == 4:
+                                _, subject, sid, size_b = args
+                                reply = None
+                            elif na == 5:
+                                _, subject, sid, reply, size_b = args
+                            else:
+                                raise ValueError
+                            size = int(size_b)
+                        elif op == b"HMSG":
+                            if na == 5:
+                                _, subject, sid, hl_b, size_b = args
+                                reply = None
+                            elif na == 6:
+                                _, subject, sid, reply, hl_b, size_b = args
+                            else:
+                                raise ValueError
+                            hdr_len = int(hl_b)
+                            size = int(size_b)
+                            if hdr_len < 0 or hdr_len > size:
+                                raise ValueError
+                        else:
+                            raise ProtocolError(f"unknown protocol line {bytes(line[:80])!r}")
+                    except ValueError:
+                        cache_len = -1
+                        raise ProtocolError(
+                            f"malformed message line {bytes(line[:80])!r}") from None
+                    if size < 0 or size > limit:
+                        raise ProtocolError(
+                            f"message size {size} outside 0..{limit} in {bytes(line[:80])!r}"
+                        )
+                    cache_line = line
+                    cache_len = len(line)
+                    cached = (subject, sid, reply, size, hdr_len)
+                    countdown = _PROBE
                 else:
-                    self._rest = rest
-                break
-            if not startswith(b"\r\n", end):
-                raise ProtocolError(
-                    f"message payload not terminated by CRLF after {size} bytes "
-                    f"({bytes(buf[pos:min(eol, pos + 80)])!r})"
-                )
-            item: RawMsg
-            if hdr_len:
-                item = (subject, reply, buf[start:start + hdr_len], buf[start + hdr_len:end])
-            else:
-                item = (subject, reply, None, buf[start:end])
-            if sid != last_sid:
-                got = groups.get(sid)
-                if got is None:
-                    got = groups[sid] = []
-                last_sid, last_list = sid, got
-            last_list.append(item)
-            pos = end + 2
+                    line = buf[pos:eol]
+                    pos = eol + 2
+                    self._control(line, ctrl)
+                    continue
+                start = eol + 2
+                end = start + size
+                if end + 2 > n:
+                    # Incomplete frame: wait for the rest without re-joining on every chunk.
+                    rest = buf[pos:]
+                    need = (end + 2) - pos
+                    if need > 1 << 16:
+                        self._parts = [rest]
+                        self._have = len(rest)
+                        self._need = need
+                    else:
+                        self._rest = rest
+                    break
+                if not startswith(b"\r\n", end):
+                    raise ProtocolError(
+                        f"message payload not terminated by CRLF after {size} bytes "
+                        f"({bytes(buf[pos:min(eol, pos + 80)])!r})"
+                    )
+                item: RawMsg
+                if hdr_len:
+                    item = (subject, reply, buf[start:start + hdr_len], buf[start + hdr_len:end])
+                else:
+                    item = (subject, reply, None, buf[start:end])
+                if sid != last_sid:
+                    got = groups.get(sid)
+                    if got is None:
+                        got = groups[sid] = []
+                    last_sid, last_list = sid, got
+                last_list.append(item)
+                pos = end + 2
+        except ProtocolError as exc:
+            # What parsed cleanly before the bad bytes still counts: hand it to the caller.
+            exc.partial = (groups, ctrl)
+            raise
         if pos < n and not self._parts and not self._rest:
             self._rest = buf[pos:]
         return groups, ctrl

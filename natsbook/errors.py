@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import builtins
+from typing import Any
 
 __all__ = [
     "AuthError",
@@ -124,6 +125,9 @@ class NotConnectedError(NatsbookError):
 
 class ProtocolError(NatsbookError):
     """The server sent something that is not the NATS protocol."""
+
+    #: Set by the parser: (messages by sid, control frames) parsed before the bad bytes.
+    partial: tuple[Any, Any] | None = None
 
 
 class ServerError(NatsbookError):

@@ -147,3 +147,12 @@ def test_big_payload_across_many_chunks() -> None:
     msgs, ctrl = parse_all(chunks)
     assert msgs == [(b"7", b"big", None, None, payload)]
     assert ctrl == [("PONG", None)]
+
+
+def test_protocol_error_keeps_what_parsed_before_it() -> None:
+    good = b"MSG a 1 2\r\nok\r\nPING\r\n"
+    with pytest.raises(ProtocolError) as exc:
+        Parser().feed(good + b"GARBAGE here\r\n")
+    assert exc.value.partial is not None
+    groups, ctrl = exc.value.partial
+    assert groups == {b"1": [(b"a", None, None, b"ok")]} and ctrl == [("PING", None)]
