@@ -170,6 +170,9 @@ class _Engine:
         #: requests), e.g. to re-create a JetStream consumer the server lost.
         self._reconnect_hooks: list[Callable[[], Any]] = []
         self._closed_fds_deferred = False
+        self._callback_lock = threading.Lock()
+        self._callback_queue: deque[str] = deque(maxlen=1000)
+        self._callback_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ connect / lifecycle
     def _connect_first(self) -> None:
@@ -420,9 +423,28 @@ class _Engine:
         self.errors.append((time.time(), text))
         log.warning("natsbook: %s", text)
         if self._error_callback is not None:
+            # The user's callback runs on a thread of its own: never on the I/O thread, never
+            # under the engine's lock (it may well call back into the connection).
+            with self._callback_lock:
+                self._callback_queue.append(text)
+                if self._callback_thread is None or not self._callback_thread.is_alive():
+                    self._callback_thread = threading.Thread(
+                        target=self._run_error_callbacks, daemon=True,
+                        name="natsbook-error-callback")
+                    self._callback_thread.start()
+
+    def _run_error_callbacks(self) -> None:
+        cb = self._error_callback
+        assert cb is not None
+        while True:
+            with self._callback_lock:
+                if not self._callback_queue:
+                    self._callback_thread = None
+                    return
+                text = self._callback_queue.popleft()
             try:
-                self._error_callback(text)
-            except Exception:  # a faulty error callback must not kill the reader
+                cb(text)
+            except Exception:  # a faulty error callback must not stop the others
                 log.exception("natsbook: error_callback raised")
 
     def _shutdown_socket(self) -> None:

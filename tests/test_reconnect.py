@@ -94,3 +94,29 @@ def test_steady_publisher_across_restart_loses_nothing_after_reconnect(
     finally:
         cap.close()
         pub.close()
+
+
+def test_error_callback_runs_off_the_io_thread_and_may_use_the_connection(
+        fresh_server: LocalServer, subject: str) -> None:
+    """The callback flushes on the same connection: on the I/O thread, or under its lock,
+    that would deadlock."""
+    seen: list[tuple[str, str]] = []
+    conn: natsbook.Connection | None = None
+
+    def on_error(text: str) -> None:
+        assert conn is not None
+        if "reconnected" in text:
+            conn.flush(5)
+        seen.append((threading.current_thread().name, text))
+
+    conn = natsbook.connect(fresh_server.url, error_callback=on_error)
+    try:
+        fresh_server.kill()
+        fresh_server.start()
+        assert wait_for(lambda: any("reconnected" in t for _, t in seen), 10)
+        assert all(name == "natsbook-error-callback" for name, _ in seen)
+        assert any("disconnected" in t for _, t in seen)
+        conn.publish(subject, b"x")
+        conn.flush(5)
+    finally:
+        conn.close()
