@@ -94,7 +94,9 @@ class Connection(_Reconnecting, DataMethods):
     def flush(self, timeout: float = 10.0) -> float:
         """Barrier: returns once the server has processed everything sent before it.
 
-        Returns the round-trip time in seconds. Waits through a reconnect within `timeout`.
+        Returns the round-trip time in seconds. Waits through a reconnect within `timeout`;
+        then it is a barrier on the new server only: publishes the old one had not processed
+        when the connection dropped may be lost, and ``conn.gaps()`` shows that interval.
 
         Raises:
             FlushTimeout: no answer within `timeout`.
