@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
@@ -92,3 +93,24 @@ def nats(ip: TestingShell, server: natsbook.LocalServer) -> TestingShell:
     return ip
 
 
+# ---------------------------------------------------------------- TLS
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Test certificates (trustme): a CA, an unrelated CA, a server cert for 127.0.0.1 and
+    localhost, a client cert; paths as str."""
+    d = tmp_path_factory.mktemp("pki")
+    ca = trustme.CA()
+    other_ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    client_cert = ca.issue_cert("client@natsbook")
+    files = {
+        "ca": d / "ca.pem", "other_ca": d / "other.pem", "cert": d / "server.pem",
+        "key": d / "server-key.pem", "client": d / "client.pem", "client_key": d / "client-key.pem",
+    }
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    other_ca.cert_pem.write_to_path(str(files["other_ca"]))
+    server_cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    server_cert.private_key_pem.write_to_path(str(files["key"]))
+    client_cert.cert_chain_pems[0].write_to_path(str(files["client"]))
+    client_cert.private_key_pem.write_to_path(str(files["client_key"]))
+    return {k: str(v) for k, v in files.items()}

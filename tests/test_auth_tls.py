@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 import natsbook
 from natsbook.errors import AuthError, ConnectError, TLSError
@@ -107,26 +106,6 @@ def test_creds(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- TLS
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    d = tmp_path_factory.mktemp("pki")
-    ca = trustme.CA()
-    other_ca = trustme.CA()
-    server_cert = ca.issue_cert("127.0.0.1", "localhost")
-    client_cert = ca.issue_cert("client@natsbook")
-    files = {
-        "ca": d / "ca.pem", "other_ca": d / "other.pem", "cert": d / "server.pem",
-        "key": d / "server-key.pem", "client": d / "client.pem", "client_key": d / "client-key.pem",
-    }
-    ca.cert_pem.write_to_path(str(files["ca"]))
-    other_ca.cert_pem.write_to_path(str(files["other_ca"]))
-    server_cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
-    server_cert.private_key_pem.write_to_path(str(files["key"]))
-    client_cert.cert_chain_pems[0].write_to_path(str(files["client"]))
-    client_cert.private_key_pem.write_to_path(str(files["client_key"]))
-    return {k: str(v) for k, v in files.items()}
-
-
 def tls_config(pki: dict[str, str], extra: str = "") -> str:
     return (f'tls {{\n cert_file: "{pki["cert"]}"\n key_file: "{pki["key"]}"\n timeout: 2\n'
             f' {extra}\n}}\n')

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import trustme
 
 import natsbook
 from natsbook import LocalServer
@@ -118,29 +117,13 @@ def test_secrets_stay_hidden_while_connected_and_on_refused_reconnects(
 
 
 # -- TLS ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("pki")
-    ca = trustme.CA()
-    other = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    paths = {"ca": d / "ca.pem", "other_ca": d / "other-ca.pem", "cert": d / "server.pem",
-             "key": d / "server-key.pem"}
-    ca.cert_pem.write_to_path(paths["ca"])
-    other.cert_pem.write_to_path(paths["other_ca"])
-    cert.private_key_pem.write_to_path(paths["key"])
-    for i, blob in enumerate(cert.cert_chain_pems):
-        blob.write_to_path(paths["cert"], append=i > 0)
-    return paths
-
-
 @pytest.fixture
-def tls_server(server_factory: Callable[..., LocalServer], pki: dict[str, Path]) -> LocalServer:
+def tls_server(server_factory: Callable[..., LocalServer], pki: dict[str, str]) -> LocalServer:
     return server_factory(
         f'tls {{ cert_file: "{pki["cert"]}", key_file: "{pki["key"]}", timeout: 2 }}\n')
 
 
-def test_tls_right_ca_works(tls_server: LocalServer, pki: dict[str, Path],
+def test_tls_right_ca_works(tls_server: LocalServer, pki: dict[str, str],
                             subject: str) -> None:
     conn = natsbook.connect(tls_server.url, tls_ca=str(pki["ca"]), connect_timeout=TIMEOUT)
     try:
@@ -152,7 +135,7 @@ def test_tls_right_ca_works(tls_server: LocalServer, pki: dict[str, Path],
         conn.close()
 
 
-def test_tls_wrong_ca(tls_server: LocalServer, pki: dict[str, Path],
+def test_tls_wrong_ca(tls_server: LocalServer, pki: dict[str, str],
                       caplog: pytest.LogCaptureFixture) -> None:
     exc = _connect_fails(caplog, TLSError, tls_server.url, tls_ca=str(pki["other_ca"]))
     assert "not trusted" in str(exc) and "tls_ca" in str(exc)
@@ -165,7 +148,7 @@ def test_tls_server_but_no_ca_given(tls_server: LocalServer,
 
 
 def test_tls_asked_but_server_plaintext(server_factory: Callable[..., LocalServer],
-                                        pki: dict[str, Path],
+                                        pki: dict[str, str],
                                         caplog: pytest.LogCaptureFixture) -> None:
     srv = server_factory(None)
     exc = _connect_fails(caplog, TLSError, srv.url, tls_ca=str(pki["ca"]), token=WRONG_TOKEN)
@@ -176,7 +159,7 @@ def test_tls_asked_but_server_plaintext(server_factory: Callable[..., LocalServe
 
 
 def test_tls_first_against_plaintext(server_factory: Callable[..., LocalServer],
-                                     pki: dict[str, Path],
+                                     pki: dict[str, str],
                                      caplog: pytest.LogCaptureFixture) -> None:
     srv = server_factory(None)
     _connect_fails(caplog, ConnectError, srv.url, tls_ca=str(pki["ca"]),
