@@ -71,9 +71,7 @@ def test_kill_current_node_fails_over(cluster: Cluster, subject: str) -> None:
         assert len(after) == len(set(after)), "no duplicates"
     finally:
         if pub is not None:
-            pub.stop_event.set()
-            pub.join(5)
-            pub.conn.close()
+            pub.abort()
         conn.close()
 
 
@@ -119,7 +117,5 @@ def test_lame_duck_moves_client_without_loss(cluster: Cluster, subject: str) -> 
         assert len(missing) + len(doubled) <= 3, (missing, doubled)
     finally:
         if pub is not None:
-            pub.stop_event.set()
-            pub.join(5)
-            pub.conn.close()
+            pub.abort()
         conn.close()

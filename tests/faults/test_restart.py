@@ -84,9 +84,7 @@ def test_kill9_restart_mid_capture(own_server: LocalServer, subject: str) -> Non
         assert len(missing) < 0.5 * len(pub.accepted)
     finally:
         if pub is not None and pub.is_alive():
-            pub.stop_event.set()
-            pub.join(5)
-            pub.conn.close()
+            pub.abort()
         conn.close()
 
 

@@ -83,7 +83,5 @@ def test_soak_bounded_store_flat_memory(own_server: LocalServer, subject: str) -
         assert growth < 25.0, f"RSS kept growing after warm-up: {warm}"
     finally:
         if pub is not None:
-            pub.stop_event.set()
-            pub.join(5)
-            pub.conn.close()
+            pub.abort()
         conn.close()
