@@ -529,6 +529,23 @@ def test_context_repr_hides_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert kw["tls_handshake_first"] is True and not kw["nkey_seed"].startswith("~")
 
 
+def test_context_repr_hides_credentials_in_its_url(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from natsbook._context import load_context
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    urls = (f"nats://admin:{PASSWORD}@h1:4222, tls://{SECRET}@h2:4222,nats://h3:4222,"
+            "nats://u:p@ss,w:rd@h4:1")
+    write_context(tmp_path / "xdg", "u", {"url": urls})
+    ctx = load_context("u")
+    for text in (repr(ctx), str(ctx), f"{ctx}", repr([ctx])):
+        assert PASSWORD not in text and SECRET not in text and "admin" not in text
+        assert "ss,w" not in text and "rd@" not in text
+    assert "nats://***@h1:4222, tls://***@h2:4222,nats://h3:4222,nats://***@h4:1" in repr(ctx)
+    assert "auth=url" in repr(ctx)
+    assert ctx.connect_kwargs()["servers"][0] == f"nats://admin:{PASSWORD}@h1:4222"
+
+
 # ---------------------------------------------------------------------------- extension
 def test_unload_closes_everything(ip: TestingShell, server: natsbook.LocalServer,
                                   magics: NatsMagics) -> None:
