@@ -9,7 +9,8 @@
     %nats_req SUBJECT [PAYLOAD] [--timeout S] [-H KEY:VALUE ...]           (%%nats_req too)
     %nats_unsub [SUBJECT | --all]      %nats_subs      %nats_info      %nats_close
     %nats_msgs [PATTERN] [--last N] [--decode json|text|bytes|auto] [-o NAME]
-    %nats_streams      %nats_stream NAME [--subject S] [--since T] [--last N] [-o NAME]
+    %nats_streams      %nats_stream NAME [--subject S] [--since T] [--until T] [--last N]
+                       [-o NAME]   (T: ISO time, epoch seconds >= 1e9, or 30s/10m/2h ago)
     %nats_kv BUCKET [KEY] [-o NAME]    %nats_server varz|connz|closed|subsz|jsz|healthz|routez
     %nats_panel        (the dashboard of publish/subscribe/request/explorer panels)
 
@@ -592,8 +593,10 @@ class NatsMagics(Magics, Configurable):
     @magic_arguments()
     @argument("stream", help="stream name")
     @argument("--subject", "-s", help="only stored messages on this subject (wildcards ok)")
-    @argument("--since", help="from this time: ISO time, epoch seconds or a duration ('10m')")
-    @argument("--until", help="up to this time")
+    @argument("--since", help="from this time: ISO time (2024-05-01T12:00Z), epoch seconds (a "
+                              "bare number >= 1e9: 1700000000.5) or a duration with a unit "
+                              "before now (30s, 10m, 2h); a smaller bare number is refused")
+    @argument("--until", help="up to this time (the same forms as --since)")
     @argument("--last", "-n", type=int, default=None, help="only the newest N messages")
     @argument("--start-seq", type=int, default=None, help="from this stream sequence")
     @argument("--decode", "-d", choices=["auto", "json", "text", "bytes"], default=None,
