@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import math
 import re
 import shlex
 import threading
@@ -76,6 +77,48 @@ def _parse_payload_line(func: Any, line: str) -> Any:
             args.payload = line[start:end]
             return args
     return _parse(func, line)
+
+
+#: Upper bounds of the magics' numeric flags: past them a typo is far likelier than intent.
+MAX_SECONDS = 86_400.0
+MAX_PUB_COUNT = 10_000_000
+MAX_ROWS = 1_000_000_000
+MAX_SEQ = 2**64 - 1
+
+
+def _int_arg(flag: str, text: str | None, low: int, high: int, hint: str = "") -> int | None:
+    """A whole-number flag value within [low, high] (None when the flag was not given).
+
+    Raises:
+        UsageError: one line naming the flag, the value and the accepted range.
+    """
+    if text is None:
+        return None
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise UsageError(f"{flag} {text} must be a whole number from {low:,} to {high:,}{hint}")
+    return value
+
+
+def _seconds_arg(flag: str, text: str | None, high: float = MAX_SECONDS) -> float | None:
+    """A duration flag value in seconds: finite, > 0 and at most `high` (None: not given).
+
+    Raises:
+        UsageError: one line naming the flag, the value and the accepted range.
+    """
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= high):
+        raise UsageError(f"{flag} {text} must be > 0 seconds and at most {high:,g} - e.g. "
+                         f"{flag} 2.5")
+    return value
 
 
 def _check_name(name: str | None) -> None:

@@ -5,6 +5,7 @@ server they share, and the helpers every verb uses. The verbs live in ``_magics_
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from IPython.core.magic import Magics
 from traitlets import CaselessStrEnum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
-from ._magic_support import _FIELD_RE, _NOT_CONNECTED, _StatusTicker
+from ._magic_support import _FIELD_RE, _NOT_CONNECTED, MAX_SECONDS, _StatusTicker
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -57,9 +58,11 @@ class NatsMagicsBase(Magics, Configurable):
 
     @validate("timeout")
     def _valid_timeout(self, proposal: Any) -> float:
-        if proposal["value"] <= 0:
-            raise TraitError("NatsMagics.timeout must be > 0 seconds")
-        return float(proposal["value"])
+        value = float(proposal["value"])
+        if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+            raise TraitError(f"NatsMagics.timeout must be > 0 seconds and at most "
+                             f"{MAX_SECONDS:,g} (got {value!r})")
+        return value
 
     @validate("display_limit")
     def _valid_limit(self, proposal: Any) -> int:

@@ -13,7 +13,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 import natsbook
 
-from ._magic_support import _check_name, _parse, _usage_errors
+from ._magic_support import MAX_ROWS, MAX_SEQ, _check_name, _int_arg, _parse, _usage_errors
 from ._magics_base import NatsMagicsBase
 
 
@@ -40,8 +40,10 @@ class DataMagics(NatsMagicsBase):
                               "bare number >= 1e9: 1700000000.5) or a duration with a unit "
                               "before now (30s, 10m, 2h); a smaller bare number is refused")
     @argument("--until", help="up to this time (the same forms as --since)")
-    @argument("--last", "-n", type=int, default=None, help="only the newest N messages")
-    @argument("--start-seq", type=int, default=None, help="from this stream sequence")
+    @argument("--last", "-n", default=None, metavar="N",
+              help="only the newest N messages (1 to 1,000,000,000)")
+    @argument("--start-seq", default=None, metavar="SEQ",
+              help="from this stream sequence (1 or more)")
     @argument("--decode", "-d", choices=["auto", "json", "text", "bytes"], default=None,
               help="payload decoding (default: %%config NatsMagics.decode)")
     @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
@@ -49,6 +51,8 @@ class DataMagics(NatsMagicsBase):
     def nats_stream(self, line: str) -> pd.DataFrame:
         """A stream's stored history as a capture DataFrame with ``seq`` and stored ``time``."""
         args = _parse(self.nats_stream, line)
+        args.last = _int_arg("--last", args.last, 1, MAX_ROWS)
+        args.start_seq = _int_arg("--start-seq", args.start_seq, 1, MAX_SEQ)
         _check_name(args.name)
         conn = self._require()
         with _usage_errors():

@@ -13,12 +13,16 @@ from IPython.core.magic_arguments import argument, magic_arguments
 import natsbook
 
 from ._magic_support import (
+    MAX_PUB_COUNT,
+    MAX_ROWS,
     _check_name,
     _headers,
+    _int_arg,
     _LiveStatus,
     _parse,
     _parse_payload_line,
     _render_payload,
+    _seconds_arg,
     _usage_errors,
 )
 from ._magics_base import NatsMagicsBase
@@ -39,8 +43,9 @@ class MessagingMagics(NatsMagicsBase):
     @argument("--reply", "-r", help="reply subject")
     @argument("-H", "--header", action="append", metavar="KEY:VALUE",
               help="a header; repeat for more (repeated keys are kept)")
-    @argument("--count", "-c", type=int, default=1,
-              help="publish N messages; {i} in the payload becomes 1..N (natscli's {{Count}})")
+    @argument("--count", "-c", default=None, metavar="N",
+              help="publish N messages (1 to 10,000,000); {i} in the payload becomes 1..N "
+                   "(natscli's {{Count}})")
     @no_var_expand
     @line_cell_magic
     def nats_pub(self, line: str, cell: str | None = None) -> None:
@@ -49,8 +54,7 @@ class MessagingMagics(NatsMagicsBase):
         if cell is not None and args.payload is not None:
             raise UsageError("%%nats_pub takes the payload from the cell body - leave it off the "
                              "line")
-        if args.count < 1:
-            raise UsageError(f"--count {args.count} must be at least 1")
+        args.count = _int_arg("--count", args.count, 1, MAX_PUB_COUNT) or 1
         conn = self._require()
         keep = ("i",) if args.count > 1 else ()
         subject = self._expand(args.subject, keep) or ""
@@ -75,12 +79,15 @@ class MessagingMagics(NatsMagicsBase):
     @magic_arguments()
     @argument("subject", help="subject or pattern (* one token, > the rest)")
     @argument("--queue", "-q", help="queue group: each message goes to one member")
-    @argument("--max", type=int, default=None, help="stop after N messages")
+    @argument("--max", default=None, metavar="N",
+              help="stop after N messages (1 to 1,000,000,000)")
     @argument("-o", "--out", dest="name", help="bind the Subscription to this variable")
     @line_magic
     def nats_sub(self, line: str) -> Subscription:
         """Start a capture; shows a one-line live status and returns the Subscription."""
         args = _parse(self.nats_sub, line)
+        args.max = _int_arg("--max", args.max, 1, MAX_ROWS,
+                            " (the capture's max_msgs: it stops after that many)")
         _check_name(args.name)
         conn = self._require()
         with _usage_errors():
@@ -152,7 +159,8 @@ class MessagingMagics(NatsMagicsBase):
 
     @magic_arguments()
     @argument("pattern", nargs="?", help="only messages whose subject matches this pattern")
-    @argument("--last", "-n", type=int, default=None, help="only the newest N messages")
+    @argument("--last", "-n", default=None, metavar="N",
+              help="only the newest N messages (1 to 1,000,000,000)")
     @argument("--decode", "-d", choices=["auto", "json", "text", "bytes"], default=None,
               help="payload decoding (default: %%config NatsMagics.decode)")
     @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
@@ -160,6 +168,7 @@ class MessagingMagics(NatsMagicsBase):
     def nats_msgs(self, line: str) -> pd.DataFrame:
         """The messages captured on this connection as a DataFrame, oldest first."""
         args = _parse(self.nats_msgs, line)
+        args.last = _int_arg("--last", args.last, 1, MAX_ROWS)
         _check_name(args.name)
         conn = self._require()
         with _usage_errors():
@@ -176,8 +185,9 @@ class MessagingMagics(NatsMagicsBase):
     @argument("subject", help="subject of the service")
     @argument("payload", nargs="?", default=None, help="request payload; the cell body in "
                                                        "%%%%nats_req")
-    @argument("--timeout", "-t", type=float, default=None,
-              help="seconds to wait (default: %%config NatsMagics.timeout)")
+    @argument("--timeout", "-t", default=None, metavar="S",
+              help="seconds to wait, > 0 and at most 86400 (default: %%config "
+                   "NatsMagics.timeout)")
     @argument("-H", "--header", action="append", metavar="KEY:VALUE", help="a header; repeat")
     @no_var_expand
     @line_cell_magic
@@ -188,9 +198,7 @@ class MessagingMagics(NatsMagicsBase):
         if cell is not None and args.payload is not None:
             raise UsageError("%%nats_req takes the payload from the cell body - leave it off the "
                              "line")
-        timeout = self.timeout if args.timeout is None else args.timeout
-        if timeout <= 0:
-            raise UsageError(f"--timeout {timeout:g} must be > 0 seconds")
+        timeout = _seconds_arg("--timeout", args.timeout) or self.timeout
         conn = self._require()
         subject = self._expand(args.subject) or ""
         body = cell.rstrip("\r\n") if cell is not None else self._expand(args.payload)

@@ -281,6 +281,44 @@ def test_req_errors(nats: TestingShell, responder: str, subject: str) -> None:
         nats.run_cell(f"%nats_req {responder} hi --timeout 0")
 
 
+@pytest.mark.parametrize(("cell", "flag", "values", "accepted"), [
+    ("%nats_req {s}.svc hi --timeout {v}", "--timeout",
+     ["inf", "nan", "0", "-1", "1e9", "soon"], "> 0 seconds and at most 86,400"),
+    ("%nats_pub {s} hi --count {v}", "--count",
+     ["0", "-3", "1.5", "inf", "nan", "10000001", str(10**30), "many"], "1 to 10,000,000"),
+    ("%nats_sub {s} --max {v}", "--max", ["0", "-1", "2.5", "nan", str(10**12)],
+     "1 to 1,000,000,000"),
+    ("%nats_msgs --last {v}", "--last", ["0", "-1", "inf", "nan", str(10**12)],
+     "1 to 1,000,000,000"),
+    ("%nats_stream S --last {v}", "--last", ["0", "-2", "inf", "x"], "1 to 1,000,000,000"),
+    ("%nats_stream S --start-seq {v}", "--start-seq", ["0", "-1", "nan", str(2**64)],
+     "1 to 18,446,744,073,709,551,615"),
+])
+def test_numbers_are_validated_in_every_magic(nats: TestingShell, magics: NatsMagics,
+                                              subject: str, cell: str, flag: str,
+                                              values: list[str], accepted: str) -> None:
+    """Every numeric flag: a one-line UsageError naming the flag, the value and the accepted
+    range - never an OverflowError traceback or a 'within nans' - and nothing is sent."""
+    conn = magics.conn
+    assert conn is not None
+    sent, subs = conn.stats["out_msgs"], len(conn.subscriptions)
+    for value in values:
+        with pytest.raises(UsageError) as exc:
+            nats.run_cell(cell.format(s=subject, v=value))
+        text = str(exc.value)
+        assert "\n" not in text and f"{flag} {value} must be" in text and accepted in text
+    assert conn.stats["out_msgs"] == sent and len(conn.subscriptions) == subs
+
+
+def test_config_timeout_must_be_finite_and_positive(ip: TestingShell,
+                                                    magics: NatsMagics) -> None:
+    for bad in ("float('inf')", "float('nan')", "-1", "0", "1e9"):
+        ip.run_cell(f"%config NatsMagics.timeout = {bad}")  # %config logs the TraitError
+        assert magics.timeout == 5.0
+    ip.run_cell("%config NatsMagics.timeout = 86400")
+    assert magics.timeout == 86400.0
+
+
 # ---------------------------------------------------------------------------- info / config
 def test_info(nats: TestingShell, server: natsbook.LocalServer) -> None:
     nats.run_cell("%nats_info")
