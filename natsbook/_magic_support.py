@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import orjson
 from IPython.core.error import UsageError
@@ -136,16 +135,6 @@ def _headers(items: list[str] | None) -> dict[str, list[str]] | None:
             raise UsageError(f"header {item!r} is not KEY:VALUE - e.g. -H Content-Type:json")
         out.setdefault(key.strip(), []).append(value.strip())
     return out
-
-
-def _secrets_in_url(url: str) -> list[str]:
-    try:
-        parts = urlsplit(url if "://" in url else "nats://" + url)
-    except ValueError:
-        return []
-    if parts.password:
-        return [parts.password]
-    return [parts.username] if parts.username else []
 
 
 def _render_payload(data: bytes) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -19,10 +18,10 @@ from ._magic_support import (
     _AUTH_KEYS,
     _INPUT_VAR_RE,
     _parse,
-    _secrets_in_url,
     _usage_errors,
 )
 from ._magics_base import NatsMagicsBase
+from ._scrub import scrub_cell
 from .errors import NatsbookError
 
 if TYPE_CHECKING:
@@ -33,49 +32,45 @@ if TYPE_CHECKING:
 class ConnectMagics(NatsMagicsBase):
     """%nats_connect, %nats_info, %nats_close."""
 
-    def _scrub_history(self, secrets: list[str]) -> bool:
-        """Replace secrets typed into the current cell by ``***`` in the session's input
-        history: ``In``/``_ih``, ``_i``/``_iN``, the history database and its write cache.
+    def _scrub_history(self) -> bool:
+        """Replace the secrets typed on ``%nats_connect`` lines of the current cell by ``***``
+        in the session's input history: ``In``/``_ih``, ``_i``/``_iN``, the history database
+        and its write cache. Exactly the secret characters go (see :mod:`natsbook._scrub`);
+        this does not depend on the line parsing.
 
         Returns True when the current cell held one (a secret that came from ``{var}`` or a
         context file is not in the cell, and earlier cells are left alone).
         """
-        secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         hm = getattr(self.shell, "history_manager", None)
-        if not secrets or hm is None or not hm.input_hist_raw:
+        if hm is None or not hm.input_hist_raw:
             return False
         raw_now = hm.input_hist_raw[-1]
-        if not any(s in raw_now for s in secrets):
+        raw_clean = scrub_cell(raw_now)
+        if raw_clean == raw_now:
             return False
-
-        def clean(text: str) -> str:
-            for s in secrets:
-                text = text.replace(s, "***")
-            return text
-
-        hm.input_hist_raw[-1] = clean(raw_now)
+        try:  # the history keeps the cell as IPython transformed it, too
+            parsed_clean = self._shell.transform_cell(raw_clean).rstrip("\n")
+        except Exception:
+            parsed_clean = raw_clean
+        hm.input_hist_raw[-1] = raw_clean
         if hm.input_hist_parsed:
-            hm.input_hist_parsed[-1] = clean(hm.input_hist_parsed[-1])
+            hm.input_hist_parsed[-1] = parsed_clean
         if getattr(hm, "_i00", None) == raw_now:
-            hm._i00 = clean(raw_now)
+            hm._i00 = raw_clean
         ns = self._shell.user_ns
         for key in [k for k in ns if _INPUT_VAR_RE.match(k)]:
             if ns[key] == raw_now:
-                ns[key] = clean(raw_now)
+                ns[key] = raw_clean
         with hm.db_input_cache_lock:
-            hm.db_input_cache[:] = [(ln, clean(src), clean(raw)) if raw == raw_now else
+            hm.db_input_cache[:] = [(ln, parsed_clean, raw_clean) if raw == raw_now else
                                     (ln, src, raw) for ln, src, raw in hm.db_input_cache]
             # Already written by the saving thread? Rewrite the row; the thread holds this
             # lock while it writes, so it cannot slip in between.
             with contextlib.suppress(Exception), hm.db as db:
-                rows = db.execute("SELECT line, source FROM history WHERE session=? AND "
-                                  "source_raw=?", (hm.session_number, raw_now)).fetchall()
-                for line_no, src in rows:
-                    db.execute("UPDATE history SET source=?, source_raw=? WHERE session=? AND "
-                               "line=?", (clean(src), clean(raw_now), hm.session_number,
-                                          line_no))
+                db.execute("UPDATE history SET source=?, source_raw=? WHERE session=? AND "
+                           "source_raw=?", (parsed_clean, raw_clean, hm.session_number,
+                                            raw_now))
         return True
-
 
     # ------------------------------------------------------------------ connect
     @magic_arguments()
@@ -102,22 +97,17 @@ class ConnectMagics(NatsMagicsBase):
         else an embedded nats-server is started (``%nats_close`` stops it). Flags override the
         context's settings. Returns the Connection.
         """
+        # First, whatever fails next (an unknown flag, a missing value, bad quotes).
+        typed = self._scrub_history()
         try:
             args = _parse(self.nats_connect, line)
         except UsageError as exc:
             # argparse echoes what it did not understand, which may be a secret after a
-            # mistyped flag (--tokn s3cr3t): keep it out of the message and of the history.
+            # mistyped flag (--tokn s3cr3t): keep it out of the message.
             text = str(exc)
             if "unrecognized arguments" in text:
-                with contextlib.suppress(UsageError, ValueError):
-                    _, extra = self.nats_connect.parser.parse_known_args(shlex.split(line))
-                    self._scrub_history([x for x in extra if not x.startswith("-")])
                 text = "unrecognized arguments (not shown: they may hold secrets)"
             raise UsageError(f"%nats_connect: {text} - see %nats_connect?") from None
-        secrets = [args.token or "", args.password or ""]
-        for url in args.urls:
-            secrets += _secrets_in_url(url)
-        typed = self._scrub_history(secrets)
 
         kwargs: dict[str, Any] = {}
         ctx: NatsContext | None = None

@@ -492,6 +492,59 @@ def test_secrets_never_shown(ip: TestingShell, token_server: natsbook.LocalServe
     assert "--token ***" in history and f"nats://***@{host}" in history
 
 
+def test_secrets_scrubbed_exactly_whatever_fails(ip: TestingShell,
+                                                token_server: natsbook.LocalServer,
+                                                magics: NatsMagics,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the secret characters go from the history (raw and transformed cells, _iN, the
+    database), also when the line does not parse; everything else stays as typed."""
+    url = token_server.url
+    host = url.removeprefix("nats://")
+    assert "3" in SECRET  # so a global replace of "3" would show
+    cases = [  # (cell, what the history must hold)
+        # an unknown flag after a password URL
+        (f"%nats_connect nats://admin:{PASSWORD}@{host} --bogus-flag x",
+         f"%nats_connect nats://admin:***@{host} --bogus-flag x"),
+        # a missing value after the secret
+        (f"%nats_connect {url} --token {SECRET} --name",
+         f"%nats_connect {url} --token *** --name"),
+        # an unknown flag whose value is a digit of the secret; code around it in the cell
+        (f"y = 33\n%nats_connect nats://{SECRET}@{host} --timeout 3\nz = 3",
+         f"y = 33\n%nats_connect nats://***@{host} --timeout 3\nz = 3"),
+        # a mistyped secret flag; an unbalanced quote
+        (f"%nats_connect {url} --tokn {SECRET}", f"%nats_connect {url} --tokn ***"),
+        (f"%nats_connect {url} --token '{SECRET}", f"%nats_connect {url} --token ***"),
+    ]
+    expected = [want for _, want in cases]
+    for line, want in cases:
+        with pytest.raises(UsageError) as exc:
+            ip.run_cell(line)
+        assert SECRET not in str(exc.value) and PASSWORD not in str(exc.value)
+        hm = ip.history_manager
+        assert hm.input_hist_raw[-1] == want
+        assert ip.user_ns[f"_i{ip.execution_count - 1}"] == want
+        assert SECRET not in hm.input_hist_parsed[-1] and "***" in hm.input_hist_parsed[-1]
+    assert "--timeout 3" in ip.user_ns["In"][-3] and "y = 33" in ip.user_ns["In"][-3]
+    # a connect that works: --token=VALUE, the rest of the line (n3) kept
+    ip.run_cell(f"c = %nats_connect {url} --token={SECRET} --name n3")
+    assert magics.conn is not None and magics.conn.name == "n3"
+    assert "replaced by ***" in capsys.readouterr().out
+    assert ip.history_manager.input_hist_raw[-1] == (
+        f"c = %nats_connect {url} --token=*** --name n3")
+    history = history_texts(ip)
+    assert SECRET not in history and PASSWORD not in history
+    assert "--timeout 3" in history and "y = 33" in history and "--name n3" in history
+    hm = ip.history_manager
+    hm.writeout_cache()
+    db = sqlite3.connect(str(hm.hist_file))
+    try:
+        raws = [r for (r,) in db.execute("SELECT source_raw FROM history WHERE session=? "
+                                         "ORDER BY line", (hm.session_number,))]
+    finally:
+        db.close()
+    assert raws[-6:] == [*expected, f"c = %nats_connect {url} --token=*** --name n3"]
+
+
 # ---------------------------------------------------------------------------- natscli contexts
 def write_context(root: Path, name: str, data: dict[str, Any], select: bool = False) -> Path:
     d = root / "nats" / "context"
