@@ -20,7 +20,7 @@ from IPython.core.error import UsageError
 from .errors import ConnectionClosedError, NatsbookError
 
 if TYPE_CHECKING:
-    from ._subscription import Subscription
+    from natsbook import Subscription
 
 _NOT_CONNECTED = ("not connected - run %nats_connect first (a URL, --context NAME, or nothing: "
                   "$NATS_URL, else an embedded nats-server)")
