@@ -16,7 +16,7 @@ import pyarrow as pa
 from ._data_api import DataMethods
 from ._engine import Gap, _live, _Waiter
 from ._frames import filter_table, to_frame
-from ._msg import Msg, encode_payload
+from ._msg import Msg, encode_payload, header_items
 from ._protocol import (
     PING,
     RawMsg,
@@ -65,7 +65,7 @@ class Connection(_Reconnecting, DataMethods):
         if reply is not None:
             check_publish(reply)
         payload = encode_payload(data)
-        hdr = encode_headers(headers) if headers else None
+        hdr = encode_headers(header_items(headers)) if headers else None
         size = len(payload) + (len(hdr) if hdr else 0)
         if size > self.max_payload:
             raise MaxPayloadError(size, self.max_payload)
@@ -79,7 +79,8 @@ class Connection(_Reconnecting, DataMethods):
             subject: a concrete subject (no wildcards).
             data: bytes-like, str (UTF-8), or a dict/list/number (sent as JSON).
             reply: optional reply subject.
-            headers: mapping of key -> value or list of values (repeated keys are kept).
+            headers: mapping of key -> value or list of values (repeated keys are kept);
+                numbers are sent as text (``5`` -> "5"), bools as "true"/"false".
 
         Raises:
             BadSubjectError, BadHeaderError, MaxPayloadError, BadInputError: bad input; nothing

@@ -3,7 +3,7 @@
 A context is a JSON file ``$XDG_CONFIG_HOME/nats/context/NAME.json`` (``~/.config`` when
 ``XDG_CONFIG_HOME`` is unset); ``nats/context.txt`` names the selected one and ``$NATS_CONTEXT``
 overrides the selection, as in natscli (see the NATS ADR "NATS Configuration Contexts").
-Secrets (token, password) never appear in ``repr()``.
+Secrets (token, password, credentials inside the URL) never appear in ``repr()``/``str()``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,23 @@ _UNSUPPORTED = {
     "socks_proxy": "SOCKS proxies",
     "windows_cert_store": "the Windows certificate store - use \"cert\"/\"key\"/\"ca\" files",
 }
+
+
+# Split a URL list only where a new scheme starts, so a password holding "," stays whole.
+_NEXT_URL_RE = re.compile(r",(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def redact_url(url: str) -> str:
+    """`url` (one, or a comma-separated list as in a context) with any user, password or token
+    shown as ``***``: everything between the scheme and the last "@" is hidden, so a password
+    holding "@", ":" or "," is covered too."""
+    out = []
+    for part in _NEXT_URL_RE.split(url):
+        scheme, sep, rest = part.partition("://") if "://" in part else ("", "", part)
+        if "@" in rest:
+            rest = "***@" + rest.rsplit("@", 1)[1]
+        out.append(scheme + sep + rest)
+    return ",".join(out)
 
 
 def config_home() -> Path:
@@ -84,8 +101,12 @@ class NatsContext:
 
     def __repr__(self) -> str:
         auth = [k for k in ("user", "password", "token", "creds", "nkey") if getattr(self, k)]
-        return (f"NatsContext({self.name!r}, url={self.url!r}, "
+        if redact_url(self.url) != self.url:
+            auth.insert(0, "url")
+        return (f"NatsContext({self.name!r}, url={redact_url(self.url)!r}, "
                 f"auth={'+'.join(auth) or 'none'})")
+
+    __str__ = __repr__
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`natsbook.connect` (only the settings that are set)."""

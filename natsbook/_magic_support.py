@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import math
 import re
 import shlex
 import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import orjson
 from IPython.core.error import UsageError
@@ -20,7 +20,7 @@ from IPython.core.error import UsageError
 from .errors import ConnectionClosedError, NatsbookError
 
 if TYPE_CHECKING:
-    from ._subscription import Subscription
+    from natsbook import Subscription
 
 _NOT_CONNECTED = ("not connected - run %nats_connect first (a URL, --context NAME, or nothing: "
                   "$NATS_URL, else an embedded nats-server)")
@@ -78,6 +78,48 @@ def _parse_payload_line(func: Any, line: str) -> Any:
     return _parse(func, line)
 
 
+#: Upper bounds of the magics' numeric flags: past them a typo is far likelier than intent.
+MAX_SECONDS = 86_400.0
+MAX_PUB_COUNT = 10_000_000
+MAX_ROWS = 1_000_000_000
+MAX_SEQ = 2**64 - 1
+
+
+def _int_arg(flag: str, text: str | None, low: int, high: int, hint: str = "") -> int | None:
+    """A whole-number flag value within [low, high] (None when the flag was not given).
+
+    Raises:
+        UsageError: one line naming the flag, the value and the accepted range.
+    """
+    if text is None:
+        return None
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise UsageError(f"{flag} {text} must be a whole number from {low:,} to {high:,}{hint}")
+    return value
+
+
+def _seconds_arg(flag: str, text: str | None, high: float = MAX_SECONDS) -> float | None:
+    """A duration flag value in seconds: finite, > 0 and at most `high` (None: not given).
+
+    Raises:
+        UsageError: one line naming the flag, the value and the accepted range.
+    """
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= high):
+        raise UsageError(f"{flag} {text} must be > 0 seconds and at most {high:,g} - e.g. "
+                         f"{flag} 2.5")
+    return value
+
+
 def _check_name(name: str | None) -> None:
     if name is not None and not name.isidentifier():
         raise UsageError(f"-o {name!r} is not a valid Python variable name")
@@ -93,16 +135,6 @@ def _headers(items: list[str] | None) -> dict[str, list[str]] | None:
             raise UsageError(f"header {item!r} is not KEY:VALUE - e.g. -H Content-Type:json")
         out.setdefault(key.strip(), []).append(value.strip())
     return out
-
-
-def _secrets_in_url(url: str) -> list[str]:
-    try:
-        parts = urlsplit(url if "://" in url else "nats://" + url)
-    except ValueError:
-        return []
-    if parts.password:
-        return [parts.password]
-    return [parts.username] if parts.username else []
 
 
 def _render_payload(data: bytes) -> str:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import numbers
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from ._protocol import parse_headers
-from .errors import BadInputError
+from .errors import BadHeaderError, BadInputError
 
 __all__ = ["Headers", "Msg", "encode_payload"]
 
@@ -99,6 +100,50 @@ class Msg:
         if self._conn is None:
             raise BadInputError("message is not bound to a connection")
         self._conn.publish(self.reply, data, headers=headers)
+
+
+def header_items(headers: Any) -> list[tuple[Any, str]]:
+    """Header values as text: str as is, bytes as UTF-8, numbers with ``str()`` (``5`` ->
+    "5", ``2.5`` -> "2.5") and bools as "true"/"false"; a list or tuple gives the key once per
+    value. Keys are checked when the block is encoded.
+
+    Raises:
+        BadHeaderError: `headers` is neither a mapping nor (key, value) pairs, or a value is
+            of another type (None, a dict, an object...).
+    """
+    if isinstance(headers, Headers):  # a received message's headers: every value
+        pairs: Iterable[Any] = headers.items_all()
+    elif isinstance(headers, Mapping):
+        pairs = headers.items()
+    elif isinstance(headers, str | bytes) or not isinstance(headers, Iterable):
+        raise BadHeaderError(repr(headers)[:40], "headers must be a mapping of key -> value "
+                             "(or list of values), e.g. {'X-Sensor': 'a1'}")
+    else:
+        pairs = headers
+    out: list[tuple[Any, str]] = []
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise BadHeaderError(repr(pair)[:40], "expected (key, value) pairs")
+        key, value = pair
+        for v in value if isinstance(value, list | tuple) else (value,):
+            out.append((key, _header_text(key, v)))
+    return out
+
+
+def _header_text(key: Any, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadHeaderError(str(key), "bytes values must be UTF-8 text") from None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Real):
+        return str(value)
+    raise BadHeaderError(str(key), f"a {type(value).__name__} value cannot be sent - give "
+                         "str, bytes, int, float or bool (or a list of them)")
 
 
 def encode_payload(data: Any) -> bytes:

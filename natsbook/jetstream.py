@@ -16,6 +16,9 @@ plumbing in :mod:`natsbook._jsapi`; this module decides what to read and shapes 
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -227,22 +230,56 @@ def history_frame(table: pa.Table, decode: str = "auto") -> pd.DataFrame:
     return to_frame(table.select(SCHEMA.names), decode, extra=[("seq", table["seq"])])
 
 
+# A bare number in a string ("1700000000", "1700000000.5", "1.7e9"): epoch seconds.
+_NUMBER_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+#: The smallest bare number read as epoch seconds (2001-09-09): anything smaller is far more
+#: likely a duration typed without its unit, which is refused rather than guessed.
+EPOCH_MIN = 1e9
+_TIME_HINT = ("give a datetime, an ISO time ('2024-05-01T12:00Z'), epoch seconds "
+              "('1700000000.5') or a duration with a unit ('30s', '10m', '2h')")
+
+
 def _as_time(value: Any) -> pd.Timestamp:
-    """A point in time: anything pandas parses, or a duration ("10m", timedelta) before now."""
+    """A point in time: a datetime or ISO string, epoch seconds (a number >= 1e9, or a string
+    holding one), or a duration ("10m", timedelta) before now.
+
+    Raises:
+        BadInputError: anything else, including a bare number below 1e9 (a duration needs a
+            unit) and NaN/infinity.
+    """
+    number: float | None = None
     if isinstance(value, str):
-        try:
-            return pd.Timestamp.now(tz="UTC") - pd.Timedelta(value)
-        except ValueError:
-            pass
+        text = value.strip()
+        if _NUMBER_RE.match(text):
+            number = float(text)
+        else:
+            try:
+                delta = pd.Timedelta(text)
+            except ValueError:
+                pass
+            else:
+                if delta is not pd.NaT:  # "nan", "" and "NaT" parse as NaT
+                    return pd.Timestamp.now(tz="UTC") - delta
     elif isinstance(value, pd.Timedelta | np.timedelta64) or hasattr(value, "total_seconds"):
         return pd.Timestamp.now(tz="UTC") - pd.Timedelta(value)
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        return pd.Timestamp(value, unit="s", tz="UTC")
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_):
+        number = float(value)
+    if number is not None:
+        if not math.isfinite(number) or number < EPOCH_MIN:
+            raise BadInputError(f"cannot read {value!r} as a time: a bare number means epoch "
+                                f"seconds and must be at least {EPOCH_MIN:.0e} (2001-09-09) - "
+                                "for a duration add a unit ('30s', '10m', '2h')")
+        try:
+            return pd.Timestamp(number, unit="s", tz="UTC")
+        except (ValueError, OverflowError):
+            raise BadInputError(f"epoch seconds {value!r} are out of range - "
+                                f"{_TIME_HINT}") from None
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):
-        raise BadInputError(f"cannot read {value!r} as a time - give a datetime, an ISO "
-                            "string, epoch seconds, or a duration like '10m'") from None
+        raise BadInputError(f"cannot read {value!r} as a time - {_TIME_HINT}") from None
+    if ts is pd.NaT:
+        raise BadInputError(f"cannot read {value!r} as a time - {_TIME_HINT}")
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
@@ -330,8 +367,10 @@ def stream_history(conn: Connection, name: str, *, subject: str | None = None,
         name: the stream.
         subject: only messages on this subject (wildcards allowed).
         start_seq: first stream sequence to read.
-        since / until: time bounds (datetime, ISO string, epoch seconds, or a duration before
-            now such as "10m").
+        since / until: time bounds: a datetime or ISO string, epoch seconds (a number, or a
+            string holding one, of at least 1e9: ``1700000000.5``), or a duration before now
+            with a unit ("30s", "10m", "2h", a timedelta). A bare number below 1e9 is refused:
+            a duration needs its unit.
         last: only the newest N (matching) messages.
         max_rows: stop after this many rows.
         decode: "auto", "json", "text" or "bytes" (as ``Subscription.to_pandas``).

@@ -34,6 +34,8 @@ __all__ = ["KV", "KVEntry", "KVWatch", "create_kv", "kv", "kv_buckets"]
 _BUCKET_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 _KEY_RE = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
 _KEY_PATTERN_RE = re.compile(r"^[-/_=.a-zA-Z0-9*>]+$")
+# JetStream's err_code for a failed expected-last-(subject-)sequence check.
+_WRONG_LAST_SEQUENCE = 10071
 _COLUMNS = ["key", "value", "revision", "created", "operation"]
 
 
@@ -183,6 +185,13 @@ class KV:
             NotFoundError: the key does not exist or was deleted.
         """
         _check_key(key)
+        entry = self._entry(key, revision)
+        if entry.operation != "PUT":
+            raise self._missing(key, deleted=True)
+        return entry
+
+    def _entry(self, key: str, revision: int | None = None) -> KVEntry:
+        """The latest entry of `key` (or a given revision), delete/purge markers included."""
         subject = self.prefix + key
         req: dict[str, Any] = {"seq": revision} if revision else {"last_by_subj": subject}
         if self.direct:
@@ -214,8 +223,6 @@ class KV:
                 op = dict(items).get("KV-Operation", "PUT")
         if got_subject != subject:
             raise NotFoundError("revision", f"{key}@{revision}", None)
-        if op != "PUT":
-            raise self._missing(key, deleted=True)
         return KVEntry(self.bucket, key, data, seq, pd.Timestamp(ts), op)
 
     def _missing(self, key: str, deleted: bool = False) -> NotFoundError:
@@ -230,10 +237,38 @@ class KV:
         return js_publish(self.conn, self.prefix + key, value, timeout=self.timeout).seq
 
     def create(self, key: str, value: Any) -> int:
-        """Store only if `key` does not exist yet (raises JetStreamError if it does)."""
+        """Store only if `key` holds no value: it never existed, or its latest entry is a
+        delete or purge marker (as the official clients do). Returns the new revision.
+
+        Raises:
+            JetStreamError: the key holds a value (``err_code`` 10071, "wrong last sequence").
+        """
         _check_key(key)
-        return js_publish(self.conn, self.prefix + key, value, expected_last_subject_seq=0,
-                          timeout=self.timeout).seq
+        try:
+            return js_publish(self.conn, self.prefix + key, value,
+                              expected_last_subject_seq=0, timeout=self.timeout).seq
+        except JetStreamError as exc:
+            if exc.err_code != _WRONG_LAST_SEQUENCE:
+                raise
+            first = exc
+        # The key has entries: if the latest one is a delete/purge marker, the key is absent
+        # for the user, so replace that marker - and only that one (compare-and-set on its
+        # revision, so a put racing with us still makes this create fail).
+        try:
+            latest: KVEntry | None = self._entry(key)
+        except NotFoundError:  # purged away between the two requests: retry as new
+            latest = None
+        if latest is None or latest.operation != "PUT":
+            try:
+                return js_publish(self.conn, self.prefix + key, value,
+                                  expected_last_subject_seq=latest.revision if latest else 0,
+                                  timeout=self.timeout).seq
+            except JetStreamError as exc:
+                if exc.err_code != _WRONG_LAST_SEQUENCE:
+                    raise
+        raise JetStreamError(f"key {key!r} already exists in bucket {self.bucket!r} - use "
+                             "put() to overwrite or update(key, value, last=revision)",
+                             code=first.code, err_code=first.err_code) from None
 
     def update(self, key: str, value: Any, last: int) -> int:
         """Store only if the latest revision of `key` is `last` (compare-and-set)."""

@@ -118,6 +118,11 @@ class Monitor:
         if "://" not in url:
             url = "http://" + url
         parsed = urllib.parse.urlsplit(url)
+        if "@" in parsed.netloc:
+            # urllib cannot send them, and the URL would show them in repr() and errors.
+            raise BadInputError("a monitoring URL cannot carry credentials (user:password@ is "
+                                "not shown here) - nats-server's monitoring port has no auth; "
+                                "give http(s)://host:port")
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise BadInputError(f"monitoring URL {url!r} is not http(s)://host:port - the "
                                 "server's monitoring port is 8222 by default")

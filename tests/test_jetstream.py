@@ -332,6 +332,9 @@ def test_bad_arguments(conn, stream):
         js.stream_history(conn, stream, last=3, start_seq=2)
     with pytest.raises(BadInputError):
         js.stream_history(conn, stream, since="not a time at all")
+    for small in (30, "30", 1.5, float("nan")):  # a duration without its unit, not 1970
+        with pytest.raises(BadInputError, match="epoch seconds and must be at least"):
+            js.stream_history(conn, stream, since=small)
     with pytest.raises(BadInputError):
         js.stream_info(conn, "bad.name")
 

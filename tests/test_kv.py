@@ -72,6 +72,22 @@ def test_create_and_compare_and_set(bucket):
     assert bucket.get("once").revision == rev2
 
 
+def test_create_over_delete_and_purge_markers(bucket):
+    """A key whose latest entry is a DEL or PURGE marker is absent: create() succeeds there
+    (as in the official clients), and still refuses a key that holds a value."""
+    bucket.put("d", "1")
+    rdel = bucket.delete("d")
+    rev = bucket.create("d", "2")
+    assert rev > rdel and bucket.get("d").value == b"2"
+    with pytest.raises(JetStreamError, match="already exists") as info:
+        bucket.create("d", "3")
+    assert info.value.err_code == 10071
+    bucket.put("p", "1")
+    bucket.purge("p")
+    assert bucket.get("p", revision=bucket.create("p", "again")).text() == "again"
+    assert bucket.history("p")["operation"].tolist() == ["PURGE", "PUT"]
+
+
 def test_watch_feeds_a_capture(bucket):
     bucket.put("a", "1")
     with bucket.watch() as w:

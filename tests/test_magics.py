@@ -281,6 +281,44 @@ def test_req_errors(nats: TestingShell, responder: str, subject: str) -> None:
         nats.run_cell(f"%nats_req {responder} hi --timeout 0")
 
 
+@pytest.mark.parametrize(("cell", "flag", "values", "accepted"), [
+    ("%nats_req {s}.svc hi --timeout {v}", "--timeout",
+     ["inf", "nan", "0", "-1", "1e9", "soon"], "> 0 seconds and at most 86,400"),
+    ("%nats_pub {s} hi --count {v}", "--count",
+     ["0", "-3", "1.5", "inf", "nan", "10000001", str(10**30), "many"], "1 to 10,000,000"),
+    ("%nats_sub {s} --max {v}", "--max", ["0", "-1", "2.5", "nan", str(10**12)],
+     "1 to 1,000,000,000"),
+    ("%nats_msgs --last {v}", "--last", ["0", "-1", "inf", "nan", str(10**12)],
+     "1 to 1,000,000,000"),
+    ("%nats_stream S --last {v}", "--last", ["0", "-2", "inf", "x"], "1 to 1,000,000,000"),
+    ("%nats_stream S --start-seq {v}", "--start-seq", ["0", "-1", "nan", str(2**64)],
+     "1 to 18,446,744,073,709,551,615"),
+])
+def test_numbers_are_validated_in_every_magic(nats: TestingShell, magics: NatsMagics,
+                                              subject: str, cell: str, flag: str,
+                                              values: list[str], accepted: str) -> None:
+    """Every numeric flag: a one-line UsageError naming the flag, the value and the accepted
+    range - never an OverflowError traceback or a 'within nans' - and nothing is sent."""
+    conn = magics.conn
+    assert conn is not None
+    sent, subs = conn.stats["out_msgs"], len(conn.subscriptions)
+    for value in values:
+        with pytest.raises(UsageError) as exc:
+            nats.run_cell(cell.format(s=subject, v=value))
+        text = str(exc.value)
+        assert "\n" not in text and f"{flag} {value} must be" in text and accepted in text
+    assert conn.stats["out_msgs"] == sent and len(conn.subscriptions) == subs
+
+
+def test_config_timeout_must_be_finite_and_positive(ip: TestingShell,
+                                                    magics: NatsMagics) -> None:
+    for bad in ("float('inf')", "float('nan')", "-1", "0", "1e9"):
+        ip.run_cell(f"%config NatsMagics.timeout = {bad}")  # %config logs the TraitError
+        assert magics.timeout == 5.0
+    ip.run_cell("%config NatsMagics.timeout = 86400")
+    assert magics.timeout == 86400.0
+
+
 # ---------------------------------------------------------------------------- info / config
 def test_info(nats: TestingShell, server: natsbook.LocalServer) -> None:
     nats.run_cell("%nats_info")
@@ -454,6 +492,59 @@ def test_secrets_never_shown(ip: TestingShell, token_server: natsbook.LocalServe
     assert "--token ***" in history and f"nats://***@{host}" in history
 
 
+def test_secrets_scrubbed_exactly_whatever_fails(ip: TestingShell,
+                                                token_server: natsbook.LocalServer,
+                                                magics: NatsMagics,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the secret characters go from the history (raw and transformed cells, _iN, the
+    database), also when the line does not parse; everything else stays as typed."""
+    url = token_server.url
+    host = url.removeprefix("nats://")
+    assert "3" in SECRET  # so a global replace of "3" would show
+    cases = [  # (cell, what the history must hold)
+        # an unknown flag after a password URL
+        (f"%nats_connect nats://admin:{PASSWORD}@{host} --bogus-flag x",
+         f"%nats_connect nats://admin:***@{host} --bogus-flag x"),
+        # a missing value after the secret
+        (f"%nats_connect {url} --token {SECRET} --name",
+         f"%nats_connect {url} --token *** --name"),
+        # an unknown flag whose value is a digit of the secret; code around it in the cell
+        (f"y = 33\n%nats_connect nats://{SECRET}@{host} --timeout 3\nz = 3",
+         f"y = 33\n%nats_connect nats://***@{host} --timeout 3\nz = 3"),
+        # a mistyped secret flag; an unbalanced quote
+        (f"%nats_connect {url} --tokn {SECRET}", f"%nats_connect {url} --tokn ***"),
+        (f"%nats_connect {url} --token '{SECRET}", f"%nats_connect {url} --token ***"),
+    ]
+    expected = [want for _, want in cases]
+    for line, want in cases:
+        with pytest.raises(UsageError) as exc:
+            ip.run_cell(line)
+        assert SECRET not in str(exc.value) and PASSWORD not in str(exc.value)
+        hm = ip.history_manager
+        assert hm.input_hist_raw[-1] == want
+        assert ip.user_ns[f"_i{ip.execution_count - 1}"] == want
+        assert SECRET not in hm.input_hist_parsed[-1] and "***" in hm.input_hist_parsed[-1]
+    assert "--timeout 3" in ip.user_ns["In"][-3] and "y = 33" in ip.user_ns["In"][-3]
+    # a connect that works: --token=VALUE, the rest of the line (n3) kept
+    ip.run_cell(f"c = %nats_connect {url} --token={SECRET} --name n3")
+    assert magics.conn is not None and magics.conn.name == "n3"
+    assert "replaced by ***" in capsys.readouterr().out
+    assert ip.history_manager.input_hist_raw[-1] == (
+        f"c = %nats_connect {url} --token=*** --name n3")
+    history = history_texts(ip)
+    assert SECRET not in history and PASSWORD not in history
+    assert "--timeout 3" in history and "y = 33" in history and "--name n3" in history
+    hm = ip.history_manager
+    hm.writeout_cache()
+    db = sqlite3.connect(str(hm.hist_file))
+    try:
+        raws = [r for (r,) in db.execute("SELECT source_raw FROM history WHERE session=? "
+                                         "ORDER BY line", (hm.session_number,))]
+    finally:
+        db.close()
+    assert raws[-6:] == [*expected, f"c = %nats_connect {url} --token=*** --name n3"]
+
+
 # ---------------------------------------------------------------------------- natscli contexts
 def write_context(root: Path, name: str, data: dict[str, Any], select: bool = False) -> Path:
     d = root / "nats" / "context"
@@ -527,6 +618,23 @@ def test_context_repr_hides_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     kw = ctx.connect_kwargs()
     assert kw["servers"] == ["nats://h:4222"] and kw["token"] == SECRET
     assert kw["tls_handshake_first"] is True and not kw["nkey_seed"].startswith("~")
+
+
+def test_context_repr_hides_credentials_in_its_url(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from natsbook._context import load_context
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    urls = (f"nats://admin:{PASSWORD}@h1:4222, tls://{SECRET}@h2:4222,nats://h3:4222,"
+            "nats://u:p@ss,w:rd@h4:1")
+    write_context(tmp_path / "xdg", "u", {"url": urls})
+    ctx = load_context("u")
+    for text in (repr(ctx), str(ctx), f"{ctx}", repr([ctx])):
+        assert PASSWORD not in text and SECRET not in text and "admin" not in text
+        assert "ss,w" not in text and "rd@" not in text
+    assert "nats://***@h1:4222, tls://***@h2:4222,nats://h3:4222,nats://***@h4:1" in repr(ctx)
+    assert "auth=url" in repr(ctx)
+    assert ctx.connect_kwargs()["servers"][0] == f"nats://admin:{PASSWORD}@h1:4222"
 
 
 # ---------------------------------------------------------------------------- extension

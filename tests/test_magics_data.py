@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
 
 import pandas as pd
@@ -39,6 +41,34 @@ def test_streams_and_history(nats: TestingShell, stream: tuple[str, str]) -> Non
         nats.run_cell(f"%nats_stream {name}X")
     with pytest.raises(UsageError, match="takes no arguments"):
         nats.run_cell("%nats_streams foo")
+
+
+def test_stream_time_bounds_take_epoch_seconds(nats: TestingShell, server: natsbook.LocalServer,
+                                               stream: tuple[str, str]) -> None:
+    """--since/--until: a bare number >= 1e9 is epoch seconds (with a fraction too), a
+    duration needs a unit, a smaller bare number is refused with a hint."""
+    name, subject = stream
+    stored = nats.run_cell(f"%nats_stream {name}").result["time"].iloc[-1].timestamp()
+    # a cut on a half second after the 20 stored messages, and 5 more stored after it
+    cut = math.floor(stored) + (0.5 if stored % 1 < 0.5 else 1.5)
+    while time.time() < cut + 0.05:
+        time.sleep(0.02)
+    with natsbook.connect(server.url) as c:
+        for i in range(20, 25):
+            c.js_publish(f"{subject}.a", {"i": i})
+    after = nats.run_cell(f"%nats_stream {name} --since {cut:.1f}").result
+    assert list(after["seq"]) == [21, 22, 23, 24, 25]
+    before = nats.run_cell(f"%nats_stream {name} --until {cut:.1f}").result
+    assert list(before["seq"]) == list(range(1, 21))
+    iso = pd.Timestamp(cut, unit="s", tz="UTC").isoformat()
+    assert len(nats.run_cell(f"%nats_stream {name} --since {iso}").result) == 5
+    assert nats.run_cell(f"%nats_stream {name} --since {int(cut) + 3600}").result.empty
+    assert len(nats.run_cell(f"%nats_stream {name} --until {int(cut) + 3600}").result) == 25
+    assert len(nats.run_cell(f"%nats_stream {name} --since 10m").result) == 25
+    for bad in ("30", "999999999.9", "nan", "inf", "soon"):
+        with pytest.raises(UsageError, match=r"30s.*10m") as exc:
+            nats.run_cell(f"%nats_stream {name} --since {bad}")
+        assert "Traceback" not in str(exc.value)
 
 
 def test_kv_magic(nats: TestingShell, server: natsbook.LocalServer) -> None:

@@ -157,6 +157,10 @@ def test_errors(server):
         Monitor(url, timeout=2).varz()
     with pytest.raises(BadInputError):
         monitor("ftp://example")
+    for creds in ("http://admin:pw-Mon-Secret@127.0.0.1:8222", "pw-Mon-Secret@127.0.0.1:8222"):
+        with pytest.raises(BadInputError, match="cannot carry credentials") as exc:
+            monitor(creds)
+        assert "pw-Mon-Secret" not in str(exc.value)
     with pytest.raises(BadInputError):
         monitor(object())
     with pytest.raises(BadInputError):

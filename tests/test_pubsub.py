@@ -263,6 +263,41 @@ def test_bad_headers_rejected(conn: Connection, subject: str) -> None:
         conn.publish(subject, b"", headers={"K": "v\r\nInjected: 1"})
 
 
+def test_scalar_header_values_are_sent_as_text(conn: Connection, subject: str) -> None:
+    """Numbers and bools become text (documented); other values raise BadHeaderError, never a
+    bare TypeError, on every path that sends headers (publish, request, js_publish)."""
+    got: list[Msg] = []
+    conn.subscribe(subject, callback=got.append)
+    conn.publish(subject, b"", headers={"X-Count": 5, "X-Ratio": 2.5, "X-On": True,
+                                        "X-List": [1, False, "s"], "X-Raw": b"b"})
+    conn.flush()
+    assert wait_for(lambda: got)
+    h = got[0].headers
+    assert h is not None
+    assert h.items_all() == [("X-Count", "5"), ("X-Ratio", "2.5"), ("X-On", "true"),
+                             ("X-List", "1"), ("X-List", "false"), ("X-List", "s"),
+                             ("X-Raw", "b")]
+    # a received message's headers republish with every repeated value
+    conn.publish(subject, b"", headers=h)
+    conn.flush()
+    assert wait_for(lambda: len(got) == 2)
+    assert got[1].headers is not None and got[1].headers.items_all() == h.items_all()
+    responder = conn.serve(f"{subject}.svc", lambda m: m.headers.items_all())
+    try:
+        reply = conn.request(f"{subject}.svc", b"", headers={"N": 7}, timeout=2)
+        assert reply.json() == [["N", "7"]]
+        for bad in ({"K": None}, {"K": {"a": 1}}, {"K": [1, None]}, {5: "v"}, "K: v"):
+            with pytest.raises(BadHeaderError) as exc:
+                conn.publish(subject, b"", headers=bad)
+            assert not isinstance(exc.value, TypeError)
+            with pytest.raises(BadHeaderError):
+                conn.request(f"{subject}.svc", b"", headers=bad, timeout=1)
+    finally:
+        responder.unsubscribe()
+    conn.flush()
+    assert conn.status == "connected" and len(got) == 2
+
+
 def test_closed_connection_errors(server: LocalServer, subject: str) -> None:
     c = natsbook.connect(server.url)
     c.close()

@@ -1,0 +1,125 @@
+"""Data verbs: %nats_streams, %nats_stream (JetStream history), %nats_kv, %nats_server
+(monitoring) and %nats_panel (the dashboard)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pandas as pd
+from IPython.core.error import UsageError
+from IPython.core.magic import line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+import natsbook
+
+from ._magic_support import MAX_ROWS, MAX_SEQ, _check_name, _int_arg, _parse, _usage_errors
+from ._magics_base import NatsMagicsBase
+
+
+@magics_class
+class DataMagics(NatsMagicsBase):
+    """JetStream streams, KV buckets, server monitoring, the dashboard."""
+
+    # ------------------------------------------------------------------ JetStream, KV, server
+    @line_magic
+    def nats_streams(self, line: str) -> pd.DataFrame:
+        """Every JetStream stream as a DataFrame (messages, bytes, first/last seq and time)."""
+        if line.strip():
+            raise UsageError("%nats_streams takes no arguments")
+        conn = self._require()
+        with _usage_errors():
+            frame = conn.streams(timeout=self.timeout)
+        self._limit_display(len(frame))
+        return frame
+
+    @magic_arguments()
+    @argument("stream", help="stream name")
+    @argument("--subject", "-s", help="only stored messages on this subject (wildcards ok)")
+    @argument("--since", help="from this time: ISO time (2024-05-01T12:00Z), epoch seconds (a "
+                              "bare number >= 1e9: 1700000000.5) or a duration with a unit "
+                              "before now (30s, 10m, 2h); a smaller bare number is refused")
+    @argument("--until", help="up to this time (the same forms as --since)")
+    @argument("--last", "-n", default=None, metavar="N",
+              help="only the newest N messages (1 to 1,000,000,000)")
+    @argument("--start-seq", default=None, metavar="SEQ",
+              help="from this stream sequence (1 or more)")
+    @argument("--decode", "-d", choices=["auto", "json", "text", "bytes"], default=None,
+              help="payload decoding (default: %%config NatsMagics.decode)")
+    @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
+    @line_magic
+    def nats_stream(self, line: str) -> pd.DataFrame:
+        """A stream's stored history as a capture DataFrame with ``seq`` and stored ``time``."""
+        args = _parse(self.nats_stream, line)
+        args.last = _int_arg("--last", args.last, 1, MAX_ROWS)
+        args.start_seq = _int_arg("--start-seq", args.start_seq, 1, MAX_SEQ)
+        _check_name(args.name)
+        conn = self._require()
+        with _usage_errors():
+            frame = conn.stream_history(args.stream, subject=args.subject, since=args.since,
+                                        until=args.until, last=args.last,
+                                        start_seq=args.start_seq,
+                                        decode=args.decode or self.decode.lower(),
+                                        timeout=max(self.timeout, 10.0))
+        self._bind(args.name, frame)
+        self._limit_display(len(frame))
+        return frame
+
+    @magic_arguments()
+    @argument("bucket", help="KV bucket name")
+    @argument("key", nargs="?", help="show this key's history instead of the whole bucket")
+    @argument("--deleted", action="store_true", help="include deleted/purged keys")
+    @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
+    @line_magic
+    def nats_kv(self, line: str) -> pd.DataFrame:
+        """A KV bucket as a DataFrame (key, value, revision, created, operation)."""
+        args = _parse(self.nats_kv, line)
+        _check_name(args.name)
+        conn = self._require()
+        with _usage_errors():
+            bucket = conn.kv(args.bucket)
+            if args.key is not None:
+                frame = bucket.history(args.key)
+            else:
+                frame = bucket.to_pandas(self.decode.lower(), include_deleted=args.deleted)
+        self._bind(args.name, frame)
+        self._limit_display(len(frame))
+        return frame
+
+    @magic_arguments()
+    @argument("endpoint", choices=["varz", "connz", "closed", "subsz", "jsz", "healthz",
+                                   "routez"], help="monitoring endpoint")
+    @argument("--url", help="monitoring URL (default: %%config NatsMagics.monitor_url, "
+                            "$NATSBOOK_MONITOR_URL, the embedded server's, else port 8222 of "
+                            "the connected host)")
+    @argument("-o", "--out", dest="name", help="bind the result to this variable")
+    @line_magic
+    def nats_server(self, line: str) -> Any:
+        """Server monitoring as DataFrames: varz, connz, closed (close reasons, e.g. slow
+        consumers), subsz, jsz, healthz, routez."""
+        args = _parse(self.nats_server, line)
+        _check_name(args.name)
+        url = args.url or self.monitor_url or os.environ.get("NATSBOOK_MONITOR_URL", "")
+        if not url and self.server is not None and self.server.running:
+            url = self.server.monitor_url or ""
+        if not url and self.conn is not None and self.conn.connected_url:
+            host = self.conn.connected_url.split("://", 1)[1].rsplit(":", 1)[0]
+            url = f"http://{host}:8222"
+        if not url:
+            raise UsageError("no monitoring URL - pass --url http://HOST:8222 or "
+                             "%config NatsMagics.monitor_url = '...'")
+        with _usage_errors():
+            result = getattr(natsbook.monitor(url, timeout=self.timeout), args.endpoint)()
+        self._bind(args.name, result)
+        if isinstance(result, pd.DataFrame):
+            self._limit_display(len(result))
+        return result
+
+    @line_magic
+    def nats_panel(self, line: str) -> Any:
+        """The dashboard: publish, subscribe, request and subject explorer panels in tabs."""
+        if line.strip():
+            raise UsageError("%nats_panel takes no arguments")
+        conn = self._require()
+        with _usage_errors():
+            return natsbook.dashboard(conn)

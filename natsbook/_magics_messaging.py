@@ -1,0 +1,216 @@
+"""Messaging verbs: %nats_pub, %nats_sub, %nats_unsub, %nats_subs, %nats_msgs, %nats_req."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from IPython.core.error import UsageError
+from IPython.core.magic import line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
+
+import natsbook
+
+from ._magic_support import (
+    MAX_PUB_COUNT,
+    MAX_ROWS,
+    _check_name,
+    _headers,
+    _int_arg,
+    _LiveStatus,
+    _parse,
+    _parse_payload_line,
+    _render_payload,
+    _seconds_arg,
+    _usage_errors,
+)
+from ._magics_base import NatsMagicsBase
+
+if TYPE_CHECKING:
+    from natsbook import Msg, Subscription
+
+
+@magics_class
+class MessagingMagics(NatsMagicsBase):
+    """Publish, subscribe (captures), request."""
+
+    # ------------------------------------------------------------------ publish
+    @magic_arguments()
+    @argument("subject", help="subject to publish to ({var} expands from the namespace)")
+    @argument("payload", nargs="?", default=None,
+              help="payload text (quote it; JSON is sent as typed); the cell body in %%%%nats_pub")
+    @argument("--reply", "-r", help="reply subject")
+    @argument("-H", "--header", action="append", metavar="KEY:VALUE",
+              help="a header; repeat for more (repeated keys are kept)")
+    @argument("--count", "-c", default=None, metavar="N",
+              help="publish N messages (1 to 10,000,000); {i} in the payload becomes 1..N "
+                   "(natscli's {{Count}})")
+    @no_var_expand
+    @line_cell_magic
+    def nats_pub(self, line: str, cell: str | None = None) -> None:
+        """Publish a message (or ``--count`` of them) and wait until the server has them."""
+        args = _parse_payload_line(self.nats_pub, line)
+        if cell is not None and args.payload is not None:
+            raise UsageError("%%nats_pub takes the payload from the cell body - leave it off the "
+                             "line")
+        args.count = _int_arg("--count", args.count, 1, MAX_PUB_COUNT) or 1
+        conn = self._require()
+        keep = ("i",) if args.count > 1 else ()
+        subject = self._expand(args.subject, keep) or ""
+        reply = self._expand(args.reply)
+        body = cell.rstrip("\r\n") if cell is not None else self._expand(args.payload, keep)
+        body = body or ""
+        headers = _headers([self._expand(h, keep) or "" for h in args.header or []])
+        size = 0
+        with _usage_errors():
+            for i in range(1, args.count + 1):
+                data = body.replace("{i}", str(i)) if keep else body
+                hdrs = ({k: [v.replace("{i}", str(i)) for v in vs] for k, vs in headers.items()}
+                        if keep and headers else headers)
+                subj = subject.replace("{i}", str(i)) if keep else subject
+                conn.publish(subj, data, reply=reply, headers=hdrs)
+                size += len(data.encode())
+            conn.flush(self.timeout)
+        what = "1 message" if args.count == 1 else f"{args.count} messages"
+        print(f"natsbook: published {what} to {subject!r} ({size:,} payload bytes)")
+
+    # ------------------------------------------------------------------ subscribe
+    @magic_arguments()
+    @argument("subject", help="subject or pattern (* one token, > the rest)")
+    @argument("--queue", "-q", help="queue group: each message goes to one member")
+    @argument("--max", default=None, metavar="N",
+              help="stop after N messages (1 to 1,000,000,000)")
+    @argument("-o", "--out", dest="name", help="bind the Subscription to this variable")
+    @line_magic
+    def nats_sub(self, line: str) -> Subscription:
+        """Start a capture; shows a one-line live status and returns the Subscription."""
+        args = _parse(self.nats_sub, line)
+        args.max = _int_arg("--max", args.max, 1, MAX_ROWS,
+                            " (the capture's max_msgs: it stops after that many)")
+        _check_name(args.name)
+        conn = self._require()
+        with _usage_errors():
+            sub = conn.subscribe(args.subject, queue=args.queue, max_msgs=args.max,
+                                 timeout=self.timeout)
+        if args.name:
+            self._names[sub.sid] = args.name
+        self._bind(args.name, sub)
+        if self._want_widget():
+            import ipywidgets
+            from IPython.display import display
+
+            status = _LiveStatus(sub, ipywidgets.HTML())
+            display(status.widget)
+            self._ticker.interval = self.status_interval
+            self._ticker.add(status)
+        elif self.live_status.lower() != "off":
+            extra = "".join([f", queue {args.queue!r}" if args.queue else "",
+                             f", stops after {args.max}" if args.max else ""])
+            print(f"natsbook: capturing {args.subject!r}{extra} - %nats_msgs shows what arrived,"
+                  f" %nats_unsub {args.subject} stops it")
+        return sub
+
+    @magic_arguments()
+    @argument("subject", nargs="?", help="stop the active captures on this subject pattern")
+    @argument("--all", "-a", action="store_true", help="stop every active capture")
+    @line_magic
+    def nats_unsub(self, line: str) -> None:
+        """Stop captures; what they captured stays available to %nats_msgs."""
+        args = _parse(self.nats_unsub, line)
+        if (args.subject is None) == (not args.all):
+            raise UsageError("give a SUBJECT or --all (see %nats_subs for the active captures)")
+        conn = self._require()
+        with _usage_errors():
+            if args.all:
+                subs = conn.subscriptions
+                for sub in subs:
+                    sub.unsubscribe()
+                print(f"natsbook: stopped {len(subs)} subscription(s)")
+            else:
+                n = sum(1 for s in conn.subscriptions if s.subject == args.subject)
+                conn.unsubscribe(args.subject)
+                print(f"natsbook: stopped {n} subscription(s) on {args.subject!r}")
+
+    @line_magic
+    def nats_subs(self, line: str) -> pd.DataFrame:
+        """A DataFrame of the active captures and their counters, indexed by sid."""
+        if line.strip():
+            raise UsageError("%nats_subs takes no arguments")
+        conn = self._require()
+        rows = []
+        for sub in conn.subscriptions:
+            st = sub.stats
+            last = sub.last_msg
+            rows.append({
+                "sid": sub.sid, "subject": sub.subject, "queue": sub.queue or "",
+                "name": self._names.get(sub.sid, ""), "max": sub.max_msgs,
+                "received": st.received, "stored": st.stored, "evicted": st.evicted,
+                "dropped": st.dropped, "bytes": st.bytes,
+                "last_subject": last.subject if last is not None else "",
+                "created": pd.Timestamp(sub.created, unit="s", tz="UTC"),
+            })
+        columns = ["sid", "subject", "queue", "name", "max", "received", "stored", "evicted",
+                   "dropped", "bytes", "last_subject", "created"]
+        frame = pd.DataFrame(rows, columns=columns).set_index("sid")
+        frame["max"] = frame["max"].astype("Int64")
+        self._limit_display(len(frame))
+        return frame
+
+    @magic_arguments()
+    @argument("pattern", nargs="?", help="only messages whose subject matches this pattern")
+    @argument("--last", "-n", default=None, metavar="N",
+              help="only the newest N messages (1 to 1,000,000,000)")
+    @argument("--decode", "-d", choices=["auto", "json", "text", "bytes"], default=None,
+              help="payload decoding (default: %%config NatsMagics.decode)")
+    @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
+    @line_magic
+    def nats_msgs(self, line: str) -> pd.DataFrame:
+        """The messages captured on this connection as a DataFrame, oldest first."""
+        args = _parse(self.nats_msgs, line)
+        args.last = _int_arg("--last", args.last, 1, MAX_ROWS)
+        _check_name(args.name)
+        conn = self._require()
+        with _usage_errors():
+            if args.pattern is not None:
+                natsbook.check_subscribe(args.pattern)
+            frame = conn.to_pandas(args.decode or self.decode.lower(), last=args.last,
+                                   subject=args.pattern)
+        self._bind(args.name, frame)
+        self._limit_display(len(frame))
+        return frame
+
+    # ------------------------------------------------------------------ request
+    @magic_arguments()
+    @argument("subject", help="subject of the service")
+    @argument("payload", nargs="?", default=None, help="request payload; the cell body in "
+                                                       "%%%%nats_req")
+    @argument("--timeout", "-t", default=None, metavar="S",
+              help="seconds to wait, > 0 and at most 86400 (default: %%config "
+                   "NatsMagics.timeout)")
+    @argument("-H", "--header", action="append", metavar="KEY:VALUE", help="a header; repeat")
+    @no_var_expand
+    @line_cell_magic
+    def nats_req(self, line: str, cell: str | None = None) -> Msg:
+        """Send a request; shows the reply (pretty JSON when it is JSON) and the round-trip
+        time, returns the reply Msg."""
+        args = _parse_payload_line(self.nats_req, line)
+        if cell is not None and args.payload is not None:
+            raise UsageError("%%nats_req takes the payload from the cell body - leave it off the "
+                             "line")
+        timeout = _seconds_arg("--timeout", args.timeout) or self.timeout
+        conn = self._require()
+        subject = self._expand(args.subject) or ""
+        body = cell.rstrip("\r\n") if cell is not None else self._expand(args.payload)
+        headers = _headers([self._expand(h) or "" for h in args.header or []])
+        with _usage_errors():
+            start = time.perf_counter()
+            msg = conn.request(subject, body or "", timeout=timeout, headers=headers)
+            rtt = time.perf_counter() - start
+        print(f"natsbook: reply from {subject!r} in {rtt * 1000:.2f} ms ({len(msg.data):,} "
+              "bytes)")
+        if msg.headers:
+            for key, value in msg.headers.items_all():
+                print(f"  {key}: {value}")
+        print(_render_payload(msg.data))
+        return msg
