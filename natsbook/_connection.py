@@ -470,9 +470,8 @@ class Connection(_Reconnecting, DataMethods):
         else:
             table = pa.concat_tables(tables).sort_by("time")
         table = filter_table(table, subject=subject, since=since, last=last)
-        frame = to_frame(table, decode)
-        frame.insert(1, "sub", table["sub"].to_pandas())
-        return frame
+        # Through `extra`, so a payload key "sub" gets its own column (data.sub).
+        return to_frame(table.drop_columns(["sub"]), decode, extra=[("sub", table["sub"])])
 
     def publish_frame(self, df: pd.DataFrame, *, subject: str | None = None,
                       data: str | None = None, headers: str | None = None,
