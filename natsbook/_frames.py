@@ -88,7 +88,7 @@ def _choose(col: pa.ChunkedArray) -> str:
     n = len(col)
     if n == 0:
         return "bytes"
-    values = [v for v in parse_payloads(col.slice(0, min(n, 2000))) if v is not EMPTY]
+    values = [v for v in parse_payloads(col.slice(0, min(n, 2000)))[1] if v is not EMPTY]
     if values and sum(type(v) is dict for v in values) * 2 >= len(values):
         return "json"
     try:

@@ -6,10 +6,10 @@ batch. Pure: lists of bytes in, columns out; no I/O.
 Two ways to the same columns:
 
 - fast (default): orjson parses every payload in one C-level ``map``; rows orjson rejects, and
-  rows holding a run of 19+ digits (orjson silently turns integers beyond 64 bits into floats),
-  are re-read one by one by the careful parser. Objects are grouped by their key tuple and each
-  group is cut into columns with one ``zip`` (telemetry has a handful of shapes, so this is a
-  few C-level passes, not a Python loop per cell).
+  rows holding a float of magnitude >= 2**63 (orjson silently reads integers beyond 64 bits as
+  such floats), are read again one by one by the careful parser. Objects with the same keys
+  are cut into columns with one C-level ``map`` per key (telemetry has a handful of shapes,
+  so this is a few passes, not a Python loop per cell).
 - careful (``fast=False``): the stdlib parser on every payload and one flattening per row.
 
 The property tests in ``tests/test_decoding.py`` hold both to a plain reference decoder.
@@ -29,7 +29,6 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 __all__ = ["EMPTY", "ERROR", "RESERVED", "column_name", "decode_json", "parse_careful",
            "split_name"]
@@ -41,7 +40,7 @@ RESERVED = frozenset({"time", "subject", "reply", "headers", "size", "data", "js
                       "sub"})
 _BOM = b"\xef\xbb\xbf"
 _NONE = type(None)
-_RISKY_DIGITS = "[0-9]{19}"  # the shortest integer orjson may read as a float has 19 digits
+_TWO_63 = 2.0**63  # orjson reads integers beyond 64 bits as floats, all of them this large
 
 
 class _Marker:
@@ -145,21 +144,45 @@ def _loads_one(payload: bytes | None) -> Any:
         return parse_careful(payload)
 
 
-def parse_payloads(col: pa.ChunkedArray | pa.Array, *, fast: bool = True) -> list[Any]:
-    """Each payload of a binary column parsed on its own (EMPTY / ERROR / value)."""
+def parse_payloads(col: pa.ChunkedArray | pa.Array, *,
+                   fast: bool = True) -> tuple[list[bytes | None], list[Any]]:
+    """Each payload of a binary column parsed on its own (EMPTY / ERROR / value).
+
+    The fast way may leave a float where the payload held an integer beyond 64 bits
+    (``_big_floats`` finds the rows to read again)."""
     payloads = col.to_pylist()
     if not fast:
-        return [parse_careful(p) for p in payloads]
+        return payloads, [parse_careful(p) for p in payloads]
     try:
         values = list(map(orjson.loads, payloads))
     except orjson.JSONDecodeError:
         values = list(map(_loads_one, payloads))
-    risky = pc.match_substring_regex(col, _RISKY_DIGITS)
-    if risky.true_count if isinstance(risky, pa.Array) else pc.any(risky).as_py():
-        mask = risky.to_numpy(zero_copy_only=False)
-        for i in np.flatnonzero(mask):
-            values[i] = parse_careful(payloads[i])
-    return values
+    return payloads, values
+
+
+def _has_big_float(value: Any) -> bool:
+    if type(value) is float:
+        return abs(value) >= _TWO_63
+    if type(value) is list:
+        return any(map(_has_big_float, value))
+    if type(value) is dict:
+        return any(map(_has_big_float, value.values()))
+    return False
+
+
+def _big_floats(vals: Sequence[Any], kinds: set[type]) -> list[int]:
+    """Rows of a column holding a float of magnitude >= 2**63, anywhere inside: orjson reads an
+    integer beyond 64 bits as such a float (a genuine float there is read again, harmlessly)."""
+    if float not in kinds and list not in kinds and dict not in kinds:
+        return []
+    if kinds <= {float, int, _NONE}:
+        try:
+            arr = np.array(vals, dtype=np.float64)
+        except OverflowError:
+            pass
+        else:
+            return np.flatnonzero(np.abs(arr) >= _TWO_63).tolist()
+    return [i for i, v in enumerate(vals) if _has_big_float(v)]
 
 
 # ------------------------------------------------------------------------------- columns
@@ -173,36 +196,42 @@ def flatten_row(obj: dict[str, Any], prefix: tuple[str, ...], out: dict[str, Any
             out[column_name(path)] = value
 
 
-_Chunks = dict[str, list[tuple[Sequence[int], Sequence[Any]]]]
+_Chunks = dict[str, list[tuple[Sequence[int], Sequence[Any], set[type]]]]
 
 
 def _collect(objs: list[dict[str, Any]], rows: Sequence[int], prefix: tuple[str, ...],
              out: _Chunks) -> None:
-    """Cut objects into column chunks, one group of objects with the same key tuple at a time."""
-    keys = list(map(tuple, objs))
-    if keys.count(keys[0]) == len(keys):
-        groups: list[tuple[tuple[str, ...], list[dict[str, Any]], Sequence[int]]] = [
-            (keys[0], objs, rows)]
-    else:
+    """Cut objects into column chunks, one group of objects with the same keys at a time."""
+    ks0 = list(objs[0])
+    groups: list[tuple[list[str], list[dict[str, Any]], Sequence[int]]] = []
+    cols: list[Sequence[Any]] | None = None
+    lens = list(map(len, objs))
+    if lens.count(lens[0]) == len(lens):
+        # Same size as the first object and holding each of its keys: the same keys.
+        try:
+            cols = [list(map(itemgetter(k), objs)) for k in ks0]
+            groups.append((ks0, objs, rows))
+        except KeyError:
+            cols = None
+    if cols is None:
         by_keys: dict[tuple[str, ...], tuple[list[dict[str, Any]], list[int]]] = {}
-        for k, o, r in zip(keys, objs, rows, strict=True):
+        for k, o, r in zip(map(tuple, objs), objs, rows, strict=True):
             g = by_keys.get(k)
             if g is None:
                 g = by_keys[k] = ([], [])
             g[0].append(o)
             g[1].append(r)
-        groups = [(k, g[0], g[1]) for k, g in by_keys.items()]
+        groups = [(list(k), g[0], g[1]) for k, g in by_keys.items()]
     for ks, gobjs, grows in groups:
         if not ks:
             continue
-        if len(ks) == 1:
-            cols: list[Sequence[Any]] = [list(map(itemgetter(ks[0]), gobjs))]
-        else:
-            cols = list(zip(*map(dict.values, gobjs), strict=True))
+        if cols is None or gobjs is not objs:
+            cols = [list(map(itemgetter(k), gobjs)) for k in ks]
         for key, vals in zip(ks, cols, strict=True):
             path = (*prefix, key)
-            if dict not in set(map(type, vals)):
-                out.setdefault(column_name(path), []).append((grows, vals))
+            kinds = set(map(type, vals))
+            if dict not in kinds:
+                out.setdefault(column_name(path), []).append((grows, vals, kinds))
                 continue
             sub_objs: list[dict[str, Any]] = []
             sub_rows: list[int] = []
@@ -216,7 +245,8 @@ def _collect(objs: list[dict[str, Any]], rows: Sequence[int], prefix: tuple[str,
                     leaf_vals.append(v)
                     leaf_rows.append(r)
             if leaf_rows:
-                out.setdefault(column_name(path), []).append((leaf_rows, leaf_vals))
+                out.setdefault(column_name(path), []).append(
+                    (leaf_rows, leaf_vals, set(map(type, leaf_vals))))
             if sub_objs:
                 _collect(sub_objs, sub_rows, path, out)
 
@@ -225,10 +255,10 @@ def _objects(vals: Sequence[Any]) -> pd.Series:
     return pd.Series(list(vals), dtype=object)
 
 
-def typed_column(vals: Sequence[Any]) -> Any:
-    """One column from its cells (None: missing). Ints stay exact: int64, Int64 (with missing),
-    UInt64, else Python ints in an object column; never floats."""
-    kinds = set(map(type, vals))
+def typed_column(vals: Sequence[Any], kinds: set[type]) -> Any:
+    """One column from its cells (None: missing) and their types. Ints stay exact: int64, Int64
+    (with missing), UInt64, else Python ints in an object column; never floats."""
+    kinds = set(kinds)
     nulls = _NONE in kinds
     kinds.discard(_NONE)
     if kinds == {int}:
@@ -249,20 +279,21 @@ def typed_column(vals: Sequence[Any]) -> Any:
     if kinds == {bool}:
         return pd.array(vals, dtype="boolean") if nulls else np.array(vals, dtype=bool)
     if kinds == {str}:
-        return pd.Series(vals, dtype="str")
+        return pd.Series(pa.array(vals, pa.large_string()), dtype="str")
     return _objects(vals)
 
 
-def _assemble(chunks: list[tuple[Sequence[int], Sequence[Any]]], n: int) -> Sequence[Any]:
+def _assemble(chunks: list[tuple[Sequence[int], Sequence[Any], set[type]]],
+              n: int) -> tuple[Sequence[Any], set[type]]:
     if len(chunks) == 1:
-        rows, vals = chunks[0]
+        rows, vals, kinds = chunks[0]
         if len(vals) == n:  # every row, in order
-            return vals
+            return vals, kinds
     full: list[Any] = [None] * n
-    for rows, vals in chunks:
+    for rows, vals, _ in chunks:
         for r, v in zip(rows, vals, strict=True):
             full[r] = v
-    return full
+    return full, set(map(type, full))
 
 
 @contextmanager
@@ -278,56 +309,71 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
+def _cells(values: list[Any], types: list[type], n: int,
+           fast: bool) -> tuple[dict[str, tuple[Sequence[Any], set[type]]], list[str]]:
+    """Each payload column's cells (None where missing) and their types, in column order."""
+    n_obj = types.count(dict)
+    if n_obj == n:
+        obj_rows: Sequence[int] = range(n)
+        objs: list[dict[str, Any]] = values
+    else:
+        obj_rows = [i for i, t in enumerate(types) if t is dict]
+        objs = [values[i] for i in obj_rows]
+    cells: dict[str, tuple[Sequence[Any], set[type]]] = {}
+    first: dict[str, int] = {}
+    if objs and fast:
+        chunks: _Chunks = {}
+        _collect(objs, obj_rows, (), chunks)
+        for name, ch in chunks.items():
+            first[name] = min(c[0][0] for c in ch)
+            cells[name] = _assemble(ch, n)
+    elif objs:
+        flat: dict[str, list[Any]] = {}
+        for r, o in zip(obj_rows, objs, strict=True):
+            row: dict[str, Any] = {}
+            flatten_row(o, (), row)
+            for name, v in row.items():
+                column = flat.get(name)
+                if column is None:
+                    column = flat[name] = [None] * n
+                    first[name] = r
+                column[r] = v
+        cells = {name: (vals, set(map(type, vals))) for name, vals in flat.items()}
+    # Column order: by the first row holding the column, then by place within that row.
+    place: dict[int, dict[str, int]] = {}
+    for r in set(first.values()):
+        row = {}
+        flatten_row(values[r], (), row)
+        place[r] = {name: i for i, name in enumerate(row)}
+    order = sorted(cells, key=lambda c: (first[c], place[first[c]][c]))
+    return cells, order
+
+
 def decode_json(col: pa.ChunkedArray | pa.Array, *, fast: bool = True) -> dict[str, Any]:
     """Payload columns (first-appearance order), then ``data`` when some payload is a JSON value
     other than an object, then ``json_error``."""
     n = len(col)
     with _no_gc():
-        values = parse_payloads(col, fast=fast)
+        payloads, values = parse_payloads(col, fast=fast)
         types = list(map(type, values))
-        n_obj = types.count(dict)
-        if n_obj == n:
-            obj_rows: Sequence[int] = range(n)
-            objs: list[dict[str, Any]] = values
-        else:
-            obj_rows = [i for i, t in enumerate(types) if t is dict]
-            objs = [values[i] for i in obj_rows]
-        cells: dict[str, Sequence[Any]] = {}
-        first: dict[str, int] = {}
-        if objs and fast:
-            chunks: _Chunks = {}
-            _collect(objs, obj_rows, (), chunks)
-            for name, ch in chunks.items():
-                first[name] = min(rows[0] for rows, _ in ch)
-                cells[name] = _assemble(ch, n)
-        elif objs:
-            flat: dict[str, list[Any]] = {}
-            for r, o in zip(obj_rows, objs, strict=True):
-                row: dict[str, Any] = {}
-                flatten_row(o, (), row)
-                for name, v in row.items():
-                    column = flat.get(name)
-                    if column is None:
-                        column = flat[name] = [None] * n
-                        first[name] = r
-                    column[r] = v
-            cells = dict(flat)
-        # Column order: by the first row holding the column, then by place within that row.
-        place: dict[int, dict[str, int]] = {}
-        for r in set(first.values()):
-            row = {}
-            flatten_row(values[r], (), row)
-            place[r] = {name: i for i, name in enumerate(row)}
-        order = sorted(cells, key=lambda c: (first[c], place[first[c]][c]))
-        columns: dict[str, Any] = {name: typed_column(cells[name]) for name in order}
-        if n_obj + types.count(_Marker) < n:
+        others = [i for i, t in enumerate(types) if t is not dict and t is not _Marker] \
+            if types.count(dict) + types.count(_Marker) < n else []
+        cells, order = _cells(values, types, n, fast)
+        if fast:
+            again = {i for vals, kinds in cells.values() for i in _big_floats(vals, kinds)}
+            again.update(i for i in others if _has_big_float(values[i]))
+            if again:
+                for i in again:
+                    values[i] = parse_careful(payloads[i])
+                cells, order = _cells(values, types, n, fast)
+        columns: dict[str, Any] = {name: typed_column(*cells[name]) for name in order}
+        if others:
             data = np.empty(n, dtype=object)
             data[:] = pd.NA
-            for i, t in enumerate(types):
-                if t is not dict and t is not _Marker:
-                    data[i] = values[i]
+            for i in others:
+                data[i] = values[i]
             columns["data"] = pd.Series(data, dtype=object)
-        if n_obj == n:
+        if types.count(dict) == n:
             columns["json_error"] = np.zeros(n, dtype=bool)
         else:
             columns["json_error"] = np.fromiter((v is ERROR for v in values), dtype=bool, count=n)
