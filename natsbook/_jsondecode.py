@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = ["EMPTY", "ERROR", "RESERVED", "column_name", "decode_json", "parse_careful",
            "split_name"]
@@ -40,6 +41,10 @@ RESERVED = frozenset({"time", "subject", "reply", "headers", "size", "data", "js
                       "sub"})
 _BOM = b"\xef\xbb\xbf"
 _NONE = type(None)
+#: Objects and arrays nested deeper than this make a bad payload (no recursion limit is hit,
+#: by natsbook or by whoever reads the frame).
+MAX_DEPTH = 256
+_MIN_DEEP_BYTES = 2 * (MAX_DEPTH + 1)  # a shorter payload cannot nest deeper than MAX_DEPTH
 _TWO_63 = 2.0**63  # orjson reads integers beyond 64 bits as floats, all of them this large
 
 
@@ -108,6 +113,23 @@ def _parse_float(text: str) -> float:
     return value
 
 
+def depth_ok(value: Any) -> bool:
+    """At most MAX_DEPTH nested objects/arrays (iterative: any depth is safe to check)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if type(v) is dict:
+            children: Any = v.values()
+        elif type(v) is list:
+            children = v
+        else:
+            continue
+        if d > MAX_DEPTH:
+            return False
+        stack.extend((c, d + 1) for c in children if type(c) is dict or type(c) is list)
+    return True
+
+
 def _strings_ok(value: Any) -> bool:
     """No lone surrogates (``"\\ud800"``): such a string cannot be printed or stored."""
     if isinstance(value, str):
@@ -134,7 +156,7 @@ def parse_careful(payload: bytes | None) -> Any:
                            parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return ERROR
-    return value if _strings_ok(value) else ERROR
+    return value if depth_ok(value) and _strings_ok(value) else ERROR
 
 
 def _loads_one(payload: bytes | None) -> Any:
@@ -157,6 +179,10 @@ def parse_payloads(col: pa.ChunkedArray | pa.Array, *,
         values = list(map(orjson.loads, payloads))
     except orjson.JSONDecodeError:
         values = list(map(_loads_one, payloads))
+    lengths = pc.binary_length(col).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(lengths >= _MIN_DEEP_BYTES).tolist():
+        if values[i] is not ERROR and not depth_ok(values[i]):
+            values[i] = ERROR
     return payloads, values
 
 

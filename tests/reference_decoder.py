@@ -17,6 +17,7 @@ import pandas as pd
 #: "a key that clashes with a metadata column": these names, always.
 METADATA = ("time", "subject", "reply", "headers", "size", "data", "json_error", "seq", "sub")
 MISSING = object()  # no value in this cell
+DEEPEST = 256  # "objects and arrays nested deeper than 256 levels" make a bad payload
 
 
 @dataclass(slots=True)
@@ -47,6 +48,17 @@ def _finite(text: str) -> float:
     return value
 
 
+def _too_deep(value: Any) -> bool:
+    todo = [(value, 1)]
+    while todo:
+        v, level = todo.pop()
+        if isinstance(v, dict | list):
+            if level > DEEPEST:
+                return True
+            todo.extend((c, level + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return False
+
+
 def _printable(value: Any) -> bool:
     if isinstance(value, str):
         try:
@@ -73,9 +85,9 @@ def read_value(payload: bytes) -> tuple[bool, Any]:
         return False, None
     try:
         value = json.loads(text, parse_constant=_no_constants, parse_float=_finite)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False, None
-    if not _printable(value):
+    if _too_deep(value) or not _printable(value):
         return False, None
     return True, value
 

@@ -51,6 +51,16 @@ ISSUE_BATCHES: list[list[bytes]] = [
     [b'{"t":1}', b"[1,2]", b'"s"', b"null", b"", b"{bad"],
 ]
 
+
+def _nested(depth: int, array: bool = False) -> bytes:
+    if array:
+        return b"[" * depth + b"1" + b"]" * depth
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+# Nesting around the contract's limit (256) and around orjson's and Python's own limits.
+DEEP = [_nested(d, a) for d in (256, 257, 500, 1000, 1100) for a in (False, True)]
+
 KEYS = st.sampled_from(["a", "b", "v", "a.b", "b.c", "x\\y", "", ".", "é", "sub", "seq", "data",
                         "size", "time", "json_error", "subject", "headers"])
 INTS = st.one_of(
@@ -84,7 +94,7 @@ def payload(draw: st.DrawFn) -> bytes:
     return draw(st.sampled_from([b"", b" ", b"null", b"{bad", b'{"v":1}\n{"v":2}',
                                  b'{"a":"\xff"}', b'"\\ud800"', b"1e400", b"NaN",
                                  b'{"a":1,"a":2}', b'{"a":1} {"b":2}', b'{"a":1}}',
-                                 BOM + b'{"x":1}', b"\xff\xfe", b"{}", b"[]"]))
+                                 BOM + b'{"x":1}', b"\xff\xfe", b"{}", b"[]", *DEEP]))
 
 
 BATCHES = st.lists(payload(), min_size=1, max_size=8)
@@ -102,7 +112,7 @@ def _frame(payloads: list[bytes]) -> pa.Table:
 
 
 def _with_issue_examples(f):  # type: ignore[no-untyped-def]
-    for batch in ISSUE_BATCHES:
+    for batch in [*ISSUE_BATCHES, DEEP]:
         f = example(batch)(f)
     return f
 
