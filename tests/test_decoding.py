@@ -49,6 +49,8 @@ ISSUE_BATCHES: list[list[bytes]] = [
     [b'{"a":[1,2]}', b'{"a":[]}', b'{"a":[7]}'],
     [b"{}"],
     [b'{"t":1}', b"[1,2]", b'"s"', b"null", b"", b"{bad"],
+    [b'{"v": 9007199254740993}', b'{"v": 1.5}'],
+    [b'{"v": true}', b'{"v": 1}', b'{"v": 2.5}'],
 ]
 
 
@@ -65,6 +67,7 @@ KEYS = st.sampled_from(["a", "b", "v", "a.b", "b.c", "x\\y", "", ".", "é", "sub
                         "size", "time", "json_error", "subject", "headers"])
 INTS = st.one_of(
     st.integers(-(2**70), 2**70),
+    st.integers(2**53 - 2, 2**64 + 2),  # where floats stop being exact, and where int64 ends
     st.sampled_from([2**53, 2**53 + 1, -(2**53) - 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1,
                      2**64 - 1, 2**64, 10**30, 0, -1]),
 )
@@ -97,7 +100,16 @@ def payload(draw: st.DrawFn) -> bytes:
                                  BOM + b'{"x":1}', b"\xff\xfe", b"{}", b"[]", *DEEP]))
 
 
-BATCHES = st.lists(payload(), min_size=1, max_size=8)
+SCALARS = st.one_of(INTS, st.floats(allow_nan=False, allow_infinity=False), st.none(),
+                    st.booleans(), st.text(max_size=2))
+# Rows with few keys, so that one column meets several types across the batch.
+NARROW = st.dictionaries(st.sampled_from(["v", "a"]), st.one_of(
+    SCALARS, st.dictionaries(st.sampled_from(["v", "b"]), SCALARS, max_size=2)), max_size=2)
+BATCHES = st.one_of(
+    st.lists(payload(), min_size=1, max_size=8),
+    st.lists(st.one_of(NARROW.map(lambda o: json.dumps(o).encode()), payload()),
+             min_size=2, max_size=8),
+)
 
 
 def _frame(payloads: list[bytes]) -> pa.Table:
