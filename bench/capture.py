@@ -2,6 +2,7 @@
 
     python bench/capture.py                 # full run (~2-3 minutes on 2 cores)
     python bench/capture.py --quick         # smaller counts, one repeat
+    python bench/capture.py --dataframes-only   # only the 1M-row DataFrame build times
 
 Starts the embedded nats-server, then for each client runs a subscriber in its own process and
 floods it from another process with pre-built PUB frames (raw socket). Reports, as medians over
@@ -218,6 +219,16 @@ def dataframe_bench(rows: int) -> dict[str, float]:
     return out
 
 
+def print_dataframe_bench(rows: int) -> None:
+    df = dataframe_bench(rows)
+    print(f"DataFrame of {rows:,} captured rows (median of 3):")
+    print(f"  text (no flattening): {df['df_text_s']:.3f} s  (+{df['df_text_arrow_mb']:.0f} MB "
+          f"arrow, peak RSS +{df['df_text_peak_rss_mb']:.0f} MB)")
+    print(f"  JSON flattened      : {df['df_json_s']:.3f} s  (+{df['df_json_arrow_mb']:.0f} MB "
+          f"arrow, peak RSS +{df['df_json_peak_rss_mb']:.0f} MB)")
+    print(f"bytes per stored row beyond the payload: {df['bytes_per_row_over_payload']:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--role", default="driver")
@@ -230,7 +241,12 @@ def main() -> None:
     ap.add_argument("--sustained-rate", type=float, default=300_000)
     ap.add_argument("--sustained-seconds", type=float, default=10)
     ap.add_argument("--df-rows", type=int, default=1_000_000)
+    ap.add_argument("--dataframes-only", action="store_true",
+                    help="only the DataFrame build times (no server, no floods)")
     args = ap.parse_args()
+    if args.dataframes_only:
+        print_dataframe_bench(args.df_rows)
+        return
     if args.role == "flood":
         print(json.dumps(flood(args.url, args.count, args.rate, args.varied)))
         return
@@ -297,14 +313,7 @@ def main() -> None:
           f"{med('natsbook', 'paced_lat_p99_ms'):.1f} ms, max "
           f"{med('natsbook', 'full_lat_max_ms'):.1f} / "
           f"{med('natsbook', 'paced_lat_max_ms'):.1f} ms")
-    df = dataframe_bench(args.df_rows)
-    print(f"DataFrame of {args.df_rows:,} captured rows (median of 3):")
-    print(f"  text (no flattening): {df['df_text_s']:.3f} s  (+{df['df_text_arrow_mb']:.0f} MB "
-          f"arrow, peak RSS +{df['df_text_peak_rss_mb']:.0f} MB)")
-    print(f"  JSON flattened      : {df['df_json_s']:.3f} s  (+{df['df_json_arrow_mb']:.0f} MB "
-          f"arrow, peak RSS +{df['df_json_peak_rss_mb']:.0f} MB)")
-    print(f"bytes per stored row beyond the payload: {df['bytes_per_row_over_payload']:.1f}")
-
+    print_dataframe_bench(args.df_rows)
 
 if __name__ == "__main__":
     main()

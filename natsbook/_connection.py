@@ -471,9 +471,8 @@ class Connection(_Reconnecting, DataMethods):
         else:
             table = pa.concat_tables(tables).sort_by("time")
         table = filter_table(table, subject=subject, since=since, last=last)
-        frame = to_frame(table, decode)
-        frame.insert(1, "sub", table["sub"].to_pandas())
-        return frame
+        # Through `extra`, so a payload key "sub" gets its own column (data.sub).
+        return to_frame(table.drop_columns(["sub"]), decode, extra=[("sub", table["sub"])])
 
     def publish_frame(self, df: pd.DataFrame, *, subject: str | None = None,
                       data: str | None = None, headers: str | None = None,
@@ -484,14 +483,20 @@ class Connection(_Reconnecting, DataMethods):
             df: e.g. a capture from ``to_pandas()``.
             subject: a column of subjects, or one literal subject for every row; default the
                 ``subject`` column.
-            data: the payload column; default ``data`` if present, else the JSON columns are
-                folded back into one object per row (dotted names nest; NaN keys are left out).
+            data: the payload column. Default: a ``decode="json"`` frame (it has
+                ``json_error``) is folded back into the JSON values it was decoded from (README,
+                "Decoding contract"); else ``data`` if present; else the columns are folded
+                into one object per row (dotted names nest; missing cells are left out).
             headers: a column of header dicts; default ``headers`` if present.
             rate: messages per second (None: as fast as the connection takes them).
             progress: show a progress bar (default: on for long runs).
 
         Returns:
             The number of messages published (all flushed to the server).
+
+        Raises:
+            BadInputError: a row cannot be folded back (a ``json_error`` row, two columns
+                filling one key, a cell with no JSON form); the message names the column.
         """
         from ._replay import publish_frame
 

@@ -254,7 +254,10 @@ class CaptureStore:
             return
         table = pa.Table.from_batches(list(self._sealed), SCHEMA)
         path = self._spill_dir / f"{self._spill_prefix}-{len(self._spill_parts):05d}.parquet"
-        pq.write_table(table, path, compression="zstd")
+        # Written aside and renamed: read_capture(dir) never sees half a part file.
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
         self._spill_parts.append(path)
         self._spilled += table.num_rows
         self._sealed.clear()
@@ -268,6 +271,14 @@ class CaptureStore:
             self._seal_locked()
             if self._spill_dir is not None:
                 self._spill_locked()
+
+    def finish(self) -> None:
+        """The capture ended: seal its tail; a spill capture also writes every row it still
+        holds in memory, so the spill directory alone holds the whole capture."""
+        if self._spill_dir is None:
+            self.seal()
+        else:
+            self.flush_spill()
 
     def table(self) -> pa.Table:
         """A consistent snapshot of every stored row (spilled parts first, oldest first)."""

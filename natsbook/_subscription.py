@@ -202,7 +202,7 @@ class Subscription:
     def _stop(self, now: float | None = None, *, discard: bool = False) -> None:
         self.active = False
         if self.store is not None:
-            self.store.seal()
+            self.store.finish()
         if self.closed_at is None:
             self.closed_at = now or time.time()
         with self._cond:
