@@ -117,9 +117,11 @@ def test_ctrl_c_in_drain_closes(frozen, subject):
 
 
 @pytest.mark.parametrize("method", ["direct", "consumer"])
-def test_ctrl_c_in_a_history_read(server: LocalServer, subject: str, method: str) -> None:
+def test_ctrl_c_in_a_history_read(server_factory: Callable[..., LocalServer], subject: str,
+                                  method: str) -> None:
     """Interrupted in the middle of a long read: the reader's subscription is gone, nothing
     shows in conn.to_pandas(), the read's consumer is deleted."""
+    server = server_factory(jetstream=True)
     with natsbook.connect(server.url) as conn:
         js.add_stream(conn, subject, [f"{subject}.>"], storage="memory")
         try:
