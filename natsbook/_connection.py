@@ -268,8 +268,12 @@ class Connection(_Reconnecting, DataMethods):
             return
         if not sub.active:
             return
-        if max_msgs is not None and max_msgs > sub.received:
-            sub.max_msgs = max_msgs
+        with sub._cond:  # checked and set in one step against the I/O thread's count
+            later = max_msgs is not None and max_msgs > sub.received
+            if later:
+                sub.max_msgs = max_msgs
+        if later:
+            assert max_msgs is not None
             if self._status == "connected":
                 # The server counts from its own SUB; while reconnecting, the re-subscribe
                 # sends the remaining limit itself.

@@ -122,8 +122,11 @@ class Subscription:
                 return False
             done = False
             if self.max_msgs is not None and self.received + len(rows) >= self.max_msgs:
-                self.late += len(rows) - max(self.max_msgs - self.received, 0)
-                rows = rows[: self.max_msgs - self.received]
+                # max(.., 0): a limit lowered to below what arrived meanwhile keeps nothing
+                # more (a negative slice would keep all but the last few rows).
+                room = max(self.max_msgs - self.received, 0)
+                self.late += len(rows) - room
+                rows = rows[:room]
                 done = True
             if not rows:
                 return not done

@@ -88,3 +88,17 @@ def test_stats_snapshots_always_add_up(server: LocalServer, subject: str) -> Non
         assert sub.wait_pending(10)
         st = sub.stats
         assert st.delivered == seen[0] and st.pending == 0
+
+
+def test_limit_lowered_below_what_arrived_keeps_nothing_more(conn: natsbook.Connection,
+                                                              subject: str) -> None:
+    """unsubscribe(max_msgs=N) races with the I/O thread: when N ends up below what arrived
+    meanwhile, the next batch is late, all of it (a negative slice kept all but its last
+    rows, counted twice)."""
+    sub = conn.subscribe(subject)
+    row = (subject.encode(), None, None, b"x")
+    assert sub._deliver([row] * 5, time.time(), time.time_ns())
+    sub.max_msgs = 3  # what a racing unsubscribe(max_msgs=3) could leave behind
+    assert not sub._deliver([row] * 10, time.time(), time.time_ns())
+    st = sub.stats
+    assert (st.received, st.stored, st.late) == (5, 5, 10)
