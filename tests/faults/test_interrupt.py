@@ -58,11 +58,24 @@ def assert_clean(conn: natsbook.Connection) -> None:
         assert not left, "internal reader left subscribed"
 
 
+def freeze(srv: LocalServer) -> None:
+    """SIGSTOP the server and wait until the kernel has really stopped it."""
+    srv.signal(signal.SIGSTOP)
+    pid = srv.pid
+    assert pid is not None
+
+    def stopped() -> bool:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+    wait_for(stopped, timeout=5)
+
+
 @pytest.fixture
 def frozen(own_server: LocalServer) -> Iterator[tuple[LocalServer, natsbook.Connection]]:
     conn = natsbook.connect(own_server.url, name="interrupted", ping_interval=60)
     conn.flush()
-    own_server.signal(signal.SIGSTOP)
+    freeze(own_server)
     try:
         yield own_server, conn
     finally:
@@ -90,7 +103,7 @@ def test_ctrl_c_in_flush_or_request(frozen, subject, call):
     if call == "request":
         srv.signal(signal.SIGCONT)
         conn._ensure_resp_sub(5)  # the reply inbox exists: the request itself waits
-        srv.signal(signal.SIGSTOP)
+        freeze(srv)
     with ctrl_c(0.3):
         if call == "flush":
             conn.flush(10)
@@ -108,7 +121,7 @@ def test_ctrl_c_in_drain_closes(frozen, subject):
     srv, conn = frozen
     srv.signal(signal.SIGCONT)
     sub = conn.subscribe(subject)
-    srv.signal(signal.SIGSTOP)
+    freeze(srv)
     with ctrl_c(0.3):
         conn.drain(10)
     assert conn.is_closed
