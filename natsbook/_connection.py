@@ -89,8 +89,7 @@ class Connection(_Reconnecting, DataMethods):
             ConnectionClosedError: the connection was closed.
         """
         self._check_open()
-        self._queue(self._build_pub(subject, data, reply, headers))
-        self._out_msgs += 1
+        self._queue(self._build_pub(subject, data, reply, headers), msgs=1)
 
     def flush(self, timeout: float = 10.0) -> float:
         """Barrier: returns once the server has processed everything sent before it.
@@ -120,7 +119,13 @@ class Connection(_Reconnecting, DataMethods):
             if was_empty:
                 self._wake()
             start = time.perf_counter()
-            if not waiter.event.wait(max(deadline - time.monotonic(), 0)):
+            try:
+                answered = waiter.event.wait(max(deadline - time.monotonic(), 0))
+            except BaseException:  # Ctrl-C: the PONG, when it comes, is owed to no one
+                self._drop_waiter(waiter)
+                raise
+            if not answered:
+                self._drop_waiter(waiter)
                 raise FlushTimeout(timeout)
             if not waiter.lost:
                 self._rtt = time.perf_counter() - start
@@ -128,6 +133,26 @@ class Connection(_Reconnecting, DataMethods):
             if time.monotonic() >= deadline:
                 self._check_open()
                 raise FlushTimeout(timeout)
+
+    def _drop_waiter(self, waiter: _Waiter) -> None:
+        """Forget an abandoned flush: its PONG still arrives in order, for no one."""
+        with self._lock:
+            for i, w in enumerate(self._pongs):
+                if w is waiter:
+                    self._pongs[i] = None
+                    break
+
+    def _queue_nowait(self, frame: bytes) -> None:
+        """Queue a control frame without waiting for room (cleanup paths that must not block);
+        nothing to do on a closed connection."""
+        with self._lock:
+            if self._status == "closed":
+                return
+            was_empty = not self._out
+            self._out.append(frame)
+            self._out_bytes += len(frame)
+        if was_empty:
+            self._wake()
 
     def rtt(self, timeout: float = 5.0) -> float:
         """Round-trip time to the server in seconds (one PING/PONG)."""
@@ -176,34 +201,67 @@ class Connection(_Reconnecting, DataMethods):
         sub = Subscription(self, sid, subject, queue, max_msgs, store, callback,
                            pending_msgs=pending_msgs, pending_bytes=pending_bytes,
                            batch_callback=batch_callback)
-        frame = encode_sub(subject, sid, queue)
-        if max_msgs is not None:
-            frame += encode_unsub(sid, max_msgs)
-        with self._lock:
-            self._subs[sid] = sub
-            self._by_sid[str(sid).encode()] = sub
-            self._history.append(sub)
-            connected = self._status == "connected"
+        return self._start(sub, timeout)
+
+    def _subscribe_internal(self, subject: str, *,
+                            sink: Callable[[list[RawMsg], float], Any] | None = None,
+                            store: CaptureStore | None = None,
+                            timeout: float = 10.0) -> Subscription:
+        """A subscription for natsbook's own reads (JetStream history, follow, KV watch).
+
+        Rows go to `sink` (called on the I/O thread; it must only hand them over) and/or to
+        `store`, which the caller makes outside the capture budget. Not listed in
+        ``subscriptions``, not part of ``to_pandas()``; restored after a reconnect like any
+        other. The caller unsubscribes it when its read ends.
+        """
+        self._check_open()
+        check_subscribe(subject)
+        sid = next(self._sids)
+        sub = Subscription(self, sid, subject, None, None, store, None, sink=sink,
+                           internal=True)
+        return self._start(sub, timeout)
+
+    def _start(self, sub: Subscription, timeout: float) -> Subscription:
+        """Register `sub`, send its SUB and wait until the server has it. On any failure,
+        Ctrl-C included, the subscription is taken back: no orphan keeps receiving."""
+        frame = encode_sub(sub.subject, sub.sid, sub.queue)
+        if sub.max_msgs is not None:
+            frame += encode_unsub(sub.sid, sub.max_msgs)
+        try:
+            with self._lock:
+                self._subs[sub.sid] = sub
+                self._by_sid[str(sub.sid).encode()] = sub
+                if not sub.internal:
+                    self._history.append(sub)
+                connected = self._status == "connected"
+                if connected:
+                    self._out.append(frame)
+                    self._out_bytes += len(frame)
             if connected:
-                self._out.append(frame)
-                self._out_bytes += len(frame)
-        if connected:
-            self._wake()
-            try:
+                self._wake()
                 self.flush(timeout)
-            except FlushTimeout:
-                self._forget(sub)
-                try:  # the SUB may still reach the server: take it back
-                    self._queue(encode_unsub(sid))
-                except NatsbookError:
-                    pass
-                raise
+        except BaseException:
+            self._release(sub)
+            raise
         return sub
+
+    def _release(self, sub: Subscription) -> None:
+        """End a subscription without waiting for anything: one whose subscribe() did not
+        complete (timeout, Ctrl-C), or an internal reader whose read is over."""
+        with self._lock:
+            self._subs.pop(sub.sid, None)
+            self._by_sid.pop(str(sub.sid).encode(), None)
+            if not sub.internal and sub in self._history:
+                self._history.remove(sub)
+        sub._stop(discard=True)
+        # The SUB may still reach the server: take it back (an UNSUB of an unknown sid is
+        # harmless).
+        self._queue_nowait(encode_unsub(sub.sid))
 
     def unsubscribe(self, sub: Subscription | str, *, max_msgs: int | None = None) -> None:
         """Unsubscribe now, or after `max_msgs` messages in total (auto-unsubscribe)."""
         if isinstance(sub, str):
-            matching = [s for s in self._subs.values() if s.subject == sub]
+            matching = [s for s in self.subscriptions if s.subject == sub]
             if not matching:
                 raise BadInputError(f"no active subscription on {sub!r} - see conn.subscriptions")
             for s in matching:
@@ -211,8 +269,12 @@ class Connection(_Reconnecting, DataMethods):
             return
         if not sub.active:
             return
-        if max_msgs is not None and max_msgs > sub.received:
-            sub.max_msgs = max_msgs
+        with sub._cond:  # checked and set in one step against the I/O thread's count
+            later = max_msgs is not None and max_msgs > sub.received
+            if later:
+                sub.max_msgs = max_msgs
+        if later:
+            assert max_msgs is not None
             if self._status == "connected":
                 # The server counts from its own SUB; while reconnecting, the re-subscribe
                 # sends the remaining limit itself.
@@ -224,9 +286,10 @@ class Connection(_Reconnecting, DataMethods):
 
     @property
     def subscriptions(self) -> list[Subscription]:
-        """Active subscriptions (user ones; the request inbox is internal)."""
+        """Active subscriptions (user ones; the request inbox and natsbook's own JetStream
+        readers are internal)."""
         with self._lock:
-            return list(self._subs.values())
+            return [s for s in self._subs.values() if not s.internal]
 
     # ------------------------------------------------------------------ request / reply
     def _ensure_resp_sub(self, timeout: float) -> None:
@@ -264,15 +327,16 @@ class Connection(_Reconnecting, DataMethods):
         token = str(next(self._resp_tokens))
         frame = self._build_pub(subject, data, self._resp_prefix + token, headers)
         waiter = _Waiter()
-        self._resp_map[token] = waiter
         try:
-            self._queue(frame)
-            self._out_msgs += 1
+            with self._lock:
+                self._resp_map[token] = waiter
+            self._queue(frame, msgs=1)
             left = timeout - (time.monotonic() - start)
             if not waiter.event.wait(max(left, 0)):
                 raise RequestTimeout(subject, timeout)
         finally:
-            self._resp_map.pop(token, None)
+            with self._lock:
+                self._resp_map.pop(token, None)
         if waiter.error:
             raise ProtocolError(f"the reply to {subject!r} was malformed ({waiter.error}) - "
                                 "the responder sent a bad header block")
@@ -322,10 +386,21 @@ class Connection(_Reconnecting, DataMethods):
 
     # ------------------------------------------------------------------ closing
     def drain(self, timeout: float = 10.0) -> DrainReport:
-        """Unsubscribe everything, let callbacks finish, send what is queued, then close."""
+        """Unsubscribe everything, let callbacks finish, send what is queued, then close.
+
+        Interrupted (Ctrl-C), it closes at once, as ``close()`` would."""
         self._check_open()
-        deadline = time.monotonic() + timeout
         subs = self.subscriptions
+        try:
+            return self._drain(subs, timeout)
+        except BaseException:
+            self.close()
+            for sub in subs:  # taken off the list already, so close() did not see them
+                sub._stop(discard=True)
+            raise
+
+    def _drain(self, subs: list[Subscription], timeout: float) -> DrainReport:
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._status = "draining" if self._status == "connected" else self._status
         for sub in subs:
@@ -458,7 +533,9 @@ class Connection(_Reconnecting, DataMethods):
         """Messages of every capture on this connection (active and finished), oldest first,
         with a ``sub`` column naming the subscription's subject pattern."""
         tables = []
-        for sub in list(self._history):
+        with self._lock:
+            history = list(self._history)
+        for sub in history:
             if sub.store is None:
                 continue
             t = sub.store.table()

@@ -369,9 +369,10 @@ class _Engine:
 
     def _on_replies(self, rows: list[RawMsg], now: float) -> None:
         plen = len(self._resp_prefix)
-        for row in rows:
-            token = row[0][plen:].decode("utf-8", "replace")
-            waiter = self._resp_map.pop(token, None)
+        with self._lock:  # requesters add and remove waiters from their own threads
+            waiters = [self._resp_map.pop(row[0][plen:].decode("utf-8", "replace"), None)
+                       for row in rows]
+        for row, waiter in zip(rows, waiters, strict=True):
             if waiter is None:
                 self._late_replies += 1
                 continue
@@ -474,7 +475,9 @@ class _Engine:
             w.event.set()
 
     # ------------------------------------------------------------------ sending
-    def _queue(self, frame: bytes, timeout: float | None = None) -> None:
+    def _queue(self, frame: bytes, timeout: float | None = None, *, msgs: int = 0) -> None:
+        """Queue `frame` for the I/O thread (waiting for room while connected); `msgs`: how
+        many messages it carries, counted in ``stats["out_msgs"]`` under the same lock."""
         with self._lock:
             if self._status != "reconnecting" and self._out_bytes > self.pending_size:
                 deadline = time.monotonic() + (timeout if timeout is not None else 10.0)
@@ -498,8 +501,18 @@ class _Engine:
             was_empty = not self._out
             self._out.append(frame)
             self._out_bytes += len(frame)
+            self._out_msgs += msgs
         if was_empty:
             self._wake()
+
+    def _add_reconnect_hook(self, hook: Callable[[], Any]) -> None:
+        with self._lock:
+            self._reconnect_hooks.append(hook)
+
+    def _remove_reconnect_hook(self, hook: Callable[[], Any]) -> None:
+        with self._lock:
+            if hook in self._reconnect_hooks:
+                self._reconnect_hooks.remove(hook)
 
     def _check_open(self) -> None:
         if self._status == "closed":

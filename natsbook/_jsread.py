@@ -1,17 +1,17 @@
 """The JetStream read machinery below :mod:`natsbook.jetstream`: stored messages off the wire
-and into Arrow tables (SCHEMA columns + ``seq``).
+(the parsing into Arrow tables lives in :mod:`natsbook._jsparse`).
 
 Two ways in. *Batched direct get* (server >= 2.11, streams with ``allow_direct``): every
-request's replies land in one capture subscription (``_Batches``) and the JetStream headers
-are taken apart column-wise with numpy on the raw Arrow buffers (``_parse_direct``), with a
-per-row fallback for layouts it does not expect. *Consumer deliveries*: an ephemeral consumer
-with no acks, pulled in batches (``_consumer_read``) or pushed (``PushCapture``, behind
-``follow()`` and KV watches); the stream sequence and time travel in its ``$JS.ACK`` reply
-subjects (``_parse_acked``).
+request's replies land in one internal reader (``_Batches``: an internal subscription outside
+the user's captures and the capture budget, released when the read ends). *Consumer
+deliveries*: an ephemeral consumer with no acks, pulled in batches (``_consumer_read``) or
+pushed (``PushCapture``, behind ``follow()`` and KV watches). A history read returns every
+message it asked for or raises.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._jsapi import API, _stream_call, api_request
-from ._protocol import parse_headers
-from ._store import SCHEMA
+from ._jsparse import _parse_acked
+from ._msg import Msg
+from ._protocol import RawMsg
+from ._store import CaptureStore
 from .errors import JetStreamError, NatsbookError, NotFoundError, Timeout
 
 if TYPE_CHECKING:
@@ -35,173 +37,6 @@ __all__ = ["BATCH_BYTES", "PushCapture"]
 #: Bytes asked for per direct-get batch: small enough that the server never queues more than
 #: a few MiB for us (the message count per batch is the caller's ``batch``).
 BATCH_BYTES = 8 * 1024 * 1024
-_DIRECT_HDRS = frozenset({"Nats-Stream", "Nats-Subject", "Nats-Sequence", "Nats-Time-Stamp",
-                          "Nats-Num-Pending", "Nats-Last-Sequence", "Nats-UpTo-Sequence"})
-# $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>, or the v2 form with
-# <domain>.<account hash> in front and a random token at the end.
-_ACK_RE = (r"^\$JS\.ACK\.(?:[^.]+\.[^.]+\.)?[^.]+\.[^.]+\.(?P<delivered>\d+)\.(?P<sseq>\d+)\."
-           r"(?P<cseq>\d+)\.(?P<ts>\d+)\.(?P<pending>\d+)(?:\.[^.]+)?$")
-
-
-# ---------------------------------------------------------------------------------- parsing
-def _status_mask(headers: pa.Array) -> pa.Array:
-    """True for status messages (EOB, 404, heartbeats): their header line carries a code."""
-    return pc.fill_null(pc.starts_with(headers, "NATS/1.0 "), False)
-
-
-def _build(subject: pa.Array, headers: pa.Array, payload: pa.Array, times: pa.Array,
-           seq: pa.Array) -> pa.Table:
-    n = len(subject)
-    return pa.table({
-        "time": times.cast(SCHEMA.field("time").type),
-        "subject": subject.cast(pa.string()),
-        "reply": pa.nulls(n, pa.string()),
-        "headers": headers.cast(pa.binary()),
-        "payload": payload.cast(pa.binary()),
-        "seq": seq.cast(pa.int64()),
-    })
-
-
-def _empty() -> pa.Table:
-    return _build(pa.array([], pa.string()), pa.array([], pa.binary()), pa.array([], pa.binary()),
-                  pa.array([], pa.int64()), pa.array([], pa.int64()))
-
-
-def _parse_direct(raw: pa.Table) -> pa.Table:
-    """Direct-get replies -> stored messages: subject, seq and time out of the headers, the
-    headers the publisher set kept (null when there were none)."""
-    hdr = raw["headers"].combine_chunks()
-    keep = pc.invert(_status_mask(hdr))
-    hdr = hdr.filter(keep)
-    payload = raw["payload"].combine_chunks().filter(keep)
-    n = len(hdr)
-    if n == 0:
-        return _empty()
-    hdr = pa.concat_arrays([hdr])  # fresh buffers starting at offset 0
-    try:
-        subject, seq, times, cut = _direct_fields(hdr)
-    except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _parse_direct_slow(hdr, payload)
-    if cut is not None:  # rows whose publisher set headers: keep those, drop ours
-        blocks: list[bytes | None] = [None] * n
-        for i in np.flatnonzero(cut >= 0):
-            blocks[int(i)] = hdr[int(i)].as_py()[:int(cut[i])] + b"\r\n\r\n"
-        headers = pa.array(blocks, pa.binary())
-    else:
-        headers = pa.nulls(n, pa.binary())
-    return _build(subject, headers, payload, times, seq)
-
-
-def _slices(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """``data[starts[i]:ends[i]]`` for every i as one Arrow string array, without a loop."""
-    lengths = ends - starts
-    offsets = np.zeros(len(starts) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1], dtype=np.int64)
-    arr = pa.Array.from_buffers(pa.large_string(), len(starts),
-                                [None, pa.py_buffer(offsets), pa.py_buffer(data[idx])])
-    arr.validate(full=True)  # UTF-8 check: garbage raises ArrowInvalid -> slow path
-    return arr
-
-
-def _direct_fields(hdr: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array, np.ndarray | None]:
-    """Subject, seq and time of each direct-get header block, found with numpy on the raw
-    Arrow buffer (no per-row Python).
-
-    In a batch reply the server appends, after the publisher's own headers, exactly six
-    lines: Nats-Stream, -Subject, -Sequence, -Time-Stamp, -Num-Pending, -Last-Sequence, then
-    the blank line. So counting CRs back from each block's end finds every field. Also
-    returns, per row, where the publisher's headers end (-1 where there are none), or None
-    when no row has any. Raises ValueError when the layout is not the expected one.
-    """
-    n = len(hdr)
-    offs = np.frombuffer(hdr.buffers()[1], dtype=np.int32, count=n + 1).astype(np.int64)
-    data = np.frombuffer(hdr.buffers()[2], dtype=np.uint8, count=int(offs[-1]))
-    cr = np.flatnonzero(data == 13)
-    last = np.searchsorted(cr, offs[1:], side="left") - 1
-    first = np.searchsorted(cr, offs[:-1], side="left")
-    count = last - first + 1
-    if len(cr) == 0 or (count < 8).any():
-        raise ValueError("not a batched direct-get reply")
-    fields = []
-    for k, prefix in ((7, b"Nats-Stream: "), (6, b"Nats-Subject: "), (5, b"Nats-Sequence: "),
-                      (4, b"Nats-Time-Stamp: ")):
-        start = cr[last - k] + 2
-        for j, ch in enumerate(prefix):  # every line must start with the expected key
-            if not (data[start + j] == ch).all():
-                raise ValueError(f"unexpected direct-get header layout near {prefix!r}")
-        fields.append((start + len(prefix), cr[last - k + 1]))
-    subject = _slices(data, *fields[1]).cast(pa.string())
-    seq = _slices(data, *fields[2]).cast(pa.int64())
-    times = _slices(data, *fields[3]).cast(pa.timestamp("ns", tz="UTC"))
-    cut = None
-    if (count > 8).any():
-        cut = np.where(count > 8, cr[last - 7] - offs[:-1], -1)
-    return subject, seq, times, cut
-
-
-def _parse_direct_slow(hdr: pa.Array, payload: pa.Array) -> pa.Table:
-    subjects, seqs, times, blocks = [], [], [], []
-    for block in hdr.to_pylist():
-        _, _, items = parse_headers(block)
-        d = dict(items)
-        subjects.append(d.get("Nats-Subject"))
-        seqs.append(int(d.get("Nats-Sequence", 0)))
-        times.append(d.get("Nats-Time-Stamp"))
-        own = [(k, v) for k, v in items if k not in _DIRECT_HDRS]
-        blocks.append(("NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in own) + "\r\n")
-                      .encode() if own else None)
-    return _build(pa.array(subjects, pa.string()), pa.array(blocks, pa.binary()), payload,
-                  pa.array(times, pa.string()).cast(pa.timestamp("ns", tz="UTC")),
-                  pa.array(seqs, pa.int64()))
-
-
-def _parse_acked(raw: pa.Table) -> tuple[pa.Table, pa.Array, pa.Array]:
-    """Consumer deliveries -> stored messages; also the consumer sequences and pending counts.
-
-    Status messages (heartbeats, flow control, 404/408 ends of pulls) are dropped.
-    """
-    reply = raw["reply"].combine_chunks()
-    keep = pc.fill_null(pc.starts_with(reply, "$JS.ACK."), False)
-    t = raw.filter(keep)
-    if t.num_rows == 0:
-        return _empty(), pa.array([], pa.int64()), pa.array([], pa.int64())
-    seq, ns, cseq, pending = _ack_fields(t["reply"].combine_chunks())
-    table = _build(t["subject"].combine_chunks(), t["headers"].combine_chunks(),
-                   t["payload"].combine_chunks(), ns, seq)
-    return table, cseq, pending
-
-
-def _ack_fields(reply: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array]:
-    """Stream seq, time (ns), consumer seq and pending out of ``$JS.ACK`` reply subjects."""
-    first = reply[0].as_py()
-    toks = first.split(".")
-    v1 = len(toks) == 9
-    prefix = ".".join(toks[:4 if v1 else 6]) + "."
-    # Usually one consumer: cut its constant prefix, split the five numbers, cast them at once.
-    if pc.all(pc.starts_with(reply, prefix)).as_py():
-        tail = pc.utf8_slice_codeunits(reply, len(prefix))
-        parts = pc.split_pattern(tail, ".")
-        width = 5 if v1 else 6
-        if pc.all(pc.equal(pc.list_value_length(parts), width)).as_py():
-            try:
-                nums = parts.flatten()
-                if not v1:
-                    nums = nums.take(pa.array(np.arange(len(reply) * width)
-                                              .reshape(-1, width)[:, :5].ravel()))
-                grid = nums.cast(pa.int64()).to_numpy().reshape(-1, 5)
-                return (pa.array(grid[:, 1]), pa.array(grid[:, 3]), pa.array(grid[:, 2]),
-                        pa.array(grid[:, 4]))
-            except pa.ArrowInvalid:
-                pass
-    ex = pc.extract_regex(reply, _ACK_RE)
-    sseq, ts, cseq, pending = (pc.struct_field(ex, f).cast(pa.int64())
-                               for f in ("sseq", "ts", "cseq", "pending"))
-    return sseq, ts, cseq, pending
-
-
-def _parse(raw: pa.Table, method: str) -> pa.Table:
-    return _parse_direct(raw) if method == "direct" else _parse_acked(raw)[0]
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -209,47 +44,155 @@ def _rfc3339(ts: pd.Timestamp) -> str:
     return f"{ts:%Y-%m-%dT%H:%M:%S}.{ts.value % 1_000_000_000:09d}Z"
 
 
-class _Batches:
-    """One capture subscription on ``<inbox>.*``; each request replies to its own token, so
-    the end of a batch is simply a status message on that batch's subject."""
+#: Raw reply bytes an internal reader may hold before its thread takes them: a batch is
+#: bounded by BATCH_BYTES (direct get) or by the pull's message count; past this the read
+#: raises instead of keeping an unbounded buffer.
+READ_BUFFER = 256 * 1024 * 1024
+#: Rows the reading thread converts to Arrow at a time while a batch is still arriving.
+TAKE_ROWS = 16_384
 
-    def __init__(self, conn: Connection, timeout: float) -> None:
+
+def _text(values: list[bytes | None]) -> pa.Array:
+    arr = pa.array(values, pa.binary())
+    try:
+        return arr.cast(pa.string())
+    except pa.ArrowInvalid:
+        return pa.array([None if v is None else v.decode("utf-8", "replace") for v in values],
+                        pa.string())
+
+
+def _raw_table(rows: list[RawMsg]) -> pa.Table:
+    """Reply rows as the raw columns the parsers read (subject, reply, headers, payload)."""
+    return pa.table({
+        "subject": _text([r[0] for r in rows]),
+        "reply": _text([r[1] for r in rows]),
+        "headers": pa.array([r[2] for r in rows], pa.binary()),
+        "payload": pa.array([r[3] for r in rows], pa.binary()),
+    })
+
+
+class _Batches:
+    """An internal reader: one internal subscription on ``<inbox>.*``; each request replies to
+    its own token, so the end of a batch is simply a status message on that batch's subject.
+
+    Replies go straight to this reader (a sink called on the I/O thread), never into a
+    capture: nothing here counts against the connection's capture budget, shows in
+    ``conn.to_pandas()`` or outlives ``close()``. The reading thread turns the rows into Arrow
+    as they arrive, so the raw buffer stays within about one batch; a read that would lose a
+    reply raises (buffer overflow, a reconnect in the middle of the read) rather than return
+    a short table.
+    """
+
+    def __init__(self, conn: Connection, timeout: float, *,
+                 max_buffer: int | None = None) -> None:
         self.conn = conn
         self.timeout = timeout
         self.prefix = conn.new_inbox()
-        self.sub: Subscription = conn.subscribe(self.prefix + ".*", max_bytes=None)
+        self._cond = threading.Condition()
+        self._rows: list[RawMsg] = []
+        self._held = 0
+        self._max_buffer = READ_BUFFER if max_buffer is None else max_buffer
+        self._chunks: list[pa.Table] = []
+        self._ends: dict[bytes, RawMsg] = {}
+        self._overflow = False
+        #: Data rows received (status messages not included).
+        self.received = 0
+        #: The newest data row received.
+        self.last: RawMsg | None = None
         self._n = 0
+        with conn._lock:
+            self._gaps = len(conn._gaps)
+        self.sub: Subscription = conn._subscribe_internal(self.prefix + ".*", sink=self._sink,
+                                                          timeout=timeout)
+
+    def _sink(self, rows: list[RawMsg], now: float) -> None:
+        """On the I/O thread: hand the rows over, never block."""
+        data: list[RawMsg] = []
+        ends: list[RawMsg] = []
+        for r in rows:
+            h = r[2]
+            if h is not None and not r[3] and h.startswith(b"NATS/1.0 "):
+                if not h.startswith(b"NATS/1.0 100"):  # heartbeats end nothing
+                    ends.append(r)
+            else:
+                data.append(r)
+        with self._cond:
+            if data:
+                size = sum(len(r[3]) + len(r[2] or b"") + len(r[0]) for r in data)
+                if self._held + size > self._max_buffer:
+                    self._overflow = True
+                else:
+                    self._rows.extend(data)
+                    self._held += size
+                    self.received += len(data)
+                    self.last = data[-1]
+            for r in ends:
+                self._ends[r[0]] = r
+            self._cond.notify_all()
+
+    def _check(self) -> None:
+        if self._overflow:
+            raise JetStreamError(f"a JetStream read got more than {self._max_buffer} bytes ahead "
+                                 "of the reading thread; nothing was returned - read in smaller "
+                                 "parts (max_rows=, start_seq=)")
+        if len(self.conn._gaps) != self._gaps or self.conn.is_closed:
+            self.conn._check_open()
+            raise JetStreamError("the connection dropped during a JetStream read, so replies "
+                                 "may be missing; nothing was returned - read again")
+
+    def _take(self) -> None:
+        """Move what arrived into Arrow (on the reading thread, outside the I/O path)."""
+        with self._cond:
+            rows, self._rows, self._held = self._rows, [], 0
+        if rows:
+            self._chunks.append(_raw_table(rows))
 
     def request(self, subject: str, payload: dict[str, Any], want: int | None = None) -> Any:
         """Send a request and wait for the status that ends its replies (or `want` rows)."""
         self._n += 1
         reply = f"{self.prefix}.{self._n}"
-        start = self.sub.received
+        key = reply.encode()
+        with self._cond:
+            start = self.received
         self.conn.publish(subject, payload, reply=reply)
         deadline = time.monotonic() + self.timeout
-        seen, delay = start, 0.0002
+        seen = start
         while True:
-            last = self.sub.last_msg
-            if last is not None and last.subject == reply and last.status is not None:
-                return last
-            if want is not None and self.sub.received - start >= want:
+            with self._cond:
+                self._check()
+                end = self._ends.pop(key, None)
+                got = self.received
+                if end is None and not (want is not None and got - start >= want) \
+                        and len(self._rows) < TAKE_ROWS:
+                    if got != seen:  # progress: a slow but moving read never times out
+                        seen = got
+                        deadline = time.monotonic() + self.timeout
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise Timeout(f"JetStream stopped answering {subject!r} for "
+                                      f"{self.timeout:g}s in the middle of a read - the server "
+                                      "may be overloaded; raise timeout=")
+                    self._cond.wait(min(left, 0.25))
+                    continue
+            if end is not None:
+                self._take()
+                return Msg.from_raw(*end, time=time.time(), conn=self.conn)
+            if want is not None and got - start >= want:
+                self._take()
                 return None  # a pull delivers exactly `want` with no status after them
-            if self.sub.received != seen:  # progress: a slow but moving read never times out
-                seen = self.sub.received
-                deadline = time.monotonic() + self.timeout
-                delay = 0.0002
-            elif time.monotonic() > deadline:
-                raise Timeout(f"JetStream stopped answering {subject!r} for {self.timeout:g}s "
-                              "in the middle of a read - the server may be overloaded; raise "
-                              "timeout=")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.005)
+            self._take()
 
     def table(self) -> pa.Table:
-        return self.sub.to_arrow()
+        self._take()
+        with self._cond:
+            self._check()
+        if not self._chunks:
+            return _raw_table([])
+        return pa.concat_tables(self._chunks)
 
     def close(self) -> None:
-        self.sub.unsubscribe()
+        """Release the subscription (never blocks: safe in a finally after Ctrl-C)."""
+        self.conn._release(self.sub)
 
 
 def _direct_read(conn: Connection, stream: str, *, seq: int | None, start_time: str | None,
@@ -276,7 +219,7 @@ def _direct_read(conn: Connection, stream: str, *, seq: int | None, start_time: 
                 raise JetStreamError(f"direct get on stream {stream!r} answered "
                                      f"{end.status} {end.description}", code=end.status)
             h = end.headers
-            rows = reader.sub.received - reader._n  # every batch ends with one status
+            rows = reader.received
             if rows <= got:
                 break
             got = rows
@@ -307,29 +250,52 @@ def _consumer_read(conn: Connection, stream: str, *, seq: int | None, start_time
     name = info["name"]
     total = int(info.get("num_pending", 0))
     reader = _Batches(conn, timeout)
+    done = False
     try:
-        got = statuses = 0
+        got = 0
         while got < total and (max_rows is None or got < max_rows):
             want = min(batch, total - got, (max_rows or total) - got)
             end = reader.request(f"{API}CONSUMER.MSG.NEXT.{stream}.{name}",
                                  {"batch": want, "no_wait": True}, want=want)
-            statuses += end is not None
-            got = reader.sub.received - statuses
+            got = reader.received
             progress.update(got)
-            last = reader.sub.last_msg
-            if end is not None or last is None or not (last.reply or "").startswith("$JS.ACK."):
+            last = reader.last
+            if end is not None or last is None or not (last[1] or b"").startswith(b"$JS.ACK."):
                 break  # 404 No Messages: nothing more to read now
-            toks = (last.reply or "").split(".")
+            toks = (last[1] or b"").decode().split(".")
             v1 = len(toks) == 9
             if int(toks[-4 if v1 else -5]) >= stop_seq or int(toks[-1 if v1 else -2]) == 0:
                 break
-        return reader.table()
+        table = reader.table()
+        last = reader.last
+        if last is not None and (last[1] or b"").startswith(b"$JS.ACK."):
+            # The consumer numbers its deliveries 1, 2, 3...: fewer rows than the last number
+            # means deliveries went missing on the way.
+            toks = (last[1] or b"").decode().split(".")
+            cseq = int(toks[-3 if len(toks) == 9 else -4])
+            if cseq != table.num_rows:
+                raise JetStreamError(f"reading stream {stream!r}: {cseq - table.num_rows} of "
+                                     f"{cseq} deliveries went missing; nothing was returned - "
+                                     "read again")
+        done = True
+        return table
     finally:
         reader.close()
-        try:
-            api_request(conn, f"CONSUMER.DELETE.{stream}.{name}", timeout=timeout)
-        except JetStreamError:
-            pass  # an inactive ephemeral consumer goes away by itself
+        _delete_consumer(conn, stream, name, timeout, wait=done)
+
+
+def _delete_consumer(conn: Connection, stream: str, name: str, timeout: float,
+                     wait: bool) -> None:
+    """Delete an ephemeral consumer. After a failure or Ctrl-C, only send the request (the
+    server may be the reason we are here, and the consumer expires by itself anyway)."""
+    subject = f"CONSUMER.DELETE.{stream}.{name}"
+    try:
+        if wait:
+            api_request(conn, subject, timeout=timeout)
+        else:
+            conn.publish(API + subject, b"", reply=conn.new_inbox())
+    except NatsbookError:
+        pass  # an inactive ephemeral consumer goes away by itself
 
 
 def _first_at(conn: Connection, name: str, ts: pd.Timestamp, direct: bool,
@@ -358,10 +324,12 @@ INACTIVE_THRESHOLD_NS = 300 * 1_000_000_000
 
 
 class PushCapture:
-    """An ephemeral push consumer (no acks) delivering into a capture subscription.
+    """An ephemeral push consumer (no acks) delivering into a capture of its own.
 
     The building block of :func:`natsbook.jetstream.follow` and KV watches. Deliveries are
-    parsed lazily, in bulk, when you ask for a table or a frame.
+    parsed lazily, in bulk, when you ask for a table or a frame. The capture is internal: not
+    under the connection's capture budget (``max_bytes`` is its only bound), not among
+    ``conn.subscriptions`` or in ``conn.to_pandas()``.
     """
 
     def __init__(self, conn: Connection, stream: str, config: dict[str, Any], *,
@@ -369,7 +337,9 @@ class PushCapture:
         self.conn = conn
         self.stream = stream
         self.deliver_subject = conn.new_inbox()
-        self.sub = conn.subscribe(self.deliver_subject, max_bytes=max_bytes)
+        self.sub = conn._subscribe_internal(self.deliver_subject,
+                                            store=CaptureStore(max_bytes=max_bytes),
+                                            timeout=timeout)
         cfg = {"ack_policy": "none", "mem_storage": True, "num_replicas": 1,
                "deliver_subject": self.deliver_subject,
                "inactive_threshold": INACTIVE_THRESHOLD_NS,
@@ -378,14 +348,14 @@ class PushCapture:
             info = _stream_call(conn, "CONSUMER.CREATE", stream,
                                 {"stream_name": stream, "config": cfg}, timeout)
         except BaseException:
-            self.sub.unsubscribe()
+            conn._release(self.sub)
             raise
         self.consumer = info["name"]
         self.timeout = timeout
         self._config = cfg
         #: How often the consumer had to be created again after a reconnect.
         self.recreated = 0
-        conn._reconnect_hooks.append(self._repair)
+        conn._add_reconnect_hook(self._repair)
 
     def _repair(self) -> None:
         """After a reconnect: if the server lost the consumer (a restart wipes in-memory
@@ -432,14 +402,14 @@ class PushCapture:
 
     def stop(self) -> None:
         """Delete the consumer and stop the subscription (stored rows stay readable)."""
-        if self._repair in self.conn._reconnect_hooks:
-            self.conn._reconnect_hooks.remove(self._repair)
+        self.conn._remove_reconnect_hook(self._repair)
         if not self.sub.active:
             return
+        # Stop receiving first (never blocks), then delete the consumer: interrupted there,
+        # nothing is left delivering into this capture.
+        self.conn._release(self.sub)
         try:
             api_request(self.conn, f"CONSUMER.DELETE.{self.stream}.{self.consumer}",
                         timeout=self.timeout)
         except NatsbookError:
             pass  # closed connection or gone server: the consumer expires by itself
-        if not self.conn.is_closed:
-            self.sub.unsubscribe()

@@ -8,6 +8,7 @@ no per-message objects beyond one tuple. Any split of the stream parses the same
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -168,11 +169,17 @@ _PROBE = 15
 _MSG_RE = re.compile(rb"MSG ([^ \t\r\n]+) ([^ \t\r\n]+) (?:([^ \t\r\n]+) )?(\d{1,12})\r\n")
 
 
+#: Possessive repeats (``++``) exist from Python 3.11. A run of fixed-size frames has nothing
+#: to backtrack into, so a greedy ``+`` matches exactly the same; the possessive one only
+#: spares the regex engine its backtracking bookkeeping.
+_RUN_REPEAT = rb"++" if sys.version_info >= (3, 11) else rb"+"
+
+
 @lru_cache(maxsize=256)
 def _run_pattern(line: bytes, size: int) -> re.Pattern[bytes]:
     """A run of complete frames that all carry exactly this MSG line and payload size."""
     frame = re.escape(line) + rb"\r\n.{%d}\r\n" % size
-    return re.compile(rb"(?:" + frame + rb")++", re.DOTALL)
+    return re.compile(rb"(?:" + frame + rb")" + _RUN_REPEAT, re.DOTALL)
 
 
 class Parser:

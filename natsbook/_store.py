@@ -102,6 +102,9 @@ class CaptureBudget:
     of them is evicted (and counted in that store's ``evicted``) until they fit. Enforced by
     the thread that sealed, after it released its own store's lock, and taking one store lock
     at a time, so two stores can never wait on each other.
+
+    The set of stores is only read or changed under the budget's lock: stores are registered
+    from the caller's thread (``subscribe``) while the I/O thread enforces the bound.
     """
 
     def __init__(self, max_bytes: int | None = DEFAULT_BUDGET) -> None:
@@ -113,16 +116,21 @@ class CaptureBudget:
         with self._lock:
             self._stores.add(store)
 
+    def _members(self) -> list[CaptureStore]:
+        with self._lock:
+            return list(self._stores)
+
     @property
     def used(self) -> int:
-        return sum(s._sealed_bytes for s in list(self._stores))
+        return sum(s._sealed_bytes for s in self._members())
 
     def enforce(self) -> None:
         if self.max_bytes is None or self.used <= self.max_bytes:
             return
         with self._lock:
-            while self.used > self.max_bytes:
-                heads = [(s._head_time(), id(s), s) for s in list(self._stores)]
+            stores = list(self._stores)
+            while sum(s._sealed_bytes for s in stores) > self.max_bytes:
+                heads = [(s._head_time(), id(s), s) for s in stores]
                 heads = [h for h in heads if h[0] is not None]
                 if not heads:
                     return

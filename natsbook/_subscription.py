@@ -63,7 +63,9 @@ class Subscription:
                  max_msgs: int | None, store: CaptureStore | None,
                  callback: Callable[[Msg], Any] | None, *, pending_msgs: int = DEFAULT_PENDING_MSGS,
                  pending_bytes: int = DEFAULT_PENDING_BYTES,
-                 batch_callback: Callable[[list[RawMsg], float], Any] | None = None) -> None:
+                 batch_callback: Callable[[list[RawMsg], float], Any] | None = None,
+                 sink: Callable[[list[RawMsg], float], Any] | None = None,
+                 internal: bool = False) -> None:
         self._conn = conn
         self.sid = sid
         self.subject = subject
@@ -72,6 +74,12 @@ class Subscription:
         self.store = store
         self.callback = callback
         self.batch_callback = batch_callback
+        #: natsbook's own reads (JetStream history, follow, KV watch): not listed among the
+        #: connection's subscriptions or captures, never under its capture budget.
+        self.internal = internal
+        # Called on the I/O thread with each batch, under this subscription's lock: it must
+        # only hand the rows over (an internal reader's buffer), never block.
+        self._sink = sink
         self.created = time.time()
         self.closed_at: float | None = None
         self.active = True
@@ -82,8 +90,8 @@ class Subscription:
         #: ``received`` when the current server got the SUB (reconnects re-subscribe), so an
         #: UNSUB limit can be given relative to that server's own count.
         self._base = 0
-        self._last_raw: RawMsg | None = None
-        self._last_time = 0.0
+        # The newest row and its receive time, replaced together.
+        self._last: tuple[RawMsg, float] | None = None
         self._pending_limit = pending_msgs
         self._pending_bytes_limit = pending_bytes
         # Whole reader batches wait here: (rows, receive time, payload bytes).
@@ -96,6 +104,8 @@ class Subscription:
         self._discard = False
         self._errors = 0
         self.errors: deque[str] = deque(maxlen=20)
+        # Guards every counter above (and the store's append): a stats snapshot taken under it
+        # always adds up, whatever the I/O and dispatcher threads are doing.
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         if callback is not None or batch_callback is not None:
@@ -106,52 +116,59 @@ class Subscription:
     # -- called by the reader thread ---------------------------------------------------------
     def _deliver(self, rows: list[RawMsg], now: float, t_ns: int) -> bool:
         """Take a batch from the reader. Returns False once max_msgs is reached."""
-        if not self.active:
-            self.late += len(rows)
-            return False
-        done = False
-        if self.max_msgs is not None and self.received + len(rows) >= self.max_msgs:
-            self.late += len(rows) - max(self.max_msgs - self.received, 0)
-            rows = rows[: self.max_msgs - self.received]
-            done = True
-        if not rows:
-            return not done
-        self.received += len(rows)
-        self._last_raw = rows[-1]
-        self._last_time = now
-        if self.store is not None:
-            self.store.append(rows, t_ns)
-        if self._thread is not None:
-            self._enqueue(rows, now)
-        if done:
-            self.active = False
-            self.closed_at = now
-        return not done
-
-    def _enqueue(self, rows: list[RawMsg], now: float) -> None:
-        """Queue a whole batch for the dispatcher; what does not fit the pending limits is
-        dropped (newest first) and counted."""
         with self._cond:
-            # Rows the dispatcher holds still count: at most pending_msgs rows in flight.
-            room = self._pending_limit - self._pending_count - self._busy
-            batch = rows if len(rows) <= room else rows[:max(room, 0)]
-            size = sum(map(len, map(_PAYLOAD, batch)))
-            if self._pending_bytes + size > self._pending_bytes_limit:
-                total = self._pending_bytes
-                keep = 0
-                for row in batch:
-                    if total + len(row[3]) > self._pending_bytes_limit:
-                        break
-                    total += len(row[3])
-                    keep += 1
-                batch = batch[:keep]
-                size = total - self._pending_bytes
-            self._dropped += len(rows) - len(batch)
-            if batch:
-                self._pending.append((batch, now, size))
-                self._pending_count += len(batch)
-                self._pending_bytes += size
-                self._cond.notify()
+            if not self.active:
+                self.late += len(rows)
+                return False
+            done = False
+            if self.max_msgs is not None and self.received + len(rows) >= self.max_msgs:
+                # max(.., 0): a limit lowered to below what arrived meanwhile keeps nothing
+                # more (a negative slice would keep all but the last few rows).
+                room = max(self.max_msgs - self.received, 0)
+                self.late += len(rows) - room
+                rows = rows[:room]
+                done = True
+            if not rows:
+                return not done
+            # Counted, stored and queued in one step under the lock, so no snapshot ever sees
+            # a message received but not yet stored or pending.
+            self.received += len(rows)
+            self._last = (rows[-1], now)
+            if self.store is not None:
+                self.store.append(rows, t_ns)
+            if self._sink is not None:
+                self._sink(rows, now)
+            if self._thread is not None:
+                self._enqueue_locked(rows, now)
+            if done:
+                self.active = False
+                self.closed_at = now
+                self._cond.notify_all()
+            return not done
+
+    def _enqueue_locked(self, rows: list[RawMsg], now: float) -> None:
+        """Queue a whole batch for the dispatcher; what does not fit the pending limits is
+        dropped (newest first) and counted. Called with ``_cond`` held."""
+        # Rows the dispatcher holds still count: at most pending_msgs rows in flight.
+        room = self._pending_limit - self._pending_count - self._busy
+        batch = rows if len(rows) <= room else rows[:max(room, 0)]
+        size = sum(map(len, map(_PAYLOAD, batch)))
+        if self._pending_bytes + size > self._pending_bytes_limit:
+            total = self._pending_bytes
+            keep = 0
+            for row in batch:
+                if total + len(row[3]) > self._pending_bytes_limit:
+                    break
+                total += len(row[3])
+                keep += 1
+            batch = batch[:keep]
+            size = total - self._pending_bytes
+        self._dropped += len(rows) - len(batch)
+        if batch:
+            self._pending.append((batch, now, size))
+            self._pending_count += len(batch)
+            self._pending_bytes += size
+            self._cond.notify()
 
     def _dispatch(self) -> None:
         while True:
@@ -194,18 +211,17 @@ class Subscription:
                         self._delivered += 1
 
     def _failed(self, exc: Exception) -> None:
-        self._errors += 1
+        with self._cond:
+            self._errors += 1
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         self.errors.append(text)
         self._conn._report(f"callback on {self.subject!r} raised {text}")
 
     def _stop(self, now: float | None = None, *, discard: bool = False) -> None:
-        self.active = False
-        if self.store is not None:
-            self.store.finish()
-        if self.closed_at is None:
-            self.closed_at = now or time.time()
         with self._cond:
+            self.active = False
+            if self.closed_at is None:
+                self.closed_at = now or time.time()
             if discard:
                 # Closing without drain: what the callback never saw is counted, not hidden.
                 self._discard = True
@@ -213,6 +229,8 @@ class Subscription:
                 self._pending.clear()
                 self._pending_count = self._pending_bytes = 0
             self._cond.notify_all()
+        if self.store is not None:
+            self.store.finish()
 
     def _join(self, timeout: float) -> None:
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -222,31 +240,33 @@ class Subscription:
     @property
     def last_msg(self) -> Msg | None:
         """The newest message received (decoded lazily)."""
-        raw = self._last_raw
-        if raw is None:
+        last = self._last
+        if last is None:
             return None
-        return Msg.from_raw(*raw, time=self._last_time, sid=self.sid, conn=self._conn)
+        raw, t = last
+        return Msg.from_raw(*raw, time=t, sid=self.sid, conn=self._conn)
 
     @property
     def stats(self) -> SubStats:
-        st = self.store.stats if self.store is not None else None
+        """A consistent snapshot: taken under the lock the I/O and dispatcher threads count
+        under, so ``received == stored + evicted`` (capture) and ``received == delivered +
+        pending + dropped`` (callback) hold in every snapshot."""
         with self._cond:
+            st = self.store.stats if self.store is not None else None
             # A message inside the callback is still pending, so the counters always add up.
             pending = self._pending_count + self._busy
-            delivered = self._delivered
-            dropped = self._dropped
-        return SubStats(
-            received=self.received,
-            stored=st.stored if st else 0,
-            evicted=st.evicted if st else 0,
-            spilled=st.spilled if st else 0,
-            dropped=dropped,
-            delivered=delivered,
-            pending=pending,
-            callback_errors=self._errors,
-            bytes=st.bytes if st else 0,
-            late=self.late,
-        )
+            return SubStats(
+                received=self.received,
+                stored=st.stored if st else 0,
+                evicted=st.evicted if st else 0,
+                spilled=st.spilled if st else 0,
+                dropped=self._dropped,
+                delivered=self._delivered,
+                pending=pending,
+                callback_errors=self._errors,
+                bytes=st.bytes if st else 0,
+                late=self.late,
+            )
 
     def wait_pending(self, timeout: float = 5.0) -> bool:
         """Wait until the callback has handled everything pending. True when empty."""
@@ -261,8 +281,8 @@ class Subscription:
         with self._cond:
             if self._pending:
                 return False
-        # Popped but still inside the callback counts as busy.
-        return self._thread is None or self._delivered + self._dropped >= self.received
+            # Popped but still inside the callback counts as busy.
+            return self._thread is None or self._delivered + self._dropped >= self.received
 
     def unsubscribe(self, max_msgs: int | None = None) -> None:
         """Stop the subscription now, or after `max_msgs` more messages in total."""

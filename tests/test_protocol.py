@@ -156,3 +156,22 @@ def test_protocol_error_keeps_what_parsed_before_it() -> None:
     assert exc.value.partial is not None
     groups, ctrl = exc.value.partial
     assert groups == {b"1": [(b"a", None, None, b"ok")]} and ctrl == [("PING", None)]
+
+
+@pytest.mark.parametrize("n", [17, 100, 5_000])
+def test_burst_of_identical_msg_lines_in_one_read(n: int) -> None:
+    """A flood repeats one MSG line: the parser's run fast path must work on every Python
+    that requires-python admits (it used a 3.11-only regex repeat, and on 3.10 any burst of
+    more than 16 identical lines in one read raised re.error and dropped the connection).
+    CI runs this file on the oldest and the newest of them (tests/run_pyversions.sh)."""
+    frames = [msg(b"flood.x", 3, b"%06d" % (i % 7)) for i in range(n)]
+    data = b"".join(frames) + msg(b"other", 4, b"z") + b"PONG\r\n"
+    groups, ctrl = Parser().feed(data)
+    assert groups[b"3"] == [(b"flood.x", None, None, b"%06d" % (i % 7)) for i in range(n)]
+    assert groups[b"4"] == [(b"other", None, None, b"z")]
+    assert ctrl == [("PONG", None)]
+    # Same payload size, so the run breaks only on the payload: a reply subject in the middle.
+    k = min(n, 40)
+    mixed = b"".join(frames[:k]) + msg(b"flood.x", 3, b"abcdef", b"r.1") + b"".join(frames[:k])
+    rows = Parser().feed(mixed)[0][b"3"]
+    assert len(rows) == 2 * k + 1 and rows[k] == (b"flood.x", b"r.1", None, b"abcdef")
