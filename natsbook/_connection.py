@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from ._analysis_api import AnalysisMethods
 from ._data_api import DataMethods
 from ._engine import Gap, _live, _Waiter
 from ._frames import filter_table, to_frame
@@ -56,7 +57,7 @@ class DrainReport:
         return not (self.undelivered_callbacks or self.unsent_bytes or self.errors)
 
 
-class Connection(_Reconnecting, DataMethods):
+class Connection(_Reconnecting, DataMethods, AnalysisMethods):
     """A NATS connection. Create with :func:`natsbook.connect`."""
 
     def _build_pub(self, subject: str, data: Any, reply: str | None,
@@ -141,7 +142,7 @@ class Connection(_Reconnecting, DataMethods):
                   pending_msgs: int = DEFAULT_PENDING_MSGS,
                   pending_bytes: int = DEFAULT_PENDING_BYTES,
                   batch_callback: Callable[[list[RawMsg], float], Any] | None = None,
-                  timeout: float = 10.0) -> Subscription:
+                  timeout: float = 10.0, name: str | None = None) -> Subscription:
         """Subscribe and capture. Returns once the server has registered the subscription.
 
         Args:
@@ -158,9 +159,15 @@ class Connection(_Reconnecting, DataMethods):
                 the reader received, as a list of raw ``(subject, reply, header block,
                 payload)`` bytes tuples, and its receive time (seconds since the epoch).
             timeout: how long to wait for the server to confirm.
+            name: a table name for this capture in ``conn.sql()`` (``FROM readings``); a
+                later capture given the same name takes it over.
         """
         self._check_open()
         check_subscribe(subject)
+        if name is not None:
+            from ._sql import check_name
+
+            check_name(name)
         if queue is not None:
             check_queue(queue)
         if max_msgs is not None and (not isinstance(max_msgs, int) or max_msgs < 1):
@@ -176,6 +183,7 @@ class Connection(_Reconnecting, DataMethods):
         sub = Subscription(self, sid, subject, queue, max_msgs, store, callback,
                            pending_msgs=pending_msgs, pending_bytes=pending_bytes,
                            batch_callback=batch_callback)
+        sub.name = name
         frame = encode_sub(subject, sid, queue)
         if max_msgs is not None:
             frame += encode_unsub(sid, max_msgs)
