@@ -5,7 +5,9 @@ the query text goes to DuckDB as it is. Every capture becomes one view over its 
 
 - the in-memory Arrow batches, taken from the store under its lock together with the list of
   spilled Parquet parts (:meth:`CaptureStore.snapshot`), so each row is seen exactly once;
-  DuckDB scans those batches in place (no copy);
+  DuckDB scans those batches in place (no copy). A batch whose payloads are all UTF-8 (checked
+  by Arrow, ~15 ms per million rows) also offers them as text without a copy; in any other
+  batch DuckDB decodes ``data`` row by row;
 - the spilled parts, as a pyarrow dataset that DuckDB scans lazily from disk, so a capture
   larger than memory is aggregated part by part.
 
@@ -55,6 +57,9 @@ __all__ = ["COLUMNS", "check_name", "connection_sql", "path_sql", "subscription_
 COLUMNS = ("time", "sub", "subject", "reply", "headers", "size", "data", "payload")
 _RESERVED = {"messages"}
 _PREFIX = "_natsbook_"
+_TEXT_SCHEMA = SCHEMA.append(pa.field("data", pa.string()))
+_RAW_COLS = "time, subject, reply, headers, payload"
+_DECODE = "decode(payload, 'replace') AS data"
 
 
 @dataclass(slots=True)
@@ -131,6 +136,22 @@ def _quote_text(value: str | None) -> str:
     return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
 
+def _split(batches: list[pa.RecordBatch]) -> tuple[list[pa.RecordBatch],
+                                                   list[pa.RecordBatch]]:
+    """Batches whose payloads are all UTF-8, with a zero-copy ``data`` text column added, and
+    the others (DuckDB decodes those, replacing invalid bytes, row by row)."""
+    text, raw = [], []
+    for b in batches:
+        view = b.column(4).view(pa.string())
+        try:
+            view.validate(full=True)
+        except pa.ArrowInvalid:
+            raw.append(b)
+            continue
+        text.append(pa.RecordBatch.from_arrays([*b.columns, view], schema=_TEXT_SCHEMA))
+    return text, raw
+
+
 def _register(con: Any, parts: list[_Part]) -> None:
     import pyarrow.dataset as ds
 
@@ -147,17 +168,21 @@ def _register(con: Any, parts: list[_Part]) -> None:
             except (pa.ArrowInvalid, OSError) as exc:
                 raise BadInputError(f"cannot read the capture's Parquet parts: {exc}") from None
             con.register(f"{_PREFIX}spill_{i}", dataset)
-            sources.append(f"SELECT * FROM {_PREFIX}spill_{i}")
-        if part.batches or not sources:
-            # Zero-copy: the table only points at the store's record batches.
-            con.register(f"{_PREFIX}mem_{i}", pa.Table.from_batches(part.batches, SCHEMA))
-            sources.append(f"SELECT * FROM {_PREFIX}mem_{i}")
+            sources.append(f"SELECT {_RAW_COLS}, {_DECODE} FROM {_PREFIX}spill_{i}")
+        text, raw = _split(part.batches)
+        if text:
+            # Zero-copy: the store's batches plus `data`, their payload buffers seen as text.
+            con.register(f"{_PREFIX}text_{i}", pa.Table.from_batches(text, _TEXT_SCHEMA))
+            sources.append(f"SELECT {_RAW_COLS}, data FROM {_PREFIX}text_{i}")
+        if raw or not sources:
+            con.register(f"{_PREFIX}raw_{i}", pa.Table.from_batches(raw, SCHEMA))
+            sources.append(f"SELECT {_RAW_COLS}, {_DECODE} FROM {_PREFIX}raw_{i}")
         view = f"{_PREFIX}capture_{i}"
         con.execute(
             f"CREATE VIEW {view} AS SELECT time, {_quote_text(part.sub)}::VARCHAR AS sub, "
             "subject, reply, decode(headers, 'replace') AS headers, "
             "CAST(coalesce(octet_length(payload), 0) AS BIGINT) AS size, "
-            "decode(payload, 'replace') AS data, payload "
+            "data, payload "
             f"FROM ({' UNION ALL '.join(sources)})")
         selects.append(f"SELECT * FROM {view}")
         if part.name is not None:
