@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import _sql
 from ._frames import to_frame
@@ -35,6 +36,16 @@ MIN_EVERY = 0.1
 _POLL = 0.05
 
 
+def _snapshot_table(sub: Subscription) -> pa.Table:
+    """Every stored row of the capture, without sealing its open tail early (a view polls
+    often; sealing each time would leave many tiny batches behind)."""
+    assert sub.store is not None
+    spilled, batches, _ = sub.store.snapshot()
+    tables = [pq.read_table(p, schema=SCHEMA) for p in spilled]
+    tables.append(pa.Table.from_batches(batches, SCHEMA))
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
 def capture_frame(subs: list[Subscription], decode: str = "auto", *,
                   with_sub: bool = False) -> pd.DataFrame:
     """The DataFrame of these captures (oldest first); ``with_sub`` adds the ``sub`` column
@@ -43,7 +54,7 @@ def capture_frame(subs: list[Subscription], decode: str = "auto", *,
     for s in subs:
         if s.store is None:
             continue
-        t = s.store.table()
+        t = _snapshot_table(s)
         if with_sub:
             t = t.append_column("sub", pa.array([s.subject] * t.num_rows, pa.string()))
         tables.append(t)

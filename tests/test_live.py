@@ -55,6 +55,7 @@ def test_refreshes_only_when_new_rows_arrive(conn, subject):
         time.sleep(0.6)
         assert view.renders == settled  # nothing new: no render
         assert calls[-1] == 3 and view.errors == 0
+        assert sub.store is not None and len(sub.store._open) == 3  # polling sealed nothing
         outputs = view._out.outputs
         assert outputs and outputs[0]["data"]["text/plain"] == "3"
     finally:
