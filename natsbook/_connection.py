@@ -27,6 +27,7 @@ from ._protocol import (
     encode_unsub,
 )
 from ._reconnect import _Reconnecting
+from ._sql import check_name
 from ._store import DEFAULT_MAX_BYTES, CaptureStore
 from ._subjects import check_publish, check_queue, check_subscribe
 from ._subscription import DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MSGS, Subscription
@@ -164,10 +165,7 @@ class Connection(_Reconnecting, DataMethods, AnalysisMethods):
         """
         self._check_open()
         check_subscribe(subject)
-        if name is not None:
-            from ._sql import check_name
-
-            check_name(name)
+        check_name(name)
         if queue is not None:
             check_queue(queue)
         if max_msgs is not None and (not isinstance(max_msgs, int) or max_msgs < 1):

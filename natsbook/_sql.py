@@ -72,8 +72,10 @@ class _Part:
     batches: list[pa.RecordBatch]
 
 
-def check_name(name: str) -> None:
-    """A capture name must be a plain SQL identifier other than ``messages``."""
+def check_name(name: str | None) -> None:
+    """A capture name must be a plain SQL identifier other than ``messages`` (or None)."""
+    if name is None:
+        return
     if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
         raise BadInputError(f"capture name {name!r} is not a plain identifier - use letters, "
                             "digits and _ (it becomes a SQL table name)")
