@@ -10,12 +10,14 @@ into a columnar, bounded store you can turn into a pandas DataFrame at any momen
 >>> conn.publish("telemetry.site1.dev1", {"temp": 21.5})
 >>> conn.flush()
 >>> sub.to_pandas()
+>>> sub.sql("SELECT subject, avg((data::JSON ->> 'temp')::DOUBLE) FROM messages GROUP BY 1")
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ._analysis_api import sql
 from ._api import connect, read_capture
 from ._connection import Connection, DrainReport
 from ._msg import Headers, Msg
@@ -45,6 +47,7 @@ __all__ = [
     "matches",
     "monitor",
     "read_capture",
+    "sql",
     "unload_ipython_extension",
 ]
 

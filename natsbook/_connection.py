@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from ._analysis_api import AnalysisMethods
 from ._data_api import DataMethods
 from ._engine import Gap, _live, _Waiter
 from ._frames import filter_table, to_frame
@@ -26,6 +27,7 @@ from ._protocol import (
     encode_unsub,
 )
 from ._reconnect import _Reconnecting
+from ._sql import check_name
 from ._store import DEFAULT_MAX_BYTES, CaptureStore
 from ._subjects import check_publish, check_queue, check_subscribe
 from ._subscription import DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MSGS, Subscription
@@ -56,7 +58,7 @@ class DrainReport:
         return not (self.undelivered_callbacks or self.unsent_bytes or self.errors)
 
 
-class Connection(_Reconnecting, DataMethods):
+class Connection(_Reconnecting, DataMethods, AnalysisMethods):
     """A NATS connection. Create with :func:`natsbook.connect`."""
 
     def _build_pub(self, subject: str, data: Any, reply: str | None,
@@ -166,7 +168,7 @@ class Connection(_Reconnecting, DataMethods):
                   pending_msgs: int = DEFAULT_PENDING_MSGS,
                   pending_bytes: int = DEFAULT_PENDING_BYTES,
                   batch_callback: Callable[[list[RawMsg], float], Any] | None = None,
-                  timeout: float = 10.0) -> Subscription:
+                  timeout: float = 10.0, name: str | None = None) -> Subscription:
         """Subscribe and capture. Returns once the server has registered the subscription.
 
         Args:
@@ -183,9 +185,12 @@ class Connection(_Reconnecting, DataMethods):
                 the reader received, as a list of raw ``(subject, reply, header block,
                 payload)`` bytes tuples, and its receive time (seconds since the epoch).
             timeout: how long to wait for the server to confirm.
+            name: a table name for this capture in ``conn.sql()`` (``FROM readings``); a
+                later capture given the same name takes it over.
         """
         self._check_open()
         check_subscribe(subject)
+        check_name(name)
         if queue is not None:
             check_queue(queue)
         if max_msgs is not None and (not isinstance(max_msgs, int) or max_msgs < 1):
@@ -201,6 +206,7 @@ class Connection(_Reconnecting, DataMethods):
         sub = Subscription(self, sid, subject, queue, max_msgs, store, callback,
                            pending_msgs=pending_msgs, pending_bytes=pending_bytes,
                            batch_callback=batch_callback)
+        sub.name = name
         return self._start(sub, timeout)
 
     def _subscribe_internal(self, subject: str, *,

@@ -298,6 +298,20 @@ class CaptureStore:
         tables.append(pa.Table.from_batches(batches, SCHEMA))
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
+    def snapshot(self) -> tuple[list[Path], list[pa.RecordBatch], int]:
+        """Spill parts, in-memory batches and the ``received`` count, taken together under the
+        lock, so each stored row is in exactly one part or batch (for SQL over a live capture).
+
+        The sealed batches are the store's own (no copy); the open tail rows come as one fresh
+        batch at the end. Unlike :meth:`table` nothing is sealed early.
+        """
+        with self._lock:
+            parts = list(self._spill_parts)
+            batches = list(self._sealed)
+            if self._open:
+                batches.append(_seal(self._open, self._open_times))
+            return parts, batches, self._received
+
     def clear(self) -> None:
         """Forget stored rows (counters of what was received and evicted stay)."""
         with self._lock:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ._analysis_api import SubAnalysisMethods
 from ._frames import filter_table, to_frame
 from ._msg import Msg
 from ._protocol import RawMsg
@@ -56,8 +57,11 @@ class SubStats:
         return asdict(self)
 
 
-class Subscription:
+class Subscription(SubAnalysisMethods):
     """A live subscription. Create with ``Connection.subscribe``."""
+
+    #: The capture's table name in SQL (``subscribe(..., name=...)``), or None.
+    name: str | None = None
 
     def __init__(self, conn: Connection, sid: int, subject: str, queue: str | None,
                  max_msgs: int | None, store: CaptureStore | None,

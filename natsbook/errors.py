@@ -22,6 +22,7 @@
     ├── ServiceError                 .code .description   an error reply from a serve() handler
     ├── ServerStartError                            the embedded nats-server did not start
     ├── MonitorError                 .url .status   the HTTP monitoring endpoint failed
+    ├── QueryError                   .query .detail  DuckDB refused or failed a SQL query
     └── JetStreamError               .code .err_code .description
         └── NotFoundError            .name .suggestion
 """
@@ -48,6 +49,7 @@ __all__ = [
     "NotFoundError",
     "PermissionViolation",
     "ProtocolError",
+    "QueryError",
     "RequestTimeout",
     "ServerError",
     "ServerStartError",
@@ -200,6 +202,18 @@ class MonitorError(NatsbookError):
         self.url = url
         self.status = status
         super().__init__(message)
+
+
+class QueryError(NatsbookError):
+    """A SQL query over captures failed (``conn.sql``, ``sub.sql``, ``natsbook.sql``, live
+    views); ``detail`` is DuckDB's own message."""
+
+    def __init__(self, query: str, detail: str) -> None:
+        self.query = query
+        self.detail = detail
+        super().__init__(f"SQL query failed: {detail} - the tables are `messages` (columns "
+                         "time, sub, subject, reply, headers, size, data, payload) and the "
+                         "capture names given with subscribe(..., name=...)")
 
 
 class JetStreamError(NatsbookError):

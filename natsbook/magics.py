@@ -13,15 +13,19 @@
                        [-o NAME]   (T: ISO time, epoch seconds >= 1e9, or 30s/10m/2h ago)
     %nats_kv BUCKET [KEY] [-o NAME]    %nats_server varz|connz|closed|subsz|jsz|healthz|routez
     %nats_panel        (the dashboard of publish/subscribe/request/explorer panels)
+    %%nats_sql [-o NAME]                    (the cell: DuckDB SQL over the captures)
+    %%nats_live SUBJECT_OR_CAPTURE [--every 1s] [--sql] [-o NAME]
+                       (the cell: SQL, or Python over `df`; re-rendered as messages arrive)
 
 Every magic goes through the public API (:func:`natsbook.connect` and ``Connection`` methods).
 Options live on the ``NatsMagics`` class: ``%config NatsMagics.timeout = 2``. Library errors
 become ``UsageError`` (one line with a hint, no traceback). Secrets given to ``%nats_connect``
 are never printed, and are replaced by ``***`` in this session's input history.
 
-The verbs live in three families, one module each: ``_magics_connect`` (connection and
-contexts), ``_magics_messaging`` (pub/sub/req/msgs) and ``_magics_data`` (streams, KV,
-monitoring, panels), over ``_magics_base`` (settings, shared state and helpers).
+The verbs live in four families, one module each: ``_magics_connect`` (connection and
+contexts), ``_magics_messaging`` (pub/sub/req/msgs), ``_magics_data`` (streams, KV,
+monitoring, panels) and ``_magics_live`` (SQL, live views), over ``_magics_base`` (settings,
+shared state and helpers).
 """
 
 from __future__ import annotations
@@ -33,15 +37,16 @@ from IPython.core.magic import magics_class
 
 from ._magics_connect import ConnectMagics
 from ._magics_data import DataMagics
+from ._magics_live import LiveMagics
 from ._magics_messaging import MessagingMagics
 
 __all__ = ["NatsMagics", "load_ipython_extension", "unload_ipython_extension"]
 
-_FAMILIES = (ConnectMagics, MessagingMagics, DataMagics)
+_FAMILIES = (ConnectMagics, MessagingMagics, DataMagics, LiveMagics)
 
 
 @magics_class
-class NatsMagics(ConnectMagics, MessagingMagics, DataMagics):
+class NatsMagics(ConnectMagics, MessagingMagics, DataMagics, LiveMagics):
     """NATS from notebook lines. Settings: ``%config NatsMagics`` lists them."""
 
     def close(self) -> None:
