@@ -72,6 +72,13 @@ def _close_all() -> None:  # pragma: no cover - interpreter shutdown
             pass
 
 
+def _pending(sock: socket.socket) -> bool:
+    """Bytes readable without the socket polling readable: buffered TLS records, or payload a
+    WebSocketStream (see _websocket.py) has already decoded."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending is not None and pending())
+
+
 class _Lost(Exception):
     """The current socket is gone; carries the reason."""
 
@@ -254,7 +261,7 @@ class _Engine:
                                                              if want_write else 0))
                     writing = want_write
                 timeout = max(0.0, next_ping - time.monotonic())
-                if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                if _pending(sock):
                     timeout = 0.0
                 for key, mask in sel.select(min(timeout, 1.0)):
                     if key.fd == self._wake_r:
@@ -265,7 +272,7 @@ class _Engine:
                             pass
                     elif mask & selectors.EVENT_READ:
                         self._read(sock)
-                if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                if _pending(sock):
                     self._read(sock)
                 if self._inflight or self._out:
                     self._write(sock)
@@ -296,7 +303,7 @@ class _Engine:
                             (f" after -ERR {self._last_err!r}" if self._last_err else ""))
             self._in_bytes += len(data)
             self._process(data)
-            if len(data) < RECV_SIZE and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            if len(data) < RECV_SIZE and not _pending(sock):
                 return
 
     def _write(self, sock: socket.socket) -> None:
