@@ -219,7 +219,7 @@ def _recv_line(sock: socket.socket, buf: bytearray, deadline: float) -> bytes:
 
 
 def _wrap(sock: socket.socket, tls: TLSOptions, host: str, url: str,
-          deadline: float) -> ssl.SSLSocket:
+          deadline: float, no_tls_hint: str | None = None) -> ssl.SSLSocket:
     ctx = tls.make_context()
     sock.settimeout(max(deadline - time.monotonic(), 0.01))
     try:
@@ -228,10 +228,14 @@ def _wrap(sock: socket.socket, tls: TLSOptions, host: str, url: str,
         raise TLSError(f"TLS certificate of {url} not trusted ({exc.verify_message}) - pass "
                        "tls_ca= with the CA that signed the server certificate", url) from None
     except ssl.SSLError as exc:
+        if no_tls_hint:
+            raise TLSError(f"{no_tls_hint} (TLS handshake: {exc.reason or exc})", url) from None
         raise TLSError(f"TLS handshake with {url} failed ({exc.reason or exc}) - check that the "
                        "server speaks TLS on this port and tls_handshake_first matches", url) \
             from None
     except TimeoutError:
+        if no_tls_hint:
+            raise TLSError(f"{no_tls_hint} (TLS handshake timed out)", url) from None
         raise TLSError(f"TLS handshake with {url} timed out - check that the server speaks TLS "
                        "on this port and tls_handshake_first matches", url) from None
 
@@ -280,7 +284,10 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
         if server.websocket:
             # TLS (wss://, or TLS options as nats.go does) wraps the WebSocket, not NATS.
             if server.scheme == "wss" or tls.wanted:
-                sock = _wrap(sock, tls, server.host, url, deadline)
+                sock = _wrap(sock, tls, server.host, url, deadline, no_tls_hint=(
+                    f"TLS was requested (wss:// or TLS options) but {url} does not offer TLS "
+                    "on its WebSocket port - refusing to send credentials in plaintext; use "
+                    "ws:// without TLS options, or add tls to the server's websocket block"))
                 is_tls = True
             sock = _upgrade(sock, server, timeout, deadline)
         elif tls.handshake_first:

@@ -36,7 +36,9 @@ from wsproto.events import (
 from wsproto.utilities import ProtocolError as WSProtocolError
 
 from .errors import (
+    ConnectError,
     NotWebSocketError,
+    TLSError,
     WebSocketClosedError,
     WebSocketFrameError,
     WebSocketUpgradeError,
@@ -247,9 +249,12 @@ def upgrade(sock: socket.socket, host: str, port: int, path: str, url: str,
 
 
 def _refused(url: str, status: int, headers: list[tuple[bytes, bytes]],
-             body: bytes) -> WebSocketUpgradeError:
+             body: bytes) -> ConnectError:
     text = body.decode("utf-8", "replace").strip().splitlines()
     said = f"HTTP {status}" + (f": {text[0][:120]}" if text else "")
+    if status == 400 and b"HTTPS server" in body:
+        # Go's TLS listener answers a plaintext HTTP request this way.
+        return TLSError(f"{url} requires TLS ({said}) - use wss://", url)
     if status in _NOT_WS:
         return NotWebSocketError(
             f"{url} is not a WebSocket endpoint ({said}) - check the port and path: a NATS "
