@@ -255,7 +255,7 @@ def _refused(url: str, status: int, headers: list[tuple[bytes, bytes]],
     if status == 400 and b"HTTPS server" in body:
         # Go's TLS listener answers a plaintext HTTP request this way.
         return TLSError(f"{url} requires TLS ({said}) - use wss://", url)
-    if status in _NOT_WS:
+    if status in _NOT_WS or 200 <= status < 300:
         return NotWebSocketError(
             f"{url} is not a WebSocket endpoint ({said}) - check the port and path: a NATS "
             "server's `websocket { port: ... }`, or the path your proxy forwards", url, status)
