@@ -45,6 +45,7 @@ from .errors import (
     ProtocolError,
     Timeout,
     TLSError,
+    WebSocketUpgradeError,
 )
 
 __all__ = ["DEFAULT_PENDING_SIZE", "DEFAULT_RECONNECT_BUFFER", "RECV_SIZE", "Gap"]
@@ -184,6 +185,7 @@ class _Engine:
     # ------------------------------------------------------------------ connect / lifecycle
     def _connect_first(self) -> None:
         errors: list[str] = []
+        upgrade_error: WebSocketUpgradeError | None = None
         for server in list(self._pool):
             try:
                 sock, info, rest = handshake(server, self._creds, self._tls, name=self.name,
@@ -194,6 +196,8 @@ class _Engine:
             except NatsbookError as exc:
                 text = str(exc).removeprefix("natsbook: ")
                 errors.append(text if server.url in text else f"{server.url}: {text}")
+                if isinstance(exc, WebSocketUpgradeError):
+                    upgrade_error = exc  # the next server may still answer; else raised as is
                 continue
             except OSError as exc:
                 errors.append(f"{server.url}: {exc}")
@@ -215,6 +219,8 @@ class _Engine:
             return
         self._cleanup_fds()
         if len(errors) == 1:
+            if upgrade_error is not None:
+                raise upgrade_error
             raise ConnectError(errors[0], self._pool[0].url)
         raise ConnectError("could not connect to any server: " + "; ".join(errors),
                            self._pool[0].url)

@@ -100,8 +100,8 @@ class WebSocketStream:
                 return b""
             self._ws.receive_data(data)
             self._events()
-        if self._wire and not self._owed:
-            self._try_flush()  # a Pong answered meanwhile
+            if self._wire:
+                self._try_flush()  # a Pong (or close reply) queued by _events()
         out = self._rbuf[0] if len(self._rbuf) == 1 else b"".join(self._rbuf)
         self._rbuf = []
         self._rlen = 0
