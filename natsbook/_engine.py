@@ -409,6 +409,10 @@ class _Engine:
                                   discovered=True)
                 except BadInputError:
                     continue
+                if s.websocket != self._server.websocket:
+                    # nats-server tells a WebSocket client the cluster's WebSocket URLs, a TCP
+                    # client its client ports (as nats.go expects); never cross them.
+                    continue
                 if (s.host, s.port) not in known:
                     # Announced servers carry no credentials: use those of the URL we were
                     # given (as other NATS clients do), so a move to them can authenticate.

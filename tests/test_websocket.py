@@ -228,6 +228,14 @@ def test_discovery_adds_websocket_urls_to_a_websocket_client() -> None:
             n.close()
 
 
+def test_discovery_never_adds_a_tcp_url_to_a_websocket_client() -> None:
+    """Even a server that announced a nats:// URL to a WebSocket client: not in its pool."""
+    with FaultyWebSocketServer(connect_urls=["nats://127.0.0.1:4222", "127.0.0.1:9999"]) as fake:
+        url = f"ws://127.0.0.1:{fake.port}"
+        with natsbook.connect(url, reconnect=False) as c:
+            assert c.servers == [url, "ws://127.0.0.1:9999"]
+
+
 # ------------------------------------------------------------------ capture at speed
 def test_flood_and_large_messages_over_websocket(server: LocalServer, url: str,
                                                  subject: str) -> None:

@@ -5,6 +5,7 @@ faults a real nats-server never produces (text frames, close frames with a chose
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 from typing import Any
@@ -161,7 +162,11 @@ class FaultyWebSocketServer(_Listener):
            b'"max_payload":1048576}\r\n'
 
     def __init__(self, *, close_code: int = 1008, close_reason: str = "policy says no",
-                 status: str | None = None, body: bytes = b"") -> None:
+                 status: str | None = None, body: bytes = b"",
+                 connect_urls: list[str] | None = None) -> None:
+        if connect_urls is not None:
+            self.INFO = self.INFO.replace(b"}\r\n", b',"connect_urls":%s}\r\n'
+                                          % json.dumps(connect_urls).encode())
         self.close_code = close_code
         self.close_reason = close_reason
         self.status = status
