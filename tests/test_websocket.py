@@ -237,13 +237,29 @@ def test_discovery_never_adds_a_tcp_url_to_a_websocket_client() -> None:
 
 
 # ------------------------------------------------------------------ capture at speed
-def test_flood_and_large_messages_over_websocket(server: LocalServer, url: str,
+@pytest.fixture(params=["ws", "wss"])
+def ws_endpoint(request: pytest.FixtureRequest, server: LocalServer,
+                pki: dict[str, str]) -> Iterator[tuple[str, dict[str, str], str]]:
+    """(WebSocket URL, connect() TLS options, the same server's nats:// URL): the session
+    server's ws://, or a server of its own with a TLS WebSocket listener (wss://)."""
+    if request.param == "ws":
+        assert server.ws_url
+        yield server.ws_url, {}, server.url
+        return
+    tls = f'tls {{ cert_file: "{pki["cert"]}", key_file: "{pki["key"]}" }}'
+    with natsbook.local_server(jetstream=False, websocket=tls) as srv:
+        assert srv.ws_url and srv.ws_url.startswith("wss://")
+        yield srv.ws_url, {"tls_ca": pki["ca"]}, srv.url
+
+
+def test_flood_and_large_messages_over_websocket(ws_endpoint: tuple[str, dict[str, str], str],
                                                  subject: str) -> None:
     """Many small messages (many frames per read) and 900 KB ones (a frame over many reads,
-    and on the sending side a frame the socket takes in several writes), in both directions."""
-    assert server.ws_url
+    and on the sending side a frame the socket takes in several writes), in both directions,
+    over ws:// and wss:// (TLS records under the frames: want-read/want-write, pending data)."""
+    ws_url, tls, tcp_url = ws_endpoint
     big = os.urandom(900 * 1024)
-    with natsbook.connect(server.ws_url) as ws, natsbook.connect(server.url) as tcp:
+    with natsbook.connect(ws_url, **tls) as ws, natsbook.connect(tcp_url) as tcp:
         into_ws = ws.subscribe(f"{subject}.in.>", max_bytes=None)
         into_tcp = tcp.subscribe(f"{subject}.out.>", max_bytes=None)
         ws.flush()
