@@ -156,6 +156,15 @@ def test_close_frame_reason_is_reported(subject: str) -> None:
     assert issubclass(WebSocketClosedError, ConnectionResetError)
 
 
+def test_close_frame_before_info_fails_connect_with_its_reason() -> None:
+    with FaultyWebSocketServer(close_at_once=True, close_code=1013,
+                               close_reason="try again later") as fake:
+        start = time.monotonic()
+        with pytest.raises(ConnectError, match=r"closed the WebSocket \(1013: try again later\)"):
+            natsbook.connect(f"ws://127.0.0.1:{fake.port}", connect_timeout=3)
+        assert time.monotonic() - start < 3
+
+
 def test_server_shutdown_close_frame_and_restart(fresh_server: LocalServer, subject: str) -> None:
     """A graceful stop sends a close frame (1001 Server Shutdown): the gap says so, and the
     connection comes back over WebSocket when the server does."""
@@ -416,10 +425,11 @@ def test_partial_frame_writes_resume_with_the_same_bytes() -> None:
         peer.close()
 
 
-def test_connect_fails_clearly_when_the_websocket_closes_during_the_handshake() -> None:
-    # A server that accepts the upgrade and then closes before INFO: ConnectError, at once.
+def test_a_101_without_the_websocket_headers_is_refused_at_once() -> None:
+    """A 101 lacking Upgrade/Connection/Sec-WebSocket-Accept (a proxy mangling the answer)."""
     with FaultyWebSocketServer(status="101 Switching Protocols") as fake:
         start = time.monotonic()
-        with pytest.raises(ConnectError):
+        with pytest.raises(WebSocketUpgradeError, match="forwards the Upgrade") as exc:
             natsbook.connect(f"ws://127.0.0.1:{fake.port}", connect_timeout=3)
         assert time.monotonic() - start < 3
+    assert exc.value.status == 101 and isinstance(exc.value, ConnectError)

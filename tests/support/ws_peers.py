@@ -155,15 +155,16 @@ class UpgradeProxy(_Listener):
 class FaultyWebSocketServer(_Listener):
     """Speaks just enough NATS over WebSocket for a client to connect (INFO, then PONG to its
     PING); then, when the client publishes to ``poke.text`` or ``poke.close``, sends a text
-    frame or a close frame with `close_reason`. ``status`` instead answers the upgrade with
-    that HTTP status line and `body`."""
+    frame or a close frame with `close_reason` (``close_at_once``: right after the upgrade).
+    ``status`` instead answers the upgrade with that HTTP status line and `body`."""
 
     INFO = b'INFO {"server_id":"FAKE","version":"2.15.1","proto":1,"headers":true,' \
            b'"max_payload":1048576}\r\n'
 
     def __init__(self, *, close_code: int = 1008, close_reason: str = "policy says no",
                  status: str | None = None, body: bytes = b"",
-                 connect_urls: list[str] | None = None) -> None:
+                 connect_urls: list[str] | None = None, close_at_once: bool = False) -> None:
+        self.close_at_once = close_at_once
         if connect_urls is not None:
             self.INFO = self.INFO.replace(b"}\r\n", b',"connect_urls":%s}\r\n'
                                           % json.dumps(connect_urls).encode())
@@ -192,6 +193,10 @@ class FaultyWebSocketServer(_Listener):
                 for event in ws.events():
                     if isinstance(event, Request):
                         client.sendall(ws.send(AcceptConnection()))
+                        if self.close_at_once:
+                            client.sendall(ws.send(CloseConnection(self.close_code,
+                                                                   self.close_reason)))
+                            continue
                         client.sendall(ws.send(Message(data=self.INFO)))
                     elif isinstance(event, BytesMessage):
                         got += bytes(event.data)
