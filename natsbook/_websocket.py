@@ -16,6 +16,7 @@ readable.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import time
@@ -67,6 +68,9 @@ class WebSocketStream:
         self._wire = bytearray()   # encoded bytes not yet taken by the socket
         self._owed = 0             # NATS bytes of the caller's last send() inside _wire
         self._closed: WebSocketClosedError | None = None
+        self._later: Exception | None = None  # raised by the next recv(), after the data
+        self._eof = False
+        self._nonblocking = sock.gettimeout() == 0.0
         self._events()  # bytes that came with the 101 answer (often the INFO) are ready now
 
     # -- socket-like surface ------------------------------------------------------------------
@@ -75,9 +79,11 @@ class WebSocketStream:
 
     def setblocking(self, flag: bool) -> None:
         self._sock.setblocking(flag)
+        self._nonblocking = not flag
 
     def settimeout(self, value: float | None) -> None:
         self._sock.settimeout(value)
+        self._nonblocking = value == 0.0
 
     def pending(self) -> int:
         """Decoded bytes (or buffered TLS records) ready without the socket being readable."""
@@ -93,8 +99,12 @@ class WebSocketStream:
         WebSocketClosedError once the server's close frame has been reached.
         """
         while not self._rlen:
+            if self._later is not None:
+                raise self._later
             if self._closed is not None:
                 raise self._closed
+            if self._eof:
+                return b""
             data = self._sock.recv(max(bufsize, 65536))
             if not data:
                 return b""
@@ -102,6 +112,8 @@ class WebSocketStream:
             self._events()
             if self._wire:
                 self._try_flush()  # a Pong (or close reply) queued by _events()
+        if self._nonblocking:
+            self._read_more(bufsize)
         out = self._rbuf[0] if len(self._rbuf) == 1 else b"".join(self._rbuf)
         self._rbuf = []
         self._rlen = 0
@@ -139,6 +151,32 @@ class WebSocketStream:
         self._sock.close()
 
     # -- internals ----------------------------------------------------------------------------
+    def _read_more(self, bufsize: int) -> None:
+        """Take what else the socket already holds, up to `bufsize` decoded bytes: TLS hands
+        out one record (<= 16 KB) per read, and the engine's parser is fastest on big batches.
+        What stops the reading (end of stream, a close or bad frame) waits for the next recv(),
+        so the bytes decoded before it are delivered first."""
+        while self._rlen < bufsize and self._closed is None:
+            try:
+                data = self._sock.recv(bufsize)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError):
+                return
+            except OSError as exc:
+                self._later = exc
+                return
+            if not data:
+                self._eof = True
+                return
+            self._ws.receive_data(data)
+            try:
+                self._events()
+            except WebSocketFrameError as exc:
+                self._later = exc
+                return
+        if self._wire:
+            self._try_flush()
+
     def _flush(self) -> None:
         while self._wire:
             n = self._sock.send(self._wire)
@@ -172,10 +210,10 @@ class WebSocketStream:
                 if self._closed is None:
                     self._closed = WebSocketClosedError(self.url, event.code, event.reason or "")
                 if self._ws.state is ConnectionState.REMOTE_CLOSING:
-                    try:  # answer the close, best effort: the socket is dropped next anyway
-                        self._sock.send(self._ws.send(event.response()))
-                    except (OSError, ssl.SSLError, WSProtocolError):
-                        pass
+                    # Answer the close after any Pong queued before it (recv() flushes both),
+                    # best effort: the socket is dropped next anyway.
+                    with contextlib.suppress(WSProtocolError):
+                        self._wire += self._ws.send(event.response())
 
 
 def upgrade(sock: socket.socket, host: str, port: int, path: str, url: str,

@@ -19,7 +19,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, BytesMessage, Message, Ping, Pong, Request
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    Request,
+)
 
 import natsbook
 from natsbook import LocalServer
@@ -347,19 +355,22 @@ def _stream_pair() -> tuple[WebSocketStream, WSConnection, socket.socket]:
     client.receive_data(srv.send(AcceptConnection()))
     assert [type(e) for e in client.events()] == [AcceptConnection]
     a, b = socket.socketpair()
-    a.setblocking(False)
-    return WebSocketStream(a, client, "ws://test"), srv, b
+    stream = WebSocketStream(a, client, "ws://test")
+    stream.setblocking(False)  # as the engine runs it
+    return stream, srv, b
 
 
 @settings(max_examples=60, deadline=None)
 @given(payloads=st.lists(st.binary(min_size=0, max_size=3000), min_size=1, max_size=12),
        cuts=st.lists(st.integers(min_value=0, max_value=40_000), max_size=20),
-       ping_at=st.integers(min_value=0, max_value=12))
+       ping_at=st.integers(min_value=0, max_value=12), close=st.booleans(),
+       bufsize=st.sampled_from([1, 100, 65536]))
 def test_any_split_of_the_frames_gives_the_same_bytes(payloads: list[bytes], cuts: list[int],
-                                                      ping_at: int) -> None:
-    """Reference: the payloads concatenated. The frames (with a ping among them) reach the
-    stream cut at arbitrary points; recv() hands out exactly those bytes, and the ping is
-    answered with a pong."""
+                                                      ping_at: int, close: bool,
+                                                      bufsize: int) -> None:
+    """Reference: the payloads concatenated. The frames (with a ping among them, maybe a close
+    frame at the end) reach the stream cut at arbitrary points; recv() hands out exactly those
+    bytes, then raises WebSocketClosedError for the close; the ping is answered with a pong."""
     stream, srv, peer = _stream_pair()
     try:
         wire = b""
@@ -367,17 +378,26 @@ def test_any_split_of_the_frames_gives_the_same_bytes(payloads: list[bytes], cut
             if i == ping_at:
                 wire += srv.send(Ping(b"hi"))
             wire += srv.send(Message(data=p))
+        if close:
+            wire += srv.send(CloseConnection(1001, "bye"))
         got = b""
+        closed = None
         points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
         for lo, hi in itertools.pairwise(points):
             peer.sendall(wire[lo:hi])
-            while True:
+            while closed is None:
                 try:
-                    got += stream.recv(65536)
+                    got += stream.recv(bufsize)
                 except BlockingIOError:
                     break
+                except WebSocketClosedError as exc:
+                    closed = exc
         assert got == b"".join(payloads)
         assert not stream.pending()
+        if close:
+            assert closed is not None and (closed.code, closed.reason) == (1001, "bye")
+        else:
+            assert closed is None
         if ping_at < len(payloads):
             peer.settimeout(2)
             srv.receive_data(peer.recv(65536))
