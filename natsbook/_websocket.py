@@ -108,8 +108,7 @@ class WebSocketStream:
             data = self._sock.recv(max(bufsize, 65536))
             if not data:
                 return b""
-            self._ws.receive_data(data)
-            self._events()
+            self._feed(data)
             if self._wire:
                 self._try_flush()  # a Pong (or close reply) queued by _events()
         if self._nonblocking:
@@ -156,7 +155,7 @@ class WebSocketStream:
         out one record (<= 16 KB) per read, and the engine's parser is fastest on big batches.
         What stops the reading (end of stream, a close or bad frame) waits for the next recv(),
         so the bytes decoded before it are delivered first."""
-        while self._rlen < bufsize and self._closed is None:
+        while self._rlen < bufsize and self._closed is None and self._later is None:
             try:
                 data = self._sock.recv(bufsize)
             except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
@@ -168,14 +167,18 @@ class WebSocketStream:
             if not data:
                 self._eof = True
                 return
-            self._ws.receive_data(data)
-            try:
-                self._events()
-            except WebSocketFrameError as exc:
-                self._later = exc
-                return
+            self._feed(data)
         if self._wire:
             self._try_flush()
+
+    def _feed(self, data: bytes) -> None:
+        self._ws.receive_data(data)
+        try:
+            self._events()
+        except WebSocketFrameError as exc:
+            if not self._rlen:
+                raise
+            self._later = exc  # deliver the payload decoded before the bad frame first
 
     def _flush(self) -> None:
         while self._wire:
@@ -234,7 +237,6 @@ def upgrade(sock: socket.socket, host: str, port: int, path: str, url: str,
                                  extra_headers=[(b"User-Agent", _AGENT)])))
     first = b""
     status: int | None = None
-    headers: list[tuple[bytes, bytes]] = []
     body = b""
     while True:
         remaining = deadline - time.monotonic()
@@ -253,16 +255,16 @@ def upgrade(sock: socket.socket, host: str, port: int, path: str, url: str,
                 if isinstance(event, AcceptConnection):
                     return WebSocketStream(sock, ws, url)
                 if isinstance(event, RejectConnection):
-                    status, headers = event.status_code, list(event.headers)
+                    status = event.status_code
                     if not event.has_body:
-                        raise _refused(url, status, headers, body)
+                        raise _refused(url, status, body)
                 elif isinstance(event, RejectData):
                     body += bytes(event.data)
                     if event.body_finished or len(body) > 4096:
-                        raise _refused(url, status or 0, headers, body)
+                        raise _refused(url, status or 0, body)
         except WSProtocolError as exc:
             if status is not None:
-                raise _refused(url, status, headers, body) from None
+                raise _refused(url, status, body) from None
             if not first:
                 raise NotWebSocketError(
                     f"{url} closed the connection instead of answering the WebSocket upgrade - "
@@ -280,14 +282,13 @@ def upgrade(sock: socket.socket, host: str, port: int, path: str, url: str,
                                     f"{first[:40]!r}{hint}", url, None) from None
         if not data:
             if status is not None:
-                raise _refused(url, status, headers, body)
+                raise _refused(url, status, body)
             raise NotWebSocketError(
                 f"{url} closed the connection instead of answering the WebSocket upgrade - if "
                 "that port speaks TLS use wss://, else check the port and path", url, None)
 
 
-def _refused(url: str, status: int, headers: list[tuple[bytes, bytes]],
-             body: bytes) -> ConnectError:
+def _refused(url: str, status: int, body: bytes) -> ConnectError:
     text = body.decode("utf-8", "replace").strip().splitlines()
     said = f"HTTP {status}" + (f": {text[0][:120]}" if text else "")
     if status == 400 and b"HTTPS server" in body:

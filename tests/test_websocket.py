@@ -363,14 +363,16 @@ def _stream_pair() -> tuple[WebSocketStream, WSConnection, socket.socket]:
 @settings(max_examples=60, deadline=None)
 @given(payloads=st.lists(st.binary(min_size=0, max_size=3000), min_size=1, max_size=12),
        cuts=st.lists(st.integers(min_value=0, max_value=40_000), max_size=20),
-       ping_at=st.integers(min_value=0, max_value=12), close=st.booleans(),
+       ping_at=st.integers(min_value=0, max_value=12),
+       ending=st.sampled_from([None, "close", "text"]),
        bufsize=st.sampled_from([1, 100, 65536]))
 def test_any_split_of_the_frames_gives_the_same_bytes(payloads: list[bytes], cuts: list[int],
-                                                      ping_at: int, close: bool,
+                                                      ping_at: int, ending: str | None,
                                                       bufsize: int) -> None:
     """Reference: the payloads concatenated. The frames (with a ping among them, maybe a close
-    frame at the end) reach the stream cut at arbitrary points; recv() hands out exactly those
-    bytes, then raises WebSocketClosedError for the close; the ping is answered with a pong."""
+    or a text frame at the end) reach the stream cut at arbitrary points; recv() hands out
+    exactly those bytes, and only then raises WebSocketClosedError / WebSocketFrameError; the
+    ping is answered with a pong."""
     stream, srv, peer = _stream_pair()
     try:
         wire = b""
@@ -378,10 +380,12 @@ def test_any_split_of_the_frames_gives_the_same_bytes(payloads: list[bytes], cut
             if i == ping_at:
                 wire += srv.send(Ping(b"hi"))
             wire += srv.send(Message(data=p))
-        if close:
+        if ending == "close":
             wire += srv.send(CloseConnection(1001, "bye"))
+        elif ending == "text":
+            wire += srv.send(Message(data="PING\r\n"))
         got = b""
-        closed = None
+        closed: Exception | None = None
         points = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
         for lo, hi in itertools.pairwise(points):
             peer.sendall(wire[lo:hi])
@@ -390,15 +394,18 @@ def test_any_split_of_the_frames_gives_the_same_bytes(payloads: list[bytes], cut
                     got += stream.recv(bufsize)
                 except BlockingIOError:
                     break
-                except WebSocketClosedError as exc:
+                except (WebSocketClosedError, WebSocketFrameError) as exc:
                     closed = exc
         assert got == b"".join(payloads)
         assert not stream.pending()
-        if close:
-            assert closed is not None and (closed.code, closed.reason) == (1001, "bye")
+        if ending == "close":
+            assert isinstance(closed, WebSocketClosedError)
+            assert (closed.code, closed.reason) == (1001, "bye")
+        elif ending == "text":
+            assert isinstance(closed, WebSocketFrameError) and "text WebSocket frame" in str(closed)
         else:
             assert closed is None
-        if ping_at < len(payloads):
+        if ping_at < len(payloads) and ending != "text":
             peer.settimeout(2)
             srv.receive_data(peer.recv(65536))
             assert any(isinstance(e, Pong) and e.payload == b"hi" for e in srv.events())
