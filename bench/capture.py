@@ -1,21 +1,26 @@
 """Capture benchmark: natsbook vs nats-py, measured side by side in one run.
 
-    python bench/capture.py                 # full run (~2-3 minutes on 2 cores)
+    python bench/capture.py                 # full run (~5-6 minutes on 2 cores)
     python bench/capture.py --quick         # smaller counts, one repeat
     python bench/capture.py --dataframes-only   # only the 1M-row DataFrame build times
+    python bench/capture.py --transports tcp  # skip the WebSocket subscribers
 
 Starts the embedded nats-server, then for each client runs a subscriber in its own process and
 floods it from another process with pre-built PUB frames (raw socket). Reports, as medians over
 the repeats: capture rate at full speed, messages lost, loss at a sustained paced rate, the
 kernel thread's wake-up latency while capturing, then (in this process) the time and peak memory
 to build DataFrames of 1M captured rows with and without JSON flattening, and bytes per stored
-row. Prints the natsbook / nats-py ratios. Not a test: nothing here asserts on speed.
+row. Prints the natsbook / nats-py ratios. Then the same capture with the subscriber on the
+server's WebSocket listener (ws://, the flood still arrives over TCP): natsbook next to its TCP
+rate, and nats-py over WebSocket when aiohttp is installed (nats-py needs it for ws://).
+Not a test: nothing here asserts on speed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import resource
@@ -163,7 +168,7 @@ def sub_natspy(url: str, expected: int) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- driver
 def run_pair(url: str, client: str, count: int, rate: float | None,
-             varied: bool = False) -> dict[str, float]:
+             varied: bool = False, flood_url: str | None = None) -> dict[str, float]:
     sub = subprocess.Popen([sys.executable, str(HERE), "--role", client, "--url", url,
                             "--count", str(count)], stdout=subprocess.PIPE, text=True)
     assert sub.stdout is not None
@@ -171,7 +176,8 @@ def run_pair(url: str, client: str, count: int, rate: float | None,
     if "READY" not in line:
         sub.kill()
         raise RuntimeError(f"{client} subscriber did not start: {line!r}")
-    flooder = subprocess.run([sys.executable, str(HERE), "--role", "flood", "--url", url,
+    flooder = subprocess.run([sys.executable, str(HERE), "--role", "flood", "--url",
+                              flood_url or url,
                               "--count", str(count)] + (["--rate", str(rate)] if rate else [])
                              + (["--varied"] if varied else []),
                              capture_output=True, text=True, timeout=300, check=True)
@@ -227,6 +233,30 @@ def print_dataframe_bench(rows: int) -> None:
     print(f"  JSON flattened      : {df['df_json_s']:.3f} s  (+{df['df_json_arrow_mb']:.0f} MB "
           f"arrow, peak RSS +{df['df_json_peak_rss_mb']:.0f} MB)")
     print(f"bytes per stored row beyond the payload: {df['bytes_per_row_over_payload']:.1f}")
+def ws_summary(results: dict[str, dict[str, list[float]]], args: argparse.Namespace,
+               natspy_ws: bool) -> None:
+    def med(client: str, key: str) -> float:
+        return statistics.median(results[client][key])
+
+    print(f"over WebSocket (subscriber on ws://, the flood over TCP; median of {args.repeat}):")
+    for kind, what in (("full", "full speed"), ("varied", "varied subjects/sizes")):
+        nb = med("natsbook/ws", f"{kind}_rate")
+        line = (f"  {what:22s}: natsbook {nb:>10,.0f} msg/s lost "
+                f"{med('natsbook/ws', f'{kind}_lost'):,.0f}")
+        if "natsbook" in results:
+            line += f"  (x{nb / med('natsbook', f'{kind}_rate'):.2f} of natsbook over TCP)"
+        if natspy_ws:
+            py = med("nats-py/ws", f"{kind}_rate")
+            line += (f" | nats-py {py:>9,.0f} msg/s lost {med('nats-py/ws', f'{kind}_lost'):,.0f}"
+                     f"  ratio natsbook/nats-py {nb / py if py else float('inf'):.2f}x")
+        print(line)
+    paced = f"  sustained {args.sustained_rate:,.0f} msg/s: natsbook lost " \
+            f"{med('natsbook/ws', 'paced_lost'):,.0f}"
+    if natspy_ws:
+        paced += f", nats-py lost {med('nats-py/ws', 'paced_lost'):,.0f}"
+    print(paced)
+    if not natspy_ws:
+        print("  nats-py over WebSocket: not measured (it needs aiohttp: pip install aiohttp)")
 
 
 def main() -> None:
@@ -243,6 +273,8 @@ def main() -> None:
     ap.add_argument("--df-rows", type=int, default=1_000_000)
     ap.add_argument("--dataframes-only", action="store_true",
                     help="only the DataFrame build times (no server, no floods)")
+    ap.add_argument("--transports", default="tcp,ws",
+                    help="subscriber transports: tcp, ws or tcp,ws")
     args = ap.parse_args()
     if args.dataframes_only:
         print_dataframe_bench(args.df_rows)
@@ -263,22 +295,34 @@ def main() -> None:
         args.count, args.repeat, args.sustained_seconds, args.df_rows = 500_000, 1, 3, 300_000
     print(f"# natsbook capture benchmark  (cpus={os.cpu_count()}, python "
           f"{sys.version.split()[0]}, natsbook {natsbook.__version__})")
-    results: dict[str, dict[str, list[float]]] = {"natsbook": {}, "nats-py": {}}
+    transports = [t for t in args.transports.split(",") if t]
+    runs = [(c, t) for t in transports for c in ("natsbook", "nats-py")]
+    natspy_ws = importlib.util.find_spec("aiohttp") is not None
+    if not natspy_ws and ("nats-py", "ws") in runs:
+        runs.remove(("nats-py", "ws"))
+    results: dict[str, dict[str, list[float]]] = {
+        (c if t == "tcp" else f"{c}/ws"): {} for c, t in runs}
     sustained_n = int(args.sustained_rate * args.sustained_seconds)
-    with natsbook.local_server(jetstream=False) as srv:
+    with natsbook.local_server(jetstream=False, websocket=True) as srv:
+        assert srv.ws_url
         for r in range(args.repeat):
-            for client in ("natsbook", "nats-py"):
-                full = run_pair(srv.url, client, args.count, None)
-                varied = run_pair(srv.url, client, args.count, None, varied=True)
-                paced = run_pair(srv.url, client, sustained_n, args.sustained_rate)
-                bucket = results[client]
+            for client, transport in runs:
+                # The subscriber on TCP or WebSocket; the flood always comes over TCP.
+                url = srv.url if transport == "tcp" else srv.ws_url
+                full = run_pair(url, client, args.count, None, flood_url=srv.url)
+                varied = run_pair(url, client, args.count, None, varied=True,
+                                  flood_url=srv.url)
+                paced = run_pair(url, client, sustained_n, args.sustained_rate,
+                                 flood_url=srv.url)
+                label = client if transport == "tcp" else f"{client}/ws"
+                bucket = results[label]
                 for k, v in full.items():
                     bucket.setdefault(f"full_{k}", []).append(v)
                 for k, v in varied.items():
                     bucket.setdefault(f"varied_{k}", []).append(v)
                 for k, v in paced.items():
                     bucket.setdefault(f"paced_{k}", []).append(v)
-                print(f"  run {r + 1} {client:8s}: full {full['rate']:>10,.0f} msg/s "
+                print(f"  run {r + 1} {label:11s}: full {full['rate']:>10,.0f} msg/s "
                       f"lost {full['lost']:>9,}  | varied {varied['rate']:>10,.0f} msg/s "
                       f"lost {varied['lost']:>9,} | paced {paced['flood_rate']:>9,.0f} msg/s "
                       f"lost {paced['lost']:>9,}  kernel wake p99 "
@@ -288,6 +332,9 @@ def main() -> None:
     def med(client: str, key: str) -> float:
         return statistics.median(results[client][key])
 
+    if "tcp" not in transports:
+        ws_summary(results, args, natspy_ws)
+        return
     nb_rate, py_rate = med("natsbook", "full_rate"), med("nats-py", "full_rate")
     print(f"\nflood of {args.count:,} x {len(PAYLOAD)}-byte messages at full speed "
           f"(median of {args.repeat}):")
@@ -313,6 +360,8 @@ def main() -> None:
           f"{med('natsbook', 'paced_lat_p99_ms'):.1f} ms, max "
           f"{med('natsbook', 'full_lat_max_ms'):.1f} / "
           f"{med('natsbook', 'paced_lat_max_ms'):.1f} ms")
+    if "ws" in transports:
+        ws_summary(results, args, natspy_ws)
     print_dataframe_bench(args.df_rows)
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
     """Connect to NATS and start the background I/O thread.
 
     Args:
-        servers: one URL or several (``nats://``, ``tls://``; credentials may be in the URL:
-            ``nats://user:pass@host:4222``, ``nats://token@host``). None: ``$NATS_URL``
+        servers: one URL or several (``nats://``, ``tls://``, or ``ws://`` / ``wss://`` for
+            the server's WebSocket listener, with an optional path for a proxy; credentials
+            may be in the URL: ``nats://user:pass@host:4222``, ``nats://token@host``).
+            None: ``$NATS_URL``
             (comma-separated), else ``nats://127.0.0.1:4222``. Servers announced by the
             cluster (INFO connect_urls) join the pool unless ``discovery=False``.
         token / user / password: simple auth.
@@ -74,6 +76,8 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
         ConnectError: nothing answered (fails fast, no retry loop on the first connect).
         AuthError: credentials refused.
         TLSError: TLS mismatch or an untrusted certificate.
+        WebSocketUpgradeError: a ws:// / wss:// URL whose HTTP upgrade was refused
+            (NotWebSocketError: nothing speaks WebSocket there).
     """
     if servers is None:
         env = os.environ.get("NATS_URL", "").strip()

@@ -45,6 +45,7 @@ from .errors import (
     ProtocolError,
     Timeout,
     TLSError,
+    WebSocketUpgradeError,
 )
 
 __all__ = ["DEFAULT_PENDING_SIZE", "DEFAULT_RECONNECT_BUFFER", "RECV_SIZE", "Gap"]
@@ -70,6 +71,13 @@ def _close_all() -> None:  # pragma: no cover - interpreter shutdown
             conn.close(timeout=1.0)
         except Exception:
             pass
+
+
+def _pending(sock: socket.socket) -> bool:
+    """Bytes readable without the socket polling readable: buffered TLS records, or payload a
+    WebSocketStream (see _websocket.py) has already decoded."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending is not None and pending())
 
 
 class _Lost(Exception):
@@ -177,6 +185,7 @@ class _Engine:
     # ------------------------------------------------------------------ connect / lifecycle
     def _connect_first(self) -> None:
         errors: list[str] = []
+        upgrade_error: WebSocketUpgradeError | None = None
         for server in list(self._pool):
             try:
                 sock, info, rest = handshake(server, self._creds, self._tls, name=self.name,
@@ -187,6 +196,8 @@ class _Engine:
             except NatsbookError as exc:
                 text = str(exc).removeprefix("natsbook: ")
                 errors.append(text if server.url in text else f"{server.url}: {text}")
+                if isinstance(exc, WebSocketUpgradeError):
+                    upgrade_error = exc  # the next server may still answer; else raised as is
                 continue
             except OSError as exc:
                 errors.append(f"{server.url}: {exc}")
@@ -208,6 +219,8 @@ class _Engine:
             return
         self._cleanup_fds()
         if len(errors) == 1:
+            if upgrade_error is not None:
+                raise upgrade_error
             raise ConnectError(errors[0], self._pool[0].url)
         raise ConnectError("could not connect to any server: " + "; ".join(errors),
                            self._pool[0].url)
@@ -254,7 +267,7 @@ class _Engine:
                                                              if want_write else 0))
                     writing = want_write
                 timeout = max(0.0, next_ping - time.monotonic())
-                if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                if _pending(sock):
                     timeout = 0.0
                 for key, mask in sel.select(min(timeout, 1.0)):
                     if key.fd == self._wake_r:
@@ -265,7 +278,7 @@ class _Engine:
                             pass
                     elif mask & selectors.EVENT_READ:
                         self._read(sock)
-                if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                if _pending(sock):
                     self._read(sock)
                 if self._inflight or self._out:
                     self._write(sock)
@@ -296,7 +309,7 @@ class _Engine:
                             (f" after -ERR {self._last_err!r}" if self._last_err else ""))
             self._in_bytes += len(data)
             self._process(data)
-            if len(data) < RECV_SIZE and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            if len(data) < RECV_SIZE and not _pending(sock):
                 return
 
     def _write(self, sock: socket.socket) -> None:
@@ -396,6 +409,10 @@ class _Engine:
                     s = parse_url(url if "://" in url else f"{self._server.scheme}://{url}",
                                   discovered=True)
                 except BadInputError:
+                    continue
+                if s.websocket != self._server.websocket:
+                    # nats-server tells a WebSocket client the cluster's WebSocket URLs, a TCP
+                    # client its client ports (as nats.go expects); never cross them.
                     continue
                 if (s.host, s.port) not in known:
                     # Announced servers carry no credentials: use those of the URL we were

@@ -47,7 +47,7 @@ class _Reconnecting(_Engine):
                 reason = f"protocol error: {exc}"
                 self._report(reason)
             except (OSError, ssl.SSLError) as exc:
-                reason = f"connection error: {exc}"
+                reason = f"connection error: {str(exc).removeprefix('natsbook: ')}"
             except Exception as exc:  # never leave the I/O thread silently dead
                 reason = f"internal error: {type(exc).__name__}: {exc}"
                 self._report(f"{reason} - reconnecting; please report this")

@@ -22,6 +22,7 @@ from .errors import ServerStartError
 __all__ = ["LocalServer", "find_server_binary", "local_server"]
 
 _CLIENT_RE = re.compile(r"Listening for client connections on ([\d.]+|\[[^\]]+\]):(\d+)")
+_WS_RE = re.compile(r"Listening for websocket clients on (wss?)://(?:[\d.]+|\[[^\]]+\]):(\d+)")
 _HTTP_RE = re.compile(r"Starting http monitor on ([\d.]+|\[[^\]]+\]):(\d+)")
 _PID_RE = re.compile(r"^\[(\d+)\] ")
 _live: weakref.WeakSet[LocalServer] = weakref.WeakSet()
@@ -82,9 +83,15 @@ class LocalServer:
     def __init__(self, *, port: int = 0, jetstream: bool = True, monitor: bool = True,
                  config: str | None = None, host: str = "127.0.0.1",
                  store_dir: str | os.PathLike[str] | None = None,
-                 args: list[str] | None = None, startup_timeout: float = 10.0) -> None:
+                 args: list[str] | None = None, startup_timeout: float = 10.0,
+                 websocket: bool | str = False) -> None:
         self.host = host
         self.port = port
+        #: False, True (a plain ws:// listener) or the body of a `websocket { }` block (e.g.
+        #: a `tls { cert_file: ..., key_file: ... }` for wss://); its port is chosen here.
+        self.websocket = websocket
+        self.websocket_port: int | None = None
+        self._ws_scheme = "ws"
         self.monitor_port: int | None = None
         self.jetstream = jetstream
         self.monitor = monitor
@@ -106,9 +113,15 @@ class LocalServer:
             cmd += ["-m", str(self.monitor_port or -1)]
         if self.jetstream:
             cmd += ["-js", "-sd", str(self.store_dir)]
-        if self.config is not None:
+        config = self.config
+        if self.websocket:
+            body = "no_tls: true" if self.websocket is True else self.websocket
+            # A fixed port after the first start, so a restart comes back on the same URL.
+            config = (f"{config or ''}\nwebsocket {{\n host: {self.host}\n"
+                      f" port: {self.websocket_port or -1}\n {body}\n}}\n")
+        if config is not None:
             path = Path(self._tmp.name) / "server.conf"
-            path.write_text(self.config)
+            path.write_text(config)
             cmd += ["-c", str(path)]
         return cmd + self.extra_args
 
@@ -148,6 +161,8 @@ class LocalServer:
                 self._server_pid = int(m.group(1))
             if (m := _CLIENT_RE.search(line)) and not self._ready.is_set():
                 self.port = int(m.group(2))
+            elif m := _WS_RE.search(line):
+                self._ws_scheme, self.websocket_port = m.group(1), int(m.group(2))
             elif m := _HTTP_RE.search(line):
                 self.monitor_port = int(m.group(2))
             elif "Server is ready" in line:
@@ -222,6 +237,13 @@ class LocalServer:
         return f"nats://{self.host}:{self.port}"
 
     @property
+    def ws_url(self) -> str | None:
+        """``ws://host:port`` (``wss://`` with TLS) of the websocket listener, if enabled."""
+        if not self.websocket_port:
+            return None
+        return f"{self._ws_scheme}://{self.host}:{self.websocket_port}"
+
+    @property
     def monitor_url(self) -> str | None:
         return f"http://{self.host}:{self.monitor_port}" if self.monitor_port else None
 
@@ -245,6 +267,9 @@ def local_server(*, port: int = 0, jetstream: bool = True, monitor: bool = True,
         jetstream: enable JetStream (store in a temporary directory unless store_dir=).
         monitor: enable the HTTP monitoring endpoint (free port; see ``.monitor_url``).
         config: extra nats-server config text (auth, TLS, limits...).
+        websocket: also listen for NATS over WebSocket on a free port (see ``.ws_url``):
+            True for plain ``ws://``, or the body of the ``websocket { }`` block, e.g.
+            ``'tls { cert_file: "s.pem", key_file: "s-key.pem" }'`` for ``wss://``.
 
     Returns:
         A running LocalServer with ``.url`` and ``.monitor_url``; stop it with ``.close()`` or

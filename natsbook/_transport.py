@@ -10,12 +10,21 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from . import __version__
 from ._protocol import CRLF, PING, decode_info, encode_connect
-from .errors import AuthError, BadInputError, ConnectError, ProtocolError, ServerError, TLSError
+from ._websocket import upgrade
+from .errors import (
+    AuthError,
+    BadInputError,
+    ConnectError,
+    ProtocolError,
+    ServerError,
+    TLSError,
+    WebSocketClosedError,
+)
 
 __all__ = ["Credentials", "ServerURL", "handshake", "parse_url"]
 
@@ -34,11 +43,17 @@ class ServerURL:
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     discovered: bool = False
+    #: HTTP path of a ws:// or wss:// URL (e.g. "/nats" behind a proxy); "" means "/".
+    path: str = ""
+
+    @property
+    def websocket(self) -> bool:
+        return self.scheme in ("ws", "wss")
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
 
     def __str__(self) -> str:
         return self.url
@@ -48,7 +63,8 @@ class ServerURL:
 
 
 def parse_url(text: str, *, discovered: bool = False) -> ServerURL:
-    """Parse ``nats://user:pass@host:port``, ``tls://token@host``, ``host:port`` or ``host``."""
+    """Parse ``nats://user:pass@host:port``, ``tls://token@host``, ``host:port``, ``host``,
+    or a WebSocket URL ``ws://host:port/path`` / ``wss://...`` (ports 80 / 443 by default)."""
     raw = text.strip()
     if not raw:
         raise BadInputError("empty server URL - e.g. nats://127.0.0.1:4222")
@@ -57,13 +73,15 @@ def parse_url(text: str, *, discovered: bool = False) -> ServerURL:
     parts = urlsplit(raw)
     scheme = parts.scheme.lower()
     if scheme not in ("nats", "tls", "ws", "wss"):
-        raise BadInputError(f"unsupported URL scheme {scheme!r} in a server URL - use nats:// "
-                            "or tls://")
+        raise BadInputError(f"unsupported URL scheme {scheme!r} in a server URL - use nats://, "
+                            "tls://, ws:// or wss://")
+    path = ""
     if scheme in ("ws", "wss"):
-        raise BadInputError("websocket URLs are not supported by natsbook - use the server's "
-                            "nats:// client port")
+        path = parts.path if parts.path not in ("", "/") else ""
+        if parts.query:
+            path += "?" + parts.query
     try:
-        port = parts.port or 4222
+        port = parts.port or {"ws": 80, "wss": 443}.get(scheme, 4222)
     except ValueError:
         raise BadInputError(f"bad port in server URL {parts.hostname}:... - "
                             "use nats://host:4222") from None
@@ -74,7 +92,7 @@ def parse_url(text: str, *, discovered: bool = False) -> ServerURL:
             user, password = unquote(parts.username), unquote(parts.password)
         else:
             token = unquote(parts.username)
-    return ServerURL(scheme, host, port, user, password, token, discovered)
+    return ServerURL(scheme, host, port, user, password, token, discovered, path)
 
 
 _CREDS_RE = re.compile(
@@ -201,7 +219,7 @@ def _recv_line(sock: socket.socket, buf: bytearray, deadline: float) -> bytes:
 
 
 def _wrap(sock: socket.socket, tls: TLSOptions, host: str, url: str,
-          deadline: float) -> ssl.SSLSocket:
+          deadline: float, no_tls_hint: str | None = None) -> ssl.SSLSocket:
     ctx = tls.make_context()
     sock.settimeout(max(deadline - time.monotonic(), 0.01))
     try:
@@ -210,12 +228,32 @@ def _wrap(sock: socket.socket, tls: TLSOptions, host: str, url: str,
         raise TLSError(f"TLS certificate of {url} not trusted ({exc.verify_message}) - pass "
                        "tls_ca= with the CA that signed the server certificate", url) from None
     except ssl.SSLError as exc:
+        if no_tls_hint:
+            raise TLSError(f"{no_tls_hint} (TLS handshake: {exc.reason or exc})", url) from None
         raise TLSError(f"TLS handshake with {url} failed ({exc.reason or exc}) - check that the "
                        "server speaks TLS on this port and tls_handshake_first matches", url) \
             from None
     except TimeoutError:
+        if no_tls_hint:
+            raise TLSError(f"{no_tls_hint} (TLS handshake timed out)", url) from None
         raise TLSError(f"TLS handshake with {url} timed out - check that the server speaks TLS "
                        "on this port and tls_handshake_first matches", url) from None
+
+
+def _upgrade(sock: socket.socket, server: ServerURL, timeout: float,
+             deadline: float) -> socket.socket:
+    try:
+        stream = upgrade(sock, server.host, server.port, server.path, server.url, deadline)
+    except TimeoutError:
+        raise ConnectError(f"{server.url} did not answer the WebSocket upgrade within "
+                           f"{timeout:g}s - check the port and path (and wss:// if it speaks "
+                           "TLS)", server.url) from None
+    except ssl.SSLError as exc:
+        raise TLSError(f"TLS error from {server.url} during the WebSocket upgrade "
+                       f"({exc.reason or exc})", server.url) from None
+    # The stream has the socket methods the engine and the handshake use (fileno, recv, send,
+    # sendall, settimeout, setblocking, pending, close); typed as one to keep them unchanged.
+    return cast(socket.socket, stream)
 
 
 def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: str | None,
@@ -243,14 +281,23 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
         want_tls = tls.wanted or server.scheme == "tls"
         is_tls = False
         buf = bytearray()
-        if tls.handshake_first:
+        if server.websocket:
+            # TLS (wss://, or TLS options as nats.go does) wraps the WebSocket, not NATS.
+            if server.scheme == "wss" or tls.wanted:
+                sock = _wrap(sock, tls, server.host, url, deadline, no_tls_hint=(
+                    f"TLS was requested (wss:// or TLS options) but {url} does not offer TLS "
+                    "on its WebSocket port - refusing to send credentials in plaintext; use "
+                    "ws:// without TLS options, or add tls to the server's websocket block"))
+                is_tls = True
+            sock = _upgrade(sock, server, timeout, deadline)
+        elif tls.handshake_first:
             sock = _wrap(sock, tls, server.host, url, deadline)
             is_tls = True
         try:
             line = _recv_line(sock, buf, deadline)
         except TimeoutError:
             hint = (" - the server may expect TLS first: pass tls_handshake_first=True"
-                    if not is_tls else "")
+                    if not is_tls and not server.websocket else "")
             raise ConnectError(f"{url} sent no INFO within {timeout:g}s{hint}", url) from None
         if not line.startswith(b"INFO "):
             raise ProtocolError(f"{url} is not a NATS server (first line {line[:40]!r})")
@@ -258,7 +305,7 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
             info = decode_info(line)
         except ProtocolError as exc:
             raise ProtocolError(f"{url} sent a bad INFO: {exc}") from None
-        if not is_tls:
+        if not is_tls and not server.websocket:
             offers = info.get("tls_required") or info.get("tls_available")
             if want_tls and not offers:
                 raise TLSError(f"TLS was requested but {url} offers no TLS - refusing to send "
@@ -309,6 +356,8 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
             except TimeoutError:
                 raise ConnectError(f"{url} did not answer CONNECT within {timeout:g}s", url) \
                     from None
+            except WebSocketClosedError as exc:
+                raise ConnectError(str(exc), url) from None
             except (ConnectionError, OSError):
                 raise AuthError(f"{url} closed the connection after CONNECT - usually "
                                 "refused credentials: check token/user/password/creds", url) \

@@ -9,10 +9,15 @@
     │   └── MaxPayloadError          .size .limit
     ├── ConnectError                 .url           first connect failed
     │   ├── AuthError                               credentials refused
-    │   └── TLSError                                TLS mismatch / bad certificate
+    │   ├── TLSError                                TLS mismatch / bad certificate
+    │   └── WebSocketUpgradeError    .status        the HTTP upgrade to WebSocket was refused
+    │       └── NotWebSocketError                   no WebSocket there (HTTP 400/404, not HTTP)
     ├── ConnectionClosedError                       used after close()
     ├── NotConnectedError                           reconnecting and the buffer is full
     ├── ProtocolError                               the server sent bytes we cannot parse
+    │   └── WebSocketFrameError                     a text (non-binary) or malformed frame
+    ├── WebSocketClosedError (also ConnectionResetError)  .url .code .reason
+    │                                               the server sent a WebSocket close frame
     ├── ServerError                  .text          a -ERR from the server
     │   └── PermissionError_                        publish/subscribe permission violation
     ├── TimeoutError_ (also TimeoutError)
@@ -47,6 +52,7 @@ __all__ = [
     "NoRespondersError",
     "NotConnectedError",
     "NotFoundError",
+    "NotWebSocketError",
     "PermissionViolation",
     "ProtocolError",
     "QueryError",
@@ -56,6 +62,9 @@ __all__ = [
     "ServiceError",
     "TLSError",
     "Timeout",
+    "WebSocketClosedError",
+    "WebSocketFrameError",
+    "WebSocketUpgradeError",
 ]
 
 
@@ -117,6 +126,18 @@ class TLSError(ConnectError):
     """TLS could not be set up as asked (mismatch, bad certificate, wrong CA)."""
 
 
+class WebSocketUpgradeError(ConnectError):
+    """The HTTP upgrade of a ws:// or wss:// URL was refused (e.g. 403 from a proxy)."""
+
+    def __init__(self, message: str, url: str = "", status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message, url)
+
+
+class NotWebSocketError(WebSocketUpgradeError):
+    """Nothing speaks WebSocket at that URL: HTTP 400/404/405/426, or an answer not in HTTP."""
+
+
 class ConnectionClosedError(NatsbookError):
     """The connection was closed by the user; make a new one with natsbook.connect()."""
 
@@ -130,6 +151,27 @@ class ProtocolError(NatsbookError):
 
     #: Set by the parser: (messages by sid, control frames) parsed before the bad bytes.
     partial: tuple[Any, Any] | None = None
+
+
+class WebSocketFrameError(ProtocolError):
+    """A WebSocket frame NATS cannot carry: a text frame, or one that does not parse."""
+
+
+class WebSocketClosedError(NatsbookError, ConnectionResetError):
+    """The server (or a proxy) closed the WebSocket with a close frame.
+
+    Raised inside the I/O thread, where it counts as a lost connection (reconnect, gap recorded
+    with this message); at connect() it is reported inside a ConnectError.
+    """
+
+    def __init__(self, url: str, code: int, reason: str) -> None:
+        self.url = url
+        self.code = code
+        self.reason = reason
+        said = f"{code}{': ' + reason if reason else ''}"
+        NatsbookError.__init__(self, f"{url} closed the WebSocket ({said}) - natsbook "
+                               "reconnects if allowed; if it keeps happening check the server "
+                               "or proxy log")
 
 
 class ServerError(NatsbookError):

@@ -16,25 +16,51 @@ from traitlets.config import Config
 import natsbook
 from natsbook import LocalServer
 from natsbook.magics import NatsMagics, unload_ipython_extension
+from tests.support.transports import url_of
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module that sets ``TRANSPORTS = ("tcp", "ws")`` runs each of its tests that connects
+    through `url` / `fresh_url` / `conn` (or asks for `transport`) once per transport."""
+    transports = getattr(metafunc.module, "TRANSPORTS", None)
+    if transports and "transport" in metafunc.fixturenames:
+        metafunc.parametrize("transport", transports, indirect=True)
 
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[LocalServer]:
-    """One embedded nats-server (JetStream + monitoring) shared by the session."""
-    with natsbook.local_server() as srv:
+    """One embedded nats-server (JetStream + monitoring + a ws:// listener) for the session."""
+    with natsbook.local_server(websocket=True) as srv:
         yield srv
 
 
 @pytest.fixture
 def fresh_server() -> Iterator[LocalServer]:
     """A server of the test's own (for kill/restart and config changes)."""
-    with natsbook.local_server() as srv:
+    with natsbook.local_server(websocket=True) as srv:
         yield srv
 
 
 @pytest.fixture
-def conn(server: LocalServer) -> Iterator[natsbook.Connection]:
-    c = natsbook.connect(server.url, name="natsbook-test")
+def transport(request: pytest.FixtureRequest) -> str:
+    """"tcp" unless the module parametrizes it (see pytest_generate_tests)."""
+    return str(getattr(request, "param", "tcp"))
+
+
+@pytest.fixture
+def url(server: LocalServer, transport: str) -> str:
+    """The session server's URL for this test's transport (nats:// or ws://)."""
+    return url_of(server, transport)
+
+
+@pytest.fixture
+def fresh_url(fresh_server: LocalServer, transport: str) -> str:
+    return url_of(fresh_server, transport)
+
+
+@pytest.fixture
+def conn(url: str) -> Iterator[natsbook.Connection]:
+    c = natsbook.connect(url, name="natsbook-test")
     yield c
     c.close()
 

@@ -1,4 +1,5 @@
-"""Auth and TLS matrices against real servers. Wrong credentials fail fast and clearly."""
+"""Auth and TLS matrices against real servers, over TCP and over WebSocket (ws:// / wss://).
+Wrong credentials fail fast and clearly."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import pytest
 import natsbook
 from natsbook.errors import AuthError, ConnectError, TLSError
 from tests.support.nats_jwt import make_bad_creds_text, make_nkey_user, make_operator_setup
+from tests.support.transports import url_of, with_userinfo
 
 SECRET = "s3cr3t-Token-Value"
+#: Each test taking `transport` runs over TCP and WebSocket (conftest.pytest_generate_tests).
+TRANSPORTS = ("tcp", "ws")
 
 
 def roundtrip(c: natsbook.Connection, subject: str = "auth.check") -> None:
@@ -39,66 +43,70 @@ def assert_fast_auth_error(fn, secret: str | None = None) -> AuthError:
 
 @pytest.fixture(scope="module")
 def token_server() -> Iterator[natsbook.LocalServer]:
-    with natsbook.local_server(jetstream=False, config=f'authorization {{ token: "{SECRET}" }}') \
-            as srv:
+    with natsbook.local_server(jetstream=False, config=f'authorization {{ token: "{SECRET}" }}',
+                               websocket=True) as srv:
         yield srv
 
 
-def test_token(token_server: natsbook.LocalServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_token(token_server: natsbook.LocalServer, transport: str,
+               caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="natsbook")
-    with natsbook.connect(token_server.url, token=SECRET) as c:
+    url = url_of(token_server, transport)
+    with natsbook.connect(url, token=SECRET) as c:
         roundtrip(c)
         assert SECRET not in repr(c)
-    host = token_server.url.removeprefix("nats://")
-    with natsbook.connect(f"nats://{SECRET}@{host}") as c:
+    with natsbook.connect(with_userinfo(url, SECRET)) as c:
         roundtrip(c)
         assert SECRET not in repr(c) and SECRET not in str(c.servers)
-    assert_fast_auth_error(lambda: natsbook.connect(token_server.url, token="wrong"), "wrong")
-    assert_fast_auth_error(lambda: natsbook.connect(token_server.url))
+    assert_fast_auth_error(lambda: natsbook.connect(url, token="wrong"), "wrong")
+    assert_fast_auth_error(lambda: natsbook.connect(url))
     assert SECRET not in caplog.text
 
 
-def test_user_password(caplog: pytest.LogCaptureFixture) -> None:
+def test_user_password(transport: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="natsbook")
     cfg = 'authorization { users = [ {user: "alice", password: "pw-Secret-1"} ] }'
-    with natsbook.local_server(jetstream=False, config=cfg) as srv:
-        with natsbook.connect(srv.url, user="alice", password="pw-Secret-1") as c:
+    with natsbook.local_server(jetstream=False, config=cfg, websocket=True) as srv:
+        url = url_of(srv, transport)
+        with natsbook.connect(url, user="alice", password="pw-Secret-1") as c:
             roundtrip(c)
-        host = srv.url.removeprefix("nats://")
-        with natsbook.connect(f"nats://alice:pw-Secret-1@{host}") as c:
+        with natsbook.connect(with_userinfo(url, "alice:pw-Secret-1")) as c:
             roundtrip(c)
             assert "pw-Secret-1" not in repr(c)
         err = assert_fast_auth_error(
-            lambda: natsbook.connect(srv.url, user="alice", password="nope-Secret-2"),
+            lambda: natsbook.connect(url, user="alice", password="nope-Secret-2"),
             "nope-Secret-2")
-        assert err.url == srv.url
+        assert err.url == url
     assert "pw-Secret-1" not in caplog.text
 
 
-def test_nkey(tmp_path: Path) -> None:
+def test_nkey(tmp_path: Path, transport: str) -> None:
     seed, pub = make_nkey_user()
     cfg = f"authorization {{ users = [ {{ nkey: {pub} }} ] }}"
-    with natsbook.local_server(jetstream=False, config=cfg) as srv:
-        with natsbook.connect(srv.url, nkey_seed=seed) as c:
+    with natsbook.local_server(jetstream=False, config=cfg, websocket=True) as srv:
+        url = url_of(srv, transport)
+        with natsbook.connect(url, nkey_seed=seed) as c:
             roundtrip(c)
         seed_file = tmp_path / "user.nk"
         seed_file.write_bytes(seed)
-        with natsbook.connect(srv.url, nkey_seed=str(seed_file)) as c:
+        with natsbook.connect(url, nkey_seed=str(seed_file)) as c:
             roundtrip(c)
         other_seed, _ = make_nkey_user()
-        assert_fast_auth_error(lambda: natsbook.connect(srv.url, nkey_seed=other_seed))
+        assert_fast_auth_error(lambda: natsbook.connect(url, nkey_seed=other_seed))
 
 
-def test_creds(tmp_path: Path) -> None:
+def test_creds(tmp_path: Path, transport: str) -> None:
     setup = make_operator_setup()
-    with natsbook.local_server(jetstream=False, config=setup.server_config) as srv:
+    with natsbook.local_server(jetstream=False, config=setup.server_config,
+                               websocket=True) as srv:
+        url = url_of(srv, transport)
         path = setup.write_creds(tmp_path / "alice.creds")
-        with natsbook.connect(srv.url, creds=path) as c:
+        with natsbook.connect(url, creds=path) as c:
             roundtrip(c)
             assert setup.user_jwt not in repr(c)
         bad = tmp_path / "bad.creds"
         bad.write_text(make_bad_creds_text())
-        assert_fast_auth_error(lambda: natsbook.connect(srv.url, creds=bad))
+        assert_fast_auth_error(lambda: natsbook.connect(url, creds=bad))
     not_creds = tmp_path / "x.creds"
     not_creds.write_text("hello")
     with pytest.raises(natsbook.errors.BadInputError, match=r"not a NATS \.creds"):
@@ -111,40 +119,62 @@ def tls_config(pki: dict[str, str], extra: str = "") -> str:
             f' {extra}\n}}\n')
 
 
+def tls_server(pki: dict[str, str], extra: str = "") -> natsbook.LocalServer:
+    """TLS on the client port and on a websocket listener (wss://), same certificates."""
+    return natsbook.local_server(jetstream=False, config=tls_config(pki, extra),
+                                 websocket=tls_config(pki, extra))
 
-def test_tls_trusted_ca(pki: dict[str, str]) -> None:
-    with natsbook.local_server(jetstream=False, config=tls_config(pki)) as srv:
-        with natsbook.connect(srv.url, tls_ca=pki["ca"]) as c:
+
+def plain_url(url: str) -> str:
+    """The same listener asked for without TLS: nats:// (TCP) or ws:// (WebSocket)."""
+    return url.replace("wss://", "ws://")
+
+
+
+def test_tls_trusted_ca(pki: dict[str, str], transport: str) -> None:
+    with tls_server(pki) as srv:
+        url = url_of(srv, transport)
+        assert url.startswith(("nats://", "wss://"))
+        with natsbook.connect(url, tls_ca=pki["ca"]) as c:
             roundtrip(c)
             assert c.server_info.get("tls_required")
-        tls_url = srv.url.replace("nats://", "tls://")
+        # tls:// asks for TLS on the client port; TLS options do so on ws:// (as nats.go).
+        tls_url = url.replace("nats://", "tls://").replace("wss://", "ws://")
         with natsbook.connect(tls_url, tls_ca=pki["ca"]) as c:
             roundtrip(c)
+        # Hostname verification: the certificate names 127.0.0.1 and localhost only.
+        with pytest.raises(TLSError, match="not trusted"):
+            natsbook.connect(url, tls_ca=pki["ca"], tls_hostname="elsewhere.example",
+                             connect_timeout=3)
 
 
-def test_tls_wrong_ca_fails_fast(pki: dict[str, str]) -> None:
-    with natsbook.local_server(jetstream=False, config=tls_config(pki)) as srv:
+def test_tls_wrong_ca_fails_fast(pki: dict[str, str], transport: str) -> None:
+    with tls_server(pki) as srv:
+        url = url_of(srv, transport)
         start = time.monotonic()
         with pytest.raises(TLSError, match="not trusted") as exc:
-            natsbook.connect(srv.url, tls_ca=pki["other_ca"], connect_timeout=3)
+            natsbook.connect(url, tls_ca=pki["other_ca"], connect_timeout=3)
         assert time.monotonic() - start < 5
         assert "tls_ca" in str(exc.value)
         # Server requires TLS, client asked for none: the system store does not know this CA.
+        start = time.monotonic()
         with pytest.raises(TLSError, match="requires TLS"):
-            natsbook.connect(srv.url, connect_timeout=3)
+            natsbook.connect(plain_url(url), connect_timeout=3)
+        assert time.monotonic() - start < 2
 
 
-def test_mutual_tls(pki: dict[str, str]) -> None:
-    cfg = tls_config(pki, f'ca_file: "{pki["ca"]}"\n verify: true')
-    with natsbook.local_server(jetstream=False, config=cfg) as srv:
-        with natsbook.connect(srv.url, tls_ca=pki["ca"], tls_cert=pki["client"],
+def test_mutual_tls(pki: dict[str, str], transport: str) -> None:
+    with tls_server(pki, f'ca_file: "{pki["ca"]}"\n verify: true') as srv:
+        url = url_of(srv, transport)
+        with natsbook.connect(url, tls_ca=pki["ca"], tls_cert=pki["client"],
                               tls_key=pki["client_key"]) as c:
             roundtrip(c)
         with pytest.raises(ConnectError):
-            natsbook.connect(srv.url, tls_ca=pki["ca"], connect_timeout=3)
+            natsbook.connect(url, tls_ca=pki["ca"], connect_timeout=3)
 
 
 def test_tls_handshake_first(pki: dict[str, str]) -> None:
+    """TCP only: TLS-first is a client-port option; wss:// always starts with TLS."""
     cfg = tls_config(pki, "handshake_first: true")
     with natsbook.local_server(jetstream=False, config=cfg) as srv:
         with natsbook.connect(srv.url, tls_ca=pki["ca"], tls_handshake_first=True) as c:
@@ -155,9 +185,11 @@ def test_tls_handshake_first(pki: dict[str, str]) -> None:
         assert time.monotonic() - start < 5
 
 
-def test_tls_requested_but_server_plaintext(server: natsbook.LocalServer,
-                                            pki: dict[str, str]) -> None:
-    with pytest.raises(TLSError, match="offers no TLS"):
-        natsbook.connect(server.url, tls_ca=pki["ca"], connect_timeout=2)
-    with pytest.raises(TLSError, match="offers no TLS"):
-        natsbook.connect(server.url.replace("nats://", "tls://"), connect_timeout=2)
+def test_tls_requested_but_server_plaintext(url: str, pki: dict[str, str]) -> None:
+    expect = "offers no TLS|does not offer TLS"
+    with pytest.raises(TLSError, match=expect) as exc:
+        natsbook.connect(url, tls_ca=pki["ca"], connect_timeout=2)
+    assert "refusing to send credentials in plaintext" in str(exc.value)
+    with pytest.raises(TLSError, match=expect):
+        natsbook.connect(url.replace("nats://", "tls://").replace("ws://", "wss://"),
+                         connect_timeout=2)

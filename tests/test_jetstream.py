@@ -1,4 +1,5 @@
-"""JetStream history, follow and publish against the real embedded nats-server."""
+"""JetStream history, follow and publish against the real embedded nats-server, over TCP and
+WebSocket."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from natsbook.errors import BadInputError, JetStreamError, NotFoundError
 from tests.support.waiting import wait_for
 
 METHODS = ["direct", "consumer"]
+
+#: Tests that connect run over TCP and over WebSocket (conftest.pytest_generate_tests).
+TRANSPORTS = ("tcp", "ws")
 
 
 @pytest.fixture
@@ -370,10 +374,10 @@ def test_column_parse_agrees_with_the_per_row_parse(conn, stream, subject):
     assert fast["headers"][3].as_py() == b"NATS/1.0\r\nA: 3\r\nB: x\r\n\r\n"
 
 
-def test_follow_survives_a_server_restart(fresh_server, subject):
+def test_follow_survives_a_server_restart(fresh_server, fresh_url, subject):
     """A restart wipes the in-memory consumer: after the reconnect natsbook creates it again
     from the next stream sequence, so the live capture has no gap and no duplicate."""
-    c = natsbook.connect(fresh_server.url)
+    c = natsbook.connect(fresh_url)
     try:
         name = f"R{subject}".upper()
         js.add_stream(c, name, [f"{subject}.>"])

@@ -1,4 +1,4 @@
-"""Key-value buckets against the real embedded nats-server."""
+"""Key-value buckets against the real embedded nats-server, over TCP and WebSocket."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from natsbook import jetstream as js
 from natsbook import kv as natskv
 from natsbook.errors import BadInputError, JetStreamError, NotFoundError
 from tests.support.waiting import wait_for
+
+#: Every test runs over TCP and over WebSocket (conftest.pytest_generate_tests).
+TRANSPORTS = ("tcp", "ws")
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Core pub/sub, queue groups, request/reply, serve, headers, flush, limits: real server."""
+"""Core pub/sub, queue groups, request/reply, serve, headers, flush, limits: real server,
+over TCP and over WebSocket."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections import Counter
 import pytest
 
 import natsbook
-from natsbook import Connection, LocalServer, Msg
+from natsbook import Connection, Msg
 from natsbook.errors import (
     BadHeaderError,
     BadInputError,
@@ -20,7 +21,11 @@ from natsbook.errors import (
     RequestTimeout,
     ServiceError,
 )
+from tests.support.transports import url_of
 from tests.support.waiting import wait_for
+
+#: Every test that connects runs over TCP and over WebSocket (see conftest.pytest_generate_tests).
+TRANSPORTS = ("tcp", "ws")
 
 
 def test_wildcards(conn: Connection, subject: str) -> None:
@@ -37,11 +42,11 @@ def test_wildcards(conn: Connection, subject: str) -> None:
         f"{subject}.{s}" for s in ("a.temp", "b.temp", "a.hum", "a.temp.x"))
 
 
-def test_subscribe_then_publish_is_never_lost(server: LocalServer, subject: str) -> None:
+def test_subscribe_then_publish_is_never_lost(url: str, subject: str) -> None:
     """subscribe() returns only once the server registered it: 0 lost in 200 tries, with the
     publish coming from an independent connection."""
-    sub_conn = natsbook.connect(server.url)
-    pub_conn = natsbook.connect(server.url)
+    sub_conn = natsbook.connect(url)
+    pub_conn = natsbook.connect(url)
     lost = 0
     try:
         for i in range(200):
@@ -58,8 +63,8 @@ def test_subscribe_then_publish_is_never_lost(server: LocalServer, subject: str)
     assert lost == 0
 
 
-def test_flush_is_a_barrier(conn: Connection, server: LocalServer, subject: str) -> None:
-    other = natsbook.connect(server.url)
+def test_flush_is_a_barrier(conn: Connection, url: str, subject: str) -> None:
+    other = natsbook.connect(url)
     try:
         sub = other.subscribe(subject)
         for i in range(5000):
@@ -72,9 +77,9 @@ def test_flush_is_a_barrier(conn: Connection, server: LocalServer, subject: str)
         other.close()
 
 
-def test_queue_group_spreads_work(server: LocalServer, subject: str) -> None:
-    workers = [natsbook.connect(server.url) for _ in range(3)]
-    pub = natsbook.connect(server.url)
+def test_queue_group_spreads_work(url: str, subject: str) -> None:
+    workers = [natsbook.connect(url) for _ in range(3)]
+    pub = natsbook.connect(url)
     try:
         subs = [w.subscribe(subject, queue="workers") for w in workers]
         for i in range(300):
@@ -166,8 +171,8 @@ def test_request_reply_and_serve(conn: Connection, subject: str) -> None:
     assert conn.request(f"{subject}.echo", [1], timeout=2).json() == {"got": [1]}
 
 
-def test_many_concurrent_requests(conn: Connection, server: LocalServer, subject: str) -> None:
-    responder = natsbook.connect(server.url)
+def test_many_concurrent_requests(conn: Connection, url: str, subject: str) -> None:
+    responder = natsbook.connect(url)
     try:
         responder.serve(subject, lambda m: m.data[::-1], queue="q")
         results: dict[int, bytes] = {}
@@ -223,9 +228,11 @@ def test_payload_types(conn: Connection, subject: str) -> None:
         conn.publish(subject, object())
 
 
-def test_max_payload_enforced_client_side_including_headers(subject: str) -> None:
-    with natsbook.local_server(jetstream=False, config="max_payload: 1KB") as srv, \
-            natsbook.connect(srv.url) as c:
+def test_max_payload_enforced_client_side_including_headers(subject: str,
+                                                           transport: str) -> None:
+    with natsbook.local_server(jetstream=False, config="max_payload: 1KB",
+                               websocket=True) as srv, \
+            natsbook.connect(url_of(srv, transport)) as c:
         assert c.max_payload == 1024
         c.publish(subject, b"x" * 1024)
         with pytest.raises(MaxPayloadError) as exc:
@@ -298,8 +305,8 @@ def test_scalar_header_values_are_sent_as_text(conn: Connection, subject: str) -
     assert conn.status == "connected" and len(got) == 2
 
 
-def test_closed_connection_errors(server: LocalServer, subject: str) -> None:
-    c = natsbook.connect(server.url)
+def test_closed_connection_errors(url: str, subject: str) -> None:
+    c = natsbook.connect(url)
     c.close()
     assert c.status == "closed"
     with pytest.raises(ConnectionClosedError, match=r"natsbook\.connect"):
@@ -309,8 +316,8 @@ def test_closed_connection_errors(server: LocalServer, subject: str) -> None:
     c.close()  # idempotent
 
 
-def test_drain_delivers_pending_callbacks(server: LocalServer, subject: str) -> None:
-    c = natsbook.connect(server.url)
+def test_drain_delivers_pending_callbacks(url: str, subject: str) -> None:
+    c = natsbook.connect(url)
     seen: list[bytes] = []
 
     def slow(m: Msg) -> None:
@@ -327,10 +334,10 @@ def test_drain_delivers_pending_callbacks(server: LocalServer, subject: str) -> 
     assert c.status == "closed"
 
 
-def test_connect_defaults_to_nats_url(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NATS_URL", server.url)
+def test_connect_defaults_to_nats_url(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NATS_URL", url)
     with natsbook.connect() as c:
-        assert c.connected_url == server.url
+        assert c.connected_url == url
 
 
 def test_nothing_listening_fails_fast() -> None:

@@ -1,4 +1,5 @@
-"""Server kill -9 and restart mid-capture: reconnect, subscriptions restored, gap recorded."""
+"""Server kill -9 and restart mid-capture: reconnect, subscriptions restored, gap recorded
+(over TCP and over WebSocket)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ import natsbook
 from natsbook import LocalServer
 from tests.support.waiting import wait_for
 
+#: Tests taking `fresh_url` run over TCP and WebSocket (conftest.pytest_generate_tests).
+TRANSPORTS = ("tcp", "ws")
 
-def test_kill_and_restart_mid_capture(fresh_server: LocalServer, subject: str) -> None:
-    conn = natsbook.connect(fresh_server.url)
+
+def test_kill_and_restart_mid_capture(fresh_server: LocalServer, fresh_url: str,
+                                      subject: str) -> None:
+    conn = natsbook.connect(fresh_url)
     try:
         sub = conn.subscribe(f"{subject}.>")
         limited = conn.subscribe(f"{subject}.lim", max_msgs=5)
@@ -53,11 +58,11 @@ def test_kill_and_restart_mid_capture(fresh_server: LocalServer, subject: str) -
 
 
 def test_steady_publisher_across_restart_loses_nothing_after_reconnect(
-        fresh_server: LocalServer, subject: str) -> None:
+        fresh_server: LocalServer, fresh_url: str, subject: str) -> None:
     """A steady stream from a second connection: every message after both reconnect arrives;
     anything missing falls inside the recorded gap."""
-    cap = natsbook.connect(fresh_server.url)
-    pub = natsbook.connect(fresh_server.url)
+    cap = natsbook.connect(fresh_url)
+    pub = natsbook.connect(fresh_url)
     stop = threading.Event()
     sent: list[int] = []
 

@@ -53,7 +53,7 @@ class Cluster:
                 f"server_name: n{i + 1}\n"
                 f"cluster {{\n  name: c1\n  listen: 127.0.0.1:{rp}\n  routes: [ {routes} ]\n}}\n"
             )
-            self.nodes.append(LocalServer(jetstream=False, config=config))
+            self.nodes.append(LocalServer(jetstream=False, config=config, websocket=True))
 
     def start(self) -> Cluster:
         threads = [threading.Thread(target=n.start) for n in self.nodes]

@@ -1,4 +1,5 @@
-"""A three-node loopback cluster: fail over when the node dies, move on lame duck mode."""
+"""A three-node loopback cluster: fail over when the node dies, move on lame duck mode (the
+client on TCP or on WebSocket; the publisher always on TCP)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import time
 import pytest
 
 import natsbook
+from tests.support.transports import url_of
 
 from .helpers import Cluster, Publisher, monitor, wait_for
+
+#: Tests taking `transport` run with the client over TCP and over WebSocket.
+TRANSPORTS = ("tcp", "ws")
 
 
 def _numbers(sub: natsbook.Subscription) -> list[int]:
@@ -27,9 +32,10 @@ def _interest_everywhere(cluster: Cluster, subject: str, count: int = 1) -> bool
 
 
 @pytest.mark.slow
-def test_kill_current_node_fails_over(cluster: Cluster, subject: str) -> None:
+def test_kill_current_node_fails_over(cluster: Cluster, subject: str, transport: str) -> None:
     first = cluster.nodes[0]
-    conn = natsbook.connect(first.url, reconnect_wait=0.02, connect_timeout=1.0)
+    first_url = url_of(first, transport)
+    conn = natsbook.connect(first_url, reconnect_wait=0.02, connect_timeout=1.0)
     pub = None
     try:
         # The other nodes are discovered from INFO connect_urls.
@@ -46,11 +52,13 @@ def test_kill_current_node_fails_over(cluster: Cluster, subject: str) -> None:
 
         killed_at = time.monotonic()
         first.kill()
-        wait_for(lambda: conn.status == "connected" and conn.connected_url != first.url,
+        wait_for(lambda: conn.status == "connected" and conn.connected_url != first_url,
                  timeout=3)
         failover = time.monotonic() - killed_at
         assert failover < 2.0, f"fail-over took {failover:.2f}s"
-        assert conn.connected_url in (cluster.nodes[1].url, cluster.nodes[2].url)
+        # A discovered node, over the same transport.
+        assert conn.connected_url in (url_of(cluster.nodes[1], transport),
+                                      url_of(cluster.nodes[2], transport))
 
         # Subscriptions restored on the new node: messages flow again, callbacks too.
         seen = len(sub)
@@ -67,7 +75,7 @@ def test_kill_current_node_fails_over(cluster: Cluster, subject: str) -> None:
         assert after[: len(before)] == before, "rows before the fail-over are intact"
         gaps = conn.gaps()
         assert len(gaps) == 1 and gaps["end"].notna().all()
-        assert gaps["server"].iloc[0] == first.url
+        assert gaps["server"].iloc[0] == first_url
         assert len(after) == len(set(after)), "no duplicates"
     finally:
         if pub is not None:
@@ -76,9 +84,11 @@ def test_kill_current_node_fails_over(cluster: Cluster, subject: str) -> None:
 
 
 @pytest.mark.slow
-def test_lame_duck_moves_client_without_loss(cluster: Cluster, subject: str) -> None:
+def test_lame_duck_moves_client_without_loss(cluster: Cluster, subject: str,
+                                            transport: str) -> None:
     first = cluster.nodes[0]
-    conn = natsbook.connect(first.url, reconnect_wait=0.02, connect_timeout=1.0)
+    first_url = url_of(first, transport)
+    conn = natsbook.connect(first_url, reconnect_wait=0.02, connect_timeout=1.0)
     pub = None
     try:
         wait_for(lambda: len(conn.servers) == 3, timeout=5)
@@ -89,8 +99,10 @@ def test_lame_duck_moves_client_without_loss(cluster: Cluster, subject: str) -> 
         wait_for(lambda: len(sub) >= 50, timeout=10)
 
         first.lame_duck()
-        wait_for(lambda: conn.status == "connected" and conn.connected_url != first.url,
+        wait_for(lambda: conn.status == "connected" and conn.connected_url != first_url,
                  timeout=5)
+        assert conn.connected_url in (url_of(cluster.nodes[1], transport),
+                                      url_of(cluster.nodes[2], transport))
         assert any("lame duck" in text for _, text in conn.errors)
         # The client moved on the INFO ldm notice, before the server's grace period kicks it.
         assert first.running
