@@ -15,8 +15,8 @@ from .errors import BadInputError, JetStreamError
 if TYPE_CHECKING:
     from ._connection import Connection
 
-__all__ = ["CONSUMER_COLUMNS", "LAG_COLUMNS", "consumer_info", "consumer_lag",
-           "consumer_names", "consumers"]
+__all__ = ["CONSUMER_COLUMNS", "LAG_COLUMNS", "add_consumer", "consumer_info", "consumer_lag",
+           "consumer_names", "consumers", "delete_consumer"]
 
 CONSUMER_COLUMNS = ["name", "durable", "filter_subjects", "deliver_policy", "ack_policy",
                     "pending", "ack_pending", "redelivered", "waiting", "delivered_stream_seq",
@@ -111,9 +111,7 @@ def consumer_info(conn: Connection, stream: str, name: str, *,
         NotFoundError: no such stream or consumer (with a close name as a suggestion).
     """
     _check_name(stream)
-    if not isinstance(name, str) or not name or any(c in name for c in " .*>\t\r\n"):
-        raise BadInputError(f"bad consumer name {name!r}: names cannot be empty or contain "
-                            "spaces, '.', '*' or '>'")
+    _check_consumer(name)
     try:
         return api_request(conn, f"CONSUMER.INFO.{stream}.{name}", timeout=timeout)
     except JetStreamError as exc:
@@ -124,6 +122,55 @@ def consumer_info(conn: Connection, stream: str, name: str, *,
     raise _not_found(f"consumer of stream {stream!r}", name,
                      consumer_names(conn, stream, timeout=timeout),
                      "the stream has no consumers yet") from None
+
+
+def _check_consumer(name: Any) -> None:
+    if not isinstance(name, str) or not name or any(c in name for c in " .*>\t\r\n"):
+        raise BadInputError(f"bad consumer name {name!r}: names cannot be empty or contain "
+                            "spaces, '.', '*' or '>'")
+
+
+def add_consumer(conn: Connection, stream: str, name: str, *,
+                 filter_subject: str | list[str] | None = None, ack_policy: str = "explicit",
+                 deliver_policy: str = "all", timeout: float = 5.0,
+                 **config: Any) -> dict[str, Any]:
+    """Create (or update) the durable pull consumer `name` on `stream`; returns its info.
+
+    Args:
+        filter_subject: one subject or a list (``filter_subjects``) the consumer selects.
+        ack_policy / deliver_policy: as the JetStream API spells them.
+        **config: any other consumer configuration field (``max_ack_pending=100``...).
+    """
+    _check_name(stream)
+    _check_consumer(name)
+    cfg: dict[str, Any] = {"durable_name": name, "ack_policy": ack_policy,
+                           "deliver_policy": deliver_policy, **config}
+    if isinstance(filter_subject, str):
+        cfg["filter_subject"] = filter_subject
+    elif filter_subject is not None:
+        cfg["filter_subjects"] = list(filter_subject)
+    return _create(conn, stream, name, cfg, timeout)
+
+
+def _create(conn: Connection, stream: str, name: str, cfg: dict[str, Any],
+            timeout: float) -> dict[str, Any]:
+    try:
+        return api_request(conn, f"CONSUMER.CREATE.{stream}.{name}",
+                           {"stream_name": stream, "config": cfg}, timeout=timeout)
+    except JetStreamError as exc:
+        if exc.err_code == _STREAM_NOT_FOUND:
+            raise _stream_not_found(conn, stream) from None
+        raise
+
+
+def delete_consumer(conn: Connection, stream: str, name: str, *, timeout: float = 5.0) -> None:
+    """Delete the consumer `name` of `stream`.
+
+    Raises:
+        NotFoundError: no such stream or consumer.
+    """
+    consumer_info(conn, stream, name, timeout=timeout)  # a clear not-found error first
+    api_request(conn, f"CONSUMER.DELETE.{stream}.{name}", timeout=timeout)
 
 
 def consumer_lag(conn: Connection, stream: str, consumer: str | None = None, *,
@@ -165,7 +212,7 @@ def consumer_lag(conn: Connection, stream: str, consumer: str | None = None, *,
                              **{c: r[c] for c in LAG_COLUMNS[2:]}})
             n += 1
             wake = start + n * every
-            if wake - start > duration:
+            if wake - start > duration + 1e-9:
                 break
             time.sleep(max(0.0, wake - time.monotonic()))
     except KeyboardInterrupt:

@@ -77,6 +77,15 @@ class DataMethods:
         """The consumer's info as the JetStream API returns it."""
         return _cons.consumer_info(self._as_conn(), stream, name, timeout=timeout)
 
+    def add_consumer(self, stream: str, name: str, **kwargs: Any) -> dict[str, Any]:
+        """Create (or update) a durable pull consumer; returns its info. See
+        :func:`natsbook._consumers.add_consumer` for the options."""
+        return _cons.add_consumer(self._as_conn(), stream, name, **kwargs)
+
+    def delete_consumer(self, stream: str, name: str, *, timeout: float = 5.0) -> None:
+        """Delete a consumer of `stream`."""
+        _cons.delete_consumer(self._as_conn(), stream, name, timeout=timeout)
+
     def consumer_lag(self, stream: str, consumer: str | None = None, *, every: float = 1.0,
                      duration: float = 10.0, timeout: float = 5.0) -> pd.DataFrame:
         """Pending and ack-pending per consumer sampled over time (blocks for `duration`)."""
