@@ -22,6 +22,7 @@ from ._api import connect, read_capture
 from ._connection import Connection, DrainReport
 from ._msg import Headers, Msg
 from ._server import LocalServer, local_server
+from ._services import Service
 from ._subjects import check_publish, check_subscribe, matches
 from ._subscription import Subscription, SubStats
 from .errors import NatsbookError
@@ -35,6 +36,7 @@ __all__ = [
     "Monitor",
     "Msg",
     "NatsbookError",
+    "Service",
     "SubStats",
     "Subscription",
     "__version__",
@@ -53,7 +55,7 @@ __all__ = [
 
 
 def dashboard(conn: Connection, **kwargs: object) -> object:
-    """All panels (publish, subscribe, request, subject explorer) in tabs, plus the
+    """All panels (publish, subscribe, request, subject explorer, services) in tabs, plus the
     connection's state. See :func:`natsbook.widgets.dashboard`."""
     from .widgets import dashboard as _dashboard
 

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from . import _consumers as _cons
+from . import _services as _srv
 from . import jetstream as _js
 from . import kv as _kv
 
@@ -51,6 +54,44 @@ class DataMethods:
         if create:
             return _kv.create_kv(self._as_conn(), bucket, **kwargs)
         return _kv.kv(self._as_conn(), bucket, **kwargs)
+
+    # -- issue 15: services (micro protocol) and JetStream consumers --------------------------
+    def services(self, name: str | None = None, *, timeout: float = 1.0) -> pd.DataFrame:
+        """Every running NATS service instance (any official client's micro library), one row
+        per endpoint. See :func:`natsbook._services.services`."""
+        return _srv.services(self._as_conn(), name, timeout=timeout)
+
+    def add_service(self, name: str, version: str, *, description: str = "",
+                    metadata: Mapping[str, str] | None = None) -> _srv.Service:
+        """Run a NATS service from this connection; add endpoints with
+        ``.endpoint(name, handler)``. See :class:`natsbook._services.Service`."""
+        return _srv.add_service(self._as_conn(), name, version, description=description,
+                                metadata=metadata)
+
+    def consumers(self, stream: str, *, timeout: float = 5.0) -> pd.DataFrame:
+        """Every consumer of `stream`: pending, ack pending, redelivered, delivered and
+        ack-floor sequences, last active, paused."""
+        return _cons.consumers(self._as_conn(), stream, timeout=timeout)
+
+    def consumer_info(self, stream: str, name: str, *, timeout: float = 5.0) -> dict[str, Any]:
+        """The consumer's info as the JetStream API returns it."""
+        return _cons.consumer_info(self._as_conn(), stream, name, timeout=timeout)
+
+    def add_consumer(self, stream: str, name: str, **kwargs: Any) -> dict[str, Any]:
+        """Create (or update) a durable pull consumer; returns its info. See
+        :func:`natsbook._consumers.add_consumer` for the options."""
+        return _cons.add_consumer(self._as_conn(), stream, name, **kwargs)
+
+    def delete_consumer(self, stream: str, name: str, *, timeout: float = 5.0) -> None:
+        """Delete a consumer of `stream`."""
+        _cons.delete_consumer(self._as_conn(), stream, name, timeout=timeout)
+
+    def consumer_lag(self, stream: str, consumer: str | None = None, *, every: float = 1.0,
+                     duration: float = 10.0, timeout: float = 5.0) -> pd.DataFrame:
+        """Pending and ack-pending per consumer sampled over time (blocks for `duration`)."""
+        return _cons.consumer_lag(self._as_conn(), stream, consumer, every=every,
+                                  duration=duration, timeout=timeout)
+    # -- end issue 15 (services, consumers) ----------------------------------------------------
 
     def _as_conn(self) -> Connection:
         return self  # type: ignore[return-value]

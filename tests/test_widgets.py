@@ -269,8 +269,8 @@ def test_explorer_tree_selection_diff_and_plot(conn: Connection, subject: str) -
 # -- dashboard --------------------------------------------------------------------------------
 def test_dashboard_tabs_status_and_close(dash: Dashboard, conn: Connection,
                                         subject: str) -> None:
-    assert [dash.tabs.get_title(i) for i in range(4)] == [
-        "Publish", "Subscribe", "Request", "Explorer"]
+    assert [dash.tabs.get_title(i) for i in range(5)] == [
+        "Publish", "Subscribe", "Request", "Explorer", "Services"]
     wait_for(lambda: "connected" in dash.status.value and "RTT" in dash.status.value
              and "ms" in dash.status.value, what="the status line")
     assert conn.connected_url is not None and conn.connected_url in dash.status.value

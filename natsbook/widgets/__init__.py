@@ -1,5 +1,5 @@
-"""ipywidgets panels for NATS: publish, subscribe, request, a live subject explorer, and a
-dashboard with all of them in tabs.
+"""ipywidgets panels for NATS: publish, subscribe, request, a live subject explorer, services,
+and a dashboard with all of them in tabs.
 
 >>> import natsbook
 >>> from natsbook.widgets import dashboard
@@ -18,6 +18,7 @@ from .explorer import SubjectExplorer
 from .plot import LinePlot
 from .publish import PublishPanel
 from .request import RequestPanel
+from .services import ServicesPanel
 from .subscribe import SubscribePanel
 from .tree import SubjectTree
 
@@ -26,6 +27,7 @@ __all__ = [
     "LinePlot",
     "PublishPanel",
     "RequestPanel",
+    "ServicesPanel",
     "SubjectExplorer",
     "SubjectTree",
     "SubscribePanel",

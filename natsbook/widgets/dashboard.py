@@ -13,6 +13,7 @@ from ._base import Updater, style_widget
 from .explorer import SubjectExplorer
 from .publish import PublishPanel
 from .request import RequestPanel
+from .services import ServicesPanel
 from .subscribe import SubscribePanel
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ def status_html(conn: Connection, rtt_ms: float | None) -> str:
 
 
 class Dashboard(W.VBox):
-    """Publish, Subscribe, Request and Explorer tabs sharing one throttled updater."""
+    """Publish, Subscribe, Request, Explorer and Services tabs sharing one throttled
+    updater."""
 
     def __init__(self, conn: Connection, *, interval: float = 0.1,
                  explorer_pattern: str = ">", **kwargs: Any) -> None:
@@ -58,8 +60,10 @@ class Dashboard(W.VBox):
         self.subscribe = SubscribePanel(conn, updater=self.updater)
         self.request = RequestPanel(conn, updater=self.updater)
         self.explorer = SubjectExplorer(conn, updater=self.updater, pattern=explorer_pattern)
-        self.tabs = W.Tab(children=[self.publish, self.subscribe, self.request, self.explorer],
-                          titles=["Publish", "Subscribe", "Request", "Explorer"])
+        self.services = ServicesPanel(conn, updater=self.updater)
+        self.tabs = W.Tab(children=[self.publish, self.subscribe, self.request, self.explorer,
+                                    self.services],
+                          titles=["Publish", "Subscribe", "Request", "Explorer", "Services"])
         self.tabs.add_class("nb-tabs")
         self.add_class("nb-dashboard")
         self.children = [style_widget(), self.status, self.tabs]
@@ -82,7 +86,8 @@ class Dashboard(W.VBox):
     def close(self) -> None:
         """Stop the updater and the explorer's subscription; close every widget."""
         self.updater.stop()
-        for panel in (self.publish, self.subscribe, self.request, self.explorer):
+        for panel in (self.publish, self.subscribe, self.request, self.explorer,
+                      self.services):
             panel.close()
         self.tabs.close()
         self.status.close()
