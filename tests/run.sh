@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f tests/browser/ensure_chromium.sh ] && bash tests/browser/ensure_chromium.sh
+# nats.js peers for the service-discovery interop tests (skipped, with the reason, without node)
+if command -v npm >/dev/null; then
+    echo "== nats.js peers"; npm install --prefix tests/js --no-audit --no-fund --loglevel=error
+fi
 echo "== ruff"; ruff check natsbook tests bench
 echo "== mypy"; mypy
 echo "== pytest"; python -m pytest tests -p no:cacheprovider "$@"
