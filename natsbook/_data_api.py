@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from . import _objstore as _obj
 from . import jetstream as _js
 from . import kv as _kv
 
@@ -51,6 +52,13 @@ class DataMethods:
         if create:
             return _kv.create_kv(self._as_conn(), bucket, **kwargs)
         return _kv.kv(self._as_conn(), bucket, **kwargs)
+
+    def object_store(self, bucket: str, *, create: bool = False,
+                     timeout: float = 5.0) -> _obj.ObjectStore:
+        """An object store bucket (``create=True`` creates it if missing): ``.list()``,
+        ``.put(name, data_or_path)``, ``.get(name[, path])``, ``.delete(name)``,
+        ``.info(name)``. See :mod:`natsbook._objstore`."""
+        return _obj.object_store(self._as_conn(), bucket, create=create, timeout=timeout)
 
     def _as_conn(self) -> Connection:
         return self  # type: ignore[return-value]
