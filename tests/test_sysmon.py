@@ -1,0 +1,153 @@
+"""Whole-cluster monitoring through the system account, on a real three-node cluster with a
+system account (started race-free like tests/faults' cluster): every server answers once, in
+the same units as the HTTP path; a killed server is reported missing, not silently absent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+
+import natsbook
+from natsbook.errors import MonitorError
+from natsbook.monitor import MissingServersWarning, SystemMonitor, monitor
+from tests.faults.helpers import Cluster, free_port
+
+NAMES = ["n1", "n2", "n3"]
+ACCOUNTS = ("accounts {\n  SYS { users = [{user: sys, password: sys}] }\n"
+            "  APP { jetstream: enabled, users = [{user: app, password: app}] }\n}\n"
+            "system_account: SYS\n")
+
+
+class SysCluster(Cluster):
+    """Cluster's three nodes with a system account SYS and an app account APP (JetStream)."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.route_ports = [free_port() for _ in range(size)]
+        routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.route_ports)
+        self.nodes = []
+        for i, rp in enumerate(self.route_ports):
+            config = (f"server_name: n{i + 1}\n{ACCOUNTS}"
+                      f"cluster {{\n  name: c1\n  listen: 127.0.0.1:{rp}\n"
+                      f"  routes: [ {routes} ]\n}}\n")
+            self.nodes.append(natsbook.LocalServer(jetstream=True, config=config))
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[SysCluster]:
+    c = SysCluster()
+    try:
+        yield c.start()  # type: ignore[misc]
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def sysconn(cluster: SysCluster) -> Iterator[natsbook.Connection]:
+    conn = natsbook.connect(cluster.nodes[0].url, user="sys", password="sys")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def mon(sysconn: natsbook.Connection) -> SystemMonitor:
+    m = monitor(sysconn)
+    assert isinstance(m, SystemMonitor)
+    return m
+
+
+def _once(frame: pd.DataFrame) -> None:
+    assert frame.columns[0] == "server_name"
+    assert sorted(frame["server_name"]) == NAMES, "every server answers exactly once"
+    assert frame.attrs["missing"] == [] and frame.attrs["servers"] == NAMES
+
+
+def test_discovery_knows_the_cluster(mon):
+    assert mon.known == set(NAMES)
+
+
+def test_per_server_endpoints_answer_once_each(mon):
+    varz = mon.varz()
+    _once(varz)
+    assert isinstance(varz["uptime"].iloc[0], pd.Timedelta)  # "1m2s" converted
+    assert varz["ping_interval"].iloc[0] == pd.Timedelta(minutes=2)  # nanoseconds converted
+    assert str(varz["start"].dtype) == "datetime64[ns, UTC]"
+    health = mon.healthz()
+    _once(health)
+    assert health["ok"].all()
+    _once(mon.subsz(subs=False))
+    _once(mon.jsz())
+    accounts = mon.accountz()
+    assert set(accounts["server_name"]) == set(NAMES)
+    assert set(accounts[accounts["system"]]["account"]) == {"SYS"}
+    assert set(accounts["account"]) >= {"SYS", "APP"}
+
+
+def test_units_match_the_http_path(cluster, mon):
+    sysrow = mon.varz().set_index("server_name").loc["n2"]
+    http = monitor(cluster.nodes[1]).varz().iloc[0]
+    assert sysrow["server_id"] == http["server_id"] and sysrow["port"] == http["port"]
+    for col in ("start", "uptime", "ping_interval", "write_deadline", "auth_timeout"):
+        assert type(sysrow[col]) is type(http[col]), col
+
+
+def test_routes_leafs_gateways_and_connections(cluster, mon, subject):
+    routez = mon.routez()
+    for name in NAMES:
+        peers = set(routez[routez["server_name"] == name]["remote_name"])
+        assert peers == set(NAMES) - {name}
+    assert isinstance(routez["rtt"].iloc[0], pd.Timedelta)
+    assert len(mon.leafz()) == 0 and len(mon.gatewayz()) == 0
+    with natsbook.connect(cluster.nodes[2].url, user="app", password="app",
+                          name=f"app-{subject}") as app:
+        app.subscribe(f"{subject}.>")
+        app.flush()
+        connz = mon.connz(subs=True)
+        mine = connz[connz["name"] == f"app-{subject}"]
+        assert mine["server_name"].tolist() == ["n3"]
+        assert f"{subject}.>" in mine["subscriptions_list"].iloc[0]
+        assert str(connz["start"].dtype) == "datetime64[ns, UTC]"
+    closed = mon.connz(state="closed")
+    assert closed[closed["name"] == f"app-{subject}"]["reason"].tolist() == ["Client Closed"]
+    subsz = mon.subsz(test=f"{subject}.x")
+    assert set(subsz["server_name"]) <= set(NAMES)
+
+
+def test_jetstream_streams_per_replica(cluster, mon, subject):
+    with natsbook.connect(cluster.nodes[0].url, user="app", password="app") as app:
+        natsbook.jetstream.add_stream(app, subject, [f"{subject}.>"], num_replicas=3)
+        try:
+            app.js_publish(f"{subject}.a", b"x")
+            frame = mon.jsz(streams=True)
+            mine = frame[frame["name"] == subject]
+            assert sorted(mine["server_name"]) == NAMES, "one row per replica"
+        finally:
+            natsbook.jetstream.delete_stream(app, subject)
+
+
+def test_expected_server_that_never_answers(sysconn):
+    m = monitor(sysconn, expected=[*NAMES, "n9"], stall=0.3)
+    with pytest.warns(MissingServersWarning, match="n9"):
+        frame = m.varz()
+    assert frame.attrs["missing"] == ["n9"]
+    assert sorted(frame["server_name"]) == NAMES
+
+
+def test_not_a_system_user(cluster):
+    with (natsbook.connect(cluster.nodes[0].url, user="app", password="app") as app,
+          pytest.raises(MonitorError, match="system-account")):
+        monitor(app, timeout=0.5)
+
+
+@pytest.mark.slow
+def test_killed_server_shows_as_missing(mon, cluster):
+    # Last in the module: the cluster stays down one node afterwards.
+    _once(mon.varz())
+    cluster.nodes[2].kill()
+    with pytest.warns(MissingServersWarning, match="n3"):
+        frame = mon.varz()
+    assert frame.attrs["missing"] == ["n3"]
+    assert sorted(frame["server_name"]) == ["n1", "n2"]
+    with pytest.warns(MissingServersWarning):
+        assert mon.healthz().attrs["missing"] == ["n3"]
