@@ -101,13 +101,17 @@ def gather(conn: Connection, endpoint: str | None, options: dict[str, Any] | Non
         conn.publish(subject, orjson.dumps(options or {}), reply=inbox)
         start = last = time.monotonic()
         taken = 0
-        while True:
+        refused = False
+        while not refused:
             with cond:
                 new = rows[taken:]
                 taken = len(rows)
             for raw in new:
-                _take(raw, out, seen)
-                last = time.monotonic()
+                # "503 no responders": nobody serves system requests to this account.
+                refused = refused or bool(raw[2] and raw[2].startswith(b"NATS/1.0 503"))
+                if not refused:
+                    _take(raw, out, seen)
+                    last = time.monotonic()
             now = time.monotonic()
             if want and want <= seen:
                 break
@@ -119,9 +123,9 @@ def gather(conn: Connection, endpoint: str | None, options: dict[str, Any] | Non
     finally:
         conn._release(sub)
     if not out.replies and not out.errors:
-        raise MonitorError(f"no server answered {subject!r} within {timeout:g}s - is this "
-                           "connection a system-account user (system_account in the "
-                           "server config)?", subject)
+        raise MonitorError(f"no server answered {subject!r} - is this connection a "
+                           "system-account user (system_account in the server config)?",
+                           subject)
     out.missing = sorted(want - seen)
     return out
 

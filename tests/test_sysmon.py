@@ -140,6 +140,17 @@ def test_not_a_system_user(cluster):
         monitor(app, timeout=0.5)
 
 
+def test_nats_server_magic_uses_the_system_connection(ip, cluster):
+    ip.run_cell(f"%nats_connect {cluster.nodes[0].url} --user sys --password sys")
+    varz = ip.run_cell("%nats_server varz -o v").result
+    assert sorted(varz["server_name"]) == NAMES and ip.user_ns["v"] is varz
+    assert sorted(ip.run_cell("%nats_server healthz").result["server_name"]) == NAMES
+    assert set(ip.run_cell("%nats_server accountz").result["server_name"]) == set(NAMES)
+    # --url still asks one server over HTTP
+    one = ip.run_cell(f"%nats_server varz --url {cluster.nodes[1].monitor_url}").result
+    assert len(one) == 1 and one["server_name"].iloc[0] == "n2"
+
+
 @pytest.mark.slow
 def test_killed_server_shows_as_missing(mon, cluster):
     # Last in the module: the cluster stays down one node afterwards.
