@@ -178,3 +178,28 @@ def test_natsbook_writes_nats_py_reads(server, store):
     assert (digest, description) == (mine["digest"], "d")
     assert names == {"from/nb": False, "gone": True}
     assert gone != "found"
+
+
+def test_large_files_stay_out_of_memory(store, tmp_path, monkeypatch):
+    """A 24 MiB object goes to and from disk with Python allocations peaking far below its
+    size: put reads one chunk at a time, get holds one read batch (1 MiB here)."""
+    import tracemalloc
+
+    monkeypatch.setattr(_objstore, "READ_BYTES", 1024 * 1024)
+    size = 24 * 1024 * 1024
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as fh:
+        for _ in range(size // (1024 * 1024)):
+            fh.write(os.urandom(1024 * 1024))
+    tracemalloc.start()
+    try:
+        store.put("big", src)
+        _, put_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        store.get("big", tmp_path / "back.bin")
+        _, get_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert put_peak < size / 4 and get_peak < size / 4, (put_peak, get_peak)
+    with open(src, "rb") as a, open(tmp_path / "back.bin", "rb") as b:
+        assert hashlib.sha256(a.read()).digest() == hashlib.sha256(b.read()).digest()
