@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["ENDPOINTS", "Gathered", "gather", "is_system", "sys_options"]
 
 PING = "$SYS.REQ.SERVER.PING"
+#: After every expected server answered, wait this long for servers not known yet.
+SETTLE = 0.05
 ENDPOINTS = ("varz", "connz", "subsz", "jsz", "healthz", "routez", "gatewayz", "leafz",
              "accountz")
 #: Connection states as the system request encodes them (HTTP: ?state=open|closed|all).
@@ -113,8 +115,8 @@ def gather(conn: Connection, endpoint: str | None, options: dict[str, Any] | Non
                     _take(raw, out, seen)
                     last = time.monotonic()
             now = time.monotonic()
-            if want and want <= seen:
-                break
+            if want and want <= seen and now - last >= min(stall, SETTLE):
+                break  # (a moment more: a server that joined since is learnt, not missed)
             if now - start >= timeout or (seen and now - last >= stall):
                 break
             with cond:

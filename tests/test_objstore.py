@@ -203,3 +203,10 @@ def test_large_files_stay_out_of_memory(store, tmp_path, monkeypatch):
     assert put_peak < size / 4 and get_peak < size / 4, (put_peak, get_peak)
     with open(src, "rb") as a, open(tmp_path / "back.bin", "rb") as b:
         assert hashlib.sha256(a.read()).digest() == hashlib.sha256(b.read()).digest()
+
+
+def test_progress_line_for_large_objects(store, capsys):
+    store.put("p", os.urandom(300_000), progress=True)
+    store.get("p", progress=True)
+    err = capsys.readouterr().err
+    assert "put p: " in err and "get p: " in err and "/300,000" in err
