@@ -40,7 +40,8 @@ ENDPOINTS = ("varz", "connz", "subsz", "jsz", "healthz", "routez", "gatewayz", "
 #: Connection states as the system request encodes them (HTTP: ?state=open|closed|all).
 _STATES = {"open": 0, "closed": 1, "all": 2}
 #: HTTP query parameter -> system request option, where the names differ.
-_RENAME = {"subs": "subscriptions", "acc": "account", "accounts": "accounts"}
+_RENAME = {"subs": "subscriptions", "acc": "account", "accs": "accounts",
+           "consumers": "consumer"}
 
 
 @dataclass(slots=True)

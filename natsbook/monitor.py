@@ -268,7 +268,7 @@ class Monitor:
         first = ["gateway", "direction", "configured", "connection.name", "connection.ip",
                  "connection.port", "connection.start", "connection.rtt"]
         frames = []
-        for name, data in self._answers("gatewayz", accounts=accounts):
+        for name, data in self._answers("gatewayz", accs=accounts):
             rows = [{"gateway": gw, "direction": "outbound", **info}
                     for gw, info in (data.get("outbound_gateways") or {}).items()]
             rows += [{"gateway": gw, "direction": "inbound", **info}

@@ -12,7 +12,7 @@ import pytest
 import natsbook
 from natsbook.errors import MonitorError
 from natsbook.monitor import MissingServersWarning, SystemMonitor, monitor
-from tests.faults.helpers import Cluster, free_port
+from tests.faults.helpers import Cluster, free_port, wait_for
 
 NAMES = ["n1", "n2", "n3"]
 ACCOUNTS = ("accounts {\n  SYS { users = [{user: sys, password: sys}] }\n"
@@ -29,16 +29,29 @@ class SysCluster(Cluster):
         self.nodes = []
         for i, rp in enumerate(self.route_ports):
             config = (f"server_name: n{i + 1}\n{ACCOUNTS}"
+                      "leafnodes { listen: 127.0.0.1:-1 }\n"
                       f"cluster {{\n  name: c1\n  listen: 127.0.0.1:{rp}\n"
                       f"  routes: [ {routes} ]\n}}\n")
             self.nodes.append(natsbook.LocalServer(jetstream=True, config=config))
+
+
+def _jetstream_ready(url: str) -> bool:
+    """The cluster's JetStream has a meta leader: the account info request is answered."""
+    with natsbook.connect(url, user="app", password="app") as app:
+        try:
+            app.request("$JS.API.INFO", b"", timeout=1.0)
+        except natsbook.NatsbookError:
+            return False
+    return True
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SysCluster]:
     c = SysCluster()
     try:
-        yield c.start()  # type: ignore[misc]
+        c.start()
+        wait_for(lambda: _jetstream_ready(c.nodes[0].url), timeout=30, interval=0.2)
+        yield c
     finally:
         c.close()
 
@@ -82,6 +95,9 @@ def test_per_server_endpoints_answer_once_each(mon):
     assert set(accounts["server_name"]) == set(NAMES)
     assert set(accounts[accounts["system"]]["account"]) == {"SYS"}
     assert set(accounts["account"]) >= {"SYS", "APP"}
+    app = mon.accountz("APP")
+    _once(app)
+    assert set(app["account_name"]) == {"APP"}
 
 
 def test_units_match_the_http_path(cluster, mon):
@@ -119,11 +135,34 @@ def test_jetstream_streams_per_replica(cluster, mon, subject):
         natsbook.jetstream.add_stream(app, subject, [f"{subject}.>"], num_replicas=3)
         try:
             app.js_publish(f"{subject}.a", b"x")
-            frame = mon.jsz(streams=True)
+            app.request(f"$JS.API.CONSUMER.DURABLE.CREATE.{subject}.d1",
+                        {"stream_name": subject,
+                         "config": {"durable_name": "d1", "ack_policy": "explicit"}})
+            frame = mon.jsz(streams=True, consumers=True)
             mine = frame[frame["name"] == subject]
             assert sorted(mine["server_name"]) == NAMES, "one row per replica"
+            assert all(d[0]["name"] == "d1" for d in mine["consumer_detail"])
         finally:
             natsbook.jetstream.delete_stream(app, subject)
+
+
+def test_leaf_node_shows_on_its_hub(cluster, mon):
+    port = mon.varz().set_index("server_name").loc["n2", "leaf.port"]
+    leaf = natsbook.LocalServer(jetstream=False, config=(
+        "server_name: leaf1\nleafnodes { remotes = [ "
+        f'{{ url: "nats-leaf://app:app@127.0.0.1:{port}" }} ] }}\n'))
+    leaf.start()
+    try:
+        wait_for(lambda: len(mon.leafz()) > 0, timeout=10)
+        frame = mon.leafz()
+        assert frame[["server_name", "name", "account"]].values.tolist() == [
+            ["n2", "leaf1", "APP"]]
+        assert isinstance(frame["rtt"].iloc[0], pd.Timedelta)
+        http = monitor(cluster.nodes[1]).leafz()
+        assert http["name"].tolist() == ["leaf1"]
+    finally:
+        leaf.kill()
+        leaf.close()
 
 
 def test_expected_server_that_never_answers(sysconn):
