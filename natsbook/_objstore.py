@@ -244,7 +244,7 @@ class ObjectStore:
                 chunks += 1
                 bar.update(size)
             meta: dict[str, Any] = {
-                "name": name, "description": description or "", "headers": headers or {},
+                "name": name, "description": description or "", "headers": _headers(headers),
                 "options": {"max_chunk_size": chunk_size}, "bucket": self.bucket,
                 "nuid": nuid, "size": size, "chunks": chunks, "digest": _digest(h),
                 "mtime": pd.Timestamp.now(tz="UTC").isoformat()}
@@ -254,11 +254,15 @@ class ObjectStore:
                 del meta["headers"]
             js_publish(self.conn, meta_subject, orjson.dumps(meta),
                        headers={"Nats-Rollup": "sub"}, timeout=self.timeout)
-        except BaseException:
+        except Exception:
             try:
                 purge_stream(self.conn, self.stream, subject=chunk_subject, timeout=self.timeout)
             except NatsbookError:
                 pass  # the chunks stay orphaned, unreachable from any meta
+            raise
+        except BaseException:  # Ctrl-C: only send the purge, never wait on the server here
+            self.conn.publish(f"{API}STREAM.PURGE.{self.stream}", {"filter": chunk_subject},
+                              reply=self.conn.new_inbox())
             raise
         finally:
             bar.close(size)
@@ -327,8 +331,8 @@ class ObjectStore:
             bar = Progress(size, f"get {name}", _show(progress, size), transient=True)
             try:
                 for block in _chunks(self.conn, self.stream,
-                                     f"$O.{self.bucket}.C.{meta['nuid']}", chunks,
-                                     max(1, READ_BYTES // max(chunk, 1)), self.timeout):
+                                     f"$O.{self.bucket}.C.{meta['nuid']}", chunks, chunk,
+                                     self.timeout):
                     h.update(block)
                     out.write(block)
                     got += len(block)
@@ -346,14 +350,25 @@ class ObjectStore:
         return f"<natsbook.ObjectStore {self.bucket!r}>"
 
 
+def _headers(headers: dict[str, Any] | None) -> dict[str, list[str]]:
+    """Headers as the official clients store them: every value a list of strings (Go's
+    ``http.Header``), so nats.go can read the meta back."""
+    out: dict[str, list[str]] = {}
+    for key, value in (headers or {}).items():
+        values = value if isinstance(value, list | tuple) else [value]
+        out[str(key)] = [str(v) for v in values]
+    return out
+
+
 def _show(progress: bool | None, size: int) -> bool | None:
     return False if progress is None and size < PROGRESS_MIN_BYTES else progress
 
 
-def _chunks(conn: Connection, stream: str, subject: str, count: int, batch: int,
+def _chunks(conn: Connection, stream: str, subject: str, count: int, chunk: int,
             timeout: float) -> Any:
-    """Yield the `count` chunks stored on `subject`, in order, pulled `batch` at a time by an
-    ephemeral consumer; at most one batch is held at once."""
+    """Yield the `count` chunks stored on `subject`, in order, pulled about READ_BYTES at a
+    time by an ephemeral consumer; at most one batch is held at once."""
+    batch = max(1, READ_BYTES // max(chunk, 1))
     cfg = {"ack_policy": "none", "mem_storage": True, "num_replicas": 1,
            "inactive_threshold": 30_000_000_000, "deliver_policy": "all",
            "filter_subject": subject, "max_batch": batch}
@@ -364,7 +379,8 @@ def _chunks(conn: Connection, stream: str, subject: str, count: int, batch: int,
         _delete_consumer(conn, stream, consumer, timeout, wait=True)
         raise JetStreamError(f"stream {stream!r} holds {info.get('num_pending', 0)} of the "
                              f"{count} chunks on {subject!r} - the object is incomplete")
-    reader = _Batches(conn, timeout, max_buffer=max(4 * READ_BYTES, batch * 4 * CHUNK_SIZE))
+    # Room for one batch twice over (a chunk larger than the meta says still fits once).
+    reader = _Batches(conn, timeout, max_buffer=2 * batch * max(chunk, CHUNK_SIZE) + READ_BYTES)
     done = False
     try:
         got = 0

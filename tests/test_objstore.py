@@ -61,6 +61,9 @@ def test_round_trip_and_layout(conn, store):
     assert row["headers"] == {"X": ["1"]}
     assert str(frame["modified"].dtype) == "datetime64[ns, UTC]"
     assert store.info("dir/a.bin")["modified"] == row["modified"]
+    # Header values are stored as lists of strings, as nats.go's http.Header reads them.
+    assert store.put("h", b"x", headers={"A": "1", "B": [2, 3]})["headers"] == {
+        "A": ["1"], "B": ["2", "3"]}
 
 
 def test_chunk_boundaries(store):
