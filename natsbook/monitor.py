@@ -11,11 +11,12 @@ Through a system-account connection every method asks every server at once
 ``server_name`` column; servers that were expected but did not answer are in
 ``frame.attrs["missing"]`` and in a :class:`MissingServersWarning`.
 
-Units are converted once, here: times become UTC timestamps, durations ``pd.Timedelta`` whether
-the server wrote them as nanoseconds (``ping_interval``, ``write_deadline``), seconds
-(``auth_timeout``) or Go strings (``"881µs"``, ``"1h2m3s"``, ``"2d3h"``); byte counts stay
-integers in bytes. The only place a server-side slow-consumer kick leaves a trace is the close
-reason of ``/connz?state=closed``: :meth:`Monitor.slow_consumers` lists those.
+Units are converted once, the same for both transports (:mod:`natsbook._monframes`): times
+become UTC timestamps, durations ``pd.Timedelta`` whether the server wrote them as nanoseconds
+(``ping_interval``, ``write_deadline``), seconds (``auth_timeout``) or Go strings (``"881µs"``,
+``"1h2m3s"``, ``"2d3h"``); byte counts stay integers in bytes. The only place a server-side
+slow-consumer kick leaves a trace is the close reason of ``/connz?state=closed``:
+:meth:`Monitor.slow_consumers` lists those.
 """
 
 from __future__ import annotations
@@ -39,13 +40,13 @@ if TYPE_CHECKING:
 __all__ = ["MissingServersWarning", "Monitor", "MonitorError", "SystemMonitor", "monitor",
            "parse_duration"]
 
-
-class MissingServersWarning(UserWarning):
-    """Servers that should have answered a system-account monitoring request did not."""
-
 DEFAULT_MONITOR_URL = "http://127.0.0.1:8222"
 #: Connections asked of each server per system request (no paging over the system account).
 SYS_CONNZ_LIMIT = 10_000
+
+
+class MissingServersWarning(UserWarning):
+    """Servers that should have answered a system-account monitoring request did not."""
 
 
 class Monitor:
