@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import _consumers as _cons
+from . import _objstore as _obj
 from . import _services as _srv
 from . import jetstream as _js
 from . import kv as _kv
@@ -92,6 +93,12 @@ class DataMethods:
         return _cons.consumer_lag(self._as_conn(), stream, consumer, every=every,
                                   duration=duration, timeout=timeout)
     # -- end issue 15 (services, consumers) ----------------------------------------------------
+    def object_store(self, bucket: str, *, create: bool = False,
+                     timeout: float = 5.0) -> _obj.ObjectStore:
+        """An object store bucket (``create=True`` creates it if missing): ``.list()``,
+        ``.put(name, data_or_path)``, ``.get(name[, path])``, ``.delete(name)``,
+        ``.info(name)``. See :mod:`natsbook._objstore`."""
+        return _obj.object_store(self._as_conn(), bucket, create=create, timeout=timeout)
 
     def _as_conn(self) -> Connection:
         return self  # type: ignore[return-value]

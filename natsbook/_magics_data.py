@@ -88,17 +88,27 @@ class DataMagics(NatsMagicsBase):
 
     @magic_arguments()
     @argument("endpoint", choices=["varz", "connz", "closed", "subsz", "jsz", "healthz",
-                                   "routez"], help="monitoring endpoint")
-    @argument("--url", help="monitoring URL (default: %%config NatsMagics.monitor_url, "
-                            "$NATSBOOK_MONITOR_URL, the embedded server's, else port 8222 of "
-                            "the connected host)")
+                                   "routez", "gatewayz", "leafz", "accountz"],
+              help="monitoring endpoint")
+    @argument("--url", help="monitoring URL (default: every server through the connection "
+                            "when it is a system-account user, else %%config "
+                            "NatsMagics.monitor_url, $NATSBOOK_MONITOR_URL, the embedded "
+                            "server's, else port 8222 of the connected host)")
     @argument("-o", "--out", dest="name", help="bind the result to this variable")
     @line_magic
     def nats_server(self, line: str) -> Any:
         """Server monitoring as DataFrames: varz, connz, closed (close reasons, e.g. slow
-        consumers), subsz, jsz, healthz, routez."""
+        consumers), subsz, jsz, healthz, routez, gatewayz, leafz, accountz. With a
+        system-account connection, every server's answer (a ``server_name`` column)."""
         args = _parse(self.nats_server, line)
         _check_name(args.name)
+        mon = None if args.url else self._system_monitor()
+        if mon is not None:
+            with _usage_errors():
+                result = getattr(mon, args.endpoint)()
+            self._bind(args.name, result)
+            self._limit_display(len(result))
+            return result
         url = args.url or self.monitor_url or os.environ.get("NATSBOOK_MONITOR_URL", "")
         if not url and self.server is not None and self.server.running:
             url = self.server.monitor_url or ""
@@ -114,6 +124,22 @@ class DataMagics(NatsMagicsBase):
         if isinstance(result, pd.DataFrame):
             self._limit_display(len(result))
         return result
+
+    def _system_monitor(self) -> Any:
+        """A monitor over the magics' connection when it is a system-account user (kept
+        while the connection is the same), else None."""
+        conn = self.conn
+        if conn is None or conn.is_closed:
+            return None
+        cached = getattr(self, "_sys_monitor", None)
+        if cached is not None and cached[0] is conn:
+            return cached[1]
+        try:
+            mon = natsbook.monitor(conn, timeout=min(self.timeout, 2.0))
+        except natsbook.NatsbookError:
+            mon = None
+        self._sys_monitor = (conn, mon)
+        return mon
 
     @line_magic
     def nats_panel(self, line: str) -> Any:

@@ -29,7 +29,8 @@
     ├── MonitorError                 .url .status   the HTTP monitoring endpoint failed
     ├── QueryError                   .query .detail  DuckDB refused or failed a SQL query
     └── JetStreamError               .code .err_code .description
-        └── NotFoundError            .name .suggestion
+        ├── NotFoundError            .name .suggestion
+        └── DigestMismatchError      .expected .actual  an object's chunks fail its digest
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "BadSubjectError",
     "ConnectError",
     "ConnectionClosedError",
+    "DigestMismatchError",
     "FlushTimeout",
     "JetStreamError",
     "MaxPayloadError",
@@ -277,3 +279,12 @@ class NotFoundError(JetStreamError):
         self.suggestion = suggestion
         hint = f" - did you mean {suggestion!r}?" if suggestion else ""
         super().__init__(f"{kind} {name!r} not found{hint}", code=404)
+
+
+class DigestMismatchError(JetStreamError):
+    """An object store object's chunks do not hash to the digest its meta records."""
+
+    def __init__(self, message: str, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)

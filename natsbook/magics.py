@@ -11,9 +11,12 @@
     %nats_msgs [PATTERN] [--last N] [--decode json|text|bytes|auto] [-o NAME]
     %nats_streams      %nats_stream NAME [--subject S] [--since T] [--until T] [--last N]
                        [-o NAME]   (T: ISO time, epoch seconds >= 1e9, or 30s/10m/2h ago)
-    %nats_kv BUCKET [KEY] [-o NAME]    %nats_server varz|connz|closed|subsz|jsz|healthz|routez
+    %nats_kv BUCKET [KEY] [-o NAME]
+    %nats_server varz|connz|closed|subsz|jsz|healthz|routez|gatewayz|leafz|accountz [--url U]
+                       (a system-account connection: every server of the cluster)
     %nats_services [NAME] [--timeout S] [-o NAME]         (NATS services, one row per endpoint)
     %nats_consumers STREAM [CONSUMER] [--watch S [--every S]] [-o NAME]
+    %nats_obj BUCKET [NAME] [--put FILE | --save FILE | --bytes | --delete] [--create] [-o V]
     %nats_panel        (the dashboard of publish/subscribe/request/explorer panels)
     %%nats_sql [-o NAME]                    (the cell: DuckDB SQL over the captures)
     %%nats_live SUBJECT_OR_CAPTURE [--every 1s] [--sql] [-o NAME]
@@ -26,8 +29,9 @@ are never printed, and are replaced by ``***`` in this session's input history.
 
 The verbs live in families, one module each: ``_magics_connect`` (connection and
 contexts), ``_magics_messaging`` (pub/sub/req/msgs), ``_magics_data`` (streams, KV,
-monitoring, panels), ``_magics_live`` (SQL, live views) and ``_magics_ops`` (services,
-consumers), over ``_magics_base`` (settings, shared state and helpers).
+monitoring, panels), ``_magics_live`` (SQL, live views), ``_magics_ops`` (services,
+consumers) and ``_magics_objects`` (object store), over ``_magics_base`` (settings, shared
+state and helpers).
 """
 
 from __future__ import annotations
@@ -41,15 +45,17 @@ from ._magics_connect import ConnectMagics
 from ._magics_data import DataMagics
 from ._magics_live import LiveMagics
 from ._magics_messaging import MessagingMagics
+from ._magics_objects import ObjectMagics
 from ._magics_ops import OpsMagics
 
 __all__ = ["NatsMagics", "load_ipython_extension", "unload_ipython_extension"]
 
-_FAMILIES = (ConnectMagics, MessagingMagics, DataMagics, LiveMagics, OpsMagics)
+_FAMILIES = (ConnectMagics, MessagingMagics, DataMagics, LiveMagics, OpsMagics, ObjectMagics)
 
 
 @magics_class
-class NatsMagics(ConnectMagics, MessagingMagics, DataMagics, LiveMagics, OpsMagics):
+class NatsMagics(ConnectMagics, MessagingMagics, DataMagics, LiveMagics, OpsMagics,
+                 ObjectMagics):
     """NATS from notebook lines. Settings: ``%config NatsMagics`` lists them."""
 
     def close(self) -> None:

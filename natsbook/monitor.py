@@ -1,114 +1,52 @@
-"""The server's HTTP monitoring endpoints as DataFrames.
+"""The server's monitoring endpoints as DataFrames, over HTTP or through the system account.
 
 >>> mon = natsbook.monitor("http://127.0.0.1:8222")   # or natsbook.monitor(local_server)
 >>> mon.varz()                     # one row: version, uptime, connections, in/out msgs...
 >>> mon.connz(state="closed")      # closed connections with their close *reason*
+>>> sys_mon = natsbook.monitor(natsbook.connect(url, user="sys", password="..."))
+>>> sys_mon.varz()                 # one row per server of the cluster, ``server_name`` first
 
-Units are converted once, here: times become UTC timestamps, durations ``pd.Timedelta`` whether
-the server wrote them as nanoseconds (``ping_interval``, ``write_deadline``), seconds
-(``auth_timeout``) or Go strings (``"881µs"``, ``"1h2m3s"``, ``"2d3h"``); byte counts stay
-integers in bytes. The only place a server-side slow-consumer kick leaves a trace is the close
-reason of ``/connz?state=closed``: :meth:`Monitor.slow_consumers` lists those.
+Through a system-account connection every method asks every server at once
+(``$SYS.REQ.SERVER.PING.<ENDPOINT>``, see :mod:`natsbook._sysmon`) and returns one frame with a
+``server_name`` column; servers that were expected but did not answer are in
+``frame.attrs["missing"]`` and in a :class:`MissingServersWarning`.
+
+Units are converted once, the same for both transports (:mod:`natsbook._monframes`): times
+become UTC timestamps, durations ``pd.Timedelta`` whether the server wrote them as nanoseconds
+(``ping_interval``, ``write_deadline``), seconds (``auth_timeout``) or Go strings (``"881µs"``,
+``"1h2m3s"``, ``"2d3h"``); byte counts stay integers in bytes. The only place a server-side
+slow-consumer kick leaves a trace is the close reason of ``/connz?state=closed``:
+:meth:`Monitor.slow_consumers` lists those.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ._monframes import CONNZ_FIRST, parse_duration, records, stack
+from ._sysmon import Gathered, gather, sys_options
 from .errors import BadInputError, MonitorError
 
-__all__ = ["Monitor", "MonitorError", "monitor", "parse_duration"]
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["MissingServersWarning", "Monitor", "MonitorError", "SystemMonitor", "monitor",
+           "parse_duration"]
 
 DEFAULT_MONITOR_URL = "http://127.0.0.1:8222"
-_DUR_RE = re.compile(r"(\d+(?:\.\d+)?)(y|d|h|ms|m|s|µs|μs|us|ns)")
-_UNIT_NS = {"y": 365 * 86400e9, "d": 86400e9, "h": 3600e9, "m": 60e9, "s": 1e9, "ms": 1e6,
-            "µs": 1e3, "μs": 1e3, "us": 1e3, "ns": 1.0}
-#: Fields (last dotted component) the server writes as Go duration strings.
-_DUR_STR = frozenset({"rtt", "uptime", "idle"})
-#: Fields written as integer nanoseconds.
-_DUR_NS = frozenset({"ping_interval", "write_deadline", "sync_interval", "lame_duck_duration",
-                     "lame_duck_grace_period", "max_age", "duplicate_window", "ack_wait",
-                     "inactive_threshold", "idle_heartbeat", "reconnect_wait"})
-#: Fields written as (possibly fractional) seconds.
-_DUR_S = frozenset({"auth_timeout", "tls_timeout", "timeout"})
-_TIMES = frozenset({"start", "now", "last_activity", "stop", "config_load_time", "created",
-                    "first_ts", "last_ts", "ts", "last_active"})
-_CONNZ_FIRST = ["cid", "kind", "type", "name", "ip", "port", "start", "last_activity", "stop",
-                "reason", "rtt", "uptime", "idle", "pending_bytes", "in_msgs", "out_msgs",
-                "in_bytes", "out_bytes", "subscriptions", "lang", "version", "account"]
+#: Connections asked of each server per system request (no paging over the system account).
+SYS_CONNZ_LIMIT = 10_000
 
 
-def parse_duration(text: Any) -> pd.Timedelta | Any:
-    """A Go/NATS duration string ("881µs", "1h2m3.5s", "2d3h") as a Timedelta.
-
-    Values that are not such strings come back unchanged.
-    """
-    if not isinstance(text, str):
-        return text
-    s = text.strip()
-    if s in ("0", ""):
-        return pd.Timedelta(0)
-    neg = s.startswith("-")
-    s = s.lstrip("-+")
-    pos, total = 0, 0.0
-    for m in _DUR_RE.finditer(s):
-        if m.start() != pos:
-            return text
-        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
-        pos = m.end()
-    if pos != len(s):
-        return text
-    return pd.Timedelta(round(-total if neg else total), "ns")
-
-
-def _flatten(obj: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None,
-             keep: frozenset[str] = frozenset()) -> dict[str, Any]:
-    out = {} if out is None else out
-    for k, v in obj.items():
-        if isinstance(v, dict) and v and k not in keep:
-            _flatten(v, f"{prefix}{k}.", out, keep)
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _convert(frame: pd.DataFrame) -> pd.DataFrame:
-    """Convert columns to proper units by their (last dotted) name."""
-    for col in frame.columns:
-        leaf = str(col).rsplit(".", 1)[-1]
-        series = frame[col]
-        if series.dtype == object and series.map(lambda v: isinstance(v, dict | list)).any():
-            continue
-        if leaf in _TIMES:
-            frame[col] = pd.to_datetime(series.where(~series.astype(str).str.startswith(
-                "0001-01-01"), None), utc=True, errors="coerce", format="ISO8601")
-        elif leaf in _DUR_STR:
-            frame[col] = pd.to_timedelta(series.map(parse_duration), errors="coerce")
-        elif leaf in _DUR_NS and pd.api.types.is_numeric_dtype(series):
-            frame[col] = pd.to_timedelta(series, unit="ns")
-        elif leaf in _DUR_S and pd.api.types.is_numeric_dtype(series):
-            frame[col] = pd.to_timedelta(series, unit="s")
-    return frame
-
-
-def _records(rows: list[dict[str, Any]], first: list[str] | None = None,
-             keep: frozenset[str] = frozenset()) -> pd.DataFrame:
-    flat = [_flatten(r, keep=keep) for r in rows]
-    frame = pd.DataFrame(flat)
-    if first:
-        for c in first:
-            if c not in frame.columns and c in ("stop", "reason"):
-                frame[c] = None
-        order = [c for c in first if c in frame.columns]
-        frame = frame[order + [c for c in frame.columns if c not in order]]
-    return _convert(frame)
+class MissingServersWarning(UserWarning):
+    """Servers that should have answered a system-account monitoring request did not."""
 
 
 class Monitor:
@@ -163,10 +101,35 @@ class Monitor:
             raise MonitorError(f"{url} answered {type(data).__name__}, expected an object", url)
         return data
 
+    # -- transport hooks: the system-account monitor overrides these three ----------------
+    def _answers(self, endpoint: str, **params: Any) -> list[tuple[str | None, dict[str, Any]]]:
+        """Each server's answer: here the one server behind the URL (name None)."""
+        return [(None, self.get(endpoint, **params))]
+
+    def _pages(self, endpoint: str, key: str, limit: int | None, **params: Any
+               ) -> list[tuple[str | None, list[dict[str, Any]], dict[str, Any]]]:
+        """Each server's rows under `key`, fetched in pages of 1024, with the last answer."""
+        rows: list[dict[str, Any]] = []
+        data: dict[str, Any] = {}
+        while True:
+            page_limit = 1024 if limit is None else min(1024, limit - len(rows))
+            data = self.get(endpoint, limit=page_limit, offset=len(rows), **params)
+            got = data.get(key) or []
+            rows.extend(got)
+            if not got or len(rows) >= data.get("total", len(rows)) or (
+                    limit is not None and len(rows) >= limit):
+                return [(None, rows, data)]
+
+    def _finish(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame
+
+    # -- endpoints -------------------------------------------------------------------------
     def varz(self) -> pd.DataFrame:
-        """General server information and counters, one row (nested fields dotted)."""
-        return _records([self.get("varz")], keep=frozenset({"http_req_stats", "tags",
-                                                            "feature_flags"}))
+        """General server information and counters, one row per server (nested fields
+        dotted)."""
+        keep = frozenset({"http_req_stats", "tags", "feature_flags"})
+        return self._finish(stack([(n, records([d], keep=keep))
+                                   for n, d in self._answers("varz")]))
 
     def connz(self, state: str = "open", *, subs: bool | str = False, sort: str | None = None,
               limit: int | None = None, cid: int | None = None, auth: bool = False,
@@ -177,24 +140,20 @@ class Monitor:
             state: "open", "closed" (with ``stop`` and ``reason``) or "all".
             subs: True for each connection's subjects, "detail" for per-subscription stats.
             sort: server-side sort ("cid", "msgs_to", "bytes_to", "pending", "rtt", ...).
-            limit: at most this many connections (None: all, fetched in pages).
+            limit: at most this many connections (None: all over HTTP, fetched in pages;
+                through the system account at most 10,000 per server).
         """
         if state not in ("open", "closed", "all"):
             raise BadInputError(f"state={state!r} must be 'open', 'closed' or 'all'")
-        rows: list[dict[str, Any]] = []
-        total = None
-        while True:
-            page_limit = 1024 if limit is None else min(1024, limit - len(rows))
-            data = self.get("connz", state=state, subs=subs, sort=sort, cid=cid, auth=auth,
-                            acc=account, limit=page_limit, offset=len(rows))
-            got = data.get("connections") or []
-            rows.extend(got)
-            total = data.get("total", len(rows))
-            if not got or len(rows) >= total or (limit is not None and len(rows) >= limit):
-                break
-        frame = _records(rows, _CONNZ_FIRST, keep=frozenset())
-        if not len(frame):
-            frame = pd.DataFrame(columns=_CONNZ_FIRST)
+        frames = []
+        total = 0
+        for name, rows, data in self._pages("connz", "connections", limit, state=state,
+                                             subs=subs, sort=sort, cid=cid, auth=auth,
+                                             acc=account):
+            frame = records(rows, CONNZ_FIRST, keep=frozenset())
+            frames.append((name, frame if len(frame) else pd.DataFrame(columns=CONNZ_FIRST)))
+            total += int(data.get("total", len(rows)))
+        frame = self._finish(stack(frames))
         frame.attrs["total"] = total
         return frame
 
@@ -208,7 +167,9 @@ class Monitor:
         if not len(frame):
             return frame
         mask = frame["reason"].fillna("").astype(str).str.contains("Slow Consumer", case=False)
-        return frame[mask].reset_index(drop=True)
+        out = frame[mask].reset_index(drop=True)
+        out.attrs.update(frame.attrs)
+        return out
 
     def subsz(self, test: str | None = None, *, subs: bool = True,
               account: str | None = None, limit: int | None = None) -> pd.DataFrame:
@@ -218,107 +179,241 @@ class Monitor:
         ``frame.attrs["stats"]``; ``subs=False`` returns them as a one-row frame instead.
         """
         if not subs and test is None:
-            data = self.get("subsz")
-            return _records([{k: v for k, v in data.items() if k != "subscriptions_list"}])
-        rows: list[dict[str, Any]] = []
-        stats: dict[str, Any] = {}
-        while True:
-            page_limit = 1024 if limit is None else min(1024, limit - len(rows))
-            data = self.get("subsz", subs=True, test=test, acc=account, limit=page_limit,
-                            offset=len(rows))
-            got = data.get("subscriptions_list") or []
-            rows.extend(got)
-            stats = {k: v for k, v in data.items() if k != "subscriptions_list"}
-            if not got or len(rows) >= data.get("total", 0) or (
-                    limit is not None and len(rows) >= limit):
-                break
+            return self._finish(stack([
+                (n, records([{k: v for k, v in d.items() if k != "subscriptions_list"}]))
+                for n, d in self._answers("subsz")]))
         cols = ["account", "subject", "qgroup", "sid", "msgs", "cid", "max"]
-        frame = pd.DataFrame(rows)
-        for c in ("subject", "account", "cid"):
-            if c not in frame.columns:
-                frame[c] = pd.Series(dtype=object)
-        frame = frame[[c for c in cols if c in frame.columns]
-                      + [c for c in frame.columns if c not in cols]]
+        frames = []
+        stats: dict[str, Any] = {}
+        for name, rows, data in self._pages("subsz", "subscriptions_list", limit, subs=True,
+                                            test=test, acc=account):
+            frame = pd.DataFrame(rows)
+            for c in ("subject", "account", "cid"):
+                if c not in frame.columns:
+                    frame[c] = pd.Series(dtype=object)
+            frames.append((name, frame[[c for c in cols if c in frame.columns]
+                                       + [c for c in frame.columns if c not in cols]]))
+            part = {k: v for k, v in data.items() if k != "subscriptions_list"}
+            stats = part if name is None else {**stats, name: part}
+        frame = self._finish(stack(frames))
         frame.attrs["stats"] = stats
         return frame
 
     def jsz(self, *, streams: bool = False, consumers: bool = False,
             account: str | None = None) -> pd.DataFrame:
-        """JetStream usage, one row; ``streams=True``: one row per stream instead
-        (``consumers=True`` adds each stream's consumers as a list).
+        """JetStream usage, one row per server; ``streams=True``: one row per stream
+        (replica) instead (``consumers=True`` adds each stream's consumers as a list).
 
         Raises:
-            MonitorError: JetStream is not enabled on this server.
+            MonitorError: JetStream is not enabled (on any server).
         """
-        data = self.get("jsz", accounts=streams or consumers or None, streams=streams or None,
-                        consumers=consumers or None, acc=account)
-        if data.get("disabled") or ("config" not in data and "memory" not in data):
+        answers = [(n, d) for n, d in self._answers(
+            "jsz", accounts=streams or consumers or None, streams=streams or None,
+            consumers=consumers or None, acc=account)
+            if not d.get("disabled") and ("config" in d or "memory" in d)]
+        if not answers:
             raise MonitorError(f"JetStream is not enabled on the server at {self.url} - start "
                                "nats-server with -js", self.url)
         if not (streams or consumers):
-            summary = {k: v for k, v in data.items() if k != "account_details"}
-            return _records([summary])
-        rows: list[dict[str, Any]] = []
-        for acc in data.get("account_details") or []:
-            for st in acc.get("stream_detail") or []:
-                row = {"account": acc.get("name"), **st}
-                rows.append(row)
-        frame = _records(rows, ["account", "name", "created"],
-                         keep=frozenset({"config", "consumer_detail"}))
-        if not len(frame):
-            frame = pd.DataFrame(columns=["account", "name", "created", "state.messages",
-                                          "state.bytes"])
-        return frame
+            return self._finish(stack([
+                (n, records([{k: v for k, v in d.items() if k != "account_details"}]))
+                for n, d in answers]))
+        first = ["account", "name", "created"]
+        frames = []
+        for name, data in answers:
+            rows = [{"account": acc.get("name"), **st}
+                    for acc in data.get("account_details") or []
+                    for st in acc.get("stream_detail") or []]
+            frame = records(rows, first, keep=frozenset({"config", "consumer_detail"}))
+            frames.append((name, frame if len(frame) else pd.DataFrame(
+                columns=[*first, "state.messages", "state.bytes"])))
+        return self._finish(stack(frames))
 
-    def healthz(self, *, js_enabled_only: bool = False, js_server_only: bool = False) -> dict[
-            str, Any]:
-        """The health check as a dict: ``{"status": "ok"}`` or the error and HTTP status.
+    def healthz(self, *, js_enabled_only: bool = False, js_server_only: bool = False) -> Any:
+        """The health check: over HTTP a dict, ``{"status": "ok", "ok": True, ...}`` or the
+        error and HTTP status; through the system account a frame, one row per server.
 
         Note: ``js_enabled_only=True`` answers ok even without JetStream; use :meth:`jsz` to
         find out whether JetStream is on.
         """
-        data = self.get("healthz", **{"js-enabled-only": js_enabled_only or None,
-                                      "js-server-only": js_server_only or None})
-        data.setdefault("http_status", 200)
-        data["ok"] = data.get("status") == "ok"
-        return data
+        out = []
+        for name, data in self._answers("healthz", **{
+                "js-enabled-only": js_enabled_only or None,
+                "js-server-only": js_server_only or None}):
+            data.setdefault("http_status", data.get("status_code", 200))
+            data["ok"] = data.get("status") == "ok"
+            out.append((name, data))
+        if len(out) == 1 and out[0][0] is None:
+            return out[0][1]
+        return self._finish(stack([(n, records([d], keep=frozenset({"errors"})))
+                                   for n, d in out]))
 
     def routez(self, *, subs: bool = False) -> pd.DataFrame:
         """Cluster routes, one row each (empty without a cluster); ``remote_name`` counts
         the distinct peers (``num_routes`` counts pooled routes)."""
-        data = self.get("routez", subs=subs)
-        rows = data.get("routes") or []
         first = ["rid", "remote_id", "remote_name", "did_solicit", "is_configured", "ip", "port",
                  "start", "last_activity", "rtt", "uptime", "idle", "pending_size", "in_msgs",
                  "out_msgs", "in_bytes", "out_bytes", "subscriptions"]
-        frame = _records(rows, first, keep=frozenset())
-        if not len(frame):
-            frame = pd.DataFrame(columns=first)
-        frame.attrs["num_routes"] = data.get("num_routes", 0)
+        frames, num = [], 0
+        for name, data in self._answers("routez", subs=subs):
+            frame = records(data.get("routes") or [], first, keep=frozenset())
+            frames.append((name, frame if len(frame) else pd.DataFrame(columns=first)))
+            num += int(data.get("num_routes", 0))
+        frame = self._finish(stack(frames))
+        frame.attrs["num_routes"] = num
         return frame
+
+    def gatewayz(self, *, accounts: bool = False) -> pd.DataFrame:
+        """Gateway connections (super-clusters), one row per gateway connection with its
+        ``direction`` (outbound/inbound) and remote ``gateway`` name."""
+        first = ["gateway", "direction", "configured", "connection.name", "connection.ip",
+                 "connection.port", "connection.start", "connection.rtt"]
+        frames = []
+        for name, data in self._answers("gatewayz", accs=accounts):
+            rows = [{"gateway": gw, "direction": "outbound", **info}
+                    for gw, info in (data.get("outbound_gateways") or {}).items()]
+            rows += [{"gateway": gw, "direction": "inbound", **info}
+                     for gw, infos in (data.get("inbound_gateways") or {}).items()
+                     for info in infos]
+            frame = records(rows, first, keep=frozenset({"accounts"}))
+            frames.append((name, frame if len(frame) else pd.DataFrame(columns=first)))
+        return self._finish(stack(frames))
+
+    def leafz(self, *, subs: bool = False) -> pd.DataFrame:
+        """Leaf node connections, one row each (empty without leaf nodes)."""
+        first = ["name", "is_spoke", "account", "ip", "port", "rtt", "in_msgs", "out_msgs",
+                 "in_bytes", "out_bytes", "subscriptions"]
+        frames = []
+        for name, data in self._answers("leafz", subs=subs):
+            frame = records(data.get("leafs") or [], first, keep=frozenset())
+            frames.append((name, frame if len(frame) else pd.DataFrame(columns=first)))
+        return self._finish(stack(frames))
+
+    def accountz(self, account: str | None = None) -> pd.DataFrame:
+        """Accounts, one row each with ``system`` marking the system account; with
+        `account`, that account's details (one row, nested fields dotted)."""
+        frames = []
+        for name, data in self._answers("accountz", acc=account):
+            if account is not None:
+                detail = data.get("account_detail") or {}
+                frames.append((name, records([detail], keep=frozenset(
+                    {"exports", "imports", "jetstream_tiers", "mappings", "sublist_stats"}))))
+                continue
+            names = sorted(data.get("accounts") or [])
+            frames.append((name, pd.DataFrame({
+                "account": pd.Series(names, dtype="str"),
+                "system": pd.Series([n == data.get("system_account") for n in names],
+                                    dtype=bool)})))
+        return self._finish(stack(frames))
 
     def __repr__(self) -> str:
         return f"<natsbook.Monitor {self.url}>"
+
+
+class SystemMonitor(Monitor):
+    """Every server's monitoring through a system-account connection.
+
+    Who should answer: the servers named in `expected`, every server that answered the
+    discovery ping when this monitor was made (plus the route peers each one named), and
+    every server that answered since. A known server that does not answer within the
+    timeout is listed in ``frame.attrs["missing"]`` and warned about.
+
+    Args:
+        conn: a Connection authenticated as a user of the system account.
+        timeout: seconds one request may take at most.
+        stall: stop waiting this long after the last reply (a dead server costs this).
+        expected: server names that must answer (e.g. the whole cluster's).
+    """
+
+    def __init__(self, conn: Connection, *, timeout: float = 2.0, stall: float = 0.5,
+                 expected: list[str] | None = None) -> None:
+        self.conn = conn
+        self.timeout = timeout
+        self.stall = stall
+        self.url = f"system account via {conn.connected_url}"
+        self.expected = set(expected or ())
+        found = gather(conn, None, timeout=timeout, stall=stall, expected=self.expected)
+        self.known: set[str] = set(self.expected) | set(found.errors)
+        for server, statsz in found.replies:
+            self.known.add(str(server.get("name")))
+            self.known.update(str(r["name"]) for r in statsz.get("routes") or []
+                              if r.get("name"))
+        self.last: Gathered = found
+
+    def get(self, endpoint: str, **params: Any) -> dict[str, Any]:
+        """Every server's raw answer to ``<endpoint>`` by server name (HTTP query parameter
+        names, as for the HTTP monitor)."""
+        return {str(n): d for n, d in self._answers(endpoint, **params)}
+
+    def _answers(self, endpoint: str, **params: Any) -> list[tuple[str | None, dict[str, Any]]]:
+        got = gather(self.conn, endpoint, sys_options(endpoint, params),
+                     timeout=self.timeout, stall=self.stall, expected=self.known)
+        self.known.update(str(s.get("name")) for s, _ in got.replies)
+        self.known.update(got.errors)
+        self.last = got
+        if got.errors and not got.replies:
+            raise MonitorError(f"{endpoint}: every server answered with an error: "
+                               + "; ".join(f"{n}: {e}" for n, e in sorted(got.errors.items())),
+                               self.url)
+        return sorted(((str(s.get("name")), d) for s, d in got.replies),
+                      key=lambda nd: nd[0] or "")
+
+    def _pages(self, endpoint: str, key: str, limit: int | None, **params: Any
+               ) -> list[tuple[str | None, list[dict[str, Any]], dict[str, Any]]]:
+        answers = self._answers(endpoint, limit=limit or SYS_CONNZ_LIMIT, **params)
+        return [(n, d.get(key) or [], d) for n, d in answers]
+
+    def _finish(self, frame: pd.DataFrame) -> pd.DataFrame:
+        got = self.last
+        frame.attrs["servers"] = sorted({str(s.get("name")) for s, _ in got.replies})
+        frame.attrs["missing"] = list(got.missing)
+        frame.attrs["errors"] = dict(got.errors)
+        if got.missing:
+            warnings.warn(f"natsbook: {len(got.missing)} server(s) did not answer within "
+                          f"{self.timeout:g}s: {', '.join(got.missing)} - down, partitioned "
+                          "or slow (raise timeout=/stall=); they are missing from this "
+                          "result", MissingServersWarning, stacklevel=3)
+        return frame
+
+    def __repr__(self) -> str:
+        return f"<natsbook.SystemMonitor {len(self.known)} servers via {self.conn.connected_url}>"
 
 
 def _qs(value: Any) -> str:
     return "1" if value is True else str(value)
 
 
-def monitor(url: Any = None, *, timeout: float = 5.0) -> Monitor:
-    """A handle on a server's monitoring endpoint.
+def monitor(url: Any = None, *, timeout: float | None = None, stall: float = 0.5,
+            expected: list[str] | None = None) -> Monitor:
+    """A handle on the servers' monitoring: one server over HTTP, or every server of the
+    cluster / super-cluster through a system-account connection.
 
     Args:
-        url: ``http://host:port`` (default ``http://127.0.0.1:8222``) or anything with a
-            ``monitor_url`` attribute, such as ``natsbook.local_server()``.
-        timeout: seconds per HTTP request.
+        url: ``http://host:port`` (default ``http://127.0.0.1:8222``), anything with a
+            ``monitor_url`` attribute (``natsbook.local_server()``), or a
+            :class:`natsbook.Connection` of a system-account user.
+        timeout: seconds per HTTP request (default 5), or per system request (default 2).
+        stall: system requests only: stop waiting this long after the last reply.
+        expected: system requests only: server names that must answer; the others are
+            learnt (see :class:`SystemMonitor`).
+
+    Raises:
+        MonitorError: the connection is not a system-account user (nobody answers).
     """
+    from ._connection import Connection
+
+    if isinstance(url, Connection):
+        return SystemMonitor(url, timeout=2.0 if timeout is None else timeout, stall=stall,
+                             expected=expected)
+    if expected is not None:
+        raise BadInputError("expected= needs a system-account connection, not an HTTP URL")
     if url is None:
         url = DEFAULT_MONITOR_URL
     elif not isinstance(url, str):
         mu = getattr(url, "monitor_url", None)
         if not mu:
             raise BadInputError(f"{url!r} has no monitoring URL - start the server with "
-                                "monitoring on, or pass 'http://host:8222'")
+                                "monitoring on, pass 'http://host:8222', or a system-account "
+                                "Connection")
         url = mu
-    return Monitor(url, timeout=timeout)
+    return Monitor(url, timeout=5.0 if timeout is None else timeout)

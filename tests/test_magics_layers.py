@@ -10,10 +10,12 @@ import natsbook
 
 PACKAGE = Path(natsbook.__file__).parent
 MAGICS = ["magics.py", "_magics_base.py", "_magics_connect.py", "_magics_messaging.py",
-          "_magics_data.py", "_magics_ops.py", "_magic_support.py", "_scrub.py"]
+          "_magics_data.py", "_magics_ops.py", "_magics_objects.py", "_magic_support.py",
+          "_scrub.py"]
 # The magics' own support modules (front-end layer) besides the magics themselves.
 FRONT_END = {"_magic_support", "_magics_base", "_magics_connect", "_magics_messaging",
-             "_magics_data", "_magics_live", "_magics_ops", "_scrub", "_context"}
+             "_magics_data", "_magics_live", "_magics_ops", "_magics_objects", "_scrub",
+             "_context"}
 
 
 def imported(path: Path) -> set[str]:

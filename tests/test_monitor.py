@@ -165,3 +165,18 @@ def test_errors(server):
         monitor(object())
     with pytest.raises(BadInputError):
         monitor(server).connz(state="sleeping")
+
+
+def test_gatewayz_leafz_accountz_over_http(mon):
+    assert len(mon.gatewayz()) == 0 and "direction" in mon.gatewayz().columns
+    assert len(mon.leafz()) == 0 and "account" in mon.leafz().columns
+    accounts = mon.accountz()
+    assert list(accounts.columns) == ["account", "system"]
+    assert "$G" in set(accounts["account"])
+    detail = mon.accountz("$G")
+    assert len(detail) == 1 and detail["account_name"].iloc[0] == "$G"
+
+
+def test_expected_needs_a_system_connection(server):
+    with pytest.raises(BadInputError, match="system-account"):
+        monitor(server, expected=["n1"])
