@@ -140,8 +140,11 @@ def test_mutual_tls(pki: dict[str, str]) -> None:
         with natsbook.connect(srv.url, tls_ca=pki["ca"], tls_cert=pki["client"],
                               tls_key=pki["client_key"]) as c:
             roundtrip(c)
-        with pytest.raises(ConnectError):
+        # No client certificate: the server verifies it after the TLS handshake (TLS 1.3)
+        # and drops the connection right after CONNECT, a refusal of credentials.
+        with pytest.raises(AuthError, match="closed the connection after CONNECT") as exc:
             natsbook.connect(srv.url, tls_ca=pki["ca"], connect_timeout=3)
+        assert exc.value.url == srv.url and "check token/user/password" in str(exc.value)
 
 
 def test_tls_handshake_first(pki: dict[str, str]) -> None:
@@ -150,9 +153,11 @@ def test_tls_handshake_first(pki: dict[str, str]) -> None:
         with natsbook.connect(srv.url, tls_ca=pki["ca"], tls_handshake_first=True) as c:
             roundtrip(c)
         start = time.monotonic()
-        with pytest.raises(ConnectError):
+        with pytest.raises(ConnectError, match="closed the connection during the handshake") \
+                as exc:
             natsbook.connect(srv.url, tls_ca=pki["ca"], connect_timeout=2)
         assert time.monotonic() - start < 5
+        assert srv.url in str(exc.value)
 
 
 def test_tls_requested_but_server_plaintext(server: natsbook.LocalServer,
