@@ -1,0 +1,163 @@
+"""Mutation testing of the core with mutmut (slow; not part of CI).
+
+Plants small bugs (mutants) in the wire codec, the engine, reconnect, the store, the frames
+and the transport, runs the fast tests that exercise each mutated function against real
+nats-servers, and prints the score per module and every mutant that survived.
+
+    pip install -e '.[test,mutation]'
+    python bench/mutation.py                       # every module below
+    python bench/mutation.py _protocol _subjects   # a subset
+    python bench/mutation.py --report-only         # re-print the last run's results
+
+The run happens in a scratch copy (``build/mutation/``): mutmut rewrites the sources it
+mutates, and the tree you work in stays untouched. Mutants listed in EQUIVALENT below change
+no behaviour any test could see; each carries its reason and is left out of the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Module -> the fast test files that pin its behaviour.
+MODULES: dict[str, list[str]] = {
+    "_subjects": ["tests/test_subjects.py", "tests/test_subject_errors.py"],
+    "_msg": ["tests/test_protocol.py", "tests/test_pubsub.py"],
+    "_protocol": ["tests/test_protocol.py", "tests/faults/test_fuzz_parser.py",
+                  "tests/test_promises.py"],
+    "_frames": ["tests/test_store.py", "tests/test_promises.py"],
+    "_store": ["tests/test_store.py"],
+    "_transport": ["tests/test_auth_tls.py", "tests/faults/test_auth_tls_failures.py",
+                   "tests/faults/test_hostile_server.py", "tests/test_promises.py"],
+    "_engine": ["tests/test_pubsub.py", "tests/test_promises.py",
+                "tests/faults/test_hostile_server.py", "tests/faults/test_bad_peers.py"],
+    "_reconnect": ["tests/test_reconnect.py", "tests/test_promises.py",
+                   "tests/faults/test_restart.py", "tests/faults/test_hostile_server.py"],
+}
+
+#: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
+EQUIVALENT: dict[str, str] = {}
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def prepare(work: Path, modules: list[str]) -> None:
+    """A scratch copy of the project with a [tool.mutmut] section for these modules."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "browser")
+    shutil.copytree(ROOT / "natsbook", work / "natsbook", ignore=ignore)
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    shutil.copy2(ROOT / "README.md", work / "README.md")
+    tests = sorted({t for m in modules for t in MODULES[m]})
+    config = (ROOT / "pyproject.toml").read_text()
+    config += (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["natsbook/"]\n'
+        f"only_mutate = {_toml_list([f'natsbook/{m}.py' for m in modules])}\n"
+        f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-m", "not slow and not browser", '
+        '"-W", "ignore::pytest.PytestUnraisableExceptionWarning"]\n'
+        "timeout_multiplier = 5.0\n"
+        "timeout_constant = 20.0\n"
+    )
+    (work / "pyproject.toml").write_text(config)
+
+
+def results(work: Path) -> dict[str, dict[str, str]]:
+    """{module: {mutant name: status}} from mutmut's own bookkeeping."""
+    out: dict[str, dict[str, str]] = {}
+    for meta in sorted((work / "mutants" / "natsbook").glob("*.py.meta")):
+        data = json.loads(meta.read_text())
+        module = meta.name.removesuffix(".py.meta")
+        codes = data.get("exit_code_by_key", {})
+        out[module] = {name: _status(code) for name, code in codes.items()}
+    return out
+
+
+def _status(code: int | None) -> str:
+    from mutmut.stats import status_by_exit_code
+
+    return str(status_by_exit_code[code])
+
+
+def report(work: Path, modules: list[str]) -> int:
+    by_module = results(work)
+    total_killed = total_scored = 0
+    survivors: list[str] = []
+    print(f"{'module':<12} {'mutants':>7} {'killed':>7} {'equiv':>6} {'survived':>8} "
+          f"{'score':>7}")
+    for module in modules:
+        statuses = by_module.get(module, {})
+        killed = sum(s in ("killed", "timeout", "caught by type check", "segfault")
+                     for s in statuses.values())
+        equivalent = [n for n in statuses if n in EQUIVALENT]
+        alive = [n for n, s in statuses.items()
+                 if s not in ("killed", "timeout", "caught by type check", "segfault")
+                 and n not in EQUIVALENT]
+        scored = len(statuses) - len(equivalent)
+        score = 100.0 * killed / scored if scored else 100.0
+        total_killed += killed
+        total_scored += scored
+        survivors += [f"{n}: {statuses[n]}" for n in alive]
+        print(f"{module:<12} {len(statuses):>7} {killed:>7} {len(equivalent):>6} "
+              f"{len(alive):>8} {score:>6.1f}%")
+    score = 100.0 * total_killed / total_scored if total_scored else 100.0
+    print(f"{'total':<12} {total_scored:>7} {total_killed:>7} {'':>6} {len(survivors):>8} "
+          f"{score:>6.1f}%  (of non-equivalent mutants)")
+    if survivors:
+        print("\nsurviving mutants (see each with: cd build/mutation && mutmut show NAME):")
+        for line in survivors:
+            print("  ", line)
+    eq = [n for n in EQUIVALENT if n.split(".")[1].split("x_")[0] in modules]
+    if eq:
+        print("\nequivalent (not scored):")
+        for n in eq:
+            print(f"   {n}: {EQUIVALENT[n]}")
+    return 0 if score >= 90.0 else 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("modules", nargs="*", default=[],
+                    help=f"modules to mutate (default: all of {', '.join(MODULES)})")
+    ap.add_argument("--max-children", type=int, default=2,
+                    help="mutants tested in parallel (default 2)")
+    ap.add_argument("--work", type=Path, default=ROOT / "build" / "mutation",
+                    help="scratch directory (default build/mutation)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="print the results of the last run in --work")
+    args = ap.parse_args()
+    modules = args.modules or list(MODULES)
+    unknown = set(modules) - set(MODULES)
+    if unknown:
+        ap.error(f"unknown module(s) {sorted(unknown)}; choose from {list(MODULES)}")
+    if not args.report_only:
+        prepare(args.work, modules)
+        start = time.monotonic()
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        env.pop("NATS_URL", None)
+        log = args.work / "mutmut-run.log"
+        print(f"mutating {', '.join(modules)}; progress in {log}", flush=True)
+        with log.open("w") as out:
+            proc = subprocess.run([sys.executable, "-m", "mutmut", "run",
+                                   "--max-children", str(args.max_children)],
+                                  cwd=args.work, env=env, check=False, stdout=out,
+                                  stderr=subprocess.STDOUT)
+        print(f"mutmut exited {proc.returncode} after {time.monotonic() - start:.0f}s\n")
+    return report(args.work, modules)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
