@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Module -> the fast test files that pin its behaviour.
 MODULES: dict[str, list[str]] = {
     "_subjects": ["tests/test_subjects.py", "tests/test_subject_errors.py"],
-    "_msg": ["tests/test_protocol.py", "tests/test_pubsub.py"],
-    "_protocol": ["tests/test_protocol.py", "tests/faults/test_fuzz_parser.py",
-                  "tests/test_promises.py"],
+    "_msg": ["tests/test_msg.py", "tests/test_codec_exact.py", "tests/test_protocol.py"],
+    "_protocol": ["tests/test_protocol.py", "tests/test_codec_exact.py",
+                  "tests/test_promises.py", "tests/faults/test_fuzz_parser.py"],
     "_frames": ["tests/test_store.py", "tests/test_promises.py"],
     "_store": ["tests/test_store.py"],
     "_transport": ["tests/test_auth_tls.py", "tests/faults/test_auth_tls_failures.py",
@@ -43,8 +43,42 @@ MODULES: dict[str, list[str]] = {
                    "tests/faults/test_restart.py", "tests/faults/test_hostile_server.py"],
 }
 
+_CASE = "codec names are case-insensitive: 'UTF-8' is 'utf-8'"
+_SENTINEL = ("a start-up sentinel of the parser's line cache, never read while the cache "
+             "is empty (cache_len < 0)")
 #: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
-EQUIVALENT: dict[str, str] = {}
+#: Keyed by mutmut's names, which number the mutants of one function in source order: after
+#: editing a function, re-check its entries (`mutmut show NAME` in build/mutation).
+EQUIVALENT: dict[str, str] = {
+    "natsbook._msg.xǁMsgǁfrom_raw__mutmut_34": _CASE,
+    "natsbook._msg.xǁMsgǁfrom_raw__mutmut_44": _CASE,
+    "natsbook._msg.xǁMsgǁtext__mutmut_3": _CASE,
+    "natsbook._msg.x_encode_payload__mutmut_4": _CASE,
+    "natsbook._protocol.x_parse_headers__mutmut_7": _CASE,
+    "natsbook._protocol.xǁParserǁ_control__mutmut_28": _CASE,
+    "natsbook._protocol.x_decode_info__mutmut_11":
+        "line[5:] drops the space after INFO, which orjson skips anyway",
+    "natsbook._protocol.x_parse_headers__mutmut_25":
+        "first[9:] drops the space after NATS/1.0, which .strip() drops anyway",
+    "natsbook._protocol.xǁParserǁ_control__mutmut_3":
+        "head = line[:6]: every check after it looks at 5 bytes or fewer",
+    "natsbook._protocol.xǁParserǁ_control__mutmut_26":
+        "line[5:] drops the space after -ERR, which .strip() drops anyway",
+    "natsbook._protocol.xǁParserǁreset__mutmut_3":
+        "_parts = None: falsy like [], and reassigned before any other use",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_8":
+        "_parts = None after the join: falsy like [], reassigned before any other use",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_18":
+        "last_sid sentinel None: still never equal to a sid, so last_list is set first",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_19":
+        "last_sid sentinel b'XXXX': natsbook's sids are decimal numbers, never 'XXXX'",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_20":
+        "last_list sentinel None: only read after last_sid matched, which sets it",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_27": _SENTINEL,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_28": _SENTINEL,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_31": "cache_len -2: still 'no cached line' (< 0)",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_33": _SENTINEL,
+}
 
 
 def _toml_list(items: list[str]) -> str:

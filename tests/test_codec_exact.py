@@ -1,0 +1,135 @@
+"""The wire codec byte for byte and its errors word for word (mutations of the codec that the
+round-trip tests let through: exact encodings, header key boundaries, status lines, error
+texts, a frame completed by the last byte of a chunk)."""
+
+from __future__ import annotations
+
+import pytest
+
+from natsbook._protocol import (
+    Parser,
+    decode_info,
+    encode_connect,
+    encode_headers,
+    encode_pub,
+    parse_headers,
+)
+from natsbook.errors import BadHeaderError, ProtocolError
+
+
+def test_exact_encodings() -> None:
+    assert encode_connect({"verbose": False, "name": "x"}) == \
+        b'CONNECT {"verbose":false,"name":"x"}\r\n'
+    hdr = b"NATS/1.0\r\nK: v\r\n\r\n"
+    assert encode_pub(b"s", None, b"ab", hdr) == b"HPUB s 18 20\r\n" + hdr + b"ab\r\n"
+    assert encode_pub(b"s", b"r", b"ab", hdr) == b"HPUB s r 18 20\r\n" + hdr + b"ab\r\n"
+    assert encode_pub(b"s", b"r", b"ab") == b"PUB s r 2\r\nab\r\n"
+    assert encode_pub(b"s", None, b"") == b"PUB s 0\r\n\r\n"
+
+
+def test_encode_headers_exact() -> None:
+    assert encode_headers({}, status="503") == b"NATS/1.0 503\r\n\r\n"
+    assert encode_headers({"A": ["1", "2"], "B": b"raw"}) == \
+        b"NATS/1.0\r\nA: 1\r\nA: 2\r\nB: raw\r\n\r\n"
+    assert encode_headers([("C", 5)]) == b"NATS/1.0\r\nC: 5\r\n\r\n"  # type: ignore[list-item]
+    assert encode_headers([("K", "v"), ("K", "w")]) == b"NATS/1.0\r\nK: v\r\nK: w\r\n\r\n"
+    # The printable ASCII boundaries are keys' own characters.
+    assert encode_headers({"!~": "x"}) == b"NATS/1.0\r\n!~: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("key", ["a\x00", "a\x01", "a\x7f", "caf\u00e9", "a b", "a:b", "a\tb"])
+def test_header_key_refused_exactly(key: str) -> None:
+    with pytest.raises(BadHeaderError) as exc:
+        encode_headers({key: "v"})
+    assert exc.value.key == key
+    assert str(exc.value) == (f"natsbook: bad header {key!r}: keys may not contain ':', spaces "
+                              "or control characters - use e.g. 'X-Sensor-Id'")
+
+
+def test_header_errors_exact() -> None:
+    with pytest.raises(BadHeaderError) as exc:
+        encode_headers({"": "v"})
+    assert exc.value.key == ""
+    assert str(exc.value) == "natsbook: bad header '': header keys must be non-empty strings"
+    with pytest.raises(BadHeaderError) as exc:
+        encode_headers([(3, "v")])  # type: ignore[list-item]
+    assert exc.value.key == "3"
+    with pytest.raises(BadHeaderError) as exc:
+        encode_headers({"K": "a\nb"})
+    assert exc.value.key == "K"
+    assert str(exc.value) == ("natsbook: bad header 'K': values may not contain CR or LF - send "
+                              "it in the payload")
+
+
+def test_parse_headers_edges() -> None:
+    assert parse_headers(b"NATS/1.0\r\n\r\n") == (None, "", [])
+    assert parse_headers(b"NATS/1.0 Idle Heartbeat\r\n\r\n") == (None, "Idle Heartbeat", [])
+    assert parse_headers(b"NATS/1.0 503\r\n\r\n") == (503, "", [])
+    # A line without ':' and an empty line in the middle are skipped, not the end.
+    assert parse_headers(b"NATS/1.0\r\nA: 1\r\nnocolon\r\n\r\nB: 2\r\n\r\n") == \
+        (None, "", [("A", "1"), ("B", "2")])
+    assert parse_headers(b"NATS/1.0\r\nK: caf\xc3\xa9 \xff\r\n\r\n") == \
+        (None, "", [("K", "caf\u00e9 \ufffd")])
+    long = b"X" * 100
+    with pytest.raises(ProtocolError) as exc:
+        parse_headers(long + b"\r\n\r\n")
+    assert str(exc.value) == ("natsbook: header block does not start with NATS/1.0: "
+                              f"{'X' * 40!r}")
+
+
+def test_decode_info_errors_exact() -> None:
+    assert decode_info(b'INFO {"a":1}') == {"a": 1}
+    long = b"HELLO " + b"x" * 100
+    with pytest.raises(ProtocolError) as exc:
+        decode_info(long)
+    assert str(exc.value) == f"natsbook: expected INFO, got {long[:40]!r}"
+    bad = b"INFO {" + b"x" * 100
+    with pytest.raises(ProtocolError) as exc:
+        decode_info(bad)
+    assert str(exc.value) == f"natsbook: malformed INFO: {bad[:80]!r}"
+    arr = b"INFO [" + b"1," * 50 + b"1]"
+    with pytest.raises(ProtocolError) as exc:
+        decode_info(arr)
+    assert str(exc.value) == f"natsbook: INFO is not a JSON object: {arr[:80]!r}"
+
+
+@pytest.mark.parametrize("line", [b"X\r\n", b"M\r\n", b"\x00\r\n"])
+def test_one_byte_lines_are_not_nats(line: bytes) -> None:
+    with pytest.raises(ProtocolError, match=r"unknown protocol line|malformed message line"):
+        Parser().feed(line)
+
+
+def test_control_lines_exact() -> None:
+    p = Parser()
+    _, ctrl = p.feed(b"-ERR 'XbadX \xff'\r\n-ERR 'Stale Connection'\r\n")
+    assert ctrl == [("-ERR", "XbadX \ufffd"), ("-ERR", "Stale Connection")]
+    line = b"WHAT " + b"y" * 100
+    with pytest.raises(ProtocolError) as exc:
+        Parser().feed(line + b"\r\n")
+    assert str(exc.value) == f"natsbook: unknown protocol line {line[:80]!r}"
+
+
+def test_frame_completed_by_the_last_byte_of_a_chunk_is_delivered_at_once() -> None:
+    payload = b"p" * 100_000  # over 64 KiB: the parser collects parts without re-joining
+    data = b"MSG big 1 %d\r\n%b\r\n" % (len(payload), payload)
+    p = Parser()
+    assert p.feed(data[:50_000]) == ({}, [])
+    assert p.buffered == 50_000
+    groups, _ = p.feed(data[50_000:])  # ends exactly at the frame's CRLF
+    assert groups == {b"1": [(b"big", None, None, payload)]}
+    assert p.buffered == 0
+
+
+def test_reset_drops_a_partial_frame() -> None:
+    p = Parser()
+    p.feed(b"MSG a 1 10\r\nabc")
+    assert p.buffered > 0
+    p.reset()
+    assert p.buffered == 0
+    assert p.feed(b"PING\r\nMSG a 1 2\r\nok\r\n") == ({b"1": [(b"a", None, None, b"ok")]},
+                                                     [("PING", None)])
+    big = Parser()
+    big.feed(b"MSG a 1 100000\r\n" + b"x" * 70_000)
+    big.reset()
+    assert big.buffered == 0
+    assert big.feed(b"PONG\r\n") == ({}, [("PONG", None)])
