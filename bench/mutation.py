@@ -46,6 +46,13 @@ MODULES: dict[str, list[str]] = {
 _CASE = "codec names are case-insensitive: 'UTF-8' is 'utf-8'"
 _SENTINEL = ("a start-up sentinel of the parser's line cache, never read while the cache "
              "is empty (cache_len < 0)")
+_PERF = "a fast-path choice only: the output is the same"
+_UNREAD = "an initial value the loop overwrites before reading it"
+_CACHED_OK = (_PERF + " (the cached path is also taken while the probe counts down; the cache "
+              "holds a line seen in this chunk and is checked byte for byte)")
+_NEVER = _PERF + " (the cache never matches: every line takes the regex path)"
+_THRESHOLD = (_PERF + " (runs of a single frame also take the run path, which decodes them "
+              "the same)")
 #: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
 #: Keyed by mutmut's names, which number the mutants of one function in source order: after
 #: editing a function, re-check its entries (`mutmut show NAME` in build/mutation).
@@ -77,7 +84,38 @@ EQUIVALENT: dict[str, str] = {
     "natsbook._protocol.xǁParserǁfeed__mutmut_27": _SENTINEL,
     "natsbook._protocol.xǁParserǁfeed__mutmut_28": _SENTINEL,
     "natsbook._protocol.xǁParserǁfeed__mutmut_31": "cache_len -2: still 'no cached line' (< 0)",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_32": _SENTINEL,
     "natsbook._protocol.xǁParserǁfeed__mutmut_33": _SENTINEL,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_34": _SENTINEL,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_35": _SENTINEL,
+    "natsbook._protocol.xǁParserǁ__init____mutmut_3": "_parts = None: falsy like [], "
+        "reassigned before any other use",
+    "natsbook._protocol.xǁParserǁ__init____mutmut_6": "_need is only read while _parts holds "
+        "data, and is set together with it",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_37": "countdown None: 'not None' and 'if None' "
+        "behave as for 0",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_38": _PERF + " (the first line is cached one "
+        "message later)",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_39": _UNREAD,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_40": _UNREAD,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_41": _UNREAD,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_42": _UNREAD,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_43": _UNREAD,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_45": "pos <= n: at pos == n no rule matches "
+        "and the loop breaks as before",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_47": _CACHED_OK,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_49": _CACHED_OK,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_51": "cache_len >= 1: a cached line is never "
+        "empty",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_57": _NEVER,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_59": _NEVER,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_60": _NEVER,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_77": _THRESHOLD,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_78": _THRESHOLD,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_79": _THRESHOLD,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_80": _THRESHOLD,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_81": "runs are whole frames, so '> len + 1' "
+        "and '> len' pick the same runs",
 }
 
 

@@ -68,6 +68,8 @@ def test_parse_headers_edges() -> None:
     # A line without ':' and an empty line in the middle are skipped, not the end.
     assert parse_headers(b"NATS/1.0\r\nA: 1\r\nnocolon\r\n\r\nB: 2\r\n\r\n") == \
         (None, "", [("A", "1"), ("B", "2")])
+    assert parse_headers(b"NATS/1.0\r\nUrl: http://x:80/\r\n\r\n") == \
+        (None, "", [("Url", "http://x:80/")])  # split at the first ':' only
     assert parse_headers(b"NATS/1.0\r\nK: caf\xc3\xa9 \xff\r\n\r\n") == \
         (None, "", [("K", "caf\u00e9 \ufffd")])
     long = b"X" * 100
@@ -121,6 +123,7 @@ def test_frame_completed_by_the_last_byte_of_a_chunk_is_delivered_at_once() -> N
 
 
 def test_reset_drops_a_partial_frame() -> None:
+    assert Parser().buffered == 0
     p = Parser()
     p.feed(b"MSG a 1 10\r\nabc")
     assert p.buffered > 0
