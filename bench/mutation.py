@@ -164,20 +164,24 @@ def _status(code: int | None) -> str:
     return str(status_by_exit_code[code])
 
 
+_KILLED = ("killed", "timeout", "caught by type check", "segfault")
+
+
 def report(work: Path, modules: list[str]) -> int:
     by_module = results(work)
     total_killed = total_scored = 0
     survivors: list[str] = []
     print(f"{'module':<12} {'mutants':>7} {'killed':>7} {'equiv':>6} {'survived':>8} "
           f"{'score':>7}")
+    stale: list[str] = []
     for module in modules:
         statuses = by_module.get(module, {})
-        killed = sum(s in ("killed", "timeout", "caught by type check", "segfault")
-                     for s in statuses.values())
-        equivalent = [n for n in statuses if n in EQUIVALENT]
-        alive = [n for n, s in statuses.items()
-                 if s not in ("killed", "timeout", "caught by type check", "segfault")
-                 and n not in EQUIVALENT]
+        dead = {n for n, s in statuses.items() if s in _KILLED}
+        # A mutant listed as equivalent but killed is not equivalent: say so, score it.
+        stale += sorted(n for n in statuses if n in EQUIVALENT and n in dead)
+        equivalent = [n for n in statuses if n in EQUIVALENT and n not in dead]
+        alive = [n for n in statuses if n not in dead and n not in EQUIVALENT]
+        killed = len(dead)
         scored = len(statuses) - len(equivalent)
         score = 100.0 * killed / scored if scored else 100.0
         total_killed += killed
@@ -189,9 +193,13 @@ def report(work: Path, modules: list[str]) -> int:
     print(f"{'total':<12} {total_scored:>7} {total_killed:>7} {'':>6} {len(survivors):>8} "
           f"{score:>6.1f}%  (of non-equivalent mutants)")
     if survivors:
-        print("\nsurviving mutants (see each with: cd build/mutation && mutmut show NAME):")
+        print("\nsurviving mutants (see one with: cd <work dir> && mutmut show NAME):")
         for line in survivors:
             print("  ", line)
+    if stale:
+        print("\nlisted in EQUIVALENT but killed (remove them from the list):")
+        for n in stale:
+            print("  ", n)
     eq = [n for n in EQUIVALENT if n.split(".")[1].split("x_")[0] in modules]
     if eq:
         print("\nequivalent (not scored):")
