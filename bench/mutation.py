@@ -116,6 +116,17 @@ EQUIVALENT: dict[str, str] = {
     "natsbook._protocol.xǁParserǁfeed__mutmut_80": _THRESHOLD,
     "natsbook._protocol.xǁParserǁfeed__mutmut_81": "runs are whole frames, so '> len + 1' "
         "and '> len' pick the same runs",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_36": _SENTINEL,
+    "natsbook._protocol.xǁParserǁfeed__mutmut_66": _PERF + " (no run path: every frame "
+        "takes the per-frame path)",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_70": _PERF + " (a run matched from the chunk's "
+        "start ends where the run from pos ends, or is refused as too short)",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_115": "hdr_len None instead of 0 on the MSG "
+        "path: both falsy wherever it is read",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_129": _PERF + " (probes more often)",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_130": _PERF + " (never probes: no cached path)",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_131": _PERF + " (countdown goes negative: never "
+        "probes again)",
 }
 
 

@@ -136,3 +136,35 @@ def test_reset_drops_a_partial_frame() -> None:
     big.reset()
     assert big.buffered == 0
     assert big.feed(b"PONG\r\n") == ({}, [("PONG", None)])
+
+
+@pytest.mark.parametrize("headed", [False, True])
+def test_cached_line_resumes_after_other_lines(headed: bool) -> None:
+    """The line cache outlives 15 frames of another line (the probe countdown): when the
+    cached line comes back, its flood must still be filed under its own sid, with its
+    headers."""
+    hdr = b"NATS/1.0\r\nA: 1\r\n\r\n"
+
+    def frame(sid: int, body: bytes) -> bytes:
+        if headed and sid == 1:
+            return b"HMSG x 1 %d %d\r\n%b%b\r\n" % (len(hdr), len(hdr) + len(body), hdr, body)
+        return b"MSG %b %d %d\r\n%b\r\n" % (b"x" if sid == 1 else b"y", sid, len(body), body)
+
+    stream = b"".join([frame(1, b"a0")] + [frame(2, b"b%d" % (i % 10)) for i in range(15)]
+                      + [frame(1, b"a%d" % (i % 10)) for i in range(1, 21)])
+    groups, _ = Parser().feed(stream)
+    assert [r[3] for r in groups[b"1"]] == [b"a%d" % (i % 10) for i in range(21)]
+    assert [r[3] for r in groups[b"2"]] == [b"b%d" % (i % 10) for i in range(15)]
+    assert {r[2] for r in groups[b"1"]} == ({hdr} if headed else {None})
+    assert {(r[0], r[1]) for r in groups[b"1"]} == {(b"x", None)}
+
+
+def test_size_error_quotes_the_line_exactly() -> None:
+    line = b"MSG " + b"s" * 90 + b" 1 101"
+    with pytest.raises(ProtocolError) as exc:
+        Parser(max_payload=100).feed(line + b"\r\n")
+    assert str(exc.value) == f"natsbook: message size 101 outside 0..100 in {line[:80]!r}"
+    short = b"MSG a 1 101"
+    with pytest.raises(ProtocolError) as exc:
+        Parser(max_payload=100).feed(short + b"\r\n")
+    assert str(exc.value) == f"natsbook: message size 101 outside 0..100 in {short!r}"
