@@ -123,6 +123,7 @@ EQUIVALENT: dict[str, str] = {
         "start ends where the run from pos ends, or is refused as too short)",
     "natsbook._protocol.xǁParserǁfeed__mutmut_115": "hdr_len None instead of 0 on the MSG "
         "path: both falsy wherever it is read",
+    "natsbook._protocol.xǁParserǁfeed__mutmut_137": _PERF + " (probes on the next message)",
     "natsbook._protocol.xǁParserǁfeed__mutmut_129": _PERF + " (probes more often)",
     "natsbook._protocol.xǁParserǁfeed__mutmut_130": _PERF + " (never probes: no cached path)",
     "natsbook._protocol.xǁParserǁfeed__mutmut_131": _PERF + " (countdown goes negative: never "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from natsbook._protocol import (
+    MAX_CONTROL_LINE,
     Parser,
     decode_info,
     encode_connect,
@@ -168,3 +169,27 @@ def test_size_error_quotes_the_line_exactly() -> None:
     with pytest.raises(ProtocolError) as exc:
         Parser(max_payload=100).feed(short + b"\r\n")
     assert str(exc.value) == f"natsbook: message size 101 outside 0..100 in {short!r}"
+
+
+def test_cached_line_needs_its_crlf_right_after_it() -> None:
+    """'MSG a 1 8' cached must not match 'MSG a 1 80', even when a CRLF sits inside the
+    previous payload (the check must look right after the line, nowhere else)."""
+    small = b"MSG a 1 8\r\nx\r\nyyyyy\r\n"
+    big = b"MSG a 1 80\r\n" + b"z" * 80 + b"\r\n"
+    groups, _ = Parser().feed(small * 16 + big)
+    assert [r[3] for r in groups[b"1"]] == [b"x\r\nyyyyy"] * 16 + [b"z" * 80]
+
+
+def test_control_line_limits() -> None:
+    # A stray CRLF between frames is skipped, also at the very start of a chunk.
+    assert Parser().feed(b"\r\nPING\r\n") == ({}, [("PING", None)])
+    # Up to MAX_CONTROL_LINE bytes of an unfinished line are buffered; one more is refused.
+    p = Parser()
+    assert p.feed(b"A" * MAX_CONTROL_LINE) == ({}, [])
+    with pytest.raises(ProtocolError, match="control line longer than"):
+        Parser().feed(b"A" * (MAX_CONTROL_LINE + 1))
+    # The limit applies to the unfinished line, not to the whole chunk it ends.
+    frames = b"MSG a 1 100\r\n" + b"p" * 100 + b"\r\n"
+    chunk = frames * (MAX_CONTROL_LINE // len(frames) + 10) + b"PIN"
+    groups, _ = Parser().feed(chunk)
+    assert len(groups[b"1"]) == MAX_CONTROL_LINE // len(frames) + 10
