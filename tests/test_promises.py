@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -256,6 +257,10 @@ def test_publishes_queued_when_the_connection_drops_are_resent(fresh_server: Loc
         sub = conn.subscribe(subject)
         conn.flush()
         fresh_server.signal(signal.SIGSTOP)
+        # SIGSTOP takes effect asynchronously: wait until the server is really stopped, or it
+        # may still read (and deliver) the first publishes.
+        stat = Path(f"/proc/{fresh_server._server_pid}/stat")
+        assert wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "T", 5)
         pad = b"." * (size - 32)
         for i in range(count):
             conn.publish(subject, b"%08d|" % i + pad)
