@@ -193,3 +193,35 @@ def test_control_line_limits() -> None:
     chunk = frames * (MAX_CONTROL_LINE // len(frames) + 10) + b"PIN"
     groups, _ = Parser().feed(chunk)
     assert len(groups[b"1"]) == MAX_CONTROL_LINE // len(frames) + 10
+
+
+def test_tolerated_spellings_take_the_per_line_path() -> None:
+    """Lines the fast regex does not take (lower case, tabs, doubled spaces) still parse the
+    same: with and without reply, MSG and HMSG."""
+    stream = (b"msg a 1 2\r\nok\r\n" b"MSG\ta  1\tr.1 3\r\nabc\r\n"
+              b"hmsg h 2 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"
+              b"HMSG  h 2 r.2 12 12\r\nNATS/1.0\r\n\r\n\r\n")
+    groups, _ = Parser().feed(stream)
+    assert groups == {
+        b"1": [(b"a", None, None, b"ok"), (b"a", b"r.1", None, b"abc")],
+        b"2": [(b"h", None, b"NATS/1.0\r\n\r\n", b"hi"), (b"h", b"r.2", b"NATS/1.0\r\n\r\n", b"")],
+    }
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    (b"msg " + b"s" * 90 + b" 1 x", "malformed message line"),
+    (b"MSGX " + b"s" * 90, "unknown protocol line"),
+    (b"msg " + b"s" * 90 + b" 1 999", "message size 999 outside 0..100 in"),
+])
+def test_per_line_errors_quote_80_bytes(line: bytes, why: str) -> None:
+    with pytest.raises(ProtocolError) as exc:
+        Parser(max_payload=100).feed(line + b"\r\n")
+    assert str(exc.value) == f"natsbook: {why} {line[:80]!r}"
+
+
+def test_endless_line_error_quotes_40_bytes() -> None:
+    data = b"Q" * 10 + b"R" * (MAX_CONTROL_LINE + 10)
+    with pytest.raises(ProtocolError) as exc:
+        Parser().feed(data)
+    assert str(exc.value) == (f"natsbook: control line longer than {MAX_CONTROL_LINE} bytes: "
+                              f"{data[:40]!r}...")
