@@ -53,6 +53,10 @@ _CACHED_OK = (_PERF + " (the cached path is also taken while the probe counts do
 _NEVER = _PERF + " (the cache never matches: every line takes the regex path)"
 _THRESHOLD = (_PERF + " (runs of a single frame also take the run path, which decodes them "
               "the same)")
+_RAISING = "the line cache reset on the way to raising ProtocolError: never read again"
+_PARTS = ("only how an incomplete frame is buffered (joined parts or one rest): the frames "
+          "parsed are the same")
+_FEED = "natsbook._protocol.xǁParserǁfeed__mutmut_"
 #: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
 #: Keyed by mutmut's names, which number the mutants of one function in source order: after
 #: editing a function, re-check its entries (`mutmut show NAME` in build/mutation).
@@ -73,65 +77,81 @@ EQUIVALENT: dict[str, str] = {
         "line[5:] drops the space after -ERR, which .strip() drops anyway",
     "natsbook._protocol.xǁParserǁreset__mutmut_3":
         "_parts = None: falsy like [], and reassigned before any other use",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_8":
+    _FEED + "8":
         "_parts = None after the join: falsy like [], reassigned before any other use",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_18":
+    _FEED + "18":
         "last_sid sentinel None: still never equal to a sid, so last_list is set first",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_19":
+    _FEED + "19":
         "last_sid sentinel b'XXXX': natsbook's sids are decimal numbers, never 'XXXX'",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_20":
+    _FEED + "20":
         "last_list sentinel None: only read after last_sid matched, which sets it",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_27": _SENTINEL,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_28": _SENTINEL,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_31": "cache_len -2: still 'no cached line' (< 0)",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_32": _SENTINEL,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_33": _SENTINEL,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_34": _SENTINEL,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_35": _SENTINEL,
+    _FEED + "27": _SENTINEL,
+    _FEED + "28": _SENTINEL,
+    _FEED + "31": "cache_len -2: still 'no cached line' (< 0)",
+    _FEED + "32": _SENTINEL,
+    _FEED + "33": _SENTINEL,
+    _FEED + "34": _SENTINEL,
+    _FEED + "35": _SENTINEL,
     "natsbook._protocol.xǁParserǁ__init____mutmut_3": "_parts = None: falsy like [], "
         "reassigned before any other use",
     "natsbook._protocol.xǁParserǁ__init____mutmut_6": "_need is only read while _parts holds "
         "data, and is set together with it",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_37": "countdown None: 'not None' and 'if None' "
+    _FEED + "37": "countdown None: 'not None' and 'if None' "
         "behave as for 0",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_38": _PERF + " (the first line is cached one "
+    _FEED + "38": _PERF + " (the first line is cached one "
         "message later)",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_39": _UNREAD,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_40": _UNREAD,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_41": _UNREAD,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_42": _UNREAD,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_43": _UNREAD,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_45": "pos <= n: at pos == n no rule matches "
+    _FEED + "39": _UNREAD,
+    _FEED + "40": _UNREAD,
+    _FEED + "41": _UNREAD,
+    _FEED + "42": _UNREAD,
+    _FEED + "43": _UNREAD,
+    _FEED + "45": "pos <= n: at pos == n no rule matches "
         "and the loop breaks as before",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_49": _CACHED_OK,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_51": "cache_len >= 1: a cached line is never "
+    _FEED + "49": _CACHED_OK,
+    _FEED + "51": "cache_len >= 1: a cached line is never "
         "empty",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_57": _NEVER,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_59": _NEVER,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_60": _NEVER,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_77": _THRESHOLD,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_78": _THRESHOLD,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_79": _THRESHOLD,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_80": _THRESHOLD,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_81": "runs are whole frames, so '> len + 1' "
+    _FEED + "57": _NEVER,
+    _FEED + "59": _NEVER,
+    _FEED + "60": _NEVER,
+    _FEED + "77": _THRESHOLD,
+    _FEED + "78": _THRESHOLD,
+    _FEED + "79": _THRESHOLD,
+    _FEED + "80": _THRESHOLD,
+    _FEED + "81": "runs are whole frames, so '> len + 1' "
         "and '> len' pick the same runs",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_36": _SENTINEL,
-    "natsbook._protocol.xǁParserǁfeed__mutmut_66": _PERF + " (no run path: every frame "
+    _FEED + "36": _SENTINEL,
+    _FEED + "66": _PERF + " (no run path: every frame "
         "takes the per-frame path)",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_70": _PERF + " (a run matched from the chunk's "
+    _FEED + "70": _PERF + " (a run matched from the chunk's "
         "start ends where the run from pos ends, or is refused as too short)",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_115": "hdr_len None instead of 0 on the MSG "
+    _FEED + "115": "hdr_len None instead of 0 on the MSG "
         "path: both falsy wherever it is read",
     "natsbook._protocol.xǁParserǁ__init____mutmut_7": "_need is only read while _parts holds "
         "data, and is set together with it",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_50": "cache_len > 0: a cached line is never "
+    _FEED + "50": "cache_len > 0: a cached line is never "
         "empty",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_95": "the run path starts only on a line parsed "
+    _FEED + "95": "the run path starts only on a line parsed "
         "earlier in the same chunk, which filed its sid in groups: this branch never runs",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_137": _PERF + " (probes on the next message)",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_129": _PERF + " (probes more often)",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_130": _PERF + " (never probes: no cached path)",
-    "natsbook._protocol.xǁParserǁfeed__mutmut_131": _PERF + " (countdown goes negative: never "
+    _FEED + "162": "hdr_len None instead of 0 on the per-line MSG path: "
+        "both falsy where read",
+    _FEED + "194": _RAISING,
+    _FEED + "195": _RAISING,
+    _FEED + "196": _RAISING,
+    _FEED + "210": _PERF + " (probes on the next message)",
+    _FEED + "231": _PARTS +
+        " (joins 4 bytes early, then waits in _rest)",
+    _FEED + "233": _PARTS,
+    _FEED + "234": _PARTS,
+    _FEED + "235": _PARTS,
+    _FEED + "236": _PARTS,
+    _FEED + "240": "_rest None: the end of feed() stores the unparsed tail in _rest "
+        "anyway",
+    _FEED + "273": "pos <= n: at pos == n it stores b'' in _rest, "
+        "as before",
+    _FEED + "137": _PERF + " (probes on the next message)",
+    _FEED + "129": _PERF + " (probes more often)",
+    _FEED + "130": _PERF + " (never probes: no cached path)",
+    _FEED + "131": _PERF + " (countdown goes negative: never "
         "probes again)",
 }
 

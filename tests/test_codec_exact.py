@@ -225,3 +225,11 @@ def test_endless_line_error_quotes_40_bytes() -> None:
         Parser().feed(data)
     assert str(exc.value) == (f"natsbook: control line longer than {MAX_CONTROL_LINE} bytes: "
                               f"{data[:40]!r}...")
+
+
+def test_unterminated_payload_error_quotes_80_bytes() -> None:
+    line = b"MSG " + b"s" * 90 + b" 1 2"
+    with pytest.raises(ProtocolError) as exc:
+        Parser().feed(line + b"\r\nokXY")
+    assert str(exc.value) == ("natsbook: message payload not terminated by CRLF after 2 bytes "
+                              f"({line[:80]!r})")
