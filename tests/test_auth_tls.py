@@ -169,8 +169,16 @@ def test_mutual_tls(pki: dict[str, str], transport: str) -> None:
         with natsbook.connect(url, tls_ca=pki["ca"], tls_cert=pki["client"],
                               tls_key=pki["client_key"]) as c:
             roundtrip(c)
-        with pytest.raises(ConnectError):
-            natsbook.connect(url, tls_ca=pki["ca"], connect_timeout=3)
+        # No client certificate: the server verifies it after the TLS handshake (TLS 1.3)
+        # and drops the connection, a refusal of credentials.
+        if transport == "tcp":
+            with pytest.raises(AuthError, match="closed the connection after CONNECT") as exc:
+                natsbook.connect(url, tls_ca=pki["ca"], connect_timeout=3)
+            assert exc.value.url == url and "check token/user/password" in str(exc.value)
+        else:  # over wss:// the refusal arrives as a TLS alert during the upgrade
+            with pytest.raises(TLSError, match="CERTIFICATE_REQUIRED") as tls_exc:
+                natsbook.connect(url, tls_ca=pki["ca"], connect_timeout=3)
+            assert url in str(tls_exc.value) and "WebSocket upgrade" in str(tls_exc.value)
 
 
 def test_tls_handshake_first(pki: dict[str, str]) -> None:
@@ -179,10 +187,14 @@ def test_tls_handshake_first(pki: dict[str, str]) -> None:
     with natsbook.local_server(jetstream=False, config=cfg) as srv:
         with natsbook.connect(srv.url, tls_ca=pki["ca"], tls_handshake_first=True) as c:
             roundtrip(c)
+        # The server waits (its TLS timeout: 2 s) for a TLS hello that never comes; the
+        # client gives up first (1 s) and says what to change.
         start = time.monotonic()
-        with pytest.raises(ConnectError):
-            natsbook.connect(srv.url, tls_ca=pki["ca"], connect_timeout=2)
+        with pytest.raises(ConnectError) as exc:
+            natsbook.connect(srv.url, tls_ca=pki["ca"], connect_timeout=1)
         assert time.monotonic() - start < 5
+        assert str(exc.value) == (f"natsbook: {srv.url} sent no INFO within 1s - the server "
+                                  "may expect TLS first: pass tls_handshake_first=True")
 
 
 def test_tls_requested_but_server_plaintext(url: str, pki: dict[str, str]) -> None:

@@ -343,9 +343,8 @@ def test_bad_arguments(conn, stream):
         js.stream_info(conn, "bad.name")
 
 
-def test_connection_methods_when_wired(conn, stream, subject):
-    if not hasattr(natsbook.Connection, "stream_history"):
-        pytest.skip("Connection delegations not added yet")
+def test_connection_methods(conn, stream, subject):
+    # No skip: a removed Connection.stream_history must fail here, not turn into a skip.
     fill(conn, subject, 3)
     wait_stored(conn, stream, 3)
     assert seqs(conn.stream_history(stream)) == [1, 2, 3]

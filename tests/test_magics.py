@@ -324,9 +324,13 @@ def test_info(nats: TestingShell, server: natsbook.LocalServer) -> None:
     nats.run_cell("%nats_info")
     info = nats.user_ns["_"]
     assert info["status"] == "connected" and info["connected_url"] == server.url
-    assert info["jetstream"] is True and info["version"]
-    assert info["rtt_ms"] is not None and info["max_payload"] > 0
-    assert "in_msgs" in info["stats"] and info["server_info"]["server_id"]
+    assert info["jetstream"] is True
+    assert info["version"] == info["server_info"]["version"] == natsbook.monitor(
+        server).varz()["version"].iloc[0]
+    assert info["rtt_ms"] is not None and info["max_payload"] == 1024 * 1024
+    assert info["stats"] == {**info["stats"], "reconnects": 0, "unknown_sid_msgs": 0}
+    assert info["server_info"]["server_id"] == natsbook.monitor(
+        server).varz()["server_id"].iloc[0]
     with pytest.raises(UsageError, match="no arguments"):
         nats.run_cell("%nats_info extra")
 

@@ -93,9 +93,13 @@ def test_server_magic(nats: TestingShell, server: natsbook.LocalServer,
         nats.run_cell("%nats_server nonsense")
     magics.monitor_url = server.monitor_url
     varz = nats.run_cell("%nats_server varz").result
-    assert isinstance(varz, pd.DataFrame) and varz["version"].iloc[0]
+    assert isinstance(varz, pd.DataFrame) and len(varz) == 1
+    assert varz["version"].iloc[0] == magics.conn.server_info["version"]
+    assert varz["port"].iloc[0] == server.port
     connz = nats.run_cell("%nats_server connz -o cz").result
-    assert len(connz) >= 1 and nats.user_ns["cz"] is connz
+    assert nats.user_ns["cz"] is connz
+    # The magic's own connection is in the list, by its client id.
+    assert magics.conn.server_info["client_id"] in set(connz["cid"])
     health = nats.run_cell("%nats_server healthz").result
     assert health["status"] == "ok"
     magics.monitor_url = ""

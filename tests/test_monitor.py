@@ -12,18 +12,13 @@ import natsbook
 from natsbook import jetstream as js
 from natsbook.errors import BadInputError
 from natsbook.monitor import Monitor, MonitorError, monitor, parse_duration
+from tests.faults.helpers import route_port
 from tests.support.waiting import wait_for
 
 
 @pytest.fixture
 def mon(server) -> Monitor:
     return monitor(server)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -44,6 +39,7 @@ def test_varz_units(mon, server):
     assert len(v) == 1
     row = v.iloc[0]
     assert row["port"] == int(server.url.rsplit(":", 1)[1])
+    assert row["host"] == "127.0.0.1" and row["max_payload"] == 1024 * 1024
     assert row["ping_interval"] == pd.Timedelta(minutes=2)  # sent as nanoseconds
     assert row["write_deadline"] == pd.Timedelta(seconds=10)
     assert isinstance(row["uptime"], pd.Timedelta)  # sent as "1m2s"
@@ -58,7 +54,8 @@ def test_connz_open_and_closed_with_reason(mon, server, subject):
         frame = mon.connz(subs=True)
         row = frame[frame["name"] == f"open-{subject}"].iloc[0]
         assert isinstance(row["rtt"], pd.Timedelta) and row["rtt"] > pd.Timedelta(0)
-        assert f"{subject}.>" in row["subscriptions_list"]
+        assert row["subscriptions_list"] == [f"{subject}.>"]
+        assert row["subscriptions"] == 1 and row["lang"] == "python-natsbook"
         assert str(frame["start"].dtype) == "datetime64[ns, UTC]"
     closed = mon.connz(state="closed")
     mine = closed[closed["name"] == f"open-{subject}"]
@@ -128,15 +125,17 @@ def test_healthz(mon):
 def test_routez_without_and_with_a_cluster(mon):
     empty = mon.routez()
     assert empty.empty and "remote_name" in empty.columns
-    cports = [free_port(), free_port()]
-    routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in cports)
+    # Race-free: n0 picks its own route port (-1) and logs it; n1 routes to that.
     servers = []
     try:
-        for i, p in enumerate(cports):
-            servers.append(natsbook.local_server(
-                jetstream=False,
-                config=f"server_name: n{i}\ncluster {{ name: c1\n listen: 127.0.0.1:{p}\n"
-                       f" routes: [ {routes} ] }}\n"))
+        servers.append(natsbook.local_server(
+            jetstream=False,
+            config="server_name: n0\ncluster { name: c1\n listen: 127.0.0.1:-1 }\n"))
+        seed = route_port(servers[0])
+        servers.append(natsbook.local_server(
+            jetstream=False,
+            config=f"server_name: n1\ncluster {{ name: c1\n listen: 127.0.0.1:-1\n"
+                   f" routes: [ nats-route://127.0.0.1:{seed} ] }}\n"))
         m0 = monitor(servers[0])
         wait_for(lambda: not m0.routez().empty, what="route to form")
         frame = m0.routez()

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from natsbook._protocol import (
+    HARD_MAX_FRAME,
     Parser,
     encode_headers,
     encode_pub,
@@ -15,6 +16,7 @@ from natsbook._protocol import (
     parse_headers,
 )
 from natsbook.errors import BadHeaderError, ProtocolError
+from tests.support import reference_codec
 
 
 def msg(subject: bytes, sid: int, payload: bytes, reply: bytes | None = None) -> bytes:
@@ -128,7 +130,12 @@ frames = st.one_of(
 @given(st.lists(frames, min_size=1, max_size=30), st.data())
 def test_any_split_parses_the_same(parts: list[bytes], data: st.DataObject) -> None:
     stream = b"".join(parts)
-    whole = parse_all([stream])
+    # The oracle is an independent decoder (tests/support/reference_codec.py), not the
+    # parser on the unsplit stream: a parser wrong in the same way both times must fail.
+    ref_msgs, ref_ctrl, left = reference_codec.decode(stream, HARD_MAX_FRAME)
+    assert left == 0
+    whole = (sorted(ref_msgs, key=lambda m: m[0]), ref_ctrl)
+    assert parse_all([stream]) == whole
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
     chunks = []
     prev = 0
@@ -175,3 +182,57 @@ def test_burst_of_identical_msg_lines_in_one_read(n: int) -> None:
     mixed = b"".join(frames[:k]) + msg(b"flood.x", 3, b"abcdef", b"r.1") + b"".join(frames[:k])
     rows = Parser().feed(mixed)[0][b"3"]
     assert len(rows) == 2 * k + 1 and rows[k] == (b"flood.x", b"r.1", None, b"abcdef")
+# Floods: the parser's fast path (a cached MSG line, whole runs matched in one regex call)
+# only starts after _PROBE identical lines in one chunk, so floods need their own strategy.
+@st.composite
+def floods(draw: st.DrawFn) -> bytes:
+    out: list[bytes] = []
+    for _ in range(draw(st.integers(1, 3))):
+        subject = draw(st.sampled_from([b"f", b"f.g.h", b"_INBOX.x.1"]))
+        sid = draw(st.integers(1, 3))
+        reply = draw(st.sampled_from([None, b"r.9"]))
+        size = draw(st.integers(0, 40))
+        count = draw(st.integers(14, 60))
+        headed = draw(st.booleans())
+        for i in range(count):
+            payload = draw(st.binary(min_size=size, max_size=size)) if i % 7 == 0 \
+                else bytes([i % 251]) * size
+            if headed:
+                out.append(hmsg(subject, sid, b"NATS/1.0\r\nA: 1\r\n\r\n", payload))
+            else:
+                out.append(msg(subject, sid, payload, reply))
+            if draw(st.integers(0, 40)) == 0:  # an odd frame inside the flood
+                out.append(draw(frames))
+    return b"".join(out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(floods(), st.data())
+def test_floods_parse_like_the_reference(stream: bytes, data: st.DataObject) -> None:
+    ref_msgs, ref_ctrl, left = reference_codec.decode(stream, HARD_MAX_FRAME)
+    assert left == 0
+    want = (sorted(ref_msgs, key=lambda m: m[0]), ref_ctrl)
+    assert parse_all([stream]) == want
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    chunks, prev = [], 0
+    for c in [*cuts, len(stream)]:
+        chunks.append(stream[prev:c])
+        prev = c
+    assert parse_all(chunks) == want
+
+
+def test_flood_with_a_different_line_of_the_same_length() -> None:
+    """A cached line must match byte for byte, not just in length."""
+    a = [msg(b"aa", 1, b"x" * 3) for _ in range(20)]
+    b = [msg(b"ab", 1, b"y" * 3) for _ in range(20)]
+    stream = b"".join(a + b + a)
+    assert parse_all([stream]) == parse_all([stream[i:i + 1] for i in range(len(stream))])
+    msgs, _ = parse_all([stream])
+    assert [m[1] for m in msgs] == [b"aa"] * 20 + [b"ab"] * 20 + [b"aa"] * 20
+
+
+def test_flood_then_a_longer_line_with_the_cached_line_as_prefix() -> None:
+    """'MSG a 1 4' cached must not match the start of 'MSG a 1 40'."""
+    stream = b"".join([msg(b"a", 1, b"w" * 4)] * 20 + [msg(b"a", 1, b"z" * 40)] * 20)
+    msgs, _ = parse_all([stream])
+    assert [m[4] for m in msgs] == [b"w" * 4] * 20 + [b"z" * 40] * 20

@@ -4,6 +4,8 @@ services, the worker pool, and its lifecycle."""
 from __future__ import annotations
 
 import json
+import math
+import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -80,8 +82,24 @@ def test_readings_schema_and_injected_fractions(conn: natsbook.Connection,
     assert int(frame["json_error"].sum()) == kinds["malformed"]
 
 
+def _expected_delays(seed: int, latency: float, calls: list[tuple[float, float, float]]
+                     ) -> list[float]:
+    """The simulator's service delays in seconds, drawn from a copy of its seeded RNG:
+    (median_ms, slow_p, slow_ms) per request, in the order the requests are made."""
+    rng = random.Random(seed + 1)
+    out = []
+    for median_ms, slow_p, slow_ms in calls:
+        ms = rng.lognormvariate(math.log(median_ms), 0.5)
+        if slow_p and rng.random() < slow_p:
+            ms += rng.uniform(0.5, 1.5) * slow_ms
+        out.append(ms * latency / 1000.0)
+    return out
+
+
 def test_services_answer_with_variable_latency(fconn: natsbook.Connection) -> None:
-    with Simulator(fconn, devices=3, rate=1, workers=0, job_rate=0, seed=2) as sim:
+    latency = 3.0
+    with Simulator(fconn, devices=3, rate=1, workers=0, job_rate=0, seed=2,
+                   latency=latency) as sim:
         now = fconn.request("svc.time", timeout=5).json()
         assert set(now) == {"epoch", "iso"} and abs(now["epoch"] - time.time()) < 60
         echo = fconn.request("svc.echo", b"\x00bytes", headers={"K": "v"}, timeout=5)
@@ -97,10 +115,17 @@ def test_services_answer_with_variable_latency(fconn: natsbook.Connection) -> No
             t = time.perf_counter()
             fconn.request("svc.lookup", "th-001", timeout=5)
             took.append(time.perf_counter() - t)
-        assert len({round(x, 4) for x in took}) > 5  # not a constant delay
         stats = fconn.request("svc.stats", timeout=5).json()
-        assert stats["requests"]["lookup"] >= 22 and stats["devices"] == 3
+        assert stats["requests"]["lookup"] == 22 and stats["devices"] == 3
         assert sim.stats["requests"] == {**stats["requests"], "stats": 1}
+    # Each request waited at least the delay the seeded RNG drew for it (scheduling jitter
+    # only ever adds time), and those delays vary: a constant or missing delay fails here.
+    lookup = (4.0, 0.05, 60.0)
+    want = _expected_delays(2, latency, [(1.0, 0, 0), (0.5, 0, 0), lookup, lookup]
+                            + [lookup] * 20)[4:]
+    assert max(want) > 2 * min(want)
+    pairs = list(zip(took, want, strict=True))
+    assert all(t >= w * 0.98 for t, w in pairs), pairs
 
 
 def test_jobs_are_spread_over_the_worker_pool(fconn: natsbook.Connection) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -41,22 +42,55 @@ def monitor(srv: LocalServer, path: str, timeout: float = 5.0) -> Any:
         return json.loads(resp.read())
 
 
+_ROUTE_RE = re.compile(r"Listening for route connections on [^\s]*:(\d+)")
+
+
+def route_port(node: LocalServer) -> int:
+    """The route port a started node chose (it listens on port -1 and logs the port; the
+    route listener may come up just after "Server is ready")."""
+
+    def find() -> int | None:
+        for line in list(node.log):
+            if m := _ROUTE_RE.search(line):
+                return int(m.group(1))
+        return None
+
+    deadline = time.monotonic() + 10
+    while (port := find()) is None:
+        if time.monotonic() >= deadline:
+            raise AssertionError("no route listener in the log:\n"
+                                 + "\n".join(list(node.log)[-10:]))
+        time.sleep(0.01)
+    return port
+
+
 class Cluster:
-    """Three nats-server nodes on loopback, routes between them, monitoring on each."""
+    """Three nats-server nodes on loopback, routes between them, monitoring on each.
+
+    Race-free ports: every node picks its own client, monitoring and route port (-1) and
+    reports it in its log; the first node is started first and the others route to it (the
+    full mesh forms by gossip), so no port is ever chosen by the test and released.
+    """
 
     def __init__(self, size: int = 3) -> None:
-        self.route_ports = [free_port() for _ in range(size)]
-        routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.route_ports)
+        self.size = size
         self.nodes: list[LocalServer] = []
-        for i, rp in enumerate(self.route_ports):
-            config = (
-                f"server_name: n{i + 1}\n"
-                f"cluster {{\n  name: c1\n  listen: 127.0.0.1:{rp}\n  routes: [ {routes} ]\n}}\n"
-            )
-            self.nodes.append(LocalServer(jetstream=False, config=config, websocket=True))
+
+    @staticmethod
+    def _config(i: int, seed: int | None) -> str:
+        routes = f"  routes: [ nats-route://127.0.0.1:{seed} ]\n" if seed else ""
+        return (f"server_name: n{i + 1}\n"
+                f"cluster {{\n  name: c1\n  listen: 127.0.0.1:-1\n{routes}}}\n")
 
     def start(self) -> Cluster:
-        threads = [threading.Thread(target=n.start) for n in self.nodes]
+        first = LocalServer(jetstream=False, config=self._config(0, None), websocket=True)
+        self.nodes.append(first)
+        first.start()
+        seed = route_port(first)
+        rest = [LocalServer(jetstream=False, config=self._config(i, seed), websocket=True)
+                for i in range(1, self.size)]
+        self.nodes += rest
+        threads = [threading.Thread(target=n.start) for n in rest]
         for t in threads:
             t.start()
         for t in threads:

@@ -12,7 +12,7 @@ import pytest
 
 import natsbook
 from natsbook import LocalServer
-from natsbook.errors import AuthError, ConnectError, TLSError
+from natsbook.errors import AuthError, TLSError
 
 from .helpers import wait_for
 
@@ -65,7 +65,8 @@ def test_wrong_token(token_server: LocalServer, caplog: pytest.LogCaptureFixture
 
 
 def test_missing_token(token_server: LocalServer, caplog: pytest.LogCaptureFixture) -> None:
-    _connect_fails(caplog, AuthError, token_server.url)
+    exc = _connect_fails(caplog, AuthError, token_server.url)
+    assert f"authorization violation from {token_server.url}" in str(exc)
 
 
 def test_wrong_token_in_url(token_server: LocalServer, caplog: pytest.LogCaptureFixture) -> None:
@@ -79,13 +80,15 @@ def test_wrong_password(user_server: LocalServer, caplog: pytest.LogCaptureFixtu
 
 
 def test_wrong_user(user_server: LocalServer, caplog: pytest.LogCaptureFixture) -> None:
-    _connect_fails(caplog, AuthError, user_server.url, user="mallory", password=PASSWORD)
+    exc = _connect_fails(caplog, AuthError, user_server.url, user="mallory", password=PASSWORD)
+    assert f"authorization violation from {user_server.url}" in str(exc)
 
 
 def test_wrong_password_in_url(user_server: LocalServer,
                                caplog: pytest.LogCaptureFixture) -> None:
     url = user_server.url.replace("nats://", f"nats://{USER}:{WRONG_PASSWORD}@")
-    _connect_fails(caplog, AuthError, url)
+    exc = _connect_fails(caplog, AuthError, url)
+    assert "authorization violation from nats://" in str(exc)
 
 
 def test_secrets_stay_hidden_while_connected_and_on_refused_reconnects(
@@ -162,8 +165,10 @@ def test_tls_first_against_plaintext(server_factory: Callable[..., LocalServer],
                                      pki: dict[str, str],
                                      caplog: pytest.LogCaptureFixture) -> None:
     srv = server_factory(None)
-    _connect_fails(caplog, ConnectError, srv.url, tls_ca=str(pki["ca"]),
-                   tls_handshake_first=True, password=WRONG_PASSWORD, user=USER)
+    exc = _connect_fails(caplog, TLSError, srv.url, tls_ca=str(pki["ca"]),
+                         tls_handshake_first=True, password=WRONG_PASSWORD, user=USER)
+    assert f"TLS handshake with {srv.url} failed (WRONG_VERSION_NUMBER)" in str(exc)
+    assert "tls_handshake_first matches" in str(exc)
 
 
 def test_bad_tls_files(tmp_path: Path, tls_server: LocalServer,

@@ -67,9 +67,12 @@ def test_kill_current_node_fails_over(cluster: Cluster, subject: str, transport:
         pub.conn.flush()
         wait_for(lambda: callback_seen, timeout=5)
         assert cb_sub.stats.delivered == 1
-        pub.finish()
-        pub = None
+        publisher, pub = pub, None
+        publisher.finish()
         conn.flush()
+        # The publisher's node never went down: every publish was accepted, none failed.
+        assert publisher.other == [] and publisher.refused == []
+        assert publisher.conn.stats["reconnects"] == 0
 
         after = _numbers(sub)
         assert after[: len(before)] == before, "rows before the fail-over are intact"
@@ -110,6 +113,8 @@ def test_lame_duck_moves_client_without_loss(cluster: Cluster, subject: str,
         wait_for(lambda: len(sub) >= seen + 100, timeout=10)
         pub.finish()
         conn.flush()
+        assert pub.other == [] and pub.refused == []
+        assert pub.conn.stats["reconnects"] == 0
         time.sleep(0.1)
         got = _numbers(sub)
         # Make before break: no disconnect, but the few ms of the move are recorded as a gap,

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 from natsbook._protocol import MAX_CONTROL_LINE, Parser, encode_headers
 from natsbook.errors import ProtocolError
+from tests.support import reference_codec
 
 MAX_PAYLOAD = 4096
 FUZZ = settings(max_examples=300, deadline=None,
@@ -46,27 +47,52 @@ _ATOMS = st.sampled_from([
     b"MSG ", b"HMSG ", b"PING", b"PONG", b"+OK", b"-ERR ", b"INFO ", b"\r\n", b"\r", b"\n",
     b" ", b"-1", b"0", b"5", b"99999999999", b"a.b", b"sid", b"{", b"}", b'{"a":1}', b"NATS/1.0",
     b"\x00", b"\xff", b"msg ", b"hmsg ",
+    # whole valid frames, so that some hostile streams are valid and must parse right
+    b"PING\r\n", b"PONG\r\n", b"MSG a.b 1 5\r\nhello\r\n", b"MSG a 2 r 0\r\n\r\n",
+    b"HMSG h 3 12 14\r\nNATS/1.0\r\n\r\nhi\r\n", b'INFO {"a":1}\r\n', b"-ERR 'x'\r\n",
 ])
 _NOISE = st.one_of(st.binary(max_size=64), _ATOMS)
 _HOSTILE = st.lists(_NOISE, max_size=40).map(b"".join)
 
 
+def _check_against_reference(data: bytes, cuts: list[int]) -> bool:
+    """Hostile bytes raise ProtocolError only. When the independent reference decoder finds
+    the stream strictly valid, the parser must decode exactly what it does (so a parser that
+    refuses everything fails). Returns whether the stream was valid."""
+    try:
+        ref_msgs, ref_ctrl, _left = reference_codec.decode(data, MAX_PAYLOAD)
+    except reference_codec.Invalid:
+        try:
+            _parse(_split(data, cuts))
+        except ProtocolError:
+            pass
+        return False
+    msgs, ctrl = _parse(_split(data, cuts))
+    want: dict[bytes, list[Any]] = {}
+    for sid, *row in ref_msgs:
+        want.setdefault(sid, []).append(tuple(row))
+    assert (msgs, ctrl) == (want, ref_ctrl)
+    return True
+
+
 @FUZZ
 @given(data=_HOSTILE, cuts=st.lists(st.integers(min_value=0), max_size=8))
 def test_random_bytes_raise_only_protocol_error(data: bytes, cuts: list[int]) -> None:
-    try:
-        _parse(_split(data, cuts))
-    except ProtocolError:
-        pass
+    _check_against_reference(data, cuts)
 
 
 @FUZZ
 @given(data=st.binary(max_size=2048), cuts=st.lists(st.integers(min_value=0), max_size=8))
 def test_pure_random_bytes(data: bytes, cuts: list[int]) -> None:
-    try:
-        _parse(_split(data, cuts))
-    except ProtocolError:
-        pass
+    _check_against_reference(data, cuts)
+
+
+def test_hostile_streams_include_valid_ones() -> None:
+    """The fuzz strategy does reach the positive branch, with messages in it."""
+    found = find(_HOSTILE, lambda d: len(d) > 20 and b"MSG" in d
+                 and _check_against_reference(d, []) and reference_codec.decode(d, 4096)[0],
+                 settings=settings(max_examples=2000, database=None))
+    assert reference_codec.decode(found, MAX_PAYLOAD)[0]
 
 
 def test_endless_line_is_refused_not_buffered() -> None:

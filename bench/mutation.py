@@ -1,0 +1,285 @@
+"""Mutation testing of the core with mutmut (slow; not part of CI).
+
+Plants small bugs (mutants) in the wire codec, the engine, reconnect, the store, the frames
+and the transport, runs the fast tests that exercise each mutated function against real
+nats-servers, and prints the score per module and every mutant that survived.
+
+    pip install -e '.[test,mutation]'
+    python bench/mutation.py                       # every module below
+    python bench/mutation.py _protocol _subjects   # a subset
+    python bench/mutation.py --report-only         # re-print the last run's results
+
+The run happens in a scratch copy (``build/mutation/``): mutmut rewrites the sources it
+mutates, and the tree you work in stays untouched. Mutants listed in EQUIVALENT below change
+no behaviour any test could see; each carries its reason and is left out of the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Module -> the fast test files that pin its behaviour.
+MODULES: dict[str, list[str]] = {
+    "_subjects": ["tests/test_subjects.py", "tests/test_subject_errors.py"],
+    "_msg": ["tests/test_msg.py", "tests/test_codec_exact.py", "tests/test_protocol.py"],
+    "_protocol": ["tests/test_protocol.py", "tests/test_codec_exact.py",
+                  "tests/test_promises.py", "tests/faults/test_fuzz_parser.py"],
+    "_frames": ["tests/test_store.py", "tests/test_promises.py"],
+    "_store": ["tests/test_store.py"],
+    "_transport": ["tests/test_auth_tls.py", "tests/faults/test_auth_tls_failures.py",
+                   "tests/faults/test_hostile_server.py", "tests/test_promises.py"],
+    "_engine": ["tests/test_pubsub.py", "tests/test_promises.py",
+                "tests/faults/test_hostile_server.py", "tests/faults/test_bad_peers.py"],
+    "_reconnect": ["tests/test_reconnect.py", "tests/test_promises.py",
+                   "tests/faults/test_restart.py", "tests/faults/test_hostile_server.py"],
+}
+
+_CASE = "codec names are case-insensitive: 'UTF-8' is 'utf-8'"
+_SENTINEL = ("a start-up sentinel of the parser's line cache, never read while the cache "
+             "is empty (cache_len < 0)")
+_PERF = "a fast-path choice only: the output is the same"
+_UNREAD = "an initial value the loop overwrites before reading it"
+_CACHED_OK = (_PERF + " (the cached path is also taken while the probe counts down; the cache "
+              "holds a line seen in this chunk and is checked byte for byte)")
+_NEVER = _PERF + " (the cache never matches: every line takes the regex path)"
+_THRESHOLD = (_PERF + " (runs of a single frame also take the run path, which decodes them "
+              "the same)")
+_RAISING = "the line cache reset on the way to raising ProtocolError: never read again"
+_PARTS = ("only how an incomplete frame is buffered (joined parts or one rest): the frames "
+          "parsed are the same")
+_FEED = "natsbook._protocol.xǁParserǁfeed__mutmut_"
+#: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
+#: Keyed by mutmut's names, which number the mutants of one function in source order: after
+#: editing a function, re-check its entries (`mutmut show NAME` in build/mutation).
+EQUIVALENT: dict[str, str] = {
+    "natsbook._msg.xǁMsgǁfrom_raw__mutmut_34": _CASE,
+    "natsbook._msg.xǁMsgǁfrom_raw__mutmut_44": _CASE,
+    "natsbook._msg.xǁMsgǁtext__mutmut_3": _CASE,
+    "natsbook._msg.x_encode_payload__mutmut_4": _CASE,
+    "natsbook._protocol.x_parse_headers__mutmut_7": _CASE,
+    "natsbook._protocol.xǁParserǁ_control__mutmut_28": _CASE,
+    "natsbook._protocol.x_decode_info__mutmut_11":
+        "line[5:] drops the space after INFO, which orjson skips anyway",
+    "natsbook._protocol.x_parse_headers__mutmut_25":
+        "first[9:] drops the space after NATS/1.0, which .strip() drops anyway",
+    "natsbook._protocol.xǁParserǁ_control__mutmut_3":
+        "head = line[:6]: every check after it looks at 5 bytes or fewer",
+    "natsbook._protocol.xǁParserǁ_control__mutmut_26":
+        "line[5:] drops the space after -ERR, which .strip() drops anyway",
+    "natsbook._protocol.xǁParserǁreset__mutmut_3":
+        "_parts = None: falsy like [], and reassigned before any other use",
+    _FEED + "8":
+        "_parts = None after the join: falsy like [], reassigned before any other use",
+    _FEED + "18":
+        "last_sid sentinel None: still never equal to a sid, so last_list is set first",
+    _FEED + "19":
+        "last_sid sentinel b'XXXX': natsbook's sids are decimal numbers, never 'XXXX'",
+    _FEED + "20":
+        "last_list sentinel None: only read after last_sid matched, which sets it",
+    _FEED + "27": _SENTINEL,
+    _FEED + "28": _SENTINEL,
+    _FEED + "31": "cache_len -2: still 'no cached line' (< 0)",
+    _FEED + "32": _SENTINEL,
+    _FEED + "33": _SENTINEL,
+    _FEED + "34": _SENTINEL,
+    _FEED + "35": _SENTINEL,
+    "natsbook._protocol.xǁParserǁ__init____mutmut_3": "_parts = None: falsy like [], "
+        "reassigned before any other use",
+    "natsbook._protocol.xǁParserǁ__init____mutmut_6": "_need is only read while _parts holds "
+        "data, and is set together with it",
+    _FEED + "37": "countdown None: 'not None' and 'if None' "
+        "behave as for 0",
+    _FEED + "38": _PERF + " (the first line is cached one "
+        "message later)",
+    _FEED + "39": _UNREAD,
+    _FEED + "40": _UNREAD,
+    _FEED + "41": _UNREAD,
+    _FEED + "42": _UNREAD,
+    _FEED + "43": _UNREAD,
+    _FEED + "45": "pos <= n: at pos == n no rule matches "
+        "and the loop breaks as before",
+    _FEED + "49": _CACHED_OK,
+    _FEED + "51": "cache_len >= 1: a cached line is never "
+        "empty",
+    _FEED + "57": _NEVER,
+    _FEED + "59": _NEVER,
+    _FEED + "60": _NEVER,
+    _FEED + "77": _THRESHOLD,
+    _FEED + "78": _THRESHOLD,
+    _FEED + "79": _THRESHOLD,
+    _FEED + "80": _THRESHOLD,
+    _FEED + "81": "runs are whole frames, so '> len + 1' "
+        "and '> len' pick the same runs",
+    _FEED + "36": _SENTINEL,
+    _FEED + "66": _PERF + " (no run path: every frame "
+        "takes the per-frame path)",
+    _FEED + "70": _PERF + " (a run matched from the chunk's "
+        "start ends where the run from pos ends, or is refused as too short)",
+    _FEED + "115": "hdr_len None instead of 0 on the MSG "
+        "path: both falsy wherever it is read",
+    "natsbook._protocol.xǁParserǁ__init____mutmut_7": "_need is only read while _parts holds "
+        "data, and is set together with it",
+    _FEED + "50": "cache_len > 0: a cached line is never "
+        "empty",
+    _FEED + "95": "the run path starts only on a line parsed "
+        "earlier in the same chunk, which filed its sid in groups: this branch never runs",
+    _FEED + "162": "hdr_len None instead of 0 on the per-line MSG path: "
+        "both falsy where read",
+    _FEED + "194": _RAISING,
+    _FEED + "195": _RAISING,
+    _FEED + "196": _RAISING,
+    _FEED + "210": _PERF + " (probes on the next message)",
+    _FEED + "231": _PARTS +
+        " (joins 4 bytes early, then waits in _rest)",
+    _FEED + "233": _PARTS,
+    _FEED + "234": _PARTS,
+    _FEED + "235": _PARTS,
+    _FEED + "236": _PARTS,
+    _FEED + "240": "_rest None: the end of feed() stores the unparsed tail in _rest "
+        "anyway",
+    _FEED + "273": "pos <= n: at pos == n it stores b'' in _rest, "
+        "as before",
+    _FEED + "137": _PERF + " (probes on the next message)",
+    _FEED + "129": _PERF + " (probes more often)",
+    _FEED + "130": _PERF + " (never probes: no cached path)",
+    _FEED + "131": _PERF + " (countdown goes negative: never "
+        "probes again)",
+}
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def prepare(work: Path, modules: list[str]) -> None:
+    """A scratch copy of the project with a [tool.mutmut] section for these modules."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "browser")
+    shutil.copytree(ROOT / "natsbook", work / "natsbook", ignore=ignore)
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    shutil.copy2(ROOT / "README.md", work / "README.md")
+    tests = sorted({t for m in modules for t in MODULES[m]})
+    config = (ROOT / "pyproject.toml").read_text()
+    config += (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["natsbook/"]\n'
+        f"only_mutate = {_toml_list([f'natsbook/{m}.py' for m in modules])}\n"
+        f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-m", "not slow and not browser", '
+        '"-W", "ignore::pytest.PytestUnraisableExceptionWarning"]\n'
+        "timeout_multiplier = 5.0\n"
+        "timeout_constant = 20.0\n"
+    )
+    (work / "pyproject.toml").write_text(config)
+
+
+def results(work: Path) -> dict[str, dict[str, str]]:
+    """{module: {mutant name: status}} from mutmut's own bookkeeping."""
+    out: dict[str, dict[str, str]] = {}
+    for meta in sorted((work / "mutants" / "natsbook").glob("*.py.meta")):
+        data = json.loads(meta.read_text())
+        module = meta.name.removesuffix(".py.meta")
+        codes = data.get("exit_code_by_key", {})
+        out[module] = {name: _status(code) for name, code in codes.items()}
+    return out
+
+
+def _status(code: int | None) -> str:
+    from mutmut.stats import status_by_exit_code
+
+    return str(status_by_exit_code[code])
+
+
+_KILLED = ("killed", "timeout", "caught by type check", "segfault")
+
+
+def report(work: Path, modules: list[str]) -> int:
+    by_module = results(work)
+    total_killed = total_scored = 0
+    survivors: list[str] = []
+    print(f"{'module':<12} {'mutants':>7} {'killed':>7} {'equiv':>6} {'survived':>8} "
+          f"{'score':>7}")
+    stale: list[str] = []
+    for module in modules:
+        statuses = by_module.get(module, {})
+        # An interrupted run leaves mutants "not checked": reported, not scored.
+        unchecked = [n for n, s in statuses.items() if s == "not checked"]
+        statuses = {n: s for n, s in statuses.items() if s != "not checked"}
+        if unchecked:
+            print(f"{module:<12} ({len(unchecked)} mutants not checked: the run was cut short)")
+        dead = {n for n, s in statuses.items() if s in _KILLED}
+        # A mutant listed as equivalent but killed is not equivalent: say so, score it.
+        stale += sorted(n for n in statuses if n in EQUIVALENT and n in dead)
+        equivalent = [n for n in statuses if n in EQUIVALENT and n not in dead]
+        alive = [n for n in statuses if n not in dead and n not in EQUIVALENT]
+        killed = len(dead)
+        scored = len(statuses) - len(equivalent)
+        score = 100.0 * killed / scored if scored else 100.0
+        total_killed += killed
+        total_scored += scored
+        survivors += [f"{n}: {statuses[n]}" for n in alive]
+        print(f"{module:<12} {len(statuses):>7} {killed:>7} {len(equivalent):>6} "
+              f"{len(alive):>8} {score:>6.1f}%")
+    score = 100.0 * total_killed / total_scored if total_scored else 100.0
+    print(f"{'total':<12} {total_scored:>7} {total_killed:>7} {'':>6} {len(survivors):>8} "
+          f"{score:>6.1f}%  (of non-equivalent mutants)")
+    if survivors:
+        print("\nsurviving mutants (see one with: cd <work dir> && mutmut show NAME):")
+        for line in survivors:
+            print("  ", line)
+    if stale:
+        print("\nlisted in EQUIVALENT but killed (remove them from the list):")
+        for n in stale:
+            print("  ", n)
+    eq = [n for n in EQUIVALENT if n.split(".")[1].split("x_")[0] in modules]
+    if eq:
+        print("\nequivalent (not scored):")
+        for n in eq:
+            print(f"   {n}: {EQUIVALENT[n]}")
+    return 0 if score >= 90.0 else 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("modules", nargs="*", default=[],
+                    help=f"modules to mutate (default: all of {', '.join(MODULES)})")
+    ap.add_argument("--max-children", type=int, default=2,
+                    help="mutants tested in parallel (default 2)")
+    ap.add_argument("--work", type=Path, default=ROOT / "build" / "mutation",
+                    help="scratch directory (default build/mutation)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="print the results of the last run in --work")
+    args = ap.parse_args()
+    modules = args.modules or list(MODULES)
+    unknown = set(modules) - set(MODULES)
+    if unknown:
+        ap.error(f"unknown module(s) {sorted(unknown)}; choose from {list(MODULES)}")
+    if not args.report_only:
+        prepare(args.work, modules)
+        start = time.monotonic()
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        env.pop("NATS_URL", None)
+        log = args.work / "mutmut-run.log"
+        print(f"mutating {', '.join(modules)}; progress in {log}", flush=True)
+        with log.open("w") as out:
+            proc = subprocess.run([sys.executable, "-m", "mutmut", "run",
+                                   "--max-children", str(args.max_children)],
+                                  cwd=args.work, env=env, check=False, stdout=out,
+                                  stderr=subprocess.STDOUT)
+        print(f"mutmut exited {proc.returncode} after {time.monotonic() - start:.0f}s\n")
+    return report(args.work, modules)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
