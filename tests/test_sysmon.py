@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import natsbook
-from natsbook.errors import MonitorError
+from natsbook.errors import MonitorError, ServerStartError
 from natsbook.monitor import MissingServersWarning, SystemMonitor, monitor
 from tests.faults.helpers import Cluster, free_port, wait_for
 
@@ -23,16 +23,29 @@ ACCOUNTS = ("accounts {\n  SYS { users = [{user: sys, password: sys}] }\n"
 class SysCluster(Cluster):
     """Cluster's three nodes with a system account SYS and an app account APP (JetStream)."""
 
-    def __init__(self, size: int = 3) -> None:
-        self.route_ports = [free_port() for _ in range(size)]
-        routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.route_ports)
-        self.nodes = []
-        for i, rp in enumerate(self.route_ports):
-            config = (f"server_name: n{i + 1}\n{ACCOUNTS}"
-                      "leafnodes { listen: 127.0.0.1:-1 }\n"
-                      f"cluster {{\n  name: c1\n  listen: 127.0.0.1:{rp}\n"
-                      f"  routes: [ {routes} ]\n}}\n")
-            self.nodes.append(natsbook.LocalServer(jetstream=True, config=config))
+    def _server(self, i: int, seed: int | None) -> natsbook.LocalServer:
+        cluster = self._config(i, seed).split("\n", 1)[1]
+        if seed is None:
+            # A JetStream cluster's seed needs a configured route: its own (nats-server skips
+            # a route to itself), on a port picked here; start() retries if it was taken.
+            own = free_port()
+            cluster = (f"cluster {{\n  name: c1\n  listen: 127.0.0.1:{own}\n"
+                       f"  routes: [ nats-route://127.0.0.1:{own} ]\n}}\n")
+        config = (f"server_name: n{i + 1}\n{ACCOUNTS}"
+                  "leafnodes { listen: 127.0.0.1:-1 }\n" + cluster)
+        return natsbook.LocalServer(jetstream=True, config=config)
+
+    def start(self) -> SysCluster:
+        for attempt in range(3):
+            try:
+                super().start()
+                return self
+            except ServerStartError:
+                self.close()
+                self.nodes = []
+                if attempt == 2:
+                    raise
+        return self
 
 
 def _jetstream_ready(url: str) -> bool:

@@ -82,13 +82,16 @@ class Cluster:
         return (f"server_name: n{i + 1}\n"
                 f"cluster {{\n  name: c1\n  listen: 127.0.0.1:-1\n{routes}}}\n")
 
+    def _server(self, i: int, seed: int | None) -> LocalServer:
+        """Node `i` (not started), routing to the seed node's route port (None: the seed)."""
+        return LocalServer(jetstream=False, config=self._config(i, seed), websocket=True)
+
     def start(self) -> Cluster:
-        first = LocalServer(jetstream=False, config=self._config(0, None), websocket=True)
+        first = self._server(0, None)
         self.nodes.append(first)
         first.start()
         seed = route_port(first)
-        rest = [LocalServer(jetstream=False, config=self._config(i, seed), websocket=True)
-                for i in range(1, self.size)]
+        rest = [self._server(i, seed) for i in range(1, self.size)]
         self.nodes += rest
         threads = [threading.Thread(target=n.start) for n in rest]
         for t in threads:
