@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._display import CAPTURE, mark
 from ._jsondecode import EMPTY, decode_json, parse_payloads
 from ._protocol import parse_headers
 from ._subjects import matches
@@ -129,4 +130,5 @@ def to_frame(table: pa.Table, decode: str = "auto",
         # Payload keys named like metadata columns are already renamed (data.<key>).
         cols.update(decode_json(payload, fast=fast))
     frame = pd.DataFrame({k: pd.Series(v).reset_index(drop=True) for k, v in cols.items()})
-    return frame
+    # Display only: a notebook shows it readably (see _display); the data stays as built.
+    return mark(frame, CAPTURE)

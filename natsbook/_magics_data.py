@@ -13,6 +13,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 import natsbook
 
+from ._display import REPORT, ReportDict, mark
 from ._magic_support import MAX_ROWS, MAX_SEQ, _check_name, _int_arg, _parse, _usage_errors
 from ._magics_base import NatsMagicsBase
 
@@ -110,6 +111,10 @@ class DataMagics(NatsMagicsBase):
                              "%config NatsMagics.monitor_url = '...'")
         with _usage_errors():
             result = getattr(natsbook.monitor(url, timeout=self.timeout), args.endpoint)()
+        if isinstance(result, pd.DataFrame) and len(result) == 1:
+            mark(result, REPORT)  # display only: a vertical report, like `nats server info`
+        elif isinstance(result, dict):
+            result = ReportDict(result)
         self._bind(args.name, result)
         if isinstance(result, pd.DataFrame):
             self._limit_display(len(result))

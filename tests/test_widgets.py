@@ -27,7 +27,7 @@ from tests.support.waiting import wait_for
 
 @pytest.fixture
 def dash(conn: Connection, subject: str) -> Iterator[Dashboard]:
-    d = dashboard(conn, explorer_pattern=f"{subject}.>")
+    d = dashboard(conn, explorer_pattern=f"{subject}.>", explore=True)
     yield d
     d.close()
 
@@ -228,7 +228,7 @@ def test_diff_and_numeric_fields() -> None:
 
 
 def test_explorer_tree_selection_diff_and_plot(conn: Connection, subject: str) -> None:
-    e = SubjectExplorer(conn, pattern=f"{subject}.>")
+    e = SubjectExplorer(conn, pattern=f"{subject}.>", autostart=True)
     try:
         for i in range(4):
             conn.publish(f"{subject}.site.dev1", {"temp": 20 + i, "hum": 50})

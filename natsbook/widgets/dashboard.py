@@ -48,7 +48,7 @@ class Dashboard(W.VBox):
     """Publish, Subscribe, Request and Explorer tabs sharing one throttled updater."""
 
     def __init__(self, conn: Connection, *, interval: float = 0.1,
-                 explorer_pattern: str = ">", **kwargs: Any) -> None:
+                 explorer_pattern: str = ">", explore: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conn = conn
         self.updater = Updater(conn, interval)
@@ -57,7 +57,10 @@ class Dashboard(W.VBox):
         self.publish = PublishPanel(conn, updater=self.updater)
         self.subscribe = SubscribePanel(conn, updater=self.updater)
         self.request = RequestPanel(conn, updater=self.updater)
-        self.explorer = SubjectExplorer(conn, updater=self.updater, pattern=explorer_pattern)
+        # The explorer's wire-tap waits for its Start button (or explore=True): a wildcard
+        # subscriber makes the server stop answering "no responders" on matching subjects.
+        self.explorer = SubjectExplorer(conn, updater=self.updater, pattern=explorer_pattern,
+                                        autostart=explore)
         self.tabs = W.Tab(children=[self.publish, self.subscribe, self.request, self.explorer],
                           titles=["Publish", "Subscribe", "Request", "Explorer"])
         self.tabs.add_class("nb-tabs")
@@ -95,7 +98,9 @@ def dashboard(conn: Connection, **kwargs: Any) -> Dashboard:
     Args:
         conn: a connection from :func:`natsbook.connect`.
         **kwargs: ``interval`` (seconds between updates, >= 0.1), ``explorer_pattern``
-            (what the explorer watches, default ``>``).
+            (what the explorer's Start button watches, default ``>``), ``explore`` (start
+            the explorer at once; default False: while a wildcard wire-tap runs, requests
+            on the subjects it matches time out instead of failing with no responders).
 
     Returns:
         The dashboard widget; display it (it is the last expression of a cell, or
