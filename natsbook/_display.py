@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["ReportDict", "capture_html", "install", "mark", "report_html"]
+__all__ = ["ReportDict", "capture_html", "install", "mark", "plural", "report_html"]
 
 #: ``DataFrame.attrs`` key naming how the frame displays.
 ATTR = "natsbook.display"
@@ -64,8 +64,9 @@ def mark(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     return frame
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 message``, ``2 messages``, ``1,000 msgs``."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {many or word + 's'}"
 
 
 def _is_empty(col: pd.Series) -> bool:
@@ -161,7 +162,7 @@ def capture_html(df: pd.DataFrame) -> str:
         cells = "".join(f'<td class="{"nb-l" if c in left else ""}">{html.escape(v)}</td>'
                         for c, v in zip(cols, rec, strict=True))
         rows.append(f'<tr><th>{html.escape(str(idx))}</th>{cells}</tr>')
-    shape = f"{_plural(len(df), 'row')} x {_plural(len(df.columns), 'column')}"
+    shape = f"{plural(len(df), 'row')} x {plural(len(df.columns), 'column')}"
     note = " · ".join([shape, *notes])
     return (f'{_CSS}<div class="nb-frame"><div class="nb-note">{note}</div>'
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from IPython.core.error import UsageError
 
+from ._display import plural
 from .errors import ConnectionClosedError, NatsbookError
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class _LiveStatus:
         last = sub.last_msg
         state = "●" if sub.active else "■ stopped"
         parts = [f"{state} <b>{html.escape(sub.subject)}</b>",
-                 f"{sub.received:,} msgs", f"{rate:,.1f}/s"]
+                 plural(sub.received, "msg"), f"{rate:,.1f}/s"]
         if sub.queue:
             parts.insert(1, f"queue {html.escape(sub.queue)}")
         if last is not None:

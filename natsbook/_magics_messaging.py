@@ -12,6 +12,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 import natsbook
 
+from ._display import plural
 from ._magic_support import (
     MAX_PUB_COUNT,
     MAX_ROWS,
@@ -72,8 +73,8 @@ class MessagingMagics(NatsMagicsBase):
                 conn.publish(subj, data, reply=reply, headers=hdrs)
                 size += len(data.encode())
             conn.flush(self.timeout)
-        what = "1 message" if args.count == 1 else f"{args.count} messages"
-        print(f"natsbook: published {what} to {subject!r} ({size:,} payload bytes)")
+        print(f"natsbook: published {plural(args.count, 'message')} to {subject!r} "
+              f"({plural(size, 'payload byte')})")
 
     # ------------------------------------------------------------------ subscribe
     @magic_arguments()
@@ -126,11 +127,11 @@ class MessagingMagics(NatsMagicsBase):
                 subs = conn.subscriptions
                 for sub in subs:
                     sub.unsubscribe()
-                print(f"natsbook: stopped {len(subs)} subscription(s)")
+                print(f"natsbook: stopped {plural(len(subs), 'subscription')}")
             else:
                 n = sum(1 for s in conn.subscriptions if s.subject == args.subject)
                 conn.unsubscribe(args.subject)
-                print(f"natsbook: stopped {n} subscription(s) on {args.subject!r}")
+                print(f"natsbook: stopped {plural(n, 'subscription')} on {args.subject!r}")
 
     @line_magic
     def nats_subs(self, line: str) -> pd.DataFrame:

@@ -315,7 +315,8 @@ table.nb-table th{background:var(--jp-layout-color2,#eee);text-align:left;paddin
 table.nb-table td{border-top:1px solid var(--jp-border-color2,#ddd);padding:2px 8px;
  max-width:520px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .nb-empty{color:#888;font-style:italic}
-.nb-hint{color:#666;font-size:12px}
+.nb-hint{color:#666;font-size:12px;line-height:1.45}
+div.nb-hint{margin:2px 0 6px}
 .nb-diff{font-size:12px;line-height:1.35;margin:0;padding:2px 0 6px;max-height:300px;
  overflow:auto;white-space:pre;box-sizing:border-box}
 .nb-diff .add{background:#e6ffec;color:#1a7f37}.nb-diff .del{background:#ffebe9;color:#cf222e}

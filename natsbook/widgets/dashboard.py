@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
+from .._display import plural
 from ..errors import NatsbookError
 from ._base import Updater, style_widget
 from .explorer import SubjectExplorer
@@ -35,7 +36,7 @@ def status_html(conn: Connection, rtt_ms: float | None) -> str:
     rtt = f"RTT {rtt_ms:.2f} ms" if rtt_ms is not None and state == "connected" else "RTT -"
     parts = [f'<b style="color:{color}" class="nb-state">● {html.escape(state)}</b>',
              f"<code>{html.escape(server)}</code>", rtt,
-             f"in {st['in_msgs']} msgs", f"out {st['out_msgs']} msgs",
+             f"in {plural(st['in_msgs'], 'msg')}", f"out {plural(st['out_msgs'], 'msg')}",
              f"subs {len(conn.subscriptions)}", f"reconnects {st['reconnects']}"]
     if conn.errors:
         _t, text = conn.errors[-1]

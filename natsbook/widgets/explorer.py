@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 import orjson
 
+from .._display import plural
 from .._protocol import RawMsg
 from ..errors import NatsbookError
 from ._base import (
@@ -405,8 +406,9 @@ class SubjectExplorer(Panel):
                      "</span>")
         dropped = sub.stats.dropped if sub is not None else 0
         extra = f", {self.stats.untracked} on untracked subjects" if self.stats.untracked else ""
-        up.set(self.summary, value=f"{state} · {len(counts)} subjects · {self.stats.total} "
-                                   f"messages · dropped {dropped}{extra}")
+        up.set(self.summary, value=f"{state} · {plural(len(counts), 'subject')} · "
+                                   f"{plural(self.stats.total, 'message')} · dropped {dropped}"
+                                   f"{extra}")
         self._details(self.tree.selected, counts)
 
     def _auto_open(self, roots: dict[str, Node]) -> None:
@@ -432,7 +434,7 @@ class SubjectExplorer(Panel):
         below = path + "."
         total = sum(n for s, n in counts.items() if s == path or s.startswith(below))
         up.set(self.title, value=f"<b>{kind} <code>{html.escape(path)}</code></b> · "
-                                 f"{total} messages")
+                                 f"{plural(total, 'message')}")
         rows = [(s, fmt_age(t), len(d), preview(d, 160))
                 for s, _seq, t, d in reversed(recent[-MESSAGE_ROWS:])]
         up.set(self.messages, value=html_table(["subject", "time", "size", "payload"], rows,
