@@ -4,6 +4,7 @@ live status line of %nats_sub."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import json
 import math
@@ -18,6 +19,7 @@ import orjson
 from IPython.core.error import UsageError
 
 from ._display import plural
+from ._msg import Msg
 from .errors import ConnectionClosedError, NatsbookError
 
 if TYPE_CHECKING:
@@ -153,6 +155,36 @@ def _render_payload(data: bytes) -> str:
         text = text[:_SHOW_CHARS] + f"\n... ({len(text) - _SHOW_CHARS} more characters; the " \
                                     "returned Msg holds all of it)"
     return text
+
+
+def _shown_here(obj: Any, shell: Any) -> Any:
+    """`obj`, marked as already shown by the magic (a live status line, a pretty reply).
+
+    When it is the cell's result IPython shows nothing more (no frozen repr under a live
+    line, no raw ``Msg(...)`` under the pretty reply); displayed in a later cell, or by
+    ``display()``, it renders as usual. `obj` must take instance attributes.
+    """
+    count = getattr(shell, "execution_count", None)
+
+    def already_shown() -> None:
+        with contextlib.suppress(AttributeError):
+            del obj._ipython_display_
+        if getattr(shell, "execution_count", None) != count:
+            from IPython.display import display
+
+            display(obj)
+
+    obj._ipython_display_ = already_shown
+    return obj
+
+
+def _reply_msg(msg: Any) -> Any:
+    """A copy of a (slotted) Msg that can carry the _shown_here mark."""
+    return _Reply(*(getattr(msg, f.name) for f in dataclasses.fields(msg)))
+
+
+class _Reply(Msg):
+    """A reply the magic printed already (a Msg in every other way)."""
 
 
 class _LiveStatus:

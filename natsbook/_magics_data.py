@@ -24,13 +24,19 @@ class DataMagics(NatsMagicsBase):
 
     # ------------------------------------------------------------------ JetStream, KV, server
     @line_magic
-    def nats_streams(self, line: str) -> pd.DataFrame:
+    def nats_streams(self, line: str) -> pd.DataFrame | None:
         """Every JetStream stream as a DataFrame (messages, bytes, first/last seq and time)."""
         if line.strip():
             raise UsageError("%nats_streams takes no arguments")
         conn = self._require()
         with _usage_errors():
             frame = conn.streams(timeout=self.timeout)
+        if frame.empty:
+            # An empty frame shows only a bare header: say what it means and what to do.
+            print("natsbook: no streams on this server - create one with "
+                  "natsbook.jetstream.add_stream(conn, 'EVENTS', ['events.>']) (or `nats "
+                  "stream add`), then publish with conn.js_publish('events.x', ...)")
+            return None
         self._limit_display(len(frame))
         return frame
 

@@ -23,7 +23,9 @@ from ._magic_support import (
     _parse,
     _parse_payload_line,
     _render_payload,
+    _reply_msg,
     _seconds_arg,
+    _shown_here,
     _usage_errors,
 )
 from ._magics_base import NatsMagicsBase
@@ -110,7 +112,10 @@ class MessagingMagics(NatsMagicsBase):
                              f", stops after {args.max}" if args.max else ""])
             print(f"natsbook: capturing {args.subject!r}{extra} - %nats_msgs shows what arrived,"
                   f" %nats_unsub {args.subject} stops it")
-        return sub
+        else:
+            return sub
+        # The live line (or the note) stands for it: no frozen repr under it.
+        return _shown_here(sub, self.shell)
 
     @magic_arguments()
     @argument("subject", nargs="?", help="stop the active captures on this subject pattern")
@@ -214,4 +219,4 @@ class MessagingMagics(NatsMagicsBase):
             for key, value in msg.headers.items_all():
                 print(f"  {key}: {value}")
         print(_render_payload(msg.data))
-        return msg
+        return _shown_here(_reply_msg(msg), self.shell)  # printed: no raw Msg(...) under it
