@@ -243,7 +243,7 @@ def _fmt_value(key: str, value: Any) -> str:
 
 def report_html(data: Mapping[str, Any] | pd.DataFrame) -> str:
     """A vertical report of one record, grouped by topic (``nats server info`` style)."""
-    record: Mapping[str, Any] = (data.iloc[0].to_dict() if isinstance(data, pd.DataFrame)
+    record: Mapping[Any, Any] = (data.iloc[0].to_dict() if isinstance(data, pd.DataFrame)
                                  else data)
     groups: dict[str, list[tuple[str, str]]] = {}
     for key, value in record.items():

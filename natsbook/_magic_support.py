@@ -186,6 +186,9 @@ def _reply_msg(msg: Any) -> Any:
 class _Reply(Msg):
     """A reply the magic printed already (a Msg in every other way)."""
 
+    def __repr__(self) -> str:
+        return "Msg" + Msg.__repr__(self).removeprefix(type(self).__qualname__)
+
 
 class _LiveStatus:
     """One subscription's status line; the ticker thread sets its widget's value (a trait)."""

@@ -212,19 +212,26 @@ def numeric_fields(data: bytes) -> dict[str, float]:
 
 def default_field(fields: list[str], samples: list[dict[str, float]]) -> str | None:
     """The field worth plotting first: the first (in payload order) whose values vary and do
-    not only go up (a sequence number or a timestamp plots as a diagonal line); failing that
-    the first that varies, else the first."""
+    not only go up (a sequence number or a timestamp plots as a diagonal line). While no
+    field has gone down yet (few samples), the first varying one that does not look like a
+    counter (whole numbers) or a clock (epoch seconds); else the first varying, else the
+    first."""
     if not fields:
         return None
-    varying = []
+    varying: list[str] = []
+    plain: list[str] = []
     for name in fields:
         values = [s[name] for s in samples if name in s]
         if len(set(values)) < 2:
             continue
-        varying.append(name)
         if any(b < a for a, b in itertools.pairwise(values)):
             return name
-    return varying[0] if varying else fields[0]
+        varying.append(name)
+        counter = all(v == int(v) for v in values)
+        clock = min(values) >= 1e9
+        if not counter and not clock:
+            plain.append(name)
+    return (plain or varying or fields)[0]
 
 
 class SubjectExplorer(Panel):
