@@ -39,21 +39,28 @@ _METADATA = ("sub", "reply", "headers", "json_error")
 _TIME_COLUMNS = ("time", "created", "start", "now")
 
 _CSS = """<style>
-.nb-frame{font-size:12px;font-family:var(--jp-code-font-family,monospace)}
+.nb-frame{font-size:12px;font-family:var(--jp-ui-font-family,sans-serif);
+ font-variant-numeric:tabular-nums}
 .nb-frame table{border-collapse:collapse;width:auto;max-width:100%}
-.nb-frame th,.nb-frame td{white-space:nowrap;padding:1px 8px;text-align:right;
+.nb-frame th,.nb-frame td{white-space:nowrap;padding:1px 4px;text-align:right;
  border-bottom:1px solid var(--jp-border-color2,#eee)}
-.nb-frame th{background:var(--jp-layout-color2,#f3f3f3);position:sticky;top:0}
+.nb-frame thead th{background:var(--jp-layout-color2,#f3f3f3);white-space:normal;
+ vertical-align:bottom;line-height:1.2;font-size:11px;font-weight:600}
+.nb-frame td{max-width:22em;overflow:hidden;text-overflow:ellipsis}
+.nb-frame td.nb-h{max-width:8em}
+.nb-frame tbody th{font-weight:normal;color:#888}
 .nb-frame td.nb-l,.nb-frame th.nb-l{text-align:left}
 .nb-frame td.nb-na{color:#aaa}
 .nb-frame .nb-note{color:#666;font-family:var(--jp-ui-font-family,sans-serif);margin:2px 0 4px}
 .nb-report{display:flex;flex-wrap:wrap;gap:6px 18px;align-items:flex-start;font-size:12px}
 .nb-report table{border-collapse:collapse}
+.nb-report table tbody tr{background:none}
 .nb-report caption{text-align:left;font-weight:600;padding:2px 0;white-space:nowrap;
  font-family:var(--jp-ui-font-family,sans-serif)}
-.nb-report th{text-align:left;font-weight:normal;color:#555;padding:0 10px 0 0;
+.nb-report table tr th{text-align:left;font-weight:normal;color:#555;padding:0 10px 0 0;
  white-space:nowrap}
-.nb-report td{font-family:var(--jp-code-font-family,monospace);white-space:nowrap;padding:0;
+.nb-report table tr td{font-family:var(--jp-code-font-family,monospace);text-align:left;
+ white-space:nowrap;padding:0;
  max-width:380px;overflow:hidden;text-overflow:ellipsis}
 </style>"""
 
@@ -77,12 +84,25 @@ def _is_empty(col: pd.Series) -> bool:
                         or v is pd.NA).all())
 
 
+_EPOCH_NAMES = ("ts", "time", "timestamp", "epoch")
+
+
+def _is_epoch(name: str, col: pd.Series) -> bool:
+    """A float column of epoch seconds (2001..2096) named like a clock."""
+    base = name.rsplit(".", 1)[-1].lower()
+    if not (base in _EPOCH_NAMES or base.endswith(("_ts", "_time"))):
+        return False
+    values = col.dropna()
+    return not values.empty and bool(values.between(1e9, 4e9).all())
+
+
 def _fmt_float(col: pd.Series) -> pd.Series:
     values = col.dropna()
     decimals = 0
     for d in (0, 1, 2, 3):
         decimals = d
-        if ((values * 10**d).round() == values * 10**d).all():
+        scaled = values * 10**d
+        if ((scaled - scaled.round()).abs() < 1e-6 * scaled.abs().clip(lower=1)).all():
             break
     big = not values.empty and values.abs().max() >= 1e7  # epoch seconds: no separators
     fmt = f"{{:.{decimals}f}}" if big else f"{{:,.{decimals}f}}"
@@ -96,10 +116,10 @@ def _fmt_headers(value: Any) -> str:
                      for k, v in value.items())
 
 
-def _display_copy(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str], set[str]]:
+def _display_copy(df: pd.DataFrame, hidden: list[str]
+                  ) -> tuple[pd.DataFrame, list[str], set[str]]:
     """Strings to show, notes to print above them, and the left-aligned columns."""
     notes: list[str] = []
-    hidden = [c for c in _METADATA if c in df.columns and _is_empty(df[c])]
     out = pd.DataFrame(index=df.index)
     left: set[str] = set()
     for name in df.columns:
@@ -120,6 +140,11 @@ def _display_copy(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str], set[str]]:
                     notes.append(f"{html.escape(key)}: {tz}")
         elif pd.api.types.is_bool_dtype(col):
             out[key] = col.map(lambda v: "" if v is None or v is pd.NA else str(bool(v)))
+        elif pd.api.types.is_float_dtype(col) and _is_epoch(key, col):
+            # Epoch seconds (a device's own clock): shown as a UTC time, like `time`.
+            stamps = pd.to_datetime(col, unit="s", utc=True)
+            out[key] = stamps.dt.strftime("%H:%M:%S.%f").str[:-3].fillna("")
+            notes.append(f"{html.escape(key)}: epoch seconds, shown as UTC time")
         elif pd.api.types.is_float_dtype(col):
             out[key] = _fmt_float(col)
         elif pd.api.types.is_integer_dtype(col):
@@ -142,6 +167,17 @@ def _cut(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _cell_class(column: str, left: set[str]) -> str:
+    if column == "headers":
+        return "nb-l nb-h"
+    return "nb-l" if column in left else ""
+
+
+def _title(value: str) -> str:
+    """A tooltip with the whole text for cells the CSS may cut with an ellipsis."""
+    return f' title="{html.escape(value)}"' if len(value) > 20 else ""
+
+
 def capture_html(df: pd.DataFrame) -> str:
     """The readable HTML of a capture frame (head and tail when it is long)."""
     max_rows = pd.get_option("display.max_rows") or len(df)
@@ -151,15 +187,19 @@ def capture_html(df: pd.DataFrame) -> str:
         half = max(1, (pd.get_option("display.min_rows") or 10) // 2)
         shown = pd.concat([df.iloc[:half], df.iloc[-half:]])
         cut = half
-    body, notes, left = _display_copy(shown)
+    hidden = [c for c in _METADATA if c in df.columns and _is_empty(df[c])]
+    body, notes, left = _display_copy(shown, hidden)
     cols = list(body.columns)
-    head = "".join(f'<th class="{"nb-l" if c in left else ""}">{html.escape(c)}</th>'
+    # Long column names may break after "_" or "." (never the values).
+    head = "".join(f'<th class="{"nb-l" if c in left else ""}">'
+                   f'{html.escape(c).replace("_", "_<wbr>").replace(".", ".<wbr>")}</th>'
                    for c in ["", *cols])
     rows = []
     for i, (idx, rec) in enumerate(zip(body.index, body.itertuples(index=False), strict=True)):
         if cut and i == cut:
             rows.append(f'<tr><td class="nb-na">…</td>{"<td>…</td>" * len(cols)}</tr>')
-        cells = "".join(f'<td class="{"nb-l" if c in left else ""}">{html.escape(v)}</td>'
+        cells = "".join(f'<td class="{_cell_class(c, left)}"'
+                        f'{_title(v)}>{html.escape(v)}</td>'
                         for c, v in zip(cols, rec, strict=True))
         rows.append(f'<tr><th>{html.escape(str(idx))}</th>{cells}</tr>')
     shape = f"{plural(len(df), 'row')} x {plural(len(df.columns), 'column')}"

@@ -69,7 +69,8 @@ class SubscribePanel(Panel):
                                layout=W.Layout(width="200px"))
         self.frame_button = W.Button(description="To DataFrame", icon="table",
                                      tooltip="put the selected capture into the variable")
-        self.status = W.HTML('<span class="nb-hint">no subscription yet</span>')
+        self.status = W.HTML('<span class="nb-hint">subscribe here, or pick a capture made in '
+                             "code</span>")
         self.stats = W.HTML(self._stats_html())
         self.table = W.HTML(self._messages_html(None))
         for w, cls in ((self.subject, "nb-sub-subject"), (self.queue, "nb-sub-queue"),

@@ -34,6 +34,8 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).parent.parent.parent
 EXAMPLES = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 RUN_TIMEOUT_MS = 240_000
+#: A notebook's tab in JupyterLab's main area (not a widget's Tab inside an output).
+DOC_TAB = '#jp-main-dock-panel .lm-TabBar-tab[data-type="document-title"]'
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +111,11 @@ def _run_all(page: Any, lab: dict[str, Any], name: str) -> Any:
     """Open `name`, Run All, wait until every cell has run; the notebook panel."""
     from playwright.sync_api import expect
 
-    page.goto(f"{lab['lab_url']}/lab/tree/{name}?reset&token={lab['token']}")
+    if not page.url.startswith(lab["lab_url"]):
+        page.goto(f"{lab['lab_url']}/lab/tree/{name}?reset&token={lab['token']}")
+    else:  # open it from the file browser: no reload, the notebooks open before stay live
+        page.locator(".jp-DirListing-item", has_text=name).first.dblclick()
+        expect(page.locator(f"{DOC_TAB}.lm-mod-current")).to_contain_text(name, timeout=30_000)
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").last
     panel.locator(".jp-Notebook").wait_for(timeout=60_000)
     expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
@@ -217,25 +223,24 @@ def test_every_example_runs_clean(lab_page: Any, natsbook_lab: dict[str, Any]) -
         errors = _errors(panel)
         assert not errors, f"{name}: error output:\n" + "\n---\n".join(errors)
         frames = panel.locator(".nb-frame")
-        for i in range(frames.count()):
-            assert _fits_without_scrolling(frames.nth(i)), f"{name}: frame {i} scrolls"
         if name.startswith("02-"):
             frame = frames.first
-            frame.scroll_into_view_if_needed()
+            frame.evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'start'})")
             expect(frame).to_contain_text("telemetry.")
             frame.screenshot(path=str(SHOTS / "examples-capture-frame.png"))
             for i, img in enumerate(panel.locator(".jp-RenderedImage img").all()):
                 img.scroll_into_view_if_needed()
                 img.screenshot(path=str(SHOTS / f"examples-02-plot-{i}.png"))
+        for i in range(frames.count()):
+            assert _fits_without_scrolling(frames.nth(i)), f"{name}: frame {i} scrolls"
         if name.startswith("05-"):
             report = panel.locator(".nb-report").first
-            report.scroll_into_view_if_needed()
+            report.evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'start'})")
             expect(report).to_contain_text("in_msgs")
             report.screenshot(path=str(SHOTS / "examples-server-varz.png"))
 
     # 01's %nats_msgs frame (the magics' capture).
-    page.goto(f"{natsbook_lab['lab_url']}/lab/tree/01-quickstart.ipynb?token="
-              f"{natsbook_lab['token']}")
+    page.locator(DOC_TAB, has_text="01-quickstart.ipynb").click()
     first = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").last
     msgs = first.locator(".nb-frame").filter(has_text="demo.magic.reading").last
     msgs.scroll_into_view_if_needed()
