@@ -57,9 +57,9 @@ _CSS = """<style>
 .nb-report table tbody tr{background:none}
 .nb-report caption{text-align:left;font-weight:600;padding:2px 0;white-space:nowrap;
  font-family:var(--jp-ui-font-family,sans-serif)}
-.nb-report table tr th{text-align:left;font-weight:normal;color:#555;padding:0 10px 0 0;
+.nb-report table.nb-kv th{text-align:left;font-weight:normal;color:#555;padding:0 10px 0 0;
  white-space:nowrap}
-.nb-report table tr td{font-family:var(--jp-code-font-family,monospace);text-align:left;
+.nb-report table.nb-kv td{font-family:var(--jp-code-font-family,monospace);text-align:left;
  white-space:nowrap;padding:0;
  max-width:380px;overflow:hidden;text-overflow:ellipsis}
 </style>"""
@@ -299,7 +299,7 @@ def report_html(data: Mapping[str, Any] | pd.DataFrame) -> str:
         rows = "".join(f"<tr><th>{html.escape(k)}</th>"
                        f'<td title="{html.escape(v)}">{html.escape(v)}</td></tr>'
                        for k, v in groups[title])
-        parts.append(f"<table><caption>{html.escape(title)}</caption>{rows}</table>")
+        parts.append(f'<table class="nb-kv"><caption>{html.escape(title)}</caption>{rows}</table>')
     return f'{_CSS}<div class="nb-report">{"".join(parts)}</div>'
 
 
