@@ -39,7 +39,10 @@ def test_capture_frame_displays_readably_and_stays_lossless(conn: Connection,
     stamp = df["time"].iloc[0]
     assert stamp.strftime("%H:%M:%S.%f")[:-3] in html  # milliseconds
     assert stamp.strftime("%H:%M:%S.%f") not in html  # not micro/nanoseconds
-    assert "+00:00" not in html and "e+09" not in html and "1795952123.456" in html
+    assert "+00:00" not in html and "e+09" not in html
+    ts = pd.Timestamp(1795952123.456, unit="s", tz="UTC").strftime("%H:%M:%S.%f")[:-3]
+    assert f">{ts}<" in html and "ts: epoch seconds, shown as UTC time" in html
+    assert ">21.25<" in html  # floats in plain notation
     assert "reply, headers, json_error: empty in every row" in html
     assert "<th class=\"\">reply</th>" not in html
     assert "white-space:nowrap" in html

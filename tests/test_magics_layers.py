@@ -13,7 +13,9 @@ MAGICS = ["magics.py", "_magics_base.py", "_magics_connect.py", "_magics_messagi
           "_magics_data.py", "_magic_support.py", "_scrub.py"]
 # The magics' own support modules (front-end layer) besides the magics themselves.
 FRONT_END = {"_magic_support", "_magics_base", "_magics_connect", "_magics_messaging",
-             "_magics_data", "_scrub", "_context"}
+             "_magics_data", "_magics_live", "_scrub", "_context",
+             # pure display formatting shared with the panels (no runtime state, no I/O)
+             "_display"}
 
 
 def imported(path: Path) -> set[str]:
