@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from IPython.core.error import UsageError
 
+from . import Msg
 from ._display import plural
-from ._msg import Msg
 from .errors import ConnectionClosedError, NatsbookError
 
 if TYPE_CHECKING:
