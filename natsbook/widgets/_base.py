@@ -188,7 +188,7 @@ class RateMeter:
 
     __slots__ = ("_samples", "rate", "window")
 
-    def __init__(self, count: int = 0, window: float = 5.0, now: float | None = None) -> None:
+    def __init__(self, count: int = 0, window: float = 10.0, now: float | None = None) -> None:
         self.window = window
         self._samples: deque[tuple[float, int]] = deque(
             [(time.monotonic() if now is None else now, count)])
@@ -311,14 +311,15 @@ def ok_html(text: str) -> str:
 #: Styles shared by the panels' HTML tables (scoped by class names, injected once per panel).
 STYLE = """<style>
 .nb-table{border-collapse:collapse;font-size:12px;font-family:var(--jp-code-font-family,monospace)}
-table.nb-table th{background:var(--jp-layout-color2,#eee);text-align:left;padding:2px 8px}
-table.nb-table td{border-top:1px solid var(--jp-border-color2,#ddd);padding:2px 8px;
+table.nb-table th{background:var(--jp-layout-color2,#eee);text-align:left;padding:2px 8px;
+ line-height:1.4}
+table.nb-table td{border-top:1px solid var(--jp-border-color2,#ddd);padding:2px 8px;line-height:1.4;
  max-width:520px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .nb-empty{color:#888;font-style:italic}
 .nb-hint{color:#666;font-size:12px;line-height:1.45}
 div.nb-hint{margin:2px 0 6px}
-.nb-diff{font-size:12px;line-height:1.35;margin:0;padding:2px 0 6px;max-height:300px;
- overflow:auto;white-space:pre;box-sizing:border-box}
+.nb-diff{font-size:12px;line-height:1.35;margin:0;padding:2px 0 6px;overflow-x:auto;
+ white-space:pre;box-sizing:border-box}
 .nb-diff .add{background:#e6ffec;color:#1a7f37}.nb-diff .del{background:#ffebe9;color:#cf222e}
 .nb-diff .hunk{color:#6f42c1}
 </style>"""
