@@ -313,7 +313,10 @@ class ReportDict(dict[str, Any]):
 def _frame_html(df: pd.DataFrame) -> str | None:
     kind = df.attrs.get(ATTR)
     try:
-        if kind == CAPTURE and len(df.columns):
+        # pandas carries attrs into derived frames (groupby, describe, ...): only what still
+        # looks like messages gets the capture display, the rest keeps pandas' own.
+        if (kind == CAPTURE and ("subject" in df.columns or "time" in df.columns)
+                and df.index.nlevels == 1 and df.columns.nlevels == 1):
             return capture_html(df)
         if kind == REPORT and len(df) == 1:
             return report_html(df)
