@@ -17,6 +17,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import _display
 from ._analysis_api import sql
 from ._api import connect, read_capture
 from ._connection import Connection, DrainReport
@@ -74,3 +75,7 @@ def unload_ipython_extension(ipython: object) -> None:
     from .magics import unload_ipython_extension as _unload
 
     _unload(ipython)
+
+
+# Capture frames and one-row reports display readably in a notebook (display only).
+_display.install()

@@ -20,7 +20,20 @@ from ._protocol import parse_headers
 from ._subjects import matches
 from .errors import BadInputError
 
-__all__ = ["META_COLUMNS", "Decode", "filter_table", "to_frame"]
+__all__ = ["ATTR", "CAPTURE", "META_COLUMNS", "REPORT", "Decode", "filter_table", "mark",
+           "to_frame"]
+
+#: ``DataFrame.attrs`` key naming how a frame displays in a notebook (the notebook layer's
+#: formatter reads it; the data is never changed for display).
+ATTR = "natsbook.display"
+CAPTURE = "capture"
+REPORT = "report"
+
+
+def mark(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Tag `frame` (in place) to display as `kind`; returns it."""
+    frame.attrs[ATTR] = kind
+    return frame
 
 Decode = Literal["auto", "json", "text", "bytes"]
 META_COLUMNS = ("time", "subject", "reply", "headers", "size")
@@ -129,4 +142,5 @@ def to_frame(table: pa.Table, decode: str = "auto",
         # Payload keys named like metadata columns are already renamed (data.<key>).
         cols.update(decode_json(payload, fast=fast))
     frame = pd.DataFrame({k: pd.Series(v).reset_index(drop=True) for k, v in cols.items()})
-    return frame
+    # Display only: a notebook shows it readably (see _display); the data stays as built.
+    return mark(frame, CAPTURE)

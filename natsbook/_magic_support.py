@@ -4,6 +4,7 @@ live status line of %nats_sub."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import json
 import math
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from IPython.core.error import UsageError
 
+from . import Msg
+from ._display import plural
 from .errors import ConnectionClosedError, NatsbookError
 
 if TYPE_CHECKING:
@@ -154,6 +157,39 @@ def _render_payload(data: bytes) -> str:
     return text
 
 
+def _shown_here(obj: Any, shell: Any) -> Any:
+    """`obj`, marked as already shown by the magic (a live status line, a pretty reply).
+
+    When it is the cell's result IPython shows nothing more (no frozen repr under a live
+    line, no raw ``Msg(...)`` under the pretty reply); displayed in a later cell, or by
+    ``display()``, it renders as usual. `obj` must take instance attributes.
+    """
+    count = getattr(shell, "execution_count", None)
+
+    def already_shown() -> None:
+        with contextlib.suppress(AttributeError):
+            del obj._ipython_display_
+        if getattr(shell, "execution_count", None) != count:
+            from IPython.display import display
+
+            display(obj)
+
+    obj._ipython_display_ = already_shown
+    return obj
+
+
+def _reply_msg(msg: Any) -> Any:
+    """A copy of a (slotted) Msg that can carry the _shown_here mark."""
+    return _Reply(*(getattr(msg, f.name) for f in dataclasses.fields(msg)))
+
+
+class _Reply(Msg):
+    """A reply the magic printed already (a Msg in every other way)."""
+
+    def __repr__(self) -> str:
+        return "Msg" + Msg.__repr__(self).removeprefix(type(self).__qualname__)
+
+
 class _LiveStatus:
     """One subscription's status line; the ticker thread sets its widget's value (a trait)."""
 
@@ -172,7 +208,7 @@ class _LiveStatus:
         last = sub.last_msg
         state = "●" if sub.active else "■ stopped"
         parts = [f"{state} <b>{html.escape(sub.subject)}</b>",
-                 f"{sub.received:,} msgs", f"{rate:,.1f}/s"]
+                 plural(sub.received, "msg"), f"{rate:,.1f}/s"]
         if sub.queue:
             parts.insert(1, f"queue {html.escape(sub.queue)}")
         if last is not None:

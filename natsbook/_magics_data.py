@@ -13,6 +13,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 import natsbook
 
+from ._display import REPORT, ReportDict, mark
 from ._magic_support import MAX_ROWS, MAX_SEQ, _check_name, _int_arg, _parse, _usage_errors
 from ._magics_base import NatsMagicsBase
 
@@ -23,13 +24,19 @@ class DataMagics(NatsMagicsBase):
 
     # ------------------------------------------------------------------ JetStream, KV, server
     @line_magic
-    def nats_streams(self, line: str) -> pd.DataFrame:
+    def nats_streams(self, line: str) -> pd.DataFrame | None:
         """Every JetStream stream as a DataFrame (messages, bytes, first/last seq and time)."""
         if line.strip():
             raise UsageError("%nats_streams takes no arguments")
         conn = self._require()
         with _usage_errors():
             frame = conn.streams(timeout=self.timeout)
+        if frame.empty:
+            # An empty frame shows only a bare header: say what it means and what to do.
+            print("natsbook: no streams on this server - create one with "
+                  "natsbook.jetstream.add_stream(conn, 'EVENTS', ['events.>']) (or `nats "
+                  "stream add`), then publish with conn.js_publish('events.x', ...)")
+            return None
         self._limit_display(len(frame))
         return frame
 
@@ -120,6 +127,10 @@ class DataMagics(NatsMagicsBase):
                              "%config NatsMagics.monitor_url = '...'")
         with _usage_errors():
             result = getattr(natsbook.monitor(url, timeout=self.timeout), args.endpoint)()
+        if isinstance(result, pd.DataFrame) and len(result) == 1:
+            mark(result, REPORT)  # display only: a vertical report, like `nats server info`
+        elif isinstance(result, dict):
+            result = ReportDict(result)
         self._bind(args.name, result)
         if isinstance(result, pd.DataFrame):
             self._limit_display(len(result))

@@ -12,6 +12,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 import natsbook
 
+from ._display import plural
 from ._magic_support import (
     MAX_PUB_COUNT,
     MAX_ROWS,
@@ -22,7 +23,9 @@ from ._magic_support import (
     _parse,
     _parse_payload_line,
     _render_payload,
+    _reply_msg,
     _seconds_arg,
+    _shown_here,
     _usage_errors,
 )
 from ._magics_base import NatsMagicsBase
@@ -72,8 +75,8 @@ class MessagingMagics(NatsMagicsBase):
                 conn.publish(subj, data, reply=reply, headers=hdrs)
                 size += len(data.encode())
             conn.flush(self.timeout)
-        what = "1 message" if args.count == 1 else f"{args.count} messages"
-        print(f"natsbook: published {what} to {subject!r} ({size:,} payload bytes)")
+        print(f"natsbook: published {plural(args.count, 'message')} to {subject!r} "
+              f"({plural(size, 'payload byte')})")
 
     # ------------------------------------------------------------------ subscribe
     @magic_arguments()
@@ -109,7 +112,10 @@ class MessagingMagics(NatsMagicsBase):
                              f", stops after {args.max}" if args.max else ""])
             print(f"natsbook: capturing {args.subject!r}{extra} - %nats_msgs shows what arrived,"
                   f" %nats_unsub {args.subject} stops it")
-        return sub
+        else:
+            return sub
+        # The live line (or the note) stands for it: no frozen repr under it.
+        return _shown_here(sub, self.shell)
 
     @magic_arguments()
     @argument("subject", nargs="?", help="stop the active captures on this subject pattern")
@@ -126,11 +132,11 @@ class MessagingMagics(NatsMagicsBase):
                 subs = conn.subscriptions
                 for sub in subs:
                     sub.unsubscribe()
-                print(f"natsbook: stopped {len(subs)} subscription(s)")
+                print(f"natsbook: stopped {plural(len(subs), 'subscription')}")
             else:
                 n = sum(1 for s in conn.subscriptions if s.subject == args.subject)
                 conn.unsubscribe(args.subject)
-                print(f"natsbook: stopped {n} subscription(s) on {args.subject!r}")
+                print(f"natsbook: stopped {plural(n, 'subscription')} on {args.subject!r}")
 
     @line_magic
     def nats_subs(self, line: str) -> pd.DataFrame:
@@ -213,4 +219,4 @@ class MessagingMagics(NatsMagicsBase):
             for key, value in msg.headers.items_all():
                 print(f"  {key}: {value}")
         print(_render_payload(msg.data))
-        return msg
+        return _shown_here(_reply_msg(msg), self.shell)  # printed: no raw Msg(...) under it

@@ -184,7 +184,8 @@ def _start_simulator(url: str, args: argparse.Namespace) -> Any:
     return Simulator(url, devices=args.devices, rate=args.rate, seed=args.seed,
                      workers=args.workers, job_rate=args.job_rate,
                      anomaly_rate=args.anomaly_rate, malformed_rate=args.malformed_rate,
-                     services=not args.no_services, prefix=args.prefix).start()
+                     services=not args.no_services, prefix=args.prefix,
+                     inject_every=args.inject_every).start()
 
 
 # -- notebooks -------------------------------------------------------------------------------
@@ -332,6 +333,22 @@ def lab_command(port: int, root_dir: Path, *, open_browser: bool,
     return cmd + list(extra)
 
 
+#: Page config for the lab: no "get notified about official Jupyter news?" toast. It disables
+#: JupyterLab's announcements plugin the documented way (what `jupyter labextension disable
+#: @jupyterlab/apputils-extension:announcements` writes), for this lab only.
+QUIET_PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+
+
+def _quiet_lab_config(tmp: Path) -> str:
+    """A JUPYTER_CONFIG_PATH with a labconfig/page_config.json holding QUIET_PAGE_CONFIG in
+    front of the user's own path (their config dir and settings stay as they are)."""
+    labconfig = tmp / "config" / "labconfig"
+    labconfig.mkdir(parents=True, exist_ok=True)
+    (labconfig / "page_config.json").write_text(json.dumps(QUIET_PAGE_CONFIG))
+    rest = os.environ.get("JUPYTER_CONFIG_PATH", "")
+    return os.pathsep.join(p for p in (str(tmp / "config"), rest) if p)
+
+
 def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     """SIGTERM (Jupyter then shuts its kernels down), SIGKILL to its group if it hangs."""
     if proc.poll() is not None:
@@ -397,7 +414,8 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
         token_file = tmp / "token"
         token_file.write_text(token)
         token_file.chmod(0o600)
-        env = dict(os.environ, NATS_URL=url, JUPYTER_TOKEN_FILE=str(token_file))
+        env = dict(os.environ, NATS_URL=url, JUPYTER_TOKEN_FILE=str(token_file),
+                   JUPYTER_CONFIG_PATH=_quiet_lab_config(tmp))
         env.pop("JUPYTER_TOKEN", None)
         if monitor_url:
             env["NATSBOOK_MONITOR_URL"] = monitor_url
@@ -461,9 +479,9 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
 # -- argument parsing ------------------------------------------------------------------------
 def _add_sim_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("simulator")
-    g.add_argument("--devices", type=int, default=6, help="simulated sensors (default 6)")
-    g.add_argument("--rate", type=float, default=1.0,
-                   help="readings per second per device (default 1)")
+    g.add_argument("--devices", type=int, default=12, help="simulated sensors (default 12)")
+    g.add_argument("--rate", type=float, default=2.0,
+                   help="readings per second per device (default 2)")
     g.add_argument("--workers", type=int, default=3, help="jobs.> worker pool size (default 3)")
     g.add_argument("--job-rate", type=float, default=0.5,
                    help="jobs published per second (default 0.5)")
@@ -471,6 +489,9 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
                    help="fraction of anomalous readings (default 0.01)")
     g.add_argument("--malformed-rate", type=float, default=0.005,
                    help="fraction of malformed payloads (default 0.005)")
+    g.add_argument("--inject-every", type=float, default=2.0, metavar="S",
+                   help="at least one anomaly and one malformed payload every S seconds, so "
+                        "a short capture has some (default 2; 0: only the rates)")
     g.add_argument("--no-services", action="store_true", help="do not serve svc.*")
     g.add_argument("--seed", type=int, default=None, help="random seed (reproducible readings)")
     g.add_argument("--prefix", default="telemetry",

@@ -199,8 +199,11 @@ class RequestTimeout(Timeout):
         self.subject = subject
         self.timeout = timeout
         super().__init__(
-            f"no reply on {subject!r} within {timeout:g}s - the responder may be slow or "
-            "busy: raise timeout=, or check it with conn.request(...) again"
+            f"no reply on {subject!r} within {timeout:g}s - the server saw a subscriber, so "
+            "the responder may be slow or busy (raise timeout=), or the only subscriber is "
+            "a wire-tap that never replies: a subscription to '>' or another matching "
+            "wildcard (e.g. a dashboard's explorer, a %nats_sub capture) makes the server "
+            "believe someone is listening, so it cannot answer \"no responders\""
         )
 
 

@@ -76,6 +76,9 @@ NatsMagics.magics = {kind: {name: meth for family in _FAMILIES
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext natsbook``: register the magics (``%config NatsMagics`` for options)."""
+    from ._display import install
+
+    install(ipython)
     registry = ipython.magics_manager.registry
     if "NatsMagics" in registry:
         return

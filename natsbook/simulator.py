@@ -89,6 +89,9 @@ class Simulator:
             milliseconds with an occasional slow answer; 0: instant).
         prefix: first subject token of the readings.
         seed: seed for reproducible readings.
+        inject_every: at least one anomaly and one malformed reading every this many seconds
+            (0: only the random rates), so that a capture of a few seconds always holds
+            some to find.
     """
 
     def __init__(self, conn: Connection | str | None = None, *, devices: int = 6,
@@ -96,7 +99,7 @@ class Simulator:
                  anomaly_rate: float = 0.01, malformed_rate: float = 0.005,
                  services: bool = True, workers: int = 3, job_rate: float = 0.5,
                  latency: float = 1.0, prefix: str = "telemetry",
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, inject_every: float = 0.0) -> None:
         if not isinstance(devices, int) or devices < 0:
             raise BadInputError(f"devices={devices!r} must be an int >= 0")
         if rate <= 0 or not math.isfinite(rate):
@@ -106,8 +109,8 @@ class Simulator:
                 raise BadInputError(f"{name}={value!r} must be a fraction between 0 and 1")
         if anomaly_rate + malformed_rate > 1.0:
             raise BadInputError("anomaly_rate + malformed_rate must not exceed 1")
-        if workers < 0 or job_rate < 0 or latency < 0:
-            raise BadInputError("workers, job_rate and latency must be >= 0")
+        if workers < 0 or job_rate < 0 or latency < 0 or not inject_every >= 0:
+            raise BadInputError("workers, job_rate, latency and inject_every must be >= 0")
         if not sites:
             raise BadInputError("sites must name at least one site")
         self._conn_arg = conn
@@ -122,6 +125,9 @@ class Simulator:
         self.latency = latency
         self.prefix = prefix
         self.seed = seed
+        self.inject_every = float(inject_every)
+        # When the next forced anomaly / malformed reading is due (monotonic seconds).
+        self._inject_due: dict[str, float] = {}
         self._rng = random.Random(seed)
         # Services and workers run on their own dispatcher threads: their own generators.
         self._svc_rng = random.Random(None if seed is None else seed + 1)
@@ -149,8 +155,10 @@ class Simulator:
             battery=rng.uniform(55.0, 100.0), drain=rng.uniform(0.01, 0.05),
         )
 
-    def reading(self, dev: _Device, now: float | None = None) -> tuple[bytes, str | None]:
-        """Advance `dev` by one reading: (payload, injected kind or None)."""
+    def reading(self, dev: _Device, now: float | None = None,
+                force: str | None = None) -> tuple[bytes, str | None]:
+        """Advance `dev` by one reading: (payload, injected kind or None); `force`
+        ("anomaly" or "malformed") injects that kind whatever the dice say."""
         rng = self._rng
         dev.seq += 1
         dev.noise = 0.8 * dev.noise + rng.gauss(0.0, 0.15)
@@ -164,13 +172,17 @@ class Simulator:
         status = "ok" if dev.battery >= 20.0 else "low_battery"
         kind: str | None = None
         roll = rng.random()
-        if roll < self.anomaly_rate:
+        if force == "anomaly":
+            roll = 0.0
+        elif force == "malformed":
+            roll = self.anomaly_rate + self.malformed_rate * rng.random()
+        if roll < self.anomaly_rate or force == "anomaly":
             kind = "anomaly"
             if rng.random() < 0.25:
                 temp, status = 85.0, "error"  # a DS18B20 reporting its power-on value
             else:
                 temp += rng.choice((-1, 1)) * rng.uniform(12.0, 25.0)
-        elif roll < self.anomaly_rate + self.malformed_rate:
+        elif roll < self.anomaly_rate + self.malformed_rate or force == "malformed":
             kind = "malformed"
         body = {
             "device": dev.name, "site": dev.site, "seq": dev.seq,
@@ -297,7 +309,17 @@ class Simulator:
             self._stop.wait(max(nxt - time.monotonic(), 0.0))
 
     def _publish_reading(self, conn: Connection, dev: _Device) -> None:
-        payload, kind = self.reading(dev)
+        force = None
+        if self.inject_every > 0:
+            now = time.monotonic()
+            due = self._inject_due
+            if not due:  # the first ones come soon after the start, then one per period
+                due.update(anomaly=now + self.inject_every / 3,
+                           malformed=now + 2 * self.inject_every / 3)
+            force = next((k for k in ("anomaly", "malformed") if due[k] <= now), None)
+        payload, kind = self.reading(dev, force=force)
+        if kind and self.inject_every > 0:
+            self._inject_due[kind] = time.monotonic() + self.inject_every
         headers = {"Sim-Injected": kind} if kind else None
         conn.publish(dev.subject, payload, headers=headers)
         self._count("published")

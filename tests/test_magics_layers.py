@@ -15,7 +15,9 @@ MAGICS = ["magics.py", "_magics_base.py", "_magics_connect.py", "_magics_messagi
 # The magics' own support modules (front-end layer) besides the magics themselves.
 FRONT_END = {"_magic_support", "_magics_base", "_magics_connect", "_magics_messaging",
              "_magics_data", "_magics_live", "_magics_ops", "_magics_objects", "_scrub",
-             "_context"}
+             "_context",
+             # pure display formatting shared with the panels (no runtime state, no I/O)
+             "_display"}
 
 
 def imported(path: Path) -> set[str]:

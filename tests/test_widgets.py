@@ -27,7 +27,7 @@ from tests.support.waiting import wait_for
 
 @pytest.fixture
 def dash(conn: Connection, subject: str) -> Iterator[Dashboard]:
-    d = dashboard(conn, explorer_pattern=f"{subject}.>")
+    d = dashboard(conn, explorer_pattern=f"{subject}.>", explore=True)
     yield d
     d.close()
 
@@ -228,10 +228,11 @@ def test_diff_and_numeric_fields() -> None:
 
 
 def test_explorer_tree_selection_diff_and_plot(conn: Connection, subject: str) -> None:
-    e = SubjectExplorer(conn, pattern=f"{subject}.>")
+    e = SubjectExplorer(conn, pattern=f"{subject}.>", autostart=True)
     try:
+        temps = [20.5, 21.0, 20.0, 23.5]  # up and down: a measurement, not a counter
         for i in range(4):
-            conn.publish(f"{subject}.site.dev1", {"temp": 20 + i, "hum": 50})
+            conn.publish(f"{subject}.site.dev1", {"temp": temps[i], "hum": 50})
             conn.publish(f"{subject}.site.dev2", f"text {i}")
         conn.flush()
         wait_for(lambda: any(r["path"] == f"{subject}.site.dev1" and r["count"] == 4
@@ -242,7 +243,7 @@ def test_explorer_tree_selection_diff_and_plot(conn: Connection, subject: str) -
         assert leaf["last"] == "text 3"
 
         e.select(f"{subject}.site.dev1")
-        wait_for(lambda: e.plot.y == [20.0, 21.0, 22.0, 23.0], what="the plot")
+        wait_for(lambda: e.plot.y == temps, what="the plot")
         assert e.field.options == ("temp", "hum") and e.field.value == "temp"
         assert '+  &quot;temp&quot;: 23' in e.diff.value
         assert f"{subject}.site.dev1" in e.title.value

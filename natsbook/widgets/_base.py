@@ -179,27 +179,32 @@ def run_in_thread(fn: Callable[[], None], name: str) -> threading.Thread:
 
 
 class RateMeter:
-    """Messages per second from successive counter readings (smoothed over ~1 s)."""
+    """Messages per second from successive counter readings, averaged over a sliding window.
 
-    __slots__ = ("_last_count", "_last_t", "rate")
+    A device publishing at 1 Hz reads 1.0/s, not a value jumping between 0.5 and 1.5 with the
+    phase of the 10 Hz timer: the rate is the count difference across the last `window`
+    seconds of samples, and it is 0 once nothing arrived for a whole window.
+    """
 
-    def __init__(self) -> None:
-        self._last_count = 0
-        self._last_t = time.monotonic()
+    __slots__ = ("_samples", "rate", "window")
+
+    def __init__(self, count: int = 0, window: float = 10.0, now: float | None = None) -> None:
+        self.window = window
+        self._samples: deque[tuple[float, int]] = deque(
+            [(time.monotonic() if now is None else now, count)])
         self.rate = 0.0
 
     def update(self, count: int, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
-        dt = now - self._last_t
-        if dt >= 0.25:
-            inst = (count - self._last_count) / dt
-            # Smooth: about one second of memory at 10 Hz, decays to 0 when traffic stops.
-            alpha = min(1.0, dt)
-            self.rate = self.rate + alpha * (inst - self.rate)
-            if self.rate < 0.05:
-                self.rate = 0.0
-            self._last_count = count
-            self._last_t = now
+        samples = self._samples
+        if now - samples[-1][0] >= 0.25:
+            samples.append((now, count))
+            while len(samples) > 2 and now - samples[1][0] >= self.window:
+                samples.popleft()
+            t0, c0 = samples[0]
+            span = now - t0
+            if span >= 1.0:
+                self.rate = max(0.0, (count - c0) / span)
         return self.rate
 
 
@@ -306,12 +311,15 @@ def ok_html(text: str) -> str:
 #: Styles shared by the panels' HTML tables (scoped by class names, injected once per panel).
 STYLE = """<style>
 .nb-table{border-collapse:collapse;font-size:12px;font-family:var(--jp-code-font-family,monospace)}
-table.nb-table th{background:var(--jp-layout-color2,#eee);text-align:left;padding:2px 8px}
-table.nb-table td{border-top:1px solid var(--jp-border-color2,#ddd);padding:2px 8px;
+table.nb-table th{background:var(--jp-layout-color2,#eee);text-align:left;padding:2px 8px;
+ line-height:1.4}
+table.nb-table td{border-top:1px solid var(--jp-border-color2,#ddd);padding:2px 8px;line-height:1.4;
  max-width:520px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .nb-empty{color:#888;font-style:italic}
-.nb-hint{color:#666;font-size:12px}
-.nb-diff{font-size:12px;margin:0;max-height:260px;overflow:auto}
+.nb-hint{color:#666;font-size:12px;line-height:1.45}
+div.nb-hint{margin:2px 0 6px}
+.nb-diff{font-size:12px;line-height:1.35;margin:0;padding:2px 0 6px;overflow-x:auto;
+ white-space:pre;box-sizing:border-box}
 .nb-diff .add{background:#e6ffec;color:#1a7f37}.nb-diff .del{background:#ffebe9;color:#cf222e}
 .nb-diff .hunk{color:#6f42c1}
 </style>"""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
+from .._display import plural
 from ..errors import NatsbookError
 from ._base import Updater, style_widget
 from .explorer import SubjectExplorer
@@ -36,7 +37,7 @@ def status_html(conn: Connection, rtt_ms: float | None) -> str:
     rtt = f"RTT {rtt_ms:.2f} ms" if rtt_ms is not None and state == "connected" else "RTT -"
     parts = [f'<b style="color:{color}" class="nb-state">● {html.escape(state)}</b>',
              f"<code>{html.escape(server)}</code>", rtt,
-             f"in {st['in_msgs']} msgs", f"out {st['out_msgs']} msgs",
+             f"in {plural(st['in_msgs'], 'msg')}", f"out {plural(st['out_msgs'], 'msg')}",
              f"subs {len(conn.subscriptions)}", f"reconnects {st['reconnects']}"]
     if conn.errors:
         _t, text = conn.errors[-1]
@@ -50,7 +51,7 @@ class Dashboard(W.VBox):
     updater."""
 
     def __init__(self, conn: Connection, *, interval: float = 0.1,
-                 explorer_pattern: str = ">", **kwargs: Any) -> None:
+                 explorer_pattern: str = ">", explore: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conn = conn
         self.updater = Updater(conn, interval)
@@ -59,7 +60,10 @@ class Dashboard(W.VBox):
         self.publish = PublishPanel(conn, updater=self.updater)
         self.subscribe = SubscribePanel(conn, updater=self.updater)
         self.request = RequestPanel(conn, updater=self.updater)
-        self.explorer = SubjectExplorer(conn, updater=self.updater, pattern=explorer_pattern)
+        # The explorer's wire-tap waits for its Start button (or explore=True): a wildcard
+        # subscriber makes the server stop answering "no responders" on matching subjects.
+        self.explorer = SubjectExplorer(conn, updater=self.updater, pattern=explorer_pattern,
+                                        autostart=explore)
         self.services = ServicesPanel(conn, updater=self.updater)
         self.tabs = W.Tab(children=[self.publish, self.subscribe, self.request, self.explorer,
                                     self.services],
@@ -100,7 +104,9 @@ def dashboard(conn: Connection, **kwargs: Any) -> Dashboard:
     Args:
         conn: a connection from :func:`natsbook.connect`.
         **kwargs: ``interval`` (seconds between updates, >= 0.1), ``explorer_pattern``
-            (what the explorer watches, default ``>``).
+            (what the explorer's Start button watches, default ``>``), ``explore`` (start
+            the explorer at once; default False: while a wildcard wire-tap runs, requests
+            on the subjects it matches time out instead of failing with no responders).
 
     Returns:
         The dashboard widget; display it (it is the last expression of a cell, or

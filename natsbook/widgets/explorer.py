@@ -2,15 +2,18 @@
 the selected subject's recent messages, the diff of its last two payloads and a live plot of a
 numeric JSON field (in the spirit of MQTT Explorer).
 
-The explorer subscribes on its own (``>`` by default, no capture) with a batch callback that only
-updates plain dicts on the subscription's dispatcher thread; the dashboard's timer turns them
-into trait values at <= 10 Hz.
+The explorer subscribes on its own (no capture) with a batch callback that only updates plain
+dicts on the subscription's dispatcher thread; the dashboard's timer turns them into trait
+values at <= 10 Hz. It starts only when asked (``autostart=True`` or its Start button), on the
+pattern the user chose: a wildcard wire-tap is a subscriber like any other, so while it runs the
+server delivers requests on matching subjects to it and no longer answers "no responders".
 """
 
 from __future__ import annotations
 
 import difflib
 import html
+import itertools
 import threading
 import time
 from collections import Counter, deque
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 import orjson
 
+from .._display import plural
 from .._protocol import RawMsg
 from ..errors import NatsbookError
 from ._base import (
@@ -42,10 +46,12 @@ if TYPE_CHECKING:
     from .._msg import Msg
     from .._subscription import Subscription
 
-__all__ = ["SubjectExplorer", "SubjectStats", "diff_html", "numeric_fields"]
+__all__ = ["SubjectExplorer", "SubjectStats", "default_field", "diff_html", "numeric_fields"]
 
 #: Nodes opened automatically while the tree is smaller than this (a flood stays collapsed).
 AUTO_OPEN_NODES = 200
+#: Rows of the selected subject's message list (below the tree and the plot).
+MESSAGE_ROWS = 8
 #: Rows at the end of each batch whose payloads are kept as "recent" (a flood's last ones).
 _TAIL = 2000
 _SUBJECT = itemgetter(0)
@@ -204,18 +210,44 @@ def numeric_fields(data: bytes) -> dict[str, float]:
     return out
 
 
+def default_field(fields: list[str], samples: list[dict[str, float]]) -> str | None:
+    """The field worth plotting first: the first (in payload order) whose values vary and do
+    not only go up (a sequence number or a timestamp plots as a diagonal line). While no
+    field has gone down yet (few samples), the first varying one that does not look like a
+    counter (whole numbers) or a clock (epoch seconds); else the first varying, else the
+    first."""
+    if not fields:
+        return None
+    varying: list[str] = []
+    plain: list[str] = []
+    for name in fields:
+        values = [s[name] for s in samples if name in s]
+        if len(set(values)) < 2:
+            continue
+        if any(b < a for a, b in itertools.pairwise(values)):
+            return name
+        varying.append(name)
+        counter = all(v == int(v) for v in values)
+        clock = min(values) >= 1e9
+        if not counter and not clock:
+            plain.append(name)
+    return (plain or varying or fields)[0]
+
+
 class SubjectExplorer(Panel):
     """A live tree of the subjects seen on `pattern` (default: everything)."""
 
     def __init__(self, conn: Connection, *, updater: Updater | None = None,
-                 pattern: str = ">", autostart: bool = True, max_subjects: int = 5000,
+                 pattern: str = ">", autostart: bool = False, max_subjects: int = 5000,
                  points: int = 300, **kwargs: Any) -> None:
         """
         Args:
             conn: the connection to watch on.
             updater: share a dashboard's updater (default: one of its own).
-            pattern: subject pattern to watch.
-            autostart: start watching at once.
+            pattern: subject pattern to watch (what the Start button uses).
+            autostart: start watching at once (default: only when the user presses Start:
+                while it watches, requests on matching subjects no longer get "no
+                responders" from the server).
             max_subjects: subjects tracked individually (the rest only counted).
             points: points kept for the plot.
         """
@@ -236,11 +268,16 @@ class SubjectExplorer(Panel):
         self.show_inbox = W.Checkbox(value=False, description="show _INBOX",
                                      indent=False, layout=W.Layout(width="120px"))
         self.summary = W.HTML()
-        self.tree = SubjectTree(layout=W.Layout(width="44%"))
+        self.tree = SubjectTree(layout=W.Layout(width="42%", min_width="320px"))
+        # The plotted field follows the data until the user picks one for this subject.
+        self._user_field: str | None = None
+        self._auto_value: str | None = None
+        self._field_path = ""
         self.title = W.HTML('<span class="nb-hint">click a subject in the tree</span>')
         self.messages = W.HTML()
         self.diff = W.HTML()
-        self.field = W.Dropdown(description="Field", options=[], value=None)
+        self.field = W.Dropdown(description="Field", options=[], value=None,
+                                layout=W.Layout(width="320px"))
         self.plot = LinePlot(layout=W.Layout(width="100%"))
         for w, cls in ((self.pattern, "nb-exp-pattern"), (self.watch_button, "nb-exp-watch"),
                        (self.summary, "nb-exp-summary"), (self.tree, "nb-exp-tree"),
@@ -254,17 +291,18 @@ class SubjectExplorer(Panel):
         self.show_inbox.observe(self._mark, names="value")
         self.tree.observe(self._mark, names="selected")
         self.tree.on_toggle(self._mark)
-        self.field.observe(self._mark, names="value")
-        details = W.VBox([self.title, W.HTML("<b>Recent messages</b>"), self.messages,
-                          W.HTML("<b>Diff of the last two payloads</b>"), self.diff,
-                          self.field, self.plot],
-                         layout=W.Layout(width="56%", min_width="0", overflow="auto",
-                                         padding="0 8px"))
+        self.field.observe(self._on_field, names="value")
+        # MQTT Explorer's layout: the tree on the left; the selected subject's last value, diff
+        # and plot on the right at first glance; its message list below both.
+        details = W.VBox([self.title, self.field, self.plot,
+                          W.HTML("<b>Diff of the last two payloads</b>"), self.diff],
+                         layout=W.Layout(flex="1 1 0", min_width="0", padding="0 0 0 10px"))
         self.children = [
             style_widget(),
             W.HBox([self.pattern, self.watch_button, self.clear_button, self.show_inbox]),
             self.summary,
-            W.HBox([self.tree, details]),
+            W.HBox([self.tree, details], layout=W.Layout(width="100%")),
+            W.HTML("<b>Recent messages</b>"), self.messages,
         ]
         if autostart:
             self.watch(pattern)
@@ -318,6 +356,12 @@ class SubjectExplorer(Panel):
     def _mark(self, *_args: object) -> None:
         self._dirty = True
 
+    def _on_field(self, change: dict[str, Any]) -> None:
+        # A value the timer did not choose is the user's choice: it sticks for this subject.
+        if change["new"] is not None and change["new"] != self._auto_value:
+            self._user_field = change["new"]
+        self._dirty = True
+
     def close(self) -> None:
         self.stop()
         super().close()
@@ -326,8 +370,7 @@ class SubjectExplorer(Panel):
     def _node_rate(self, node: Node, now: float) -> str:
         meter = self._rates.get(node.path)
         if meter is None:
-            meter = self._rates[node.path] = RateMeter()
-            meter._last_count = node.count
+            meter = self._rates[node.path] = RateMeter(node.count, now=now)
         return fmt_rate(meter.update(node.count, now))
 
     def poll(self) -> None:
@@ -361,12 +404,18 @@ class SubjectExplorer(Panel):
                             lambda n: preview(lasts.get(n.path, b""), 60))
         up.set(self.tree, rows=rows)
         sub = self.sub
-        state = (ok_html(f"watching {sub.subject}") if sub is not None and sub.active
-                 else '<span class="nb-hint">stopped</span>')
+        if sub is not None and sub.active:
+            state = ok_html(f"watching {sub.subject}")
+        else:
+            state = ('<span class="nb-hint">not watching - press Start to watch '
+                     f"<code>{html.escape(self.pattern.value)}</code> (while it watches, "
+                     "requests on matching subjects get no &quot;no responders&quot; answer)"
+                     "</span>")
         dropped = sub.stats.dropped if sub is not None else 0
         extra = f", {self.stats.untracked} on untracked subjects" if self.stats.untracked else ""
-        up.set(self.summary, value=f"{state} · {len(counts)} subjects · {self.stats.total} "
-                                   f"messages · dropped {dropped}{extra}")
+        up.set(self.summary, value=f"{state} · {plural(len(counts), 'subject')} · "
+                                   f"{plural(self.stats.total, 'message')} · dropped {dropped}"
+                                   f"{extra}")
         self._details(self.tree.selected, counts)
 
     def _auto_open(self, roots: dict[str, Node]) -> None:
@@ -392,8 +441,9 @@ class SubjectExplorer(Panel):
         below = path + "."
         total = sum(n for s, n in counts.items() if s == path or s.startswith(below))
         up.set(self.title, value=f"<b>{kind} <code>{html.escape(path)}</code></b> · "
-                                 f"{total} messages")
-        rows = [(s, fmt_age(t), len(d), preview(d)) for s, _seq, t, d in reversed(recent[-20:])]
+                                 f"{plural(total, 'message')}")
+        rows = [(s, fmt_age(t), len(d), preview(d, 160))
+                for s, _seq, t, d in reversed(recent[-MESSAGE_ROWS:])]
         up.set(self.messages, value=html_table(["subject", "time", "size", "payload"], rows,
                                                css="nb-exp-msgs", empty="no messages kept"))
         own = [(seq, t, d) for s, seq, t, d in recent if s == path]
@@ -402,16 +452,17 @@ class SubjectExplorer(Panel):
         else:
             up.set(self.diff, value='<span class="nb-hint">needs two messages on one subject'
                                     "</span>")
-        fields = list(numeric_fields(own[-1][2])) if own else []  # payload order
-        current = self.field.value
-        if tuple(fields) != tuple(self.field.options):
-            keep = current if current in fields else (fields[0] if fields else None)
-            up.set(self.field, options=tuple(fields), value=keep)
-            current = keep
-        elif current is None and fields:
-            current = fields[0]
-            up.set(self.field, value=current)
-        self._plot(path, current, own)
+        samples = [numeric_fields(d) for _seq, _t, d in own[-50:]]
+        fields = list(samples[-1]) if samples else []  # payload order
+        if path != self._field_path:
+            self._field_path = path
+            self._user_field = None
+        want = (self._user_field if self._user_field in fields
+                else default_field(fields, samples))
+        if tuple(fields) != tuple(self.field.options) or want != self.field.value:
+            self._auto_value = want
+            up.set(self.field, options=tuple(fields), value=want)
+        self._plot(path, want, own)
 
     def _plot(self, path: str, fld: str | None, own: list[tuple[int, float, bytes]]) -> None:
         if fld is None:

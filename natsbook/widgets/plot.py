@@ -74,7 +74,7 @@ function render({ model, el }) {
     parts.push(mk("circle", { cx: lx, cy: ly, r: 3, fill: "#1f77b4" }));
     parts.push(mk("text", { x: W - P.r, y: 14, "text-anchor": "end", "font-size": 12,
                             fill: "#1f77b4", class: "nb-plot-last" },
-                  `last ${fmt(ys[n - 1])} (${n} points)`));
+                  `last ${fmt(ys[n - 1])} (${n} ${n === 1 ? "point" : "points"})`));
     svg.replaceChildren(...parts);
   };
   for (const t of ["x", "y", "label"]) model.on(`change:${t}`, draw);

@@ -1,5 +1,9 @@
 """SubscribePanel: subscribe/unsubscribe, the newest messages, counts and rates per capture,
-and a button that puts a capture's DataFrame into a notebook variable."""
+and a button that puts a capture's DataFrame into a notebook variable.
+
+It lists every capture on the connection: the ones made here and the ones made in code
+(``conn.subscribe``, ``%nats_sub``); "To DataFrame" never overwrites a variable it did not
+make itself, it picks the next free name (``df_2``) and says so."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 import pandas as pd
 
+from .._display import plural
 from ..errors import BadInputError, NatsbookError
 from ._base import (
     Panel,
@@ -32,7 +37,7 @@ __all__ = ["SubscribePanel"]
 
 
 class SubscribePanel(Panel):
-    """Captures made from this panel, their counters and their newest messages."""
+    """Every capture on the connection, their counters and their newest messages."""
 
     def __init__(self, conn: Connection, *, updater: Updater | None = None, rows: int = 20,
                  namespace: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -48,6 +53,7 @@ class SubscribePanel(Panel):
         self.rows = rows
         self.subs: list[Subscription] = []
         self.frames: dict[str, pd.DataFrame] = {}
+        self._option_sids: tuple[int, ...] = ()
         self._namespace = namespace
         self._rates: dict[int, RateMeter] = {}
         self._shown: tuple[object, ...] = ()
@@ -63,7 +69,8 @@ class SubscribePanel(Panel):
                                layout=W.Layout(width="200px"))
         self.frame_button = W.Button(description="To DataFrame", icon="table",
                                      tooltip="put the selected capture into the variable")
-        self.status = W.HTML('<span class="nb-hint">no subscription yet</span>')
+        self.status = W.HTML('<span class="nb-hint">subscribe here, or pick a capture made in '
+                             "code</span>")
         self.stats = W.HTML(self._stats_html())
         self.table = W.HTML(self._messages_html(None))
         for w, cls in ((self.subject, "nb-sub-subject"), (self.queue, "nb-sub-queue"),
@@ -94,8 +101,10 @@ class SubscribePanel(Panel):
         """Subscribe (capturing) and show it; what the Subscribe button does."""
         sub = self.conn.subscribe(subject, queue=queue or None)
         self.subs.append(sub)
-        self._rates[sub.sid] = RateMeter()
-        self.capture.options = [(self._label(s), s.sid) for s in self.subs]
+        self._rates[sub.sid] = RateMeter(sub.received)
+        subs = self.captures()
+        self._option_sids = tuple(s.sid for s in subs)
+        self.capture.options = [(self._label(s), s.sid) for s in subs]
         self.capture.value = sub.sid
         self._dirty = True
         return sub
@@ -113,8 +122,19 @@ class SubscribePanel(Panel):
         q = f" (queue {queue})" if queue else ""
         self.status.value = ok_html(f"subscribed to {subject}{q}")
 
+    def captures(self) -> list[Subscription]:
+        """The panel's own captures (kept after they stop) and every active capture made in
+        code on the same connection (the explorer's watch keeps no messages: not listed)."""
+        out = list(self.subs)
+        seen = {id(s) for s in out}
+        for s in self.conn.subscriptions:
+            if s.store is not None and id(s) not in seen:
+                out.append(s)
+                seen.add(id(s))
+        return out
+
     def selected(self) -> Subscription | None:
-        for s in self.subs:
+        for s in self.captures():
             if s.sid == self.capture.value:
                 return s
         return None
@@ -130,7 +150,7 @@ class SubscribePanel(Panel):
             self.status.value = error_html(str(exc).removeprefix("natsbook: "))
             return
         self.status.value = ok_html(f"unsubscribed from {sub.subject} "
-                                    f"({sub.received} messages kept)")
+                                    f"({plural(sub.received, 'message')} kept)")
         self._dirty = True
 
     def _on_frame(self, _button: object = None) -> None:
@@ -147,12 +167,30 @@ class SubscribePanel(Panel):
         except NatsbookError as exc:
             self.status.value = error_html(str(exc).removeprefix("natsbook: "))
             return
-        self.frames[name] = frame
         ns = self._user_ns()
+        wanted = name
+        name = self._free_name(name, ns)
+        self.frames[name] = frame
         if ns is not None:
             ns[name] = frame
-        self.status.value = ok_html(f"{name} = capture of {sub.subject}: {len(frame)} rows x "
-                                    f"{len(frame.columns)} columns")
+        note = f" ({wanted} already exists: kept)" if name != wanted else ""
+        self.status.value = ok_html(f"{name} = capture of {sub.subject}: "
+                                    f"{plural(len(frame), 'row')} x "
+                                    f"{plural(len(frame.columns), 'column')}{note}")
+
+    def _free_name(self, name: str, ns: dict[str, Any] | None) -> str:
+        """`name` unless it holds something this panel did not put there; then name_2, ..."""
+        def taken(n: str) -> bool:
+            if ns is not None and n in ns:
+                return ns[n] is not self.frames.get(n)
+            return False
+
+        if not taken(name):
+            return name
+        i = 2
+        while taken(f"{name}_{i}"):
+            i += 1
+        return f"{name}_{i}"
 
     def _user_ns(self) -> dict[str, Any] | None:
         if self._namespace is not None:
@@ -176,9 +214,12 @@ class SubscribePanel(Panel):
     def _stats_html(self) -> str:
         now = time.monotonic()
         rows = []
-        for s in self.subs:
+        for s in self.captures():
             st = s.stats
-            rate = self._rates.setdefault(s.sid, RateMeter()).update(st.received, now)
+            meter = self._rates.get(s.sid)
+            if meter is None:
+                meter = self._rates[s.sid] = RateMeter(st.received, now=now)
+            rate = meter.update(st.received, now)
             rows.append((s.subject, s.queue or "", "active" if s.active else "closed",
                          st.received, st.stored, st.evicted, st.dropped,
                          fmt_rate(rate if s.active else 0.0)))
@@ -202,6 +243,13 @@ class SubscribePanel(Panel):
     def poll(self) -> None:
         up = self.updater
         up.set(self.stats, value=self._stats_html())
+        subs = self.captures()
+        sids = tuple(s.sid for s in subs)
+        if sids != self._option_sids:  # a capture made in code: offer it in the dropdown
+            self._option_sids = sids
+            value = self.capture.value if self.capture.value in sids else (
+                sids[-1] if sids else None)
+            up.set(self.capture, options=[(self._label(s), s.sid) for s in subs], value=value)
         sub = self.selected()
         key = (id(sub), sub.received if sub is not None else -1)
         if key != self._shown or self._dirty:

@@ -61,8 +61,11 @@ function render({ model, el }) {
       row.style.paddingLeft = (4 + 16 * r.depth) + "px";
       setText(part(row, "nb-tree-toggle"), r.kids ? (r.open ? "\u25BE" : "\u25B8") : "\u00B7");
       setText(part(row, "nb-tree-name"), r.name);
-      setText(part(row, "nb-tree-meta"), ` (${r.count} msgs, ${r.rate})`);
+      const unit = r.count === 1 ? "msg" : "msgs";
+      setText(part(row, "nb-tree-meta"), ` (${r.count} ${unit}, ${r.rate})`);
       setText(part(row, "nb-tree-last"), r.last ? " = " + r.last : "");
+      const tip = r.path + (r.last ? " = " + r.last : "");
+      if (row.title !== tip) row.title = tip;
       wanted.push(row);
     }
     for (const path of [...byPath.keys()]) if (!seen.has(path)) byPath.delete(path);
@@ -83,9 +86,11 @@ export default { render };
 
 _CSS = """
 .nb-tree { font-family: var(--jp-code-font-family, monospace); font-size: 12px;
-  max-height: 360px; overflow: auto; border: 1px solid var(--jp-border-color2, #ddd);
-  padding: 2px 0; min-width: 360px; background: var(--jp-layout-color0, white); }
-.nb-tree-row { cursor: pointer; white-space: nowrap; padding: 1px 6px 1px 4px; }
+  max-height: 420px; overflow-y: auto; overflow-x: hidden;
+  border: 1px solid var(--jp-border-color2, #ddd); padding: 2px 0;
+  background: var(--jp-layout-color0, white); box-sizing: border-box; }
+.nb-tree-row { cursor: pointer; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
+  padding: 1px 6px 1px 4px; }
 .nb-tree-row:hover { background: var(--jp-layout-color2, #eee); }
 .nb-tree-selected { background: #d7e8fa !important; }
 .nb-tree-toggle { display: inline-block; width: 14px; color: #555; }

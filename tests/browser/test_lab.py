@@ -174,6 +174,14 @@ def test_subscribe_shows_messages_in_table_and_tree(page: Any, server: LocalServ
     page.locator(".nb-sub-button").click()
     expect(page.locator(".nb-sub-status")).to_contain_text(f"subscribed to {root}.>",
                                                            timeout=15_000)
+    # The explorer watches only once started, on the pattern typed into it.
+    _tab(page, "Explorer")
+    expect(page.locator(".nb-exp-summary")).to_contain_text("not watching", timeout=15_000)
+    page.locator(".nb-exp-pattern input").fill(f"{root}.>")
+    page.locator(".nb-exp-watch").click()
+    expect(page.locator(".nb-exp-summary")).to_contain_text(f"watching {root}.>",
+                                                            timeout=15_000)
+    _tab(page, "Subscribe")
     with natsbook.connect(server.url) as pub:
         for i in range(6):
             pub.publish(f"{root}.sensor.temp", {"temp": 20.5 + i, "unit": "C"})
@@ -222,9 +230,8 @@ def test_request_shows_reply(page: Any, server: LocalServer) -> None:
         expect(page.locator(".nb-req-history")).to_contain_text(svc)
         page.locator(".nb-request").screenshot(path=str(SHOTS / "request.png"))
 
-        # A request nobody answers shows an error in the panel, not a traceback. (The
-        # explorer's own '>' watch hears the request, so the server reports no "no
-        # responders": the request times out.)
+        # A request nobody answers shows an error in the panel, not a traceback (the
+        # explorer watches another pattern: the server answers "no responders").
         page.locator(".nb-req-subject input").fill(f"{svc}.nobody")
         page.locator(".nb-request .widget-text", has_text="Timeout s").locator("input").fill(
             "0.5")
