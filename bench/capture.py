@@ -191,8 +191,8 @@ def run_pair(url: str, client: str, count: int, rate: float | None,
 def dataframe_bench(rows: int) -> dict[str, float]:
     import pyarrow as pa
 
-    from natsbook._frames import to_frame
-    from natsbook._store import CaptureStore
+    from natsbook.capture._frames import to_frame
+    from natsbook.capture._store import CaptureStore
 
     out: dict[str, float] = {}
     for label, payload_fn in (

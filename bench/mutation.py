@@ -56,26 +56,26 @@ _THRESHOLD = (_PERF + " (runs of a single frame also take the run path, which de
 _RAISING = "the line cache reset on the way to raising ProtocolError: never read again"
 _PARTS = ("only how an incomplete frame is buffered (joined parts or one rest): the frames "
           "parsed are the same")
-_FEED = "natsbook._protocol.xǁParserǁfeed__mutmut_"
+_FEED = "natsbook.wire._protocol.xǁParserǁfeed__mutmut_"
 #: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
 #: Keyed by mutmut's names, which number the mutants of one function in source order: after
 #: editing a function, re-check its entries (`mutmut show NAME` in build/mutation).
 EQUIVALENT: dict[str, str] = {
-    "natsbook._msg.xǁMsgǁfrom_raw__mutmut_34": _CASE,
-    "natsbook._msg.xǁMsgǁfrom_raw__mutmut_44": _CASE,
-    "natsbook._msg.xǁMsgǁtext__mutmut_3": _CASE,
-    "natsbook._msg.x_encode_payload__mutmut_4": _CASE,
-    "natsbook._protocol.x_parse_headers__mutmut_7": _CASE,
-    "natsbook._protocol.xǁParserǁ_control__mutmut_28": _CASE,
-    "natsbook._protocol.x_decode_info__mutmut_11":
+    "natsbook.wire._msg.xǁMsgǁfrom_raw__mutmut_34": _CASE,
+    "natsbook.wire._msg.xǁMsgǁfrom_raw__mutmut_44": _CASE,
+    "natsbook.wire._msg.xǁMsgǁtext__mutmut_3": _CASE,
+    "natsbook.wire._msg.x_encode_payload__mutmut_4": _CASE,
+    "natsbook.wire._protocol.x_parse_headers__mutmut_7": _CASE,
+    "natsbook.wire._protocol.xǁParserǁ_control__mutmut_28": _CASE,
+    "natsbook.wire._protocol.x_decode_info__mutmut_11":
         "line[5:] drops the space after INFO, which orjson skips anyway",
-    "natsbook._protocol.x_parse_headers__mutmut_25":
+    "natsbook.wire._protocol.x_parse_headers__mutmut_25":
         "first[9:] drops the space after NATS/1.0, which .strip() drops anyway",
-    "natsbook._protocol.xǁParserǁ_control__mutmut_3":
+    "natsbook.wire._protocol.xǁParserǁ_control__mutmut_3":
         "head = line[:6]: every check after it looks at 5 bytes or fewer",
-    "natsbook._protocol.xǁParserǁ_control__mutmut_26":
+    "natsbook.wire._protocol.xǁParserǁ_control__mutmut_26":
         "line[5:] drops the space after -ERR, which .strip() drops anyway",
-    "natsbook._protocol.xǁParserǁreset__mutmut_3":
+    "natsbook.wire._protocol.xǁParserǁreset__mutmut_3":
         "_parts = None: falsy like [], and reassigned before any other use",
     _FEED + "8":
         "_parts = None after the join: falsy like [], reassigned before any other use",
@@ -92,9 +92,9 @@ EQUIVALENT: dict[str, str] = {
     _FEED + "33": _SENTINEL,
     _FEED + "34": _SENTINEL,
     _FEED + "35": _SENTINEL,
-    "natsbook._protocol.xǁParserǁ__init____mutmut_3": "_parts = None: falsy like [], "
+    "natsbook.wire._protocol.xǁParserǁ__init____mutmut_3": "_parts = None: falsy like [], "
         "reassigned before any other use",
-    "natsbook._protocol.xǁParserǁ__init____mutmut_6": "_need is only read while _parts holds "
+    "natsbook.wire._protocol.xǁParserǁ__init____mutmut_6": "_need is only read while _parts holds "
         "data, and is set together with it",
     _FEED + "37": "countdown None: 'not None' and 'if None' "
         "behave as for 0",
@@ -126,7 +126,7 @@ EQUIVALENT: dict[str, str] = {
         "start ends where the run from pos ends, or is refused as too short)",
     _FEED + "115": "hdr_len None instead of 0 on the MSG "
         "path: both falsy wherever it is read",
-    "natsbook._protocol.xǁParserǁ__init____mutmut_7": "_need is only read while _parts holds "
+    "natsbook.wire._protocol.xǁParserǁ__init____mutmut_7": "_need is only read while _parts holds "
         "data, and is set together with it",
     _FEED + "50": "cache_len > 0: a cached line is never "
         "empty",

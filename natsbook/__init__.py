@@ -17,17 +17,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import _display
-from ._analysis_api import sql
-from ._api import connect, read_capture
-from ._connection import Connection, DrainReport
-from ._msg import Headers, Msg
-from ._server import LocalServer, local_server
-from ._services import Service
-from ._subjects import check_publish, check_subscribe, matches
-from ._subscription import Subscription, SubStats
+from .notebook import _display
+from .client._analysis import sql
+from .client._api import connect, read_capture
+from .client._connection import Connection, DrainReport
+from .wire._msg import Headers, Msg
+from .client._server import LocalServer, local_server
+from .ops._services import Service
+from .wire._subjects import check_publish, check_subscribe, matches
+from .client._subscription import Subscription, SubStats
 from .errors import NatsbookError
-from .monitor import Monitor, monitor
+from .ops._monitor import Monitor, monitor
 
 __all__ = [
     "Connection",
@@ -57,22 +57,22 @@ __all__ = [
 
 def dashboard(conn: Connection, **kwargs: object) -> object:
     """All panels (publish, subscribe, request, subject explorer, services) in tabs, plus the
-    connection's state. See :func:`natsbook.widgets.dashboard`."""
-    from .widgets import dashboard as _dashboard
+    connection's state. See :func:`natsbook.notebook.widgets.dashboard`."""
+    from .notebook.widgets import dashboard as _dashboard
 
     return _dashboard(conn, **kwargs)
 
 
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext natsbook``: register the NATS magics."""
-    from .magics import load_ipython_extension as _load
+    from .notebook.magics import load_ipython_extension as _load
 
     _load(ipython)
 
 
 def unload_ipython_extension(ipython: object) -> None:
     """``%unload_ext natsbook``: close the magics' connection and embedded server."""
-    from .magics import unload_ipython_extension as _unload
+    from .notebook.magics import unload_ipython_extension as _unload
 
     _unload(ipython)
 

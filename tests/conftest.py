@@ -15,7 +15,7 @@ from traitlets.config import Config
 
 import natsbook
 from natsbook import LocalServer
-from natsbook.magics import NatsMagics, unload_ipython_extension
+from natsbook.notebook.magics import NatsMagics, unload_ipython_extension
 from tests.support.transports import url_of
 
 

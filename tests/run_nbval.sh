@@ -12,7 +12,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 python="${PYTHON:-python}"
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/natsbook-nbval.XXXXXX")"
-"$python" -m natsbook.cli server --quiet --ready-file "$tmp/ready.json" \
+"$python" -m natsbook.lab.cli server --quiet --ready-file "$tmp/ready.json" \
     </dev/null >"$tmp/server.log" 2>&1 &
 server_pid=$!
 

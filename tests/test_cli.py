@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 import natsbook
-from natsbook import cli
+from natsbook.lab import cli
 
 from ._proc import alive, descendants, free_port, isolated_env, wait_gone, wait_json
 
 REPO = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "natsbook.cli"]
+CLI = [sys.executable, "-m", "natsbook.lab.cli"]
 
 
 def _spawn(args: list[str], tmp: Path, **env: str) -> subprocess.Popen[str]:

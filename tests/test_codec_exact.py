@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from natsbook._protocol import (
+from natsbook.wire._protocol import (
     MAX_CONTROL_LINE,
     Parser,
     decode_info,

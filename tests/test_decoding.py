@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import natsbook
-from natsbook._frames import to_frame
-from natsbook._store import SCHEMA
+from natsbook.capture._frames import to_frame
+from natsbook.capture._store import SCHEMA
 from natsbook.errors import BadInputError
 
 from .reference_decoder import check_json_frame, decode, same_payload

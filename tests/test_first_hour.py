@@ -11,12 +11,12 @@ import pytest
 
 import natsbook
 from natsbook import Connection, LocalServer
-from natsbook._display import ATTR, CAPTURE, REPORT, capture_html, plural, report_html
+from natsbook.notebook._display import ATTR, CAPTURE, REPORT, capture_html, plural, report_html
 from natsbook.errors import NoRespondersError, RequestTimeout
-from natsbook.simulator import Simulator
-from natsbook.widgets import SubscribePanel, dashboard
-from natsbook.widgets._base import RateMeter
-from natsbook.widgets.explorer import default_field
+from natsbook.lab.simulator import Simulator
+from natsbook.notebook.widgets import SubscribePanel, dashboard
+from natsbook.notebook.widgets._base import RateMeter
+from natsbook.notebook.widgets.explorer import default_field
 from tests.conftest import TestingShell
 from tests.support.waiting import wait_for
 
@@ -50,7 +50,7 @@ def test_capture_frame_displays_readably_and_stays_lossless(conn: Connection,
     # IPython shows it through the formatter; an untagged frame keeps pandas' display
     shell = TestingShell()
     try:
-        natsbook._display.install(shell)
+        natsbook.notebook._display.install(shell)
         fmt = shell.display_formatter.format
         assert "nb-frame" in fmt(df)[0]["text/html"]
         plain = pd.DataFrame({"a": [1]})

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 import natsbook
-from natsbook import _jsread
+from natsbook.jetstream import _jsread
 from natsbook import jetstream as js
-from natsbook import kv as natskv
+from natsbook.jetstream import _kv as natskv
 from natsbook.errors import JetStreamError
 from tests.support.waiting import wait_for
 

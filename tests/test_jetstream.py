@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pytest
 
 import natsbook
-from natsbook import _jsparse, _jsread
+from natsbook.jetstream import _jsparse, _jsread
 from natsbook import jetstream as js
 from natsbook.errors import BadInputError, JetStreamError, NotFoundError
 from tests.support.waiting import wait_for

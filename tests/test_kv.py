@@ -9,7 +9,7 @@ import pytest
 
 import natsbook
 from natsbook import jetstream as js
-from natsbook import kv as natskv
+from natsbook.jetstream import _kv as natskv
 from natsbook.errors import BadInputError, JetStreamError, NotFoundError
 from tests.support.waiting import wait_for
 

@@ -15,7 +15,7 @@ from IPython.core.error import UsageError
 
 import natsbook
 from natsbook.errors import BadInputError
-from natsbook.widgets.live import LiveView
+from natsbook.notebook.widgets.live import LiveView
 from tests.support.waiting import wait_for
 
 

@@ -15,7 +15,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import natsbook
-from natsbook.magics import NatsMagics, load_ipython_extension, unload_ipython_extension
+from natsbook.notebook.magics import NatsMagics, load_ipython_extension, unload_ipython_extension
 from tests.conftest import TestingShell
 from tests.support.waiting import wait_for
 
@@ -612,7 +612,7 @@ def test_context_errors(ip: TestingShell, tmp_path: Path) -> None:
 
 
 def test_context_repr_hides_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from natsbook._context import load_context
+    from natsbook.notebook._context import load_context
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     write_context(tmp_path / "xdg", "s", {"url": "nats://h:4222", "token": SECRET,
@@ -626,7 +626,7 @@ def test_context_repr_hides_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_context_repr_hides_credentials_in_its_url(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from natsbook._context import load_context
+    from natsbook.notebook._context import load_context
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     urls = (f"nats://admin:{PASSWORD}@h1:4222, tls://{SECRET}@h2:4222,nats://h3:4222,"

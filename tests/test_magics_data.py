@@ -12,7 +12,7 @@ from IPython.core.error import UsageError
 
 import natsbook
 from natsbook import jetstream as js
-from natsbook.magics import NatsMagics
+from natsbook.notebook.magics import NatsMagics
 from tests.conftest import TestingShell
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from natsbook import Connection
-from natsbook._msg import Headers, Msg, encode_payload
+from natsbook.wire._msg import Headers, Msg, encode_payload
 from natsbook.errors import BadInputError
 from tests.support.waiting import wait_for
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 import natsbook
-from natsbook import _objstore
+from natsbook.jetstream import _objstore
 from natsbook import jetstream as js
 from natsbook.errors import BadInputError, DigestMismatchError, NotFoundError
 

@@ -18,7 +18,7 @@ from IPython.core.error import UsageError
 
 import natsbook
 from natsbook import Connection, LocalServer
-from natsbook._protocol import Parser
+from natsbook.wire._protocol import Parser
 from natsbook.errors import MaxPayloadError, ProtocolError, RequestTimeout, TLSError
 from tests.conftest import TestingShell
 from tests.support.waiting import wait_for
@@ -189,7 +189,7 @@ def test_message_of_exactly_max_payload_is_accepted(small_payload_server: LocalS
         assert c.max_payload == LIMIT
         sub = c.subscribe(subject)
         c.publish(subject, b"x" * LIMIT)
-        hdr_len = len(natsbook._protocol.encode_headers({"K": "v"}))
+        hdr_len = len(natsbook.wire._protocol.encode_headers({"K": "v"}))
         c.publish(subject, b"y" * (LIMIT - hdr_len), headers={"K": "v"})
         with pytest.raises(MaxPayloadError) as exc:
             c.publish(subject, b"x" * (LIMIT + 1))

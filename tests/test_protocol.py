@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from natsbook._protocol import (
+from natsbook.wire._protocol import (
     HARD_MAX_FRAME,
     Parser,
     encode_headers,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from natsbook._scrub import scrub_cell
+from natsbook.notebook._scrub import scrub_cell
 
 SEED = "SUAM" + "K" * 54
 

@@ -14,7 +14,7 @@ import pytest
 
 import natsbook
 from natsbook.errors import BadInputError, NoRespondersError, ServiceError
-from natsbook.simulator import STATUSES, Simulator
+from natsbook.lab.simulator import STATUSES, Simulator
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from IPython.core.error import UsageError
 
 import natsbook
 from natsbook import jetstream as js
-from natsbook import kv as natskv
-from natsbook._store import SEAL_ROWS
+from natsbook.jetstream import _kv as natskv
+from natsbook.capture._store import SEAL_ROWS
 from natsbook.errors import BadInputError, NatsbookError, QueryError
 from tests.support.waiting import wait_for
 

@@ -12,8 +12,8 @@ import pytest
 
 import natsbook
 from natsbook import Connection, LocalServer
-from natsbook._frames import to_frame
-from natsbook._store import CaptureStore
+from natsbook.capture._frames import to_frame
+from natsbook.capture._store import CaptureStore
 
 
 def rows(n: int, start: int = 0, subject: bytes = b"s") -> list:
@@ -45,7 +45,7 @@ def test_max_bytes_bound() -> None:
 
 
 def test_default_bound_is_documented_and_finite() -> None:
-    assert CaptureStore().max_bytes == natsbook._store.DEFAULT_MAX_BYTES == 256 * 1024 * 1024
+    assert CaptureStore().max_bytes == natsbook.capture._store.DEFAULT_MAX_BYTES == 256 * 1024 * 1024
 
 
 def test_spill_round_trip(conn: Connection, subject: str, tmp_path: Path) -> None:

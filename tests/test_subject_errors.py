@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from natsbook._subjects import MAX_SUBJECT_LEN, check_publish, check_queue, check_subscribe
+from natsbook.wire._subjects import MAX_SUBJECT_LEN, check_publish, check_queue, check_subscribe
 from natsbook.errors import BadSubjectError
 
 LONG = "a" * (MAX_SUBJECT_LEN + 1)

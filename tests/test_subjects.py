@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from natsbook import check_publish, check_subscribe, matches
-from natsbook._subjects import check_queue
+from natsbook.wire._subjects import check_queue
 from natsbook.errors import BadSubjectError
 
 

@@ -9,7 +9,7 @@ import time
 
 import natsbook
 from natsbook import LocalServer
-from natsbook._store import CaptureStore
+from natsbook.capture._store import CaptureStore
 from tests.support.waiting import wait_for
 
 

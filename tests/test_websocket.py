@@ -31,8 +31,8 @@ from wsproto.events import (
 
 import natsbook
 from natsbook import LocalServer
-from natsbook._transport import parse_url
-from natsbook._websocket import WebSocketStream
+from natsbook.client._transport import parse_url
+from natsbook.client._websocket import WebSocketStream
 from natsbook.errors import (
     ConnectError,
     NotWebSocketError,
@@ -318,7 +318,7 @@ def test_cli_simulate_and_lab_take_a_websocket_url(server: LocalServer, subject:
     """`natsbook simulate --url` and `natsbook lab --url` hand the URL to connect() (lab
     through NATS_URL for its kernels); the simulator run proves the CLI path works."""
     assert server.ws_url
-    cli = [sys.executable, "-m", "natsbook.cli"]
+    cli = [sys.executable, "-m", "natsbook.lab.cli"]
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg"), HOME=str(tmp_path))
     with natsbook.connect(server.url) as conn:
         sub = conn.subscribe(f"{subject}.>")

@@ -11,7 +11,7 @@ import pytest
 
 import natsbook
 from natsbook import Connection, LocalServer
-from natsbook.widgets import (
+from natsbook.notebook.widgets import (
     Dashboard,
     PublishPanel,
     RequestPanel,
@@ -20,8 +20,8 @@ from natsbook.widgets import (
     Updater,
     dashboard,
 )
-from natsbook.widgets.explorer import diff_html, numeric_fields
-from natsbook.widgets.tree import build_tree, visible_rows
+from natsbook.notebook.widgets.explorer import diff_html, numeric_fields
+from natsbook.notebook.widgets.tree import build_tree, visible_rows
 from tests.support.waiting import wait_for
 
 
@@ -304,7 +304,7 @@ def test_subject_stats_batch_equals_per_message() -> None:
     """The explorer's batch path keeps the same counts and recent payloads (with the same
     per-subject sequence numbers) as feeding messages one by one."""
     from natsbook import Msg
-    from natsbook.widgets.explorer import SubjectStats
+    from natsbook.notebook.widgets.explorer import SubjectStats
 
     rows = [(f"a.{i % 3}".encode(), None, None, str(i).encode()) for i in range(500)]
     one, batched = SubjectStats(keep=10), SubjectStats(keep=10)

@@ -7,8 +7,8 @@ import uuid
 
 from natsbook import Connection
 from natsbook.errors import ServiceError
-from natsbook.widgets import ServicesPanel, dashboard
-from natsbook.widgets.services import services_html
+from natsbook.notebook.widgets import ServicesPanel, dashboard
+from natsbook.notebook.widgets.services import services_html
 from tests.support.waiting import wait_for
 
 

@@ -64,7 +64,7 @@ def natsbook_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
                JUPYTER_CONFIG_DIR=str(tmp / "config"))
     log = (tmp / "natsbook-lab.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "natsbook.cli", "lab", "--no-browser", "--port", "0", "--quiet",
+        [sys.executable, "-m", "natsbook.lab.cli", "lab", "--no-browser", "--port", "0", "--quiet",
          "--notebook-dir", str(work), "--ready-file", str(ready)],
         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:

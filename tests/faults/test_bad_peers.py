@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import natsbook
-from natsbook._store import CaptureBudget, CaptureStore
+from natsbook.capture._store import CaptureBudget, CaptureStore
 from natsbook.errors import BadInputError, ConnectionClosedError, ProtocolError
 from tests.support.waiting import wait_for
 

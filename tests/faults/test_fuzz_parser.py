@@ -9,7 +9,7 @@ import orjson
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
-from natsbook._protocol import MAX_CONTROL_LINE, Parser, encode_headers
+from natsbook.wire._protocol import MAX_CONTROL_LINE, Parser, encode_headers
 from natsbook.errors import ProtocolError
 from tests.support import reference_codec
 

@@ -19,7 +19,7 @@ import pytest
 import natsbook
 from natsbook import LocalServer
 from natsbook import jetstream as js
-from natsbook import kv as natskv
+from natsbook.jetstream import _kv as natskv
 
 from .helpers import wait_for
 

@@ -1,0 +1,227 @@
+"""SQL over captures with DuckDB: ``conn.sql()``, ``sub.sql()`` and ``natsbook.sql()``.
+
+Each query gets a fresh in-memory DuckDB database in which natsbook only registers tables;
+the query text goes to DuckDB as it is. Every capture becomes one view over its rows:
+
+- the in-memory Arrow batches, taken from the store under its lock together with the list of
+  spilled Parquet parts (:meth:`CaptureStore.snapshot`), so each row is seen exactly once;
+  DuckDB scans those batches in place (no copy). A batch whose payloads are all UTF-8 (checked
+  by Arrow, ~15 ms per million rows) also offers them as text without a copy; in any other
+  batch DuckDB decodes ``data`` row by row;
+- the spilled parts, as a pyarrow dataset that DuckDB scans lazily from disk, so a capture
+  larger than memory is aggregated part by part.
+
+The table ``messages`` is the union of the captures asked for (every user capture of a
+connection, or one subscription's); a capture named with ``subscribe(..., name="readings")``
+is also the table ``readings``. Columns:
+
+==========  ===========  ====================================================================
+time        TIMESTAMPTZ  receive time (ns, UTC)
+sub         VARCHAR      the subscription's subject pattern (NULL when read from files)
+subject     VARCHAR      the message's subject
+reply       VARCHAR      reply subject or NULL
+headers     VARCHAR      the raw NATS header block (``NATS/1.0\\r\\nKey: value...``) or NULL
+size        BIGINT       payload bytes
+data        VARCHAR      the payload as text, unparsed (``data::JSON ->> 'temp'``); invalid
+                         UTF-8 bytes become ``?``
+payload     BLOB         the payload's raw bytes
+==========  ===========  ====================================================================
+
+``data::JSON`` fails on a payload that is not JSON; ``TRY_CAST(data AS JSON)`` gives NULL
+there instead (and ``json_valid(data)`` tells which rows are JSON).
+
+This module imports no widget code (the live views build on it from the notebook layer).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from ._store import SCHEMA
+from ..errors import BadInputError, QueryError
+
+if TYPE_CHECKING:
+    from ..client._connection import Connection
+    from ..client._subscription import Subscription
+
+__all__ = ["COLUMNS", "check_name", "connection_sql", "path_sql", "subscription_sql",
+           "user_captures", "version"]
+
+COLUMNS = ("time", "sub", "subject", "reply", "headers", "size", "data", "payload")
+_RESERVED = {"messages"}
+_PREFIX = "_natsbook_"
+_TEXT_SCHEMA = SCHEMA.append(pa.field("data", pa.string()))
+_RAW_COLS = "time, subject, reply, headers, payload"
+_DECODE = "decode(payload, 'replace') AS data"
+
+
+@dataclass(slots=True)
+class _Part:
+    """One capture's rows as DuckDB will see them."""
+
+    sub: str | None
+    name: str | None
+    spilled: list[Path]
+    batches: list[pa.RecordBatch]
+
+
+def check_name(name: str | None) -> None:
+    """A capture name must be a plain SQL identifier other than ``messages`` (or None)."""
+    if name is None:
+        return
+    if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+        raise BadInputError(f"capture name {name!r} is not a plain identifier - use letters, "
+                            "digits and _ (it becomes a SQL table name)")
+    if name.lower() in _RESERVED or name.lower().startswith(_PREFIX):
+        raise BadInputError(f"capture name {name!r} is taken - `messages` is every capture "
+                            f"together and names starting with {_PREFIX!r} are natsbook's")
+
+
+def user_captures(conn: Connection) -> list[Subscription]:
+    """Every capture of the connection the user made (active and finished), oldest first.
+
+    Internal subscriptions (JetStream reads, KV watches, follow) are left out."""
+    return [s for s in list(conn._history) if s.store is not None and not s.internal]
+
+
+def version(subs: Sequence[Subscription]) -> int:
+    """A number that grows whenever any of the captures stored a new row."""
+    return sum(s.store.stats.received for s in subs if s.store is not None) + len(subs)
+
+
+def _parts(subs: Sequence[Subscription]) -> list[_Part]:
+    out = []
+    for s in subs:
+        if s.store is None:
+            continue
+        spilled, batches, _ = s.store.snapshot()
+        out.append(_Part(s.subject, s.name, spilled, batches))
+    return out
+
+
+def connection_sql(conn: Connection, query: str) -> pd.DataFrame:
+    """``conn.sql``: ``messages`` is every user capture of the connection."""
+    return run(query, _parts(user_captures(conn)))
+
+
+def subscription_sql(sub: Subscription, query: str) -> pd.DataFrame:
+    """``sub.sql``: ``messages`` is this capture alone."""
+    sub._require_store()
+    return run(query, _parts([sub]))
+
+
+def path_sql(query: str, path: str | os.PathLike[str]) -> pd.DataFrame:
+    """``natsbook.sql``: ``messages`` is a spill directory or a ``to_parquet`` file."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInputError(f"no capture at {os.fspath(path)!r} - give a .parquet file or a "
+                            "spill directory")
+    files = sorted(p.glob("*.parquet")) if p.is_dir() else [p]
+    return run(query, [_Part(None, None, files, [])])
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_text(value: str | None) -> str:
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+
+
+def _split(batches: list[pa.RecordBatch]) -> tuple[list[pa.RecordBatch],
+                                                   list[pa.RecordBatch]]:
+    """Batches whose payloads are all UTF-8, with a zero-copy ``data`` text column added, and
+    the others (DuckDB decodes those, replacing invalid bytes, row by row)."""
+    text, raw = [], []
+    for b in batches:
+        view = b.column(4).view(pa.string())
+        try:
+            view.validate(full=True)
+        except pa.ArrowInvalid:
+            raw.append(b)
+            continue
+        text.append(pa.RecordBatch.from_arrays([*b.columns, view], schema=_TEXT_SCHEMA))
+    return text, raw
+
+
+def _register(con: Any, parts: list[_Part]) -> None:
+    import pyarrow.dataset as ds
+
+    selects = []
+    named: dict[str, str] = {}
+    if not parts:
+        parts = [_Part(None, None, [], [])]
+    for i, part in enumerate(parts):
+        sources = []
+        if part.spilled:
+            try:
+                dataset = ds.dataset([os.fspath(f) for f in part.spilled], schema=SCHEMA,
+                                     format="parquet")
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise BadInputError(f"cannot read the capture's Parquet parts: {exc}") from None
+            con.register(f"{_PREFIX}spill_{i}", dataset)
+            sources.append(f"SELECT {_RAW_COLS}, {_DECODE} FROM {_PREFIX}spill_{i}")
+        text, raw = _split(part.batches)
+        if text:
+            # Zero-copy: the store's batches plus `data`, their payload buffers seen as text.
+            con.register(f"{_PREFIX}text_{i}", pa.Table.from_batches(text, _TEXT_SCHEMA))
+            sources.append(f"SELECT {_RAW_COLS}, data FROM {_PREFIX}text_{i}")
+        if raw or not sources:
+            con.register(f"{_PREFIX}raw_{i}", pa.Table.from_batches(raw, SCHEMA))
+            sources.append(f"SELECT {_RAW_COLS}, {_DECODE} FROM {_PREFIX}raw_{i}")
+        view = f"{_PREFIX}capture_{i}"
+        con.execute(
+            f"CREATE VIEW {view} AS SELECT time, {_quote_text(part.sub)}::VARCHAR AS sub, "
+            "subject, reply, decode(headers, 'replace') AS headers, "
+            "CAST(coalesce(octet_length(payload), 0) AS BIGINT) AS size, "
+            "data, payload "
+            f"FROM ({' UNION ALL '.join(sources)})")
+        selects.append(f"SELECT * FROM {view}")
+        if part.name is not None:
+            named[part.name] = view  # the newest capture with a name takes it
+    con.execute(f"CREATE VIEW messages AS {' UNION ALL '.join(selects)}")
+    for name, view in named.items():
+        con.execute(f"CREATE VIEW {_quote_ident(name)} AS SELECT * FROM {view}")
+
+
+def _to_frame(rel: Any) -> pd.DataFrame:
+    frame = rel.df()
+    for col, typ in zip(rel.columns, rel.types, strict=True):
+        t = str(typ)
+        if not (t.startswith("TIMESTAMPTZ") or t == "TIMESTAMP WITH TIME ZONE"):
+            continue
+        # DuckDB returns TIMESTAMPTZ_NS as naive UTC: give it back its zone, as to_pandas does.
+        series = frame[col]
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            frame[col] = series.dt.tz_convert("UTC")
+        elif pd.api.types.is_datetime64_dtype(series.dtype):
+            frame[col] = series.dt.tz_localize("UTC")
+    return frame
+
+
+def run(query: str, parts: list[_Part]) -> pd.DataFrame:
+    """Run `query` in a fresh DuckDB database holding `parts`; the result as a DataFrame
+    (empty when the last statement returns no rows, e.g. a ``CREATE``)."""
+    import duckdb
+
+    if not isinstance(query, str) or not query.strip():
+        raise BadInputError("the SQL query is empty - e.g. conn.sql('SELECT count(*) FROM "
+                            "messages')")
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        _register(con, parts)
+        try:
+            rel = con.sql(query)
+            return pd.DataFrame() if rel is None else _to_frame(rel)
+        except duckdb.Error as exc:
+            raise QueryError(query, str(exc).strip()) from None
+    finally:
+        con.close()

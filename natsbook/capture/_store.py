@@ -1,0 +1,339 @@
+"""The capture store: columnar, bounded, thread-safe; appended to in bulk by the reader thread.
+
+Rows arrive as raw tuples ``(subject, reply, header_block, payload)`` and are sealed into Arrow
+record batches every ``seal_rows`` rows, so memory stays close to the payload size. Bounds evict
+the oldest rows first and count what they evict. With ``spill=DIR`` sealed rows go to Parquet
+part files instead of being evicted, so a long capture keeps everything.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time as _time
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from operator import itemgetter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..wire._protocol import RawMsg
+
+__all__ = ["DEFAULT_BUDGET", "DEFAULT_MAX_BYTES", "SCHEMA", "CaptureBudget", "CaptureStore",
+           "StoreStats"]
+
+#: Default bound per subscription: 256 MiB of captured data (payload + subject + headers).
+#: Eight full captures fit in 2 GiB; raise it with subscribe(..., max_bytes=...).
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+#: Default bound over every capture of one connection together (active and finished ones):
+#: 1 GiB. Past it the oldest rows of any capture go first.
+DEFAULT_BUDGET = 1024 * 1024 * 1024
+SEAL_ROWS = 8192
+SPILL_ROWS = 262_144
+
+_COL0, _COL1, _COL2, _COL3 = (itemgetter(i) for i in range(4))
+
+SCHEMA = pa.schema([
+    ("time", pa.timestamp("ns", tz="UTC")),
+    ("subject", pa.string()),
+    ("reply", pa.string()),
+    ("headers", pa.binary()),
+    ("payload", pa.binary()),
+])
+
+
+@dataclass(slots=True, frozen=True)
+class StoreStats:
+    received: int
+    stored: int
+    in_memory: int
+    spilled: int
+    evicted: int
+    bytes: int
+
+
+def _text(values: list[bytes | None]) -> pa.Array:
+    """Subjects / replies as strings. The server forwards whatever bytes a publisher sent, so
+    invalid UTF-8 is replaced (U+FFFD) rather than allowed to fail the seal."""
+    arr = pa.array(values, pa.binary())
+    try:
+        return arr.cast(pa.string())
+    except pa.ArrowInvalid:
+        return pa.array([None if v is None else v.decode("utf-8", "replace") for v in values],
+                        pa.string())
+
+
+def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
+    n = len(rows)
+    # One C-level pass per column (cheaper than transposing with zip(*rows)).
+    subjects = list(map(_COL0, rows))
+    payloads = list(map(_COL3, rows))
+    replies = list(map(_COL1, rows))
+    hdrs = list(map(_COL2, rows))
+    reply_arr = _text(replies) if any(replies) else pa.nulls(n, pa.string())
+    hdr_arr = pa.array(hdrs, pa.binary()) if any(hdrs) else pa.nulls(n, pa.binary())
+    if len(times) == 1:
+        t = np.full(n, times[0][0], dtype="int64")
+    else:
+        t = np.repeat(
+            np.fromiter((x for x, _ in times), dtype="int64", count=len(times)),
+            np.fromiter((c for _, c in times), dtype="int64", count=len(times)),
+        )
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(t, pa.int64()).cast(SCHEMA.field("time").type),
+            _text(subjects),
+            reply_arr,
+            hdr_arr,
+            pa.array(payloads, pa.binary()),
+        ],
+        schema=SCHEMA,
+    )
+
+
+class CaptureBudget:
+    """A byte bound shared by several stores (one connection's captures).
+
+    When the stores together hold more than ``max_bytes``, the oldest sealed batch across all
+    of them is evicted (and counted in that store's ``evicted``) until they fit. Enforced by
+    the thread that sealed, after it released its own store's lock, and taking one store lock
+    at a time, so two stores can never wait on each other.
+
+    The set of stores is only read or changed under the budget's lock: stores are registered
+    from the caller's thread (``subscribe``) while the I/O thread enforces the bound.
+    """
+
+    def __init__(self, max_bytes: int | None = DEFAULT_BUDGET) -> None:
+        self.max_bytes = max_bytes
+        self._stores: weakref.WeakSet[CaptureStore] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def register(self, store: CaptureStore) -> None:
+        with self._lock:
+            self._stores.add(store)
+
+    def _members(self) -> list[CaptureStore]:
+        with self._lock:
+            return list(self._stores)
+
+    @property
+    def used(self) -> int:
+        return sum(s._sealed_bytes for s in self._members())
+
+    def enforce(self) -> None:
+        if self.max_bytes is None or self.used <= self.max_bytes:
+            return
+        with self._lock:
+            stores = list(self._stores)
+            while sum(s._sealed_bytes for s in stores) > self.max_bytes:
+                heads = [(s._head_time(), id(s), s) for s in stores]
+                heads = [h for h in heads if h[0] is not None]
+                if not heads:
+                    return
+                min(heads)[2]._evict_head()
+
+
+class CaptureStore:
+    """Thread-safe columnar message store with row/byte bounds and optional Parquet spill."""
+
+    def __init__(self, *, max_rows: int | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 spill: str | os.PathLike[str] | None = None, seal_rows: int = SEAL_ROWS,
+                 budget: CaptureBudget | None = None) -> None:
+        if max_rows is not None and max_rows < 1:
+            raise ValueError("max_rows must be >= 1 or None")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1 or None")
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.seal_rows = seal_rows
+        self._lock = threading.Lock()
+        self._open: list[RawMsg] = []
+        self._open_times: list[tuple[int, int]] = []
+        self._sealed: deque[pa.RecordBatch] = deque()
+        self._sealed_rows = 0
+        self._sealed_bytes = 0
+        self._received = 0
+        self._evicted = 0
+        self._spilled = 0
+        self._spill_dir = Path(spill) if spill is not None else None
+        self._spill_parts: list[Path] = []
+        self._budget = budget
+        if budget is not None:
+            budget.register(self)
+        if self._spill_dir is not None:
+            self._spill_dir.mkdir(parents=True, exist_ok=True)
+            self._spill_prefix = f"capture-{os.getpid()}-{id(self):x}-{_time.time_ns()}"
+
+    # -- writer side (reader thread) ---------------------------------------------------------
+    def append(self, rows: list[RawMsg], t_ns: int | None = None) -> None:
+        """Append raw rows received together at time ``t_ns`` (ns since epoch)."""
+        if not rows:
+            return
+        if t_ns is None:
+            t_ns = _time.time_ns()
+        with self._lock:
+            self._open.extend(rows)
+            self._open_times.append((t_ns, len(rows)))
+            self._received += len(rows)
+            if len(self._open) < self.seal_rows:
+                return
+            self._seal_locked()
+        if self._budget is not None:
+            self._budget.enforce()
+
+    def seal(self) -> None:
+        """Seal the open rows now (a finished capture's tail then counts against budgets)."""
+        with self._lock:
+            self._seal_locked()
+        if self._budget is not None:
+            self._budget.enforce()
+
+    def _head_time(self) -> int | None:
+        """Receive time (ns) of the oldest sealed row held in memory, or None."""
+        with self._lock:
+            if not self._sealed:
+                return None
+            head = self._sealed[0]
+            if head.num_rows == 0:
+                return 0
+            return int(head.column(0)[0].value)
+
+    def _evict_head(self) -> None:
+        """Make room for a budget: a spill capture writes its rows to disk (it keeps
+        everything); any other drops its oldest sealed batch (counted)."""
+        with self._lock:
+            if self._spill_dir is not None:
+                self._spill_locked()
+            elif self._sealed:
+                head = self._sealed.popleft()
+                self._sealed_rows -= head.num_rows
+                self._sealed_bytes -= head.nbytes
+                self._evicted += head.num_rows
+
+    def _seal_locked(self) -> None:
+        if not self._open:
+            return
+        batch = _seal(self._open, self._open_times)
+        self._open = []
+        self._open_times = []
+        self._sealed.append(batch)
+        self._sealed_rows += batch.num_rows
+        self._sealed_bytes += batch.nbytes
+        if self._spill_dir is not None:
+            # Spill before memory passes the capture's bound (or every SPILL_ROWS rows).
+            if self._sealed_rows >= SPILL_ROWS or (
+                    self.max_bytes is not None and self._sealed_bytes > self.max_bytes):
+                self._spill_locked()
+        else:
+            self._enforce_locked()
+
+    def _enforce_locked(self) -> None:
+        sealed = self._sealed
+        while sealed:
+            over_rows = self.max_rows is not None and self._sealed_rows > self.max_rows
+            over_bytes = self.max_bytes is not None and self._sealed_bytes > self.max_bytes
+            if not (over_rows or over_bytes):
+                break
+            head = sealed[0]
+            if over_rows and not over_bytes:
+                assert self.max_rows is not None
+                excess = self._sealed_rows - self.max_rows
+                if excess < head.num_rows:
+                    # Trim the head in place; a fresh copy releases the trimmed rows' memory.
+                    kept = pa.Table.from_batches([head.slice(excess)]).combine_chunks()
+                    new_head = kept.to_batches()[0] if kept.num_rows else head.slice(0, 0)
+                    sealed[0] = new_head
+                    self._sealed_rows -= excess
+                    self._sealed_bytes += new_head.nbytes - head.nbytes
+                    self._evicted += excess
+                    break
+            sealed.popleft()
+            self._sealed_rows -= head.num_rows
+            self._sealed_bytes -= head.nbytes
+            self._evicted += head.num_rows
+
+    def _spill_locked(self) -> None:
+        assert self._spill_dir is not None
+        if not self._sealed:
+            return
+        table = pa.Table.from_batches(list(self._sealed), SCHEMA)
+        path = self._spill_dir / f"{self._spill_prefix}-{len(self._spill_parts):05d}.parquet"
+        # Written aside and renamed: read_capture(dir) never sees half a part file.
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+        self._spill_parts.append(path)
+        self._spilled += table.num_rows
+        self._sealed.clear()
+        self._sealed_rows = 0
+        self._sealed_bytes = 0
+
+    # -- reader side (any thread) ------------------------------------------------------------
+    def flush_spill(self) -> None:
+        """Write everything held in memory to the spill directory (no-op without spill)."""
+        with self._lock:
+            self._seal_locked()
+            if self._spill_dir is not None:
+                self._spill_locked()
+
+    def finish(self) -> None:
+        """The capture ended: seal its tail; a spill capture also writes every row it still
+        holds in memory, so the spill directory alone holds the whole capture."""
+        if self._spill_dir is None:
+            self.seal()
+        else:
+            self.flush_spill()
+
+    def table(self) -> pa.Table:
+        """A consistent snapshot of every stored row (spilled parts first, oldest first)."""
+        with self._lock:
+            self._seal_locked()
+            batches = list(self._sealed)
+            parts = list(self._spill_parts)
+        tables = [pq.read_table(p, schema=SCHEMA) for p in parts]
+        tables.append(pa.Table.from_batches(batches, SCHEMA))
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def snapshot(self) -> tuple[list[Path], list[pa.RecordBatch], int]:
+        """Spill parts, in-memory batches and the ``received`` count, taken together under the
+        lock, so each stored row is in exactly one part or batch (for SQL over a live capture).
+
+        The sealed batches are the store's own (no copy); the open tail rows come as one fresh
+        batch at the end. Unlike :meth:`table` nothing is sealed early.
+        """
+        with self._lock:
+            parts = list(self._spill_parts)
+            batches = list(self._sealed)
+            if self._open:
+                batches.append(_seal(self._open, self._open_times))
+            return parts, batches, self._received
+
+    def clear(self) -> None:
+        """Forget stored rows (counters of what was received and evicted stay)."""
+        with self._lock:
+            self._evicted += self._sealed_rows + len(self._open)
+            self._open = []
+            self._open_times = []
+            self._sealed.clear()
+            self._sealed_rows = self._sealed_bytes = 0
+
+    @property
+    def stats(self) -> StoreStats:
+        with self._lock:
+            in_mem = self._sealed_rows + len(self._open)
+            return StoreStats(
+                received=self._received,
+                stored=in_mem + self._spilled,
+                in_memory=in_mem,
+                spilled=self._spilled,
+                evicted=self._evicted,
+                bytes=self._sealed_bytes + sum(len(r[3]) + len(r[0]) for r in self._open),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._sealed_rows + len(self._open) + self._spilled

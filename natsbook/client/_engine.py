@@ -1,0 +1,551 @@
+"""The engine under Connection: its state, the I/O thread's read / write / dispatch loop and
+the send queue. One thread owns the socket, reads and writes (an SSL object must not be used
+from two threads at once), woken through a pipe when the user queues something to send; the
+kernel's thread only queues frames and waits with timeouts.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import itertools
+import logging
+import os
+import secrets
+import selectors
+import socket
+import ssl
+import string
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..wire._msg import Msg
+from ..wire._protocol import (
+    HARD_MAX_FRAME,
+    PING,
+    PONG,
+    Parser,
+    RawMsg,
+)
+from ..capture._store import DEFAULT_BUDGET, CaptureBudget
+from ._subscription import Subscription
+from ._transport import Credentials, ServerURL, TLSOptions, handshake, parse_url
+from ..errors import (
+    AuthError,
+    BadInputError,
+    ConnectError,
+    ConnectionClosedError,
+    NatsbookError,
+    NotConnectedError,
+    ProtocolError,
+    Timeout,
+    TLSError,
+    WebSocketUpgradeError,
+)
+
+__all__ = ["DEFAULT_PENDING_SIZE", "DEFAULT_RECONNECT_BUFFER", "RECV_SIZE", "Gap"]
+
+
+log = logging.getLogger("natsbook")
+
+#: Bytes of publishes kept while reconnecting; past this publish() raises NotConnectedError.
+DEFAULT_RECONNECT_BUFFER = 8 * 1024 * 1024
+#: Bytes queued for the socket while connected; past this publish() waits (backpressure).
+DEFAULT_PENDING_SIZE = 32 * 1024 * 1024
+RECV_SIZE = 1 << 20
+_PUB_PREFIXES = (b"PUB ", b"HPUB ")
+_B62 = string.ascii_letters + string.digits
+
+_live: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:  # pragma: no cover - interpreter shutdown
+    for conn in list(_live):
+        try:
+            conn.close(timeout=1.0)
+        except Exception:
+            pass
+
+
+def _pending(sock: socket.socket) -> bool:
+    """Bytes readable without the socket polling readable: buffered TLS records, or payload a
+    WebSocketStream (see _websocket.py) has already decoded."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending is not None and pending())
+
+
+class _Lost(Exception):
+    """The current socket is gone; carries the reason."""
+
+
+class _Waiter:
+    __slots__ = ("error", "event", "lost", "msg")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.lost = False
+        self.msg: Msg | None = None
+        self.error = ""
+
+
+@dataclass(slots=True)
+class Gap:
+    """A disconnected interval: messages published then may be missing from captures."""
+
+    start: float
+    end: float | None
+    server: str
+    reason: str
+
+
+class _Engine:
+    """State, the I/O loop and the send queue (reconnecting is added by _Reconnecting)."""
+
+    def __init__(self, servers: list[ServerURL], creds: Credentials, tls: TLSOptions, *,
+                 name: str | None, connect_timeout: float, ping_interval: float,
+                 max_outstanding_pings: int, reconnect: bool, max_reconnect_attempts: int,
+                 reconnect_wait: float, reconnect_wait_max: float, reconnect_buffer_size: int,
+                 pending_size: int, echo: bool, discovery: bool,
+                 error_callback: Callable[[str], Any] | None,
+                 capture_budget: int | None = DEFAULT_BUDGET) -> None:
+        self._pool = list(servers)
+        self._creds = creds
+        self._tls = tls
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self.ping_interval = ping_interval
+        self.max_outstanding_pings = max_outstanding_pings
+        self._reconnect_allowed = reconnect
+        self.max_reconnect_attempts = max_reconnect_attempts
+        self.reconnect_wait = reconnect_wait
+        self.reconnect_wait_max = reconnect_wait_max
+        self.reconnect_buffer_size = reconnect_buffer_size
+        self.pending_size = pending_size
+        self._echo = echo
+        self._discovery = discovery
+        self._error_callback = error_callback
+        #: One byte bound over every capture of this connection (see CaptureBudget).
+        self.capture_budget = CaptureBudget(capture_budget)
+
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._inflight: list[bytes] = []
+        self._inflight_data = b""
+        self._inflight_sent = 0
+        self._pongs: deque[_Waiter | None] = deque()
+        self._outstanding_pings = 0
+        self._parser = Parser()
+        self._sock: socket.socket | None = None
+        self._server: ServerURL = servers[0]
+        self._status = "connecting"
+        self._closed_reason = ""
+        self._lame = False
+        self._last_err = ""
+        self.server_info: dict[str, Any] = {}
+        self.max_payload = 1024 * 1024
+
+        self._sids = itertools.count(1)
+        self._subs: dict[int, Subscription] = {}
+        self._by_sid: dict[bytes, Subscription] = {}
+        self._history: list[Subscription] = []
+        self._inbox_prefix = "_INBOX." + "".join(secrets.choice(_B62) for _ in range(22))
+        self._resp_prefix = self._inbox_prefix + ".R."
+        self._resp_sid: bytes | None = None
+        self._resp_map: dict[str, _Waiter] = {}
+        self._resp_tokens = itertools.count(1)
+
+        self._gaps: list[Gap] = []
+        self.errors: deque[tuple[float, str]] = deque(maxlen=200)
+        self._in_msgs = self._in_bytes = self._out_msgs = self._out_bytes_total = 0
+        self._reconnects = 0
+        self._unknown_sid = 0
+        self._late_replies = 0
+        self._rtt: float | None = None
+        self._thread: threading.Thread | None = None
+        #: Called after each reconnect, on a short-lived thread of their own (they may make
+        #: requests), e.g. to re-create a JetStream consumer the server lost.
+        self._reconnect_hooks: list[Callable[[], Any]] = []
+        self._closed_fds_deferred = False
+        self._callback_lock = threading.Lock()
+        self._callback_queue: deque[str] = deque(maxlen=1000)
+        self._callback_thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ connect / lifecycle
+    def _connect_first(self) -> None:
+        errors: list[str] = []
+        upgrade_error: WebSocketUpgradeError | None = None
+        for server in list(self._pool):
+            try:
+                sock, info, rest = handshake(server, self._creds, self._tls, name=self.name,
+                                             timeout=self.connect_timeout, echo=self._echo)
+            except (AuthError, TLSError):
+                self._cleanup_fds()
+                raise
+            except NatsbookError as exc:
+                text = str(exc).removeprefix("natsbook: ")
+                errors.append(text if server.url in text else f"{server.url}: {text}")
+                if isinstance(exc, WebSocketUpgradeError):
+                    upgrade_error = exc  # the next server may still answer; else raised as is
+                continue
+            except OSError as exc:
+                errors.append(f"{server.url}: {exc}")
+                continue
+            except BaseException:
+                self._cleanup_fds()
+                raise
+            try:
+                self._adopt(sock, info, rest, server)
+            except ProtocolError:
+                # Garbage right behind the handshake: leave no socket or pipe behind.
+                self._shutdown_socket()
+                self._cleanup_fds()
+                raise
+            self._status = "connected"
+            self._thread = threading.Thread(target=self._run, name="natsbook-io", daemon=True)
+            self._thread.start()
+            _live.add(self)
+            return
+        self._cleanup_fds()
+        if len(errors) == 1:
+            if upgrade_error is not None:
+                raise upgrade_error
+            raise ConnectError(errors[0], self._pool[0].url)
+        raise ConnectError("could not connect to any server: " + "; ".join(errors),
+                           self._pool[0].url)
+
+    def _adopt(self, sock: socket.socket, info: dict[str, Any], rest: bytes,
+               server: ServerURL) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._server = server
+        self._parser.reset()
+        self._on_info(info)
+        self._lame = False
+        self._outstanding_pings = 0
+        if rest:
+            self._process(rest)
+
+    def _cleanup_fds(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _io_loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(sock, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            writing = False
+            next_ping = time.monotonic() + self.ping_interval
+            while not self._stop.is_set():
+                want_write = bool(self._inflight or self._out)
+                if want_write != writing:
+                    sel.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE
+                                                             if want_write else 0))
+                    writing = want_write
+                timeout = max(0.0, next_ping - time.monotonic())
+                if _pending(sock):
+                    timeout = 0.0
+                for key, mask in sel.select(min(timeout, 1.0)):
+                    if key.fd == self._wake_r:
+                        try:
+                            while os.read(self._wake_r, 4096):
+                                pass
+                        except (BlockingIOError, OSError):
+                            pass
+                    elif mask & selectors.EVENT_READ:
+                        self._read(sock)
+                if _pending(sock):
+                    self._read(sock)
+                if self._inflight or self._out:
+                    self._write(sock)
+                if self._lame:
+                    raise _Lost("server entered lame duck mode")
+                now = time.monotonic()
+                if now >= next_ping:
+                    next_ping = now + self.ping_interval
+                    if self._outstanding_pings >= self.max_outstanding_pings:
+                        raise _Lost(f"stale connection: no PONG to {self._outstanding_pings} "
+                                    f"PINGs over {self._outstanding_pings * self.ping_interval:g}s")
+                    with self._lock:
+                        self._outstanding_pings += 1
+                        self._pongs.append(None)
+                        self._out.append(PING)
+        finally:
+            sel.close()
+
+    def _read(self, sock: socket.socket) -> None:
+        for _ in range(32):  # bounded so writes and pings get their turn under a flood
+            try:
+                data = sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError):
+                return
+            if not data:
+                raise _Lost("server closed the connection" +
+                            (f" after -ERR {self._last_err!r}" if self._last_err else ""))
+            self._in_bytes += len(data)
+            self._process(data)
+            if len(data) < RECV_SIZE and not _pending(sock):
+                return
+
+    def _write(self, sock: socket.socket) -> None:
+        if not self._inflight:
+            with self._lock:
+                if not self._out:
+                    return
+                self._inflight = self._out
+                self._inflight_sent = 0
+                self._out = []
+                self._out_bytes = 0
+                self._cond.notify_all()
+            # Joined once per batch of frames, not again after every partial send.
+            self._inflight_data = b"".join(self._inflight)
+        view = memoryview(self._inflight_data)[self._inflight_sent:]
+        while view:
+            try:
+                n = sock.send(view[: 1 << 20])
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
+                    ssl.SSLWantReadError):
+                return
+            self._inflight_sent += n
+            self._out_bytes_total += n
+            view = view[n:]
+        self._inflight = []
+        self._inflight_data = b""
+        self._inflight_sent = 0
+
+    def _process(self, data: bytes) -> None:
+        try:
+            groups, ctrl = self._parser.feed(data)
+        except ProtocolError as exc:
+            # Messages that arrived complete before the bad bytes are still delivered; the
+            # error then drops the connection (a gap is recorded).
+            if exc.partial is not None:
+                self._deliver_groups(exc.partial[0])
+            raise
+        if groups:
+            self._deliver_groups(groups)
+        for op, arg in ctrl:
+            if op == "PING":
+                with self._lock:
+                    self._out.append(PONG)
+            elif op == "PONG":
+                self._outstanding_pings = 0
+                with self._lock:
+                    waiter = self._pongs.popleft() if self._pongs else None
+                if waiter is not None:
+                    waiter.event.set()
+            elif op == "INFO":
+                assert isinstance(arg, dict)
+                self._on_info(arg)
+            elif op == "-ERR":
+                self._on_err(str(arg))
+
+    def _deliver_groups(self, groups: dict[bytes, list[RawMsg]]) -> None:
+        now = time.time()
+        t_ns = int(now * 1e9)
+        for sid, rows in groups.items():
+            self._in_msgs += len(rows)
+            if sid == self._resp_sid:
+                self._on_replies(rows, now)
+                continue
+            sub = self._by_sid.get(sid)
+            if sub is None:
+                self._unknown_sid += len(rows)
+                continue
+            if not sub._deliver(rows, now, t_ns):
+                self._forget(sub)
+
+    def _on_replies(self, rows: list[RawMsg], now: float) -> None:
+        plen = len(self._resp_prefix)
+        with self._lock:  # requesters add and remove waiters from their own threads
+            waiters = [self._resp_map.pop(row[0][plen:].decode("utf-8", "replace"), None)
+                       for row in rows]
+        for row, waiter in zip(rows, waiters, strict=True):
+            if waiter is None:
+                self._late_replies += 1
+                continue
+            try:
+                waiter.msg = Msg.from_raw(*row, time=now, conn=self)
+            except ProtocolError as exc:  # the requester gets the error, not the connection
+                waiter.error = str(exc)
+            waiter.event.set()
+
+    def _on_info(self, info: dict[str, Any]) -> None:
+        self.server_info = {**self.server_info, **info}
+        mp = info.get("max_payload")
+        if isinstance(mp, int) and mp > 0:
+            self.max_payload = mp
+            # Clamp: a server claiming a huge max_payload must not unbound our buffers.
+            self._parser.max_payload = min(max(mp, 1024) + 64 * 1024, HARD_MAX_FRAME)
+        if self._discovery:
+            known = {(s.host, s.port) for s in self._pool}
+            for url in info.get("connect_urls") or []:
+                try:
+                    s = parse_url(url if "://" in url else f"{self._server.scheme}://{url}",
+                                  discovered=True)
+                except BadInputError:
+                    continue
+                if s.websocket != self._server.websocket:
+                    # nats-server tells a WebSocket client the cluster's WebSocket URLs, a TCP
+                    # client its client ports (as nats.go expects); never cross them.
+                    continue
+                if (s.host, s.port) not in known:
+                    # Announced servers carry no credentials: use those of the URL we were
+                    # given (as other NATS clients do), so a move to them can authenticate.
+                    origin = self._pool[0]
+                    if not (s.user or s.token) and (origin.user or origin.token):
+                        s = dataclasses.replace(s, user=origin.user, password=origin.password,
+                                                token=origin.token)
+                    self._pool.append(s)
+                    known.add((s.host, s.port))
+        if info.get("ldm"):
+            self._report(f"{self._server.url} entered lame duck mode; moving to another server")
+            self._lame = True
+
+    def _on_err(self, text: str) -> None:
+        low = text.lower()
+        self._last_err = text
+        if "permissions violation" in low:
+            self._report(f"permissions violation: {text}")
+        elif "invalid" in low and "subject" in low:
+            self._report(f"server rejected a subject: {text}")
+        else:
+            self._report(f"server error: {text}")
+
+    def _report(self, text: str) -> None:
+        self.errors.append((time.time(), text))
+        log.warning("natsbook: %s", text)
+        if self._error_callback is not None:
+            # The user's callback runs on a thread of its own: never on the I/O thread, never
+            # under the engine's lock (it may well call back into the connection).
+            with self._callback_lock:
+                self._callback_queue.append(text)
+                if self._callback_thread is None or not self._callback_thread.is_alive():
+                    self._callback_thread = threading.Thread(
+                        target=self._run_error_callbacks, daemon=True,
+                        name="natsbook-error-callback")
+                    self._callback_thread.start()
+
+    def _run_error_callbacks(self) -> None:
+        cb = self._error_callback
+        assert cb is not None
+        while True:
+            with self._callback_lock:
+                if not self._callback_queue:
+                    self._callback_thread = None
+                    return
+                text = self._callback_queue.popleft()
+            try:
+                cb(text)
+            except Exception:  # a faulty error callback must not stop the others
+                log.exception("natsbook: error_callback raised")
+
+    def _shutdown_socket(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _set_closed(self, reason: str) -> None:
+        with self._lock:
+            self._status = "closed"
+            self._closed_reason = reason
+            if self._gaps and self._gaps[-1].end is None:
+                self._gaps[-1].end = time.time()
+            self._cond.notify_all()
+        self._fail_waiters()
+
+    def _fail_waiters(self) -> None:
+        with self._lock:
+            waiters = [w for w in self._pongs if w is not None] + list(self._resp_map.values())
+            self._pongs.clear()
+            self._resp_map.clear()
+        for w in waiters:
+            w.lost = True
+            w.event.set()
+
+    # ------------------------------------------------------------------ sending
+    def _queue(self, frame: bytes, timeout: float | None = None, *, msgs: int = 0) -> None:
+        """Queue `frame` for the I/O thread (waiting for room while connected); `msgs`: how
+        many messages it carries, counted in ``stats["out_msgs"]`` under the same lock."""
+        with self._lock:
+            if self._status != "reconnecting" and self._out_bytes > self.pending_size:
+                deadline = time.monotonic() + (timeout if timeout is not None else 10.0)
+                while self._out_bytes > self.pending_size and self._status == "connected":
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise Timeout("the server is not taking data fast enough (send buffer "
+                                      f"of {self.pending_size} bytes full) - slow down publishing")
+                    self._cond.wait(left)
+            # Checked after any wait: the state may have changed meanwhile.
+            if self._status == "closed":
+                raise ConnectionClosedError(
+                    f"connection is closed ({self._closed_reason or 'close() was called'}) - "
+                    "open a new one with natsbook.connect()")
+            if self._status == "reconnecting" and \
+                    self._out_bytes + len(frame) > self.reconnect_buffer_size:
+                raise NotConnectedError(
+                    f"disconnected from {self._server.url} and the reconnect buffer is full "
+                    f"({self.reconnect_buffer_size} bytes) - wait for the reconnect "
+                    "(conn.status) or raise reconnect_buffer_size")
+            was_empty = not self._out
+            self._out.append(frame)
+            self._out_bytes += len(frame)
+            self._out_msgs += msgs
+        if was_empty:
+            self._wake()
+
+    def _add_reconnect_hook(self, hook: Callable[[], Any]) -> None:
+        with self._lock:
+            self._reconnect_hooks.append(hook)
+
+    def _remove_reconnect_hook(self, hook: Callable[[], Any]) -> None:
+        with self._lock:
+            if hook in self._reconnect_hooks:
+                self._reconnect_hooks.remove(hook)
+
+    def _check_open(self) -> None:
+        if self._status == "closed":
+            raise ConnectionClosedError(
+                f"connection is closed ({self._closed_reason or 'close() was called'}) - "
+                "open a new one with natsbook.connect()")
+
+    def _forget(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs.pop(sub.sid, None)
+            self._by_sid.pop(str(sub.sid).encode(), None)
+        sub._stop()
+
+    def _run(self) -> None:
+        """The I/O thread's main loop (see _Reconnecting._run)."""
+        raise NotImplementedError
+
+    def close(self, timeout: float = 5.0) -> None:
+        raise NotImplementedError

@@ -1,0 +1,383 @@
+"""Server addresses, credentials, TLS and the connection handshake (blocking, with deadlines)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+from .. import __version__
+from ..wire._protocol import CRLF, PING, decode_info, encode_connect
+from ._websocket import upgrade
+from ..errors import (
+    AuthError,
+    BadInputError,
+    ConnectError,
+    ProtocolError,
+    ServerError,
+    TLSError,
+    WebSocketClosedError,
+)
+
+__all__ = ["Credentials", "ServerURL", "handshake", "parse_url"]
+
+_AUTH_ERRORS = ("authorization violation", "authentication timeout", "user authentication",
+                "authentication expired", "account authentication")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerURL:
+    """One server of the pool. Credentials from the URL are kept apart and never printed."""
+
+    scheme: str
+    host: str
+    port: int
+    user: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    discovered: bool = False
+    #: HTTP path of a ws:// or wss:// URL (e.g. "/nats" behind a proxy); "" means "/".
+    path: str = ""
+
+    @property
+    def websocket(self) -> bool:
+        return self.scheme in ("ws", "wss")
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"ServerURL({self.url!r})"
+
+
+def parse_url(text: str, *, discovered: bool = False) -> ServerURL:
+    """Parse ``nats://user:pass@host:port``, ``tls://token@host``, ``host:port``, ``host``,
+    or a WebSocket URL ``ws://host:port/path`` / ``wss://...`` (ports 80 / 443 by default)."""
+    raw = text.strip()
+    if not raw:
+        raise BadInputError("empty server URL - e.g. nats://127.0.0.1:4222")
+    if "://" not in raw:
+        raw = "nats://" + raw
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if scheme not in ("nats", "tls", "ws", "wss"):
+        raise BadInputError(f"unsupported URL scheme {scheme!r} in a server URL - use nats://, "
+                            "tls://, ws:// or wss://")
+    path = ""
+    if scheme in ("ws", "wss"):
+        path = parts.path if parts.path not in ("", "/") else ""
+        if parts.query:
+            path += "?" + parts.query
+    try:
+        port = parts.port or {"ws": 80, "wss": 443}.get(scheme, 4222)
+    except ValueError:
+        raise BadInputError(f"bad port in server URL {parts.hostname}:... - "
+                            "use nats://host:4222") from None
+    host = parts.hostname or "127.0.0.1"
+    user = password = token = None
+    if parts.username is not None:
+        if parts.password is not None:
+            user, password = unquote(parts.username), unquote(parts.password)
+        else:
+            token = unquote(parts.username)
+    return ServerURL(scheme, host, port, user, password, token, discovered, path)
+
+
+_CREDS_RE = re.compile(
+    r"\s*(?:(?:[-]{3,}.*[-]{3,}\r?\n)([\w\-.=]+)(?:\r?\n[-]{3,}.*[-]{3,}(\r?\n|\Z)))",
+    re.MULTILINE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Everything secret for one connection. repr() never shows a secret."""
+
+    user: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    nkey_seed: bytes | None = field(default=None, repr=False)
+    jwt: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        kinds = [k for k in ("user", "password", "token", "nkey_seed", "jwt") if getattr(self, k)]
+        return f"Credentials({', '.join(kinds) or 'none'})"
+
+    @staticmethod
+    def load_creds(path: str | os.PathLike[str]) -> tuple[str, bytes]:
+        """Read a JWT ``.creds`` file: (user JWT, nkey seed)."""
+        try:
+            text = Path(path).expanduser().read_text()
+        except OSError as exc:
+            raise BadInputError(f"cannot read creds file {os.fspath(path)!r}: {exc.strerror} - "
+                                "check the path") from None
+        found = [m.group(1) for m in _CREDS_RE.finditer(text)]
+        if len(found) < 2 or not found[1].startswith("SU"):
+            raise BadInputError(f"{os.fspath(path)!r} is not a NATS .creds file (expected a user "
+                                "JWT block and a USER NKEY SEED block) - create it with nsc")
+        _check_seed(found[1].encode())
+        return found[0], found[1].encode()
+
+    @staticmethod
+    def load_seed(seed: str | bytes | os.PathLike[str]) -> bytes:
+        """An NKey seed given as the seed itself or as a path to a file holding it."""
+        if isinstance(seed, bytes):
+            value = seed.strip()
+        elif isinstance(seed, str) and seed.strip().startswith("SU"):
+            value = seed.strip().encode()
+        else:
+            try:
+                text = Path(seed).expanduser().read_text()
+            except OSError as exc:
+                raise BadInputError(f"cannot read nkey seed file: {exc.strerror} - pass the "
+                                    "seed (SU...) or a path to a file holding it") from None
+            m = re.search(r"SU[A-Z2-7]{50,}", text)
+            if not m:
+                raise BadInputError("nkey seed file holds no user seed (SU...)")
+            value = m.group(0).encode()
+        if not value.startswith(b"SU"):
+            raise BadInputError("nkey seed must be a user seed starting with 'SU'")
+        _check_seed(value)
+        return value
+
+
+def _check_seed(seed: bytes) -> None:
+    """Fail at connect() time, before any socket, on a seed nkeys cannot use."""
+    _sign(seed, "natsbook-seed-check")
+
+
+def _sign(seed: bytes, nonce: str) -> tuple[str, str]:
+    import nkeys
+
+    try:
+        kp = nkeys.from_seed(seed)
+    except Exception:  # nkeys' own errors: keep them inside natsbook's tree, seed unprinted
+        raise BadInputError("the NKey seed is not valid (a user seed is 58 characters "
+                            "starting with 'SU') - check the seed or .creds file") from None
+    try:
+        sig = base64.urlsafe_b64encode(kp.sign(nonce.encode())).rstrip(b"=").decode()
+        return sig, kp.public_key.decode()
+    finally:
+        kp.wipe()
+
+
+@dataclass(slots=True)
+class TLSOptions:
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    handshake_first: bool = False
+    hostname: str | None = None
+    context: ssl.SSLContext | None = None
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.ca or self.cert or self.handshake_first or self.context)
+
+    def make_context(self) -> ssl.SSLContext:
+        if self.context is not None:
+            return self.context
+        try:
+            ctx = ssl.create_default_context(cafile=self.ca)
+            if self.cert:
+                ctx.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise TLSError(f"cannot load TLS files ({exc}) - check tls_ca / tls_cert / tls_key "
+                           "paths and formats (PEM)") from None
+        return ctx
+
+
+def _recv_line(sock: socket.socket, buf: bytearray, deadline: float) -> bytes:
+    while True:
+        i = buf.find(CRLF)
+        if i >= 0:
+            line = bytes(buf[:i])
+            del buf[:i + 2]
+            return line
+        if len(buf) > 64 * 1024:
+            raise ProtocolError("server sent a line longer than 64 KiB during the handshake")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("server closed the connection during the handshake")
+        buf += chunk
+
+
+def _wrap(sock: socket.socket, tls: TLSOptions, host: str, url: str,
+          deadline: float, no_tls_hint: str | None = None) -> ssl.SSLSocket:
+    ctx = tls.make_context()
+    sock.settimeout(max(deadline - time.monotonic(), 0.01))
+    try:
+        return ctx.wrap_socket(sock, server_hostname=tls.hostname or host)
+    except ssl.SSLCertVerificationError as exc:
+        raise TLSError(f"TLS certificate of {url} not trusted ({exc.verify_message}) - pass "
+                       "tls_ca= with the CA that signed the server certificate", url) from None
+    except ssl.SSLError as exc:
+        if no_tls_hint:
+            raise TLSError(f"{no_tls_hint} (TLS handshake: {exc.reason or exc})", url) from None
+        raise TLSError(f"TLS handshake with {url} failed ({exc.reason or exc}) - check that the "
+                       "server speaks TLS on this port and tls_handshake_first matches", url) \
+            from None
+    except TimeoutError:
+        if no_tls_hint:
+            raise TLSError(f"{no_tls_hint} (TLS handshake timed out)", url) from None
+        raise TLSError(f"TLS handshake with {url} timed out - check that the server speaks TLS "
+                       "on this port and tls_handshake_first matches", url) from None
+
+
+def _upgrade(sock: socket.socket, server: ServerURL, timeout: float,
+             deadline: float) -> socket.socket:
+    try:
+        stream = upgrade(sock, server.host, server.port, server.path, server.url, deadline)
+    except TimeoutError:
+        raise ConnectError(f"{server.url} did not answer the WebSocket upgrade within "
+                           f"{timeout:g}s - check the port and path (and wss:// if it speaks "
+                           "TLS)", server.url) from None
+    except ssl.SSLError as exc:
+        raise TLSError(f"TLS error from {server.url} during the WebSocket upgrade "
+                       f"({exc.reason or exc})", server.url) from None
+    # The stream has the socket methods the engine and the handshake use (fileno, recv, send,
+    # sendall, settimeout, setblocking, pending, close); typed as one to keep them unchanged.
+    return cast(socket.socket, stream)
+
+
+def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: str | None,
+              timeout: float, echo: bool = True) -> tuple[socket.socket, dict[str, Any], bytes]:
+    """Open a socket to `server`, agree on TLS, send CONNECT and wait for the PONG.
+
+    Returns (socket in blocking mode, server INFO, bytes already received after the PONG).
+
+    Raises:
+        ConnectError / AuthError / TLSError: with a message naming the cause and the fix.
+    """
+    url = server.url
+    deadline = time.monotonic() + timeout
+    try:
+        raw = socket.create_connection((server.host, server.port), timeout=timeout)
+    except TimeoutError:
+        raise ConnectError(f"no answer from {url} within {timeout:g}s - is the server up and "
+                           "the address right?", url) from None
+    except OSError as exc:
+        raise ConnectError(f"cannot reach {url}: {exc.strerror or exc} - start a server (e.g. "
+                           "natsbook.local_server()) or check the URL", url) from None
+    sock: socket.socket = raw
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        want_tls = tls.wanted or server.scheme == "tls"
+        is_tls = False
+        buf = bytearray()
+        if server.websocket:
+            # TLS (wss://, or TLS options as nats.go does) wraps the WebSocket, not NATS.
+            if server.scheme == "wss" or tls.wanted:
+                sock = _wrap(sock, tls, server.host, url, deadline, no_tls_hint=(
+                    f"TLS was requested (wss:// or TLS options) but {url} does not offer TLS "
+                    "on its WebSocket port - refusing to send credentials in plaintext; use "
+                    "ws:// without TLS options, or add tls to the server's websocket block"))
+                is_tls = True
+            sock = _upgrade(sock, server, timeout, deadline)
+        elif tls.handshake_first:
+            sock = _wrap(sock, tls, server.host, url, deadline)
+            is_tls = True
+        try:
+            line = _recv_line(sock, buf, deadline)
+        except TimeoutError:
+            hint = (" - the server may expect TLS first: pass tls_handshake_first=True"
+                    if not is_tls and not server.websocket else "")
+            raise ConnectError(f"{url} sent no INFO within {timeout:g}s{hint}", url) from None
+        if not line.startswith(b"INFO "):
+            raise ProtocolError(f"{url} is not a NATS server (first line {line[:40]!r})")
+        try:
+            info = decode_info(line)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{url} sent a bad INFO: {exc}") from None
+        if not is_tls and not server.websocket:
+            offers = info.get("tls_required") or info.get("tls_available")
+            if want_tls and not offers:
+                raise TLSError(f"TLS was requested but {url} offers no TLS - refusing to send "
+                               "credentials in plaintext; use nats:// without TLS options, or "
+                               "enable TLS on the server", url)
+            if want_tls or info.get("tls_required"):
+                if buf:
+                    raise ProtocolError(f"{url} sent data before the TLS upgrade")
+                try:
+                    sock = _wrap(sock, tls, server.host, url, deadline)
+                except TLSError as exc:
+                    if not want_tls:
+                        inner = str(exc).removeprefix("natsbook: ")
+                        raise TLSError(f"{url} requires TLS (tls_required in its INFO): {inner}",
+                                       url) from None
+                    raise
+                is_tls = True
+        opts: dict[str, Any] = {
+            "verbose": False, "pedantic": False, "tls_required": is_tls,
+            "lang": "python-natsbook", "version": __version__, "protocol": 1,
+            "echo": echo, "headers": True, "no_responders": True,
+        }
+        if name:
+            opts["name"] = name
+        user = creds.user or server.user
+        password = creds.password or server.password
+        token = creds.token or server.token
+        if user:
+            opts["user"] = user
+            opts["pass"] = password or ""
+        elif token:
+            opts["auth_token"] = token
+        if creds.nkey_seed:
+            nonce = info.get("nonce")
+            if not nonce:
+                raise AuthError(f"{url} sent no nonce to sign; it is not set up for NKey/JWT "
+                                "auth - drop nkey_seed/creds or check the server config", url)
+            sig, pub = _sign(creds.nkey_seed, nonce)
+            opts["sig"] = sig
+            if creds.jwt:
+                opts["jwt"] = creds.jwt
+            else:
+                opts["nkey"] = pub
+        sock.sendall(encode_connect(opts) + PING)
+        while True:
+            try:
+                line = _recv_line(sock, buf, deadline)
+            except TimeoutError:
+                raise ConnectError(f"{url} did not answer CONNECT within {timeout:g}s", url) \
+                    from None
+            except WebSocketClosedError as exc:
+                raise ConnectError(str(exc), url) from None
+            except (ConnectionError, OSError):
+                raise AuthError(f"{url} closed the connection after CONNECT - usually "
+                                "refused credentials: check token/user/password/creds", url) \
+                    from None
+            if line.startswith(b"PONG"):
+                break
+            if line.startswith(b"-ERR"):
+                text = line[4:].decode("utf-8", "replace").strip().strip("'")
+                if any(k in text.lower() for k in _AUTH_ERRORS):
+                    raise AuthError(f"{text.lower()} from {url} - check token/user/password/"
+                                    "creds", url)
+                raise ServerError(text, f"natsbook: {url} refused the connection: {text!r}")
+            if line.startswith(b"INFO "):
+                continue
+            # PING, +OK or anything else: ignore during the handshake
+        sock.settimeout(None)
+        return sock, info, bytes(buf)
+    except BaseException:
+        try:
+            sock.close()
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,96 @@
+"""JetStream JSON API plumbing: requests to ``$JS.API.*``, their errors, and "did you mean"
+not-found errors. Shared by :mod:`natsbook.jetstream`, :mod:`natsbook.jetstream._kv` and the readers in
+:mod:`natsbook.jetstream._jsread`."""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..errors import BadInputError, JetStreamError, NoRespondersError, NotFoundError
+
+if TYPE_CHECKING:
+    from ..client._connection import Connection
+
+__all__ = ["API", "api_request", "stream_names"]
+
+API = "$JS.API."
+_NO_JS = ("JetStream is not enabled on this server (or for this account) - start nats-server "
+          "with -js, e.g. natsbook.local_server(jetstream=True)")
+
+
+def api_request(conn: Connection, subject: str, payload: Any = None, *,
+                timeout: float = 5.0) -> dict[str, Any]:
+    """Call ``$JS.API.<subject>`` and return the decoded JSON answer.
+
+    Raises:
+        JetStreamError: JetStream is not enabled, or the API answered with an error.
+    """
+    try:
+        msg = conn.request(API + subject, b"" if payload is None else payload, timeout=timeout)
+    except NoRespondersError:
+        raise JetStreamError(_NO_JS, code=503) from None
+    body = orjson.loads(msg.data) if msg.data else {}
+    err = body.get("error")
+    if err:
+        raise JetStreamError(f"JetStream {subject.split('.')[0].lower()} request failed: "
+                             f"{err.get('description', err)}", code=int(err.get("code", 0)),
+                             err_code=int(err.get("err_code", 0)))
+    return body
+
+
+def stream_names(conn: Connection, *, timeout: float = 5.0) -> list[str]:
+    """Names of every stream in the account, sorted."""
+    names: list[str] = []
+    while True:
+        page = api_request(conn, "STREAM.NAMES", {"offset": len(names)}, timeout=timeout)
+        got = page.get("streams") or []
+        names.extend(got)
+        if not got or len(names) >= page.get("total", 0):
+            return sorted(names)
+
+
+def _suggest(name: str, candidates: list[str]) -> str | None:
+    lower = {c.lower(): c for c in candidates}
+    if name.lower() in lower:
+        return lower[name.lower()]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def _not_found(kind: str, name: str, candidates: list[str], create: str) -> NotFoundError:
+    """``<kind> <name> not found`` with the closest candidate as a suggestion, or, when there
+    are no candidates at all, with `create` (how to make one) as the hint."""
+    err = NotFoundError(kind, name, _suggest(name, candidates))
+    if not candidates:
+        err.args = (f"{err.args[0]} - {create}",)
+    return err
+
+
+def _stream_not_found(conn: Connection, name: str) -> NotFoundError:
+    try:
+        names = stream_names(conn)
+    except JetStreamError:
+        names = []
+    return _not_found("stream", name, names, "there are no streams yet; create one with "
+                      "natsbook.jetstream.add_stream(conn, name, subjects)")
+
+
+def _stream_call(conn: Connection, subject: str, name: str, payload: Any = None,
+                 timeout: float = 5.0) -> dict[str, Any]:
+    """``api_request`` on ``<subject>.<name>``; a missing stream raises NotFoundError."""
+    _check_name(name)
+    try:
+        return api_request(conn, f"{subject}.{name}", payload, timeout=timeout)
+    except JetStreamError as exc:
+        if exc.err_code == 10059 or (exc.code == 404 and "stream not found" in exc.description):
+            raise _stream_not_found(conn, name) from None
+        raise
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name or any(c in name for c in " .*>\t\r\n"):
+        raise BadInputError(f"bad stream name {name!r}: names cannot be empty or contain "
+                            "spaces, '.', '*' or '>'")

@@ -1,0 +1,570 @@
+"""The ``natsbook`` command: ``lab``, ``server`` and ``simulate``.
+
+``natsbook lab`` is the one-command start: an embedded nats-server (JetStream and monitoring on),
+the telemetry simulator against it, and JupyterLab on the example notebooks with ``NATS_URL``
+(and ``NATSBOOK_MONITOR_URL``) set for the kernels. Ctrl-C (SIGINT) or SIGTERM stops everything
+it started, each child by its own handle, and exits 0.
+
+Where the example notebooks come from (``find_notebooks``):
+
+1. ``--notebook-dir DIR``: used as is; when it holds no notebook yet, the examples are copied in.
+2. A source checkout (``notebooks/`` next to the ``natsbook`` package, beside pyproject.toml):
+   used in place, so edits land in the repository.
+3. An installed wheel (examples bundled as ``natsbook/notebooks``): copied into
+   ``./natsbook-notebooks`` (files already there are kept, never overwritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from .. import __version__
+from ..client import LocalServer
+from ..errors import BadInputError, NatsbookError
+
+__all__ = ["find_notebooks", "main"]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+COPY_DIR_NAME = "natsbook-notebooks"
+LAB_READY_TIMEOUT = 90.0
+
+
+# -- small helpers ---------------------------------------------------------------------------
+class StatusLine:
+    """One line rewritten in place on a terminal; silent when output is not a terminal."""
+
+    def __init__(self, stream: TextIO, enabled: bool = True) -> None:
+        self.stream = stream
+        self.enabled = enabled and stream.isatty()
+        self._shown = False
+
+    def update(self, text: str) -> None:
+        if not self.enabled:
+            return
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        self.stream.write("\r\x1b[K" + text[:width])
+        self.stream.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+
+
+class Stopper:
+    """SIGINT/SIGTERM set an event instead of raising in the middle of start-up or clean-up.
+
+    A second Ctrl-C raises KeyboardInterrupt, for a clean-up that hangs.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.event.set()
+
+    def __enter__(self) -> Stopper:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    @property
+    def stopped(self) -> bool:
+        return self.event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self.event.wait(timeout)
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _write_ready_file(path: str | None, info: dict[str, Any]) -> None:
+    """Write JSON atomically (others poll for the file's existence)."""
+    if not path:
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    os.chmod(tmp, 0o600)
+    tmp.replace(target)
+
+
+def _http_json(url: str, headers: dict[str, str] | None = None,
+               timeout: float = 2.0) -> Any:
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def _count(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{int(n)}"
+
+
+def _server_summary(monitor_url: str | None) -> str:
+    if not monitor_url:
+        return ""
+    try:
+        v = _http_json(f"{monitor_url}/varz", timeout=1.0)
+    except (OSError, ValueError):
+        return "server: no answer from monitoring"
+    return (f"conns {v.get('connections', 0)} · in {_count(v.get('in_msgs', 0))} msgs · "
+            f"out {_count(v.get('out_msgs', 0))} msgs")
+
+
+def _sim_summary(sim: Any) -> str:
+    if sim is None:
+        return ""
+    st = sim.stats
+    return (f"simulator {_count(st['published'])} readings · {st['anomalies']} anomalies · "
+            f"{st['malformed']} malformed · {sum(st['jobs_done'].values())} jobs")
+
+
+@contextlib.contextmanager
+def _embedded_server(args: argparse.Namespace) -> Iterator[LocalServer]:
+    srv = LocalServer(port=getattr(args, "nats_port", 0) or 0,
+                      jetstream=not getattr(args, "no_jetstream", False), monitor=True,
+                      store_dir=getattr(args, "store_dir", None))
+    srv.monitor_port = getattr(args, "monitor_port", 0) or None
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def _start_simulator(url: str, args: argparse.Namespace) -> Any:
+    from .simulator import Simulator
+
+    return Simulator(url, devices=args.devices, rate=args.rate, seed=args.seed,
+                     workers=args.workers, job_rate=args.job_rate,
+                     anomaly_rate=args.anomaly_rate, malformed_rate=args.malformed_rate,
+                     services=not args.no_services, prefix=args.prefix,
+                     inject_every=args.inject_every).start()
+
+
+# -- notebooks -------------------------------------------------------------------------------
+def _examples_source() -> Path | None:
+    checkout = PACKAGE_DIR.parent / "notebooks"
+    if (PACKAGE_DIR.parent / "pyproject.toml").exists() and any(checkout.glob("*.ipynb")):
+        return checkout
+    bundled = PACKAGE_DIR / "notebooks"
+    if any(bundled.glob("*.ipynb")):
+        return bundled
+    return None
+
+
+def _copy_examples(src: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for nb in sorted(src.glob("*.ipynb")):
+        target = dest / nb.name
+        if not target.exists():
+            shutil.copy2(nb, target)
+
+
+def find_notebooks(notebook_dir: str | os.PathLike[str] | None = None,
+                   *, cwd: str | os.PathLike[str] | None = None) -> Path:
+    """The directory JupyterLab opens (see the module docstring for the rules).
+
+    Raises:
+        BadInputError: no example notebooks can be found (a broken install).
+    """
+    src = _examples_source()
+    if notebook_dir is not None:
+        dest = Path(notebook_dir).expanduser().resolve()
+        if not any(dest.glob("*.ipynb")) and src is not None:
+            _copy_examples(src, dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        return dest
+    if src is None:
+        raise BadInputError("no example notebooks found (neither a source checkout nor bundled "
+                            "in the package) - reinstall natsbook, or pass --notebook-dir DIR")
+    if src == PACKAGE_DIR.parent / "notebooks":
+        return src
+    dest = Path(cwd or os.getcwd()).resolve() / COPY_DIR_NAME
+    _copy_examples(src, dest)
+    return dest
+
+
+# -- natsbook server -------------------------------------------------------------------------
+def cmd_server(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    with Stopper() as stopper:
+        try:
+            ctx = _embedded_server(args)
+            srv = ctx.__enter__()
+        except NatsbookError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        sim = None
+        try:
+            if args.simulate:
+                sim = _start_simulator(srv.url, args)
+            js = f"on (store {srv.store_dir})" if srv.jetstream else "off"
+            print(f"natsbook {__version__}: nats-server running (pid {srv.pid})", file=out)
+            print(f"  NATS_URL={srv.url}", file=out)
+            print(f"  NATSBOOK_MONITOR_URL={srv.monitor_url}", file=out)
+            print(f"  JetStream {js}", file=out)
+            if sim is not None:
+                print(f"  simulator: {len(sim.devices)} devices at {sim.rate:g}/s on "
+                      f"{sim.prefix}.<site>.<device>, svc.*, jobs.*", file=out)
+            print("Ctrl-C to stop.", file=out, flush=True)
+            _write_ready_file(args.ready_file, {
+                "url": srv.url, "monitor_url": srv.monitor_url, "pid": os.getpid(),
+                "server_pid": srv.pid, "store_dir": str(srv.store_dir),
+                "simulator": sim is not None})
+            status = StatusLine(out, not args.quiet)
+            while not stopper.wait(1.0):
+                if not srv.running:
+                    status.clear()
+                    print("natsbook: nats-server exited unexpectedly:\n"
+                          + "\n".join(list(srv.log)[-10:]), file=sys.stderr)
+                    return 1
+                status.update(" · ".join(s for s in (
+                    _server_summary(srv.monitor_url), _sim_summary(sim)) if s))
+            status.clear()
+            print("stopping...", file=out, flush=True)
+            return 0
+        except NatsbookError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        finally:
+            if sim is not None:
+                sim.stop()
+            ctx.__exit__(None, None, None)
+            if args.ready_file:
+                with contextlib.suppress(OSError):
+                    Path(args.ready_file).unlink()
+
+
+# -- natsbook simulate -----------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace) -> int:
+    url = args.url or os.environ.get("NATS_URL") or "nats://127.0.0.1:4222"
+    out = sys.stdout
+    with Stopper() as stopper:
+        try:
+            sim = _start_simulator(url, args)
+        except NatsbookError as exc:
+            print(f"{exc}\n(start a server with `natsbook server`, or pass --url)",
+                  file=sys.stderr)
+            return 1
+        try:
+            print(f"simulating {len(sim.devices)} devices at {sim.rate:g}/s against "
+                  f"{sim.conn.connected_url if sim.conn else url}: "
+                  f"{sim.prefix}.<site>.<device>, svc.*, jobs.* (Ctrl-C to stop)",
+                  file=out, flush=True)
+            status = StatusLine(out, not args.quiet)
+            deadline = time.monotonic() + args.duration if args.duration else None
+            while not stopper.wait(0.5):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if not sim.running:
+                    status.clear()
+                    print("natsbook: the connection closed; simulator stopped", file=sys.stderr)
+                    return 1
+                status.update(_sim_summary(sim))
+            status.clear()
+        finally:
+            sim.stop()
+        st = sim.stats
+        print(f"published {st['published']} readings ({st['anomalies']} anomalies, "
+              f"{st['malformed']} malformed), {sum(st['jobs_done'].values())} jobs done, "
+              f"{sum(st['requests'].values())} requests answered", file=out)
+        return 0
+
+
+# -- natsbook lab ----------------------------------------------------------------------------
+def lab_command(port: int, root_dir: Path, *, open_browser: bool,
+                extra: Sequence[str] = ()) -> list[str]:
+    """The JupyterLab command line (the token is passed through JUPYTER_TOKEN_FILE)."""
+    cmd = [sys.executable, "-m", "jupyterlab",
+           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+           f"--ServerApp.root_dir={root_dir}",
+           f"--ServerApp.open_browser={open_browser}",
+           "--LabApp.news_url=None",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    return cmd + list(extra)
+
+
+#: Page config for the lab: no "get notified about official Jupyter news?" toast. It disables
+#: JupyterLab's announcements plugin the documented way (what `jupyter labextension disable
+#: @jupyterlab/apputils-extension:announcements` writes), for this lab only.
+QUIET_PAGE_CONFIG = {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+
+
+def _quiet_lab_config(tmp: Path) -> str:
+    """A JUPYTER_CONFIG_PATH with a labconfig/page_config.json holding QUIET_PAGE_CONFIG in
+    front of the user's own path (their config dir and settings stay as they are)."""
+    labconfig = tmp / "config" / "labconfig"
+    labconfig.mkdir(parents=True, exist_ok=True)
+    (labconfig / "page_config.json").write_text(json.dumps(QUIET_PAGE_CONFIG))
+    rest = os.environ.get("JUPYTER_CONFIG_PATH", "")
+    return os.pathsep.join(p for p in (str(tmp / "config"), rest) if p)
+
+
+def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM (Jupyter then shuts its kernels down), SIGKILL to its group if it hangs."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: pgid == its pid
+        proc.wait(5)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    out = sys.stdout
+    try:
+        root = find_notebooks(args.notebook_dir)
+    except NatsbookError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.port is None:
+        port = 8888 if _port_free(8888) else _free_port()
+    elif args.port == 0:
+        port = _free_port()
+    else:
+        port = args.port
+    cmd = lab_command(port, root, open_browser=not args.no_browser, extra=extra)
+    if args.dry_run:
+        print("natsbook lab (dry run) would:", file=out)
+        server = f"no, use {args.url}" if args.url else "yes (JetStream, monitoring)"
+        print(f"  start nats-server: {server}", file=out)
+        print(f"  start the simulator: {'no' if args.no_simulator else 'yes'}", file=out)
+        print(f"  open notebooks in: {root}", file=out)
+        print(f"  run: {' '.join(cmd)}", file=out)
+        return 0
+
+    with Stopper() as stopper, contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="natsbook-lab-")))
+        try:
+            server_pid: int | None = None
+            if args.url:
+                url, monitor_url = args.url, args.monitor_url
+            else:
+                srv = stack.enter_context(_embedded_server(args))
+                url, monitor_url, server_pid = srv.url, srv.monitor_url, srv.pid
+            sim = None
+            if not args.no_simulator:
+                sim = _start_simulator(url, args)
+                stack.callback(sim.stop)
+        except NatsbookError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        if stopper.stopped:
+            return 0
+        token = secrets.token_urlsafe(24)
+        token_file = tmp / "token"
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+        env = dict(os.environ, NATS_URL=url, JUPYTER_TOKEN_FILE=str(token_file),
+                   JUPYTER_CONFIG_PATH=_quiet_lab_config(tmp))
+        env.pop("JUPYTER_TOKEN", None)
+        if monitor_url:
+            env["NATSBOOK_MONITOR_URL"] = monitor_url
+        log_path = tmp / "jupyterlab.log"
+        log = stack.enter_context(open(log_path, "wb"))
+        # Its own session: a terminal's Ctrl-C reaches only us, and we stop it in order.
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+        stack.callback(_stop_process, proc)
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"token {token}"}
+        deadline = time.monotonic() + LAB_READY_TIMEOUT
+        while True:
+            if stopper.wait(0.25):
+                return 0
+            if proc.poll() is not None:
+                print(f"natsbook: JupyterLab exited with code {proc.returncode}:\n"
+                      f"{_tail(log_path)}", file=sys.stderr)
+                return 1
+            try:
+                _http_json(f"{base}/api/status", auth, timeout=2.0)
+                break
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                print(f"natsbook: JupyterLab did not answer on {base} within "
+                      f"{LAB_READY_TIMEOUT:g}s:\n{_tail(log_path)}", file=sys.stderr)
+                return 1
+        print(f"natsbook {__version__} lab is running", file=out)
+        print(f"  NATS        {url}", file=out)
+        if monitor_url:
+            print(f"  monitoring  {monitor_url}", file=out)
+        if sim is not None:
+            print(f"  simulator   {len(sim.devices)} devices at {sim.rate:g}/s on "
+                  "telemetry.<site>.<device>, svc.*, jobs.*", file=out)
+        print(f"  notebooks   {root}", file=out)
+        print(f"  JupyterLab  {base}/lab?token={token}", file=out)
+        print(f"  lab log     {log_path}", file=out)
+        print("Ctrl-C stops everything.", file=out, flush=True)
+        _write_ready_file(args.ready_file, {
+            "nats_url": url, "monitor_url": monitor_url, "lab_url": base, "token": token,
+            "pid": os.getpid(), "lab_pid": proc.pid, "notebook_dir": str(root),
+            "server_pid": server_pid})
+        if args.ready_file:
+            stack.callback(lambda: Path(args.ready_file).unlink(missing_ok=True))
+        status = StatusLine(out, not args.quiet)
+        code = 0
+        while not stopper.wait(1.0):
+            if proc.poll() is not None:
+                status.clear()
+                print(f"natsbook: JupyterLab exited (code {proc.returncode})", file=sys.stderr)
+                code = proc.returncode or 0
+                break
+            status.update(" · ".join(s for s in (
+                _server_summary(monitor_url), _sim_summary(sim)) if s))
+        status.clear()
+        print("stopping JupyterLab, simulator and nats-server...", file=out, flush=True)
+    return code
+
+
+# -- argument parsing ------------------------------------------------------------------------
+def _add_sim_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("simulator")
+    g.add_argument("--devices", type=int, default=12, help="simulated sensors (default 12)")
+    g.add_argument("--rate", type=float, default=2.0,
+                   help="readings per second per device (default 2)")
+    g.add_argument("--workers", type=int, default=3, help="jobs.> worker pool size (default 3)")
+    g.add_argument("--job-rate", type=float, default=0.5,
+                   help="jobs published per second (default 0.5)")
+    g.add_argument("--anomaly-rate", type=float, default=0.01,
+                   help="fraction of anomalous readings (default 0.01)")
+    g.add_argument("--malformed-rate", type=float, default=0.005,
+                   help="fraction of malformed payloads (default 0.005)")
+    g.add_argument("--inject-every", type=float, default=2.0, metavar="S",
+                   help="at least one anomaly and one malformed payload every S seconds, so "
+                        "a short capture has some (default 2; 0: only the rates)")
+    g.add_argument("--no-services", action="store_true", help="do not serve svc.*")
+    g.add_argument("--seed", type=int, default=None, help="random seed (reproducible readings)")
+    g.add_argument("--prefix", default="telemetry",
+                   help="first subject token of the readings (default telemetry)")
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nats-port", type=int, default=0,
+                   help="client port of the embedded server (default: a free one)")
+    p.add_argument("--monitor-port", type=int, default=0,
+                   help="HTTP monitoring port (default: a free one)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="natsbook", description="NATS in Jupyter: embedded server, simulator, JupyterLab.")
+    parser.add_argument("--version", action="version", version=f"natsbook {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{lab,server,simulate}")
+    sub.required = True
+
+    lab = sub.add_parser(
+        "lab", help="nats-server + simulator + JupyterLab on the example notebooks",
+        description="Start the embedded nats-server (unless --url), the telemetry simulator "
+                    "and JupyterLab with NATS_URL set. Unknown options go to JupyterLab.")
+    lab.add_argument("--url", help="use this NATS server instead of starting one")
+    lab.add_argument("--monitor-url", help="its monitoring URL (with --url), for 05-monitoring")
+    lab.add_argument("--no-simulator", action="store_true", help="do not run the simulator")
+    lab.add_argument("--port", type=int, default=None,
+                     help="JupyterLab port (default 8888, or a free one if taken; 0: free)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    lab.add_argument("--notebook-dir", help="open this directory (examples copied in if empty)")
+    lab.add_argument("--ready-file",
+                     help="write URLs, token and PIDs as JSON here once ready (for scripts)")
+    lab.add_argument("--dry-run", action="store_true",
+                     help="print what would be started, start nothing")
+    lab.add_argument("-q", "--quiet", action="store_true", help="no status line")
+    _add_server_options(lab)
+    _add_sim_options(lab)
+
+    srv = sub.add_parser("server", help="run the embedded nats-server and print its URLs",
+                         description="Run nats-server (JetStream + monitoring) until Ctrl-C.")
+    srv.add_argument("--port", dest="nats_port", type=int, default=0,
+                     help="client port (default: a free one; 4222 is the NATS default)")
+    srv.add_argument("--monitor-port", type=int, default=0,
+                     help="HTTP monitoring port (default: a free one; 8222 is the default)")
+    srv.add_argument("--no-jetstream", action="store_true", help="JetStream off")
+    srv.add_argument("--store-dir", help="JetStream store directory (default: temporary)")
+    srv.add_argument("--simulate", action="store_true", help="also run the simulator")
+    srv.add_argument("--ready-file", help="write URLs and PIDs as JSON here once ready")
+    srv.add_argument("-q", "--quiet", action="store_true", help="no status line")
+    _add_sim_options(srv)
+
+    sim = sub.add_parser("simulate", help="publish IoT telemetry, serve svc.*, run jobs.> workers",
+                         description="Run the telemetry simulator against a NATS server.")
+    sim.add_argument("--url", help="server URL (default: $NATS_URL or nats://127.0.0.1:4222)")
+    sim.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    sim.add_argument("-q", "--quiet", action="store_true", help="no status line")
+    _add_sim_options(sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``natsbook`` console script."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "lab":
+        return cmd_lab(args, extra)
+    if args.command == "server":
+        return cmd_server(args)
+    return cmd_simulate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""How capture frames and one-row monitoring results look in a notebook (display only).
+
+A capture's DataFrame stays lossless (``to_pandas()`` keeps nanosecond UTC times, every
+metadata column, every float); only its HTML in a notebook changes. ``to_frame`` tags the frame
+through ``DataFrame.attrs`` (which pandas carries through selections such as
+``df[["time", "subject"]]`` and ``df.head()``), and an IPython ``text/html`` formatter for
+DataFrames renders tagged frames from a display-only copy:
+
+- times to the millisecond, the date and time zone said once in a note;
+- subjects and other cells never wrap mid-token;
+- metadata columns that are empty in every row (``reply``, ``headers``, ``json_error``) are
+  left out, with a note naming them;
+- floats in plain notation (no ``1.795952e+09``) with at most 3 decimals;
+- so that the simulator's telemetry fits a 1400 px JupyterLab without horizontal scrolling.
+
+One-row monitoring results (``%nats_server varz``, a single connection) are tagged ``report``
+and render as a vertical report grouped by topic, like ``nats server info``.
+Untagged DataFrames keep pandas' own display.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+# The tag a frame carries in ``DataFrame.attrs`` is set by the layer that makes the frame.
+from ..capture import ATTR, CAPTURE, REPORT, mark
+
+__all__ = ["ReportDict", "capture_html", "install", "mark", "plural", "report_html"]
+
+#: Metadata columns left out of the display when empty in every row.
+_METADATA = ("sub", "reply", "headers", "json_error")
+_TIME_COLUMNS = ("time", "created", "start", "now")
+
+_CSS = """<style>
+.nb-frame{font-size:12px;font-family:var(--jp-ui-font-family,sans-serif);
+ font-variant-numeric:tabular-nums}
+.nb-frame table{border-collapse:collapse;width:auto;max-width:100%}
+.nb-frame th,.nb-frame td{white-space:nowrap;padding:1px 4px;text-align:right;
+ border-bottom:1px solid var(--jp-border-color2,#eee)}
+.nb-frame thead th{background:var(--jp-layout-color2,#f3f3f3);white-space:normal;
+ vertical-align:bottom;line-height:1.2;font-size:11px;font-weight:600}
+.nb-frame td{max-width:22em;overflow:hidden;text-overflow:ellipsis}
+.nb-frame td.nb-h{max-width:8em}
+.nb-frame tbody th{font-weight:normal;color:#888}
+.nb-frame td.nb-l,.nb-frame th.nb-l{text-align:left}
+.nb-frame td.nb-na{color:#aaa}
+.nb-frame .nb-note{color:#666;font-family:var(--jp-ui-font-family,sans-serif);margin:2px 0 4px}
+.nb-report{display:flex;flex-wrap:wrap;gap:6px 18px;align-items:flex-start;font-size:12px}
+.nb-report table{border-collapse:collapse}
+.nb-report table tbody tr{background:none}
+.nb-report caption{text-align:left;font-weight:600;padding:2px 0;white-space:nowrap;
+ font-family:var(--jp-ui-font-family,sans-serif)}
+.nb-report table.nb-kv th{text-align:left;font-weight:normal;color:#555;padding:0 10px 0 0;
+ white-space:nowrap}
+.nb-report table.nb-kv td{font-family:var(--jp-code-font-family,monospace);text-align:left;
+ white-space:nowrap;padding:0;
+ max-width:380px;overflow:hidden;text-overflow:ellipsis}
+</style>"""
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 message``, ``2 messages``, ``1,000 msgs``."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {many or word + 's'}"
+
+
+def _is_empty(col: pd.Series) -> bool:
+    if col.dtype == bool:
+        return not bool(col.any())
+    return bool(col.map(lambda v: v is None or v == "" or v == {} or
+                        (isinstance(v, float) and math.isnan(v))
+                        or v is pd.NA).all())
+
+
+_EPOCH_NAMES = ("ts", "time", "timestamp", "epoch")
+
+
+def _is_epoch(name: str, col: pd.Series) -> bool:
+    """A float column of epoch seconds (2001..2096) named like a clock."""
+    base = name.rsplit(".", 1)[-1].lower()
+    if not (base in _EPOCH_NAMES or base.endswith(("_ts", "_time"))):
+        return False
+    values = col.dropna()
+    return not values.empty and bool(values.between(1e9, 4e9).all())
+
+
+def _fmt_float(col: pd.Series) -> pd.Series:
+    values = col.dropna()
+    decimals = 0
+    for d in (0, 1, 2, 3):
+        decimals = d
+        scaled = values * 10**d
+        if ((scaled - scaled.round()).abs() < 1e-6 * scaled.abs().clip(lower=1)).all():
+            break
+    big = not values.empty and values.abs().max() >= 1e7  # epoch seconds: no separators
+    fmt = f"{{:.{decimals}f}}" if big else f"{{:,.{decimals}f}}"
+    return col.map(lambda v: "" if pd.isna(v) else fmt.format(v))
+
+
+def _fmt_headers(value: Any) -> str:
+    if not isinstance(value, Mapping) or not value:
+        return ""
+    return "; ".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                     for k, v in value.items())
+
+
+def _display_copy(df: pd.DataFrame, hidden: list[str]
+                  ) -> tuple[pd.DataFrame, list[str], set[str]]:
+    """Strings to show, notes to print above them, and the left-aligned columns."""
+    notes: list[str] = []
+    out = pd.DataFrame(index=df.index)
+    left: set[str] = set()
+    for name in df.columns:
+        if name in hidden:
+            continue
+        col = df[name]
+        key = str(name)
+        if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(col):
+            stamps = col.dropna()
+            days = {str(d) for d in stamps.dt.date.unique()} if not stamps.empty else set()
+            tz = str(getattr(col.dt, "tz", "") or "")
+            if len(days) == 1:
+                out[key] = col.dt.strftime("%H:%M:%S.%f").str[:-3].fillna("")
+                notes.append(f"{html.escape(key)}: {days.pop()} {tz}".rstrip())
+            else:
+                out[key] = col.dt.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3].fillna("")
+                if tz:
+                    notes.append(f"{html.escape(key)}: {tz}")
+        elif pd.api.types.is_bool_dtype(col):
+            out[key] = col.map(lambda v: "" if v is None or v is pd.NA else str(bool(v)))
+        elif pd.api.types.is_float_dtype(col) and _is_epoch(key, col):
+            # Epoch seconds (a device's own clock): shown as a UTC time, like `time`.
+            stamps = pd.to_datetime(col, unit="s", utc=True)
+            out[key] = stamps.dt.strftime("%H:%M:%S.%f").str[:-3].fillna("")
+            notes.append(f"{html.escape(key)}: epoch seconds, shown as UTC time")
+        elif pd.api.types.is_float_dtype(col):
+            out[key] = _fmt_float(col)
+        elif pd.api.types.is_integer_dtype(col):
+            out[key] = col.map(lambda v: "" if pd.isna(v) else f"{v:,}")
+        elif key == "headers":
+            out[key] = col.map(_fmt_headers)
+            left.add(key)
+        else:
+            out[key] = col.map(lambda v: "" if v is None or v is pd.NA or
+                               (isinstance(v, float) and math.isnan(v)) else _cut(v))
+            left.add(key)
+    if hidden:
+        notes.append(f"{', '.join(hidden)}: empty in every row, not shown (the DataFrame "
+                     "has them)")
+    return out, notes, left
+
+
+def _cut(value: Any, limit: int = 60) -> str:
+    text = value.hex(" ") if isinstance(value, bytes | bytearray) else str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _cell_class(column: str, left: set[str]) -> str:
+    if column == "headers":
+        return "nb-l nb-h"
+    return "nb-l" if column in left else ""
+
+
+def _title(value: str) -> str:
+    """A tooltip with the whole text for cells the CSS may cut with an ellipsis."""
+    return f' title="{html.escape(value)}"' if len(value) > 20 else ""
+
+
+def capture_html(df: pd.DataFrame) -> str:
+    """The readable HTML of a capture frame (head and tail when it is long)."""
+    max_rows = pd.get_option("display.max_rows") or len(df)
+    shown = df
+    cut = 0
+    if len(df) > max_rows:
+        half = max(1, (pd.get_option("display.min_rows") or 10) // 2)
+        shown = pd.concat([df.iloc[:half], df.iloc[-half:]])
+        cut = half
+    hidden = [c for c in _METADATA if c in df.columns and _is_empty(df[c])]
+    body, notes, left = _display_copy(shown, hidden)
+    cols = list(body.columns)
+    # Long column names may break after "_" or "." (never the values).
+    head = "".join(f'<th class="{"nb-l" if c in left else ""}">'
+                   f'{html.escape(c).replace("_", "_<wbr>").replace(".", ".<wbr>")}</th>'
+                   for c in ["", *cols])
+    rows = []
+    for i, (idx, rec) in enumerate(zip(body.index, body.itertuples(index=False), strict=True)):
+        if cut and i == cut:
+            rows.append(f'<tr><td class="nb-na">…</td>{"<td>…</td>" * len(cols)}</tr>')
+        cells = "".join(f'<td class="{_cell_class(c, left)}"'
+                        f'{_title(v)}>{html.escape(v)}</td>'
+                        for c, v in zip(cols, rec, strict=True))
+        rows.append(f'<tr><th>{html.escape(str(idx))}</th>{cells}</tr>')
+    shape = f"{plural(len(df), 'row')} x {plural(len(df.columns), 'column')}"
+    note = " · ".join([shape, *notes])
+    return (f'{_CSS}<div class="nb-frame"><div class="nb-note">{note}</div>'
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            "</div>")
+
+
+# -- one-row reports ----------------------------------------------------------------------
+_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Server", ("server_id", "server_name", "version", "proto", "git_commit", "go", "host",
+                "port", "http_host", "http_port", "https_port", "http_base_path", "start",
+                "now", "uptime", "config_load_time", "config_digest", "system_account",
+                "status", "http_status", "ok", "cid", "kind", "type", "ip", "name", "lang",
+                "account", "rtt", "idle")),
+    ("Connections", ("connections", "total_connections", "subscriptions", "routes",
+                     "remotes", "leafnodes", "slow_consumers", "stale_connections",
+                     "stalled_clients", "pending_bytes", "subscriptions_list")),
+    ("Traffic", ("in_msgs", "out_msgs", "in_bytes", "out_bytes", "in_client_msgs",
+                 "out_client_msgs", "in_client_bytes", "out_client_bytes")),
+    ("Limits", ("max_connections", "max_payload", "max_pending", "max_control_line",
+                "ping_interval", "ping_max", "auth_timeout", "tls_timeout", "write_deadline")),
+    ("Resources", ("mem", "cpu", "cores", "gomaxprocs")),
+)
+
+
+def _group_of(key: str) -> str:
+    if "." in key:
+        head = key.split(".", 1)[0]
+        return "JetStream" if head == "jetstream" else head.replace("_", " ").capitalize()
+    for title, keys in _GROUPS:
+        if key in keys:
+            return title
+    return "Other"
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+def _fmt_duration(td: pd.Timedelta) -> str:
+    """``2m0s``, ``1h2m3s``, ``250ms``: the way nats-server prints durations."""
+    total = td.total_seconds()
+    if total < 1:
+        return f"{total * 1000:g}ms"
+    secs = int(total)
+    days, secs = divmod(secs, 86400)
+    hours, secs = divmod(secs, 3600)
+    mins, secs = divmod(secs, 60)
+    out = f"{days}d" if days else ""
+    if hours or days:
+        out += f"{hours}h"
+    if mins or hours or days:
+        out += f"{mins}m"
+    return out + f"{secs}s"
+
+
+def _fmt_value(key: str, value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    if isinstance(value, pd.Timedelta):
+        return _fmt_duration(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        if any(w in key for w in ("bytes", "mem", "memory", "storage", "max_payload",
+                                  "max_pending")) and value >= 1024:
+            return f"{_fmt_bytes(float(value))} ({value:,})"
+        return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+    if isinstance(value, Mapping | list) and not value:
+        return "-"
+    return str(value)
+
+
+def report_html(data: Mapping[str, Any] | pd.DataFrame) -> str:
+    """A vertical report of one record, grouped by topic (``nats server info`` style)."""
+    record: Mapping[Any, Any] = (data.iloc[0].to_dict() if isinstance(data, pd.DataFrame)
+                                 else data)
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for key, value in record.items():
+        k = str(key)
+        title = _group_of(k)
+        label = k.split(".", 1)[1] if "." in k else k
+        groups.setdefault(title, []).append((label, _fmt_value(k, value)))
+    order = [t for t, _ in _GROUPS]
+    titles = sorted(groups, key=lambda t: (order.index(t) if t in order else len(order),
+                                           t == "Other"))
+    parts = []
+    for title in titles:
+        rows = "".join(f"<tr><th>{html.escape(k)}</th>"
+                       f'<td title="{html.escape(v)}">{html.escape(v)}</td></tr>'
+                       for k, v in groups[title])
+        parts.append(f'<table class="nb-kv"><caption>{html.escape(title)}</caption>{rows}</table>')
+    return f'{_CSS}<div class="nb-report">{"".join(parts)}</div>'
+
+
+class ReportDict(dict[str, Any]):
+    """A dict (e.g. ``healthz``) that displays as a vertical report in a notebook."""
+
+    def _repr_html_(self) -> str:
+        return report_html(self)
+
+
+def _frame_html(df: pd.DataFrame) -> str | None:
+    kind = df.attrs.get(ATTR)
+    try:
+        # pandas carries attrs into derived frames (groupby, describe, ...): only what still
+        # looks like messages gets the capture display, the rest keeps pandas' own.
+        if (kind == CAPTURE and ("subject" in df.columns or "time" in df.columns)
+                and df.index.nlevels == 1 and df.columns.nlevels == 1):
+            return capture_html(df)
+        if kind == REPORT and len(df) == 1:
+            return report_html(df)
+    except Exception:  # a display must never break the notebook: fall back to pandas
+        pass
+    return df._repr_html_()  # type: ignore[operator]
+
+
+def install(ip: Any = None) -> bool:
+    """Register the DataFrame HTML formatter in IPython (idempotent). False outside IPython."""
+    if ip is None:
+        ipython = sys.modules.get("IPython")  # not imported: not running in IPython
+        ip = ipython.get_ipython() if ipython is not None else None
+    if ip is None or getattr(ip, "display_formatter", None) is None:
+        return False
+    ip.display_formatter.formatters["text/html"].for_type(pd.DataFrame, _frame_html)
+    return True
