@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from natsbook.errors import BadHeaderError, ProtocolError
 from natsbook.wire._protocol import (
     MAX_CONTROL_LINE,
     Parser,
@@ -15,7 +16,6 @@ from natsbook.wire._protocol import (
     encode_pub,
     parse_headers,
 )
-from natsbook.errors import BadHeaderError, ProtocolError
 
 
 def test_exact_encodings() -> None:

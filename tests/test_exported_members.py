@@ -15,9 +15,39 @@ def test_all_is_sorted_and_exported() -> None:
 
 def test_public_modules_do_not_leak_private_names() -> None:
     public = {n for n in dir(natsbook) if not n.startswith("_")}
-    allowed = set(natsbook.__all__) | {"errors", "annotations", "magics", "widgets", "jetstream",
-                                       "kv", "monitor", "simulator", "cli"}
+    layers = {"wire", "capture", "client", "jetstream", "ops", "notebook", "lab"}
+    allowed = set(natsbook.__all__) | layers | {"errors", "annotations", "magics", "widgets",
+                                                "kv", "monitor", "simulator", "cli"}
     assert public <= allowed, public - allowed
+
+
+def test_each_layer_has_a_small_sorted_public_surface() -> None:
+    import importlib
+
+    for name in ("wire", "capture", "client", "jetstream", "ops", "lab"):
+        layer = importlib.import_module(f"natsbook.{name}")
+        assert len(set(layer.__all__)) == len(layer.__all__), name
+        for export in layer.__all__:
+            assert not export.startswith("_") and getattr(layer, export) is not None, export
+
+
+def test_module_paths_from_before_the_layer_folders_still_work() -> None:
+    import natsbook.cli
+    import natsbook.kv
+    import natsbook.magics
+    import natsbook.simulator
+    import natsbook.widgets
+    import natsbook.widgets.explorer
+    from natsbook.monitor import Monitor
+
+    assert natsbook.widgets.explorer.SubjectExplorer is natsbook.notebook.widgets.SubjectExplorer
+    assert natsbook.magics.NatsMagics.__module__ == "natsbook.notebook.magics"
+    assert natsbook.simulator.Simulator is natsbook.lab.Simulator
+    assert natsbook.kv.KV is natsbook.jetstream.KV
+    assert natsbook.cli.main.__module__ == "natsbook.lab.cli"
+    assert Monitor is natsbook.Monitor and callable(natsbook.monitor)
+    assert natsbook.widgets.__spec__.name == "natsbook.notebook.widgets"
+
 
 
 def test_error_tree() -> None:

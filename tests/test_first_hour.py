@@ -11,9 +11,9 @@ import pytest
 
 import natsbook
 from natsbook import Connection, LocalServer
-from natsbook.notebook._display import ATTR, CAPTURE, REPORT, capture_html, plural, report_html
 from natsbook.errors import NoRespondersError, RequestTimeout
 from natsbook.lab.simulator import Simulator
+from natsbook.notebook._display import ATTR, CAPTURE, REPORT, capture_html, plural, report_html
 from natsbook.notebook.widgets import SubscribePanel, dashboard
 from natsbook.notebook.widgets._base import RateMeter
 from natsbook.notebook.widgets.explorer import default_field

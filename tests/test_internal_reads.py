@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 import natsbook
-from natsbook.jetstream import _jsread
 from natsbook import jetstream as js
-from natsbook.jetstream import _kv as natskv
 from natsbook.errors import JetStreamError
+from natsbook.jetstream import _jsread
+from natsbook.jetstream import _kv as natskv
 from tests.support.waiting import wait_for
 
 METHODS = ["direct", "consumer"]

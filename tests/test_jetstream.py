@@ -12,9 +12,9 @@ import pyarrow.compute as pc
 import pytest
 
 import natsbook
-from natsbook.jetstream import _jsparse, _jsread
 from natsbook import jetstream as js
 from natsbook.errors import BadInputError, JetStreamError, NotFoundError
+from natsbook.jetstream import _jsparse, _jsread, _streams
 from tests.support.waiting import wait_for
 
 METHODS = ["direct", "consumer"]
@@ -115,7 +115,7 @@ def test_history_frame_has_the_live_capture_columns(conn, stream, subject, metho
 
 @pytest.mark.parametrize("method", METHODS)
 def test_history_many_batches(conn, stream, subject, method, monkeypatch):
-    monkeypatch.setattr(js, "BATCH", 97)  # force many round trips
+    monkeypatch.setattr(_streams, "BATCH", 97)  # force many round trips
     fill(conn, subject, 1000)
     wait_stored(conn, stream, 1000)
     assert seqs(js.stream_history(conn, stream, method=method)) == list(range(1, 1001))

@@ -9,8 +9,8 @@ import pytest
 
 import natsbook
 from natsbook import jetstream as js
-from natsbook.jetstream import _kv as natskv
 from natsbook.errors import BadInputError, JetStreamError, NotFoundError
+from natsbook.jetstream import _kv as natskv
 from tests.support.waiting import wait_for
 
 #: Every test runs over TCP and over WebSocket (conftest.pytest_generate_tests).

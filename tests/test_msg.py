@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from natsbook import Connection
-from natsbook.wire._msg import Headers, Msg, encode_payload
 from natsbook.errors import BadInputError
+from natsbook.wire._msg import Headers, Msg, encode_payload
 from tests.support.waiting import wait_for
 
 

@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 import natsbook
-from natsbook.jetstream import _objstore
 from natsbook import jetstream as js
 from natsbook.errors import BadInputError, DigestMismatchError, NotFoundError
+from natsbook.jetstream import _objstore
 
 
 @pytest.fixture

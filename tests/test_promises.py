@@ -18,8 +18,8 @@ from IPython.core.error import UsageError
 
 import natsbook
 from natsbook import Connection, LocalServer
-from natsbook.wire._protocol import Parser
 from natsbook.errors import MaxPayloadError, ProtocolError, RequestTimeout, TLSError
+from natsbook.wire._protocol import Parser
 from tests.conftest import TestingShell
 from tests.support.waiting import wait_for
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from natsbook.errors import BadHeaderError, ProtocolError
 from natsbook.wire._protocol import (
     HARD_MAX_FRAME,
     Parser,
@@ -15,7 +16,6 @@ from natsbook.wire._protocol import (
     encode_unsub,
     parse_headers,
 )
-from natsbook.errors import BadHeaderError, ProtocolError
 from tests.support import reference_codec
 
 

@@ -12,9 +12,9 @@ from IPython.core.error import UsageError
 
 import natsbook
 from natsbook import jetstream as js
-from natsbook.jetstream import _kv as natskv
 from natsbook.capture._store import SEAL_ROWS
 from natsbook.errors import BadInputError, NatsbookError, QueryError
+from natsbook.jetstream import _kv as natskv
 from tests.support.waiting import wait_for
 
 # Per subject: JSON objects, malformed JSON, an empty payload, a JSON non-object, bytes that

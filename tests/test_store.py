@@ -45,7 +45,7 @@ def test_max_bytes_bound() -> None:
 
 
 def test_default_bound_is_documented_and_finite() -> None:
-    assert CaptureStore().max_bytes == natsbook.capture._store.DEFAULT_MAX_BYTES == 256 * 1024 * 1024
+    assert CaptureStore().max_bytes == natsbook.capture.DEFAULT_MAX_BYTES == 256 * 1024 * 1024
 
 
 def test_spill_round_trip(conn: Connection, subject: str, tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from natsbook.wire._subjects import MAX_SUBJECT_LEN, check_publish, check_queue, check_subscribe
 from natsbook.errors import BadSubjectError
+from natsbook.wire._subjects import MAX_SUBJECT_LEN, check_publish, check_queue, check_subscribe
 
 LONG = "a" * (MAX_SUBJECT_LEN + 1)
 

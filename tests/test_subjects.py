@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from natsbook import check_publish, check_subscribe, matches
-from natsbook.wire._subjects import check_queue
 from natsbook.errors import BadSubjectError
+from natsbook.wire._subjects import check_queue
 
 
 @pytest.mark.parametrize("subject", ["a", "a.b.c", "_INBOX.x", "foo-bar.baz_1", "$JS.API.INFO"])

@@ -1,1 +1,45 @@
-"""(filled in by hand)"""
+"""The capture layer: the bounded columnar store that received messages land in, the Arrow ->
+pandas frames (the decoding contract), replay of a frame, SQL over captures (DuckDB) and the
+refresher behind live views.
+
+Imports the wire layer only; it knows nothing of sockets or connections.
+"""
+
+from __future__ import annotations
+
+from ._frames import ATTR, CAPTURE, META_COLUMNS, REPORT, Decode, filter_table, mark, to_frame
+from ._live import MIN_EVERY, Refresher
+from ._replay import publish_frame
+from ._sql import connection_sql, path_sql, subscription_sql, user_captures
+from ._store import (
+    DEFAULT_BUDGET,
+    DEFAULT_MAX_BYTES,
+    SCHEMA,
+    CaptureBudget,
+    CaptureStore,
+    StoreStats,
+)
+
+__all__ = [
+    "ATTR",
+    "CAPTURE",
+    "DEFAULT_BUDGET",
+    "DEFAULT_MAX_BYTES",
+    "META_COLUMNS",
+    "MIN_EVERY",
+    "REPORT",
+    "SCHEMA",
+    "CaptureBudget",
+    "CaptureStore",
+    "Decode",
+    "Refresher",
+    "StoreStats",
+    "connection_sql",
+    "filter_table",
+    "mark",
+    "path_sql",
+    "publish_frame",
+    "subscription_sql",
+    "to_frame",
+    "user_captures",
+]

@@ -15,10 +15,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._jsondecode import EMPTY, decode_json, parse_payloads
+from ..errors import BadInputError
 from ..wire._protocol import parse_headers
 from ..wire._subjects import matches
-from ..errors import BadInputError
+from ._jsondecode import EMPTY, decode_json, parse_payloads
 
 __all__ = ["ATTR", "CAPTURE", "META_COLUMNS", "REPORT", "Decode", "filter_table", "mark",
            "to_frame"]

@@ -2,9 +2,9 @@
 query) when new rows arrived, at most every ``every`` seconds.
 
 No widget code here: the refresher hands each result (or each error's traceback) to callbacks
-that the view in ``natsbook.notebook.widgets.live`` turns into trait values. One thread per refresher,
-stopped and joined by :meth:`Refresher.stop`; it also ends by itself, after a last render,
-once nothing more can arrive (the subscription ended, or the connection closed).
+that the view (``natsbook.widgets.LiveView``) turns into trait values. One thread per
+refresher, stopped and joined by :meth:`Refresher.stop`; it also ends by itself, after a last
+render, once nothing more can arrive (the subscription ended, or the connection closed).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import BadInputError
 from . import _sql
 from ._frames import to_frame
 from ._store import SCHEMA
-from ..errors import BadInputError
 
 if TYPE_CHECKING:
     from ..client._connection import Connection
@@ -89,8 +89,6 @@ class Refresher:
                  *, every: float = 1.0, on_result: Callable[[Any], None],
                  on_error: Callable[[str], None], on_state: Callable[[str], None] | None = None,
                  decode: str = "auto") -> None:
-        from ..client._connection import Connection
-
         if not (isinstance(fn, str) or callable(fn)):
             raise BadInputError("fn must be a function of the capture's DataFrame or a SQL "
                                 "query string")
@@ -107,7 +105,9 @@ class Refresher:
         self.fn = fn
         self.every = every
         self.decode = decode
-        self._is_conn = isinstance(source, Connection)
+        # A Connection (every capture) or one Subscription; told apart by what they can do,
+        # since this layer never imports the client layer.
+        self._is_conn = callable(getattr(source, "subscribe", None))
         if not self._is_conn:
             source._require_store()  # type: ignore[union-attr]
         self._on_result = on_result

@@ -13,10 +13,10 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ._frames import META_COLUMNS
-from ._jsondecode import split_name
 from .._progress import Progress
 from ..errors import BadInputError
+from ._frames import META_COLUMNS
+from ._jsondecode import split_name
 
 if TYPE_CHECKING:
     from ..client._connection import Connection

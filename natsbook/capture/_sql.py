@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
-from ._store import SCHEMA
 from ..errors import BadInputError, QueryError
+from ._store import SCHEMA
 
 if TYPE_CHECKING:
     from ..client._connection import Connection

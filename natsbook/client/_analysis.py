@@ -2,8 +2,9 @@
 connection-less ``natsbook.sql(query, path)``.
 
 Thin delegations: the SQL lives in :mod:`natsbook.capture._sql` (DuckDB, imported on first use), the
-refresher in :mod:`natsbook.capture._live`, and the view (a widget, imported on first use from the
-notebook layer) in :mod:`natsbook.notebook.widgets.live`.
+refresher in :mod:`natsbook.capture._live`, and the view (a widget from the notebook layer,
+which the client layer never imports: ``natsbook`` registers it in the method table of
+:mod:`._methods`, imported on first use) in :mod:`natsbook.notebook.widgets.live`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ._methods import _impl
+
 if TYPE_CHECKING:
     from ._connection import Connection
     from ._subscription import Subscription
-    from ..notebook.widgets.live import LiveView
 
 __all__ = ["AnalysisMethods", "SubAnalysisMethods", "sql"]
 
@@ -71,13 +73,12 @@ class AnalysisMethods:
         return connection_sql(self._as_connection(), query)
 
     def live(self, fn: LiveFn, *, every: float = 1.0, decode: str = "auto",
-             title: str | None = None) -> LiveView:
+             title: str | None = None) -> Any:
         """A view of ``fn(frame)`` over every capture (``frame`` as ``conn.to_pandas()``, with
         a ``sub`` column), or of a SQL query's result, re-rendered at most every `every`
         seconds and only when new rows arrived. See :meth:`Subscription.live`."""
-        from ..notebook.widgets.live import LiveView
-
-        return LiveView(self._as_connection(), fn, every=every, decode=decode, title=title)
+        return _impl("live_view")(self._as_connection(), fn, every=every, decode=decode,
+                                  title=title)
 
     def _as_connection(self) -> Connection:
         return self  # type: ignore[return-value]
@@ -99,7 +100,7 @@ class SubAnalysisMethods:
         return subscription_sql(self._as_subscription(), query)
 
     def live(self, fn: LiveFn, *, every: float = 1.0, decode: str = "auto",
-             title: str | None = None) -> LiveView:
+             title: str | None = None) -> Any:
         """A widget showing ``fn(frame)``, refreshed as messages arrive.
 
         Args:
@@ -113,12 +114,12 @@ class SubAnalysisMethods:
             title: an optional heading.
 
         Returns:
-            The view (an ipywidgets VBox). Its Stop button, ``view.stop()`` or
-            ``view.close()`` stop it; it stops by itself once the capture has ended.
+            The view (a ``natsbook.widgets.LiveView``, an ipywidgets VBox). Its Stop button,
+            ``view.stop()`` or ``view.close()`` stop it; it stops by itself once the capture
+            has ended.
         """
-        from ..notebook.widgets.live import LiveView
-
-        return LiveView(self._as_subscription(), fn, every=every, decode=decode, title=title)
+        return _impl("live_view")(self._as_subscription(), fn, every=every, decode=decode,
+                                  title=title)
 
     def _as_subscription(self) -> Subscription:
         return self  # type: ignore[return-value]

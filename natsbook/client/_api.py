@@ -12,12 +12,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._connection import Connection
-from ._engine import DEFAULT_PENDING_SIZE, DEFAULT_RECONNECT_BUFFER
 from ..capture._frames import filter_table, to_frame
 from ..capture._store import DEFAULT_BUDGET, SCHEMA
-from ._transport import Credentials, TLSOptions, parse_url
 from ..errors import BadInputError
+from ._connection import Connection
+from ._engine import DEFAULT_PENDING_SIZE, DEFAULT_RECONNECT_BUFFER
+from ._transport import Credentials, TLSOptions, parse_url
 
 __all__ = ["connect", "read_capture"]
 

@@ -13,24 +13,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from ._analysis import AnalysisMethods
-from ._methods import DataMethods
-from ._engine import Gap, _live, _Waiter
 from ..capture._frames import filter_table, to_frame
-from ..wire._msg import Msg, encode_payload, header_items
-from ..wire._protocol import (
-    PING,
-    RawMsg,
-    encode_headers,
-    encode_pub,
-    encode_sub,
-    encode_unsub,
-)
-from ._reconnect import _Reconnecting
 from ..capture._sql import check_name
 from ..capture._store import DEFAULT_MAX_BYTES, CaptureStore
-from ..wire._subjects import check_publish, check_queue, check_subscribe
-from ._subscription import DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MSGS, Subscription
 from ..errors import (
     BadInputError,
     FlushTimeout,
@@ -41,6 +26,21 @@ from ..errors import (
     RequestTimeout,
     ServiceError,
 )
+from ..wire._msg import Msg, encode_payload, header_items
+from ..wire._protocol import (
+    PING,
+    RawMsg,
+    encode_headers,
+    encode_pub,
+    encode_sub,
+    encode_unsub,
+)
+from ..wire._subjects import check_publish, check_queue, check_subscribe
+from ._analysis import AnalysisMethods
+from ._engine import Gap, _live, _Waiter
+from ._methods import DataMethods
+from ._reconnect import _Reconnecting
+from ._subscription import DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MSGS, Subscription
 
 __all__ = ["Connection", "DrainReport", "Gap"]
 

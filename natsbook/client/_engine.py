@@ -24,17 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..wire._msg import Msg
-from ..wire._protocol import (
-    HARD_MAX_FRAME,
-    PING,
-    PONG,
-    Parser,
-    RawMsg,
-)
 from ..capture._store import DEFAULT_BUDGET, CaptureBudget
-from ._subscription import Subscription
-from ._transport import Credentials, ServerURL, TLSOptions, handshake, parse_url
 from ..errors import (
     AuthError,
     BadInputError,
@@ -47,6 +37,16 @@ from ..errors import (
     TLSError,
     WebSocketUpgradeError,
 )
+from ..wire._msg import Msg
+from ..wire._protocol import (
+    HARD_MAX_FRAME,
+    PING,
+    PONG,
+    Parser,
+    RawMsg,
+)
+from ._subscription import Subscription
+from ._transport import Credentials, ServerURL, TLSOptions, handshake, parse_url
 
 __all__ = ["DEFAULT_PENDING_SIZE", "DEFAULT_RECONNECT_BUFFER", "RECV_SIZE", "Gap"]
 

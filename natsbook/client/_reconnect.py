@@ -12,20 +12,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._engine import _PUB_PREFIXES, RECV_SIZE, Gap, _Engine, _Lost, _Waiter, log
-from ..wire._protocol import (
-    PING,
-    Parser,
-    encode_sub,
-    encode_unsub,
-)
-from ._transport import ServerURL, handshake
 from ..errors import (
     AuthError,
     NatsbookError,
     ProtocolError,
     TLSError,
 )
+from ..wire._protocol import (
+    PING,
+    Parser,
+    encode_sub,
+    encode_unsub,
+)
+from ._engine import _PUB_PREFIXES, RECV_SIZE, Gap, _Engine, _Lost, _Waiter, log
+from ._transport import ServerURL, handshake
 
 __all__: list[str] = []
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ._analysis import SubAnalysisMethods
 from ..capture._frames import filter_table, to_frame
+from ..capture._store import CaptureStore
 from ..wire._msg import Msg
 from ..wire._protocol import RawMsg
-from ..capture._store import CaptureStore
+from ._analysis import SubAnalysisMethods
 
 if TYPE_CHECKING:
     from ._connection import Connection

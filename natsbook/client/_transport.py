@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-from .. import __version__
-from ..wire._protocol import CRLF, PING, decode_info, encode_connect
-from ._websocket import upgrade
+from .._version import __version__
 from ..errors import (
     AuthError,
     BadInputError,
@@ -25,6 +23,8 @@ from ..errors import (
     TLSError,
     WebSocketClosedError,
 )
+from ..wire._protocol import CRLF, PING, decode_info, encode_connect
+from ._websocket import upgrade
 
 __all__ = ["Credentials", "ServerURL", "handshake", "parse_url"]
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ._jsapi import _check_name, _not_found, _stream_call, _stream_not_found, api_request
 from ..errors import BadInputError, JetStreamError
+from ._jsapi import _check_name, _not_found, _stream_call, _stream_not_found, api_request
 
 if TYPE_CHECKING:
     from ..client._connection import Connection

@@ -1,6 +1,6 @@
 """JetStream JSON API plumbing: requests to ``$JS.API.*``, their errors, and "did you mean"
-not-found errors. Shared by :mod:`natsbook.jetstream`, :mod:`natsbook.jetstream._kv` and the readers in
-:mod:`natsbook.jetstream._jsread`."""
+not-found errors. Shared by the stream functions (:mod:`._streams`), KV (:mod:`._kv`) and the
+readers in :mod:`._jsread`."""
 
 from __future__ import annotations
 

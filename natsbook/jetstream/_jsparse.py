@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..wire._protocol import parse_headers
 from ..capture._store import SCHEMA
+from ..wire._protocol import parse_headers
 
 __all__: list[str] = []
 

@@ -20,16 +20,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._jsapi import API, _stream_call, api_request
-from ._jsparse import _parse_acked
-from ..wire._msg import Msg
-from ..wire._protocol import RawMsg
 from ..capture._store import CaptureStore
 from ..errors import JetStreamError, NatsbookError, NotFoundError, Timeout
+from ..wire._msg import Msg
+from ..wire._protocol import RawMsg
+from ._jsapi import API, _stream_call, api_request
+from ._jsparse import _parse_acked
 
 if TYPE_CHECKING:
-    from ..client._connection import Connection
     from .._progress import Progress
+    from ..client._connection import Connection
     from ..client._subscription import Subscription
 
 __all__ = ["BATCH_BYTES", "PushCapture"]

@@ -20,11 +20,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import BadInputError, JetStreamError, NotFoundError
+from ..wire._protocol import parse_headers
 from ._jsapi import API, _not_found, api_request, stream_names
 from ._jsparse import _parse_direct
 from ._jsread import PushCapture, _Batches
-from ..wire._protocol import parse_headers
-from ..errors import BadInputError, JetStreamError, NotFoundError
 from ._streams import add_stream, js_publish, read_stream, stream_info
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def _kv_frame(table: pa.Table, prefix: str, decode: str, include_deleted: bool) 
 
 
 class KV:
-    """A key-value bucket. Open with ``natsbook.jetstream._kv.kv(conn, bucket)`` / ``conn.kv(bucket)``."""
+    """A key-value bucket: ``conn.kv(bucket)`` or ``natsbook.jetstream.kv(conn, bucket)``."""
 
     def __init__(self, conn: Connection, bucket: str, *, timeout: float = 5.0) -> None:
         _check_bucket(bucket)

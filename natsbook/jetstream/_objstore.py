@@ -28,10 +28,16 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
+from .._progress import Progress
+from ..errors import (
+    BadInputError,
+    DigestMismatchError,
+    JetStreamError,
+    NatsbookError,
+    NotFoundError,
+)
 from ._jsapi import API, _not_found, _stream_call, stream_names
 from ._jsread import _Batches, _delete_consumer
-from .._progress import Progress
-from ..errors import BadInputError, DigestMismatchError, JetStreamError, NatsbookError, NotFoundError
 from ._streams import add_stream, js_publish, purge_stream, read_stream, stream_info
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ History reads are bulk reads: the replies of *batched direct get* (server >= 2.1
 ``allow_direct``) land in one internal reader, never one request per message, and the
 JetStream headers are taken apart column-wise with Arrow. Streams without direct access are
 read through an ephemeral pull consumer with no acks (the stream sequence and time travel in
-its ``$JS.ACK`` reply subjects). That machinery lives in :mod:`natsbook.jetstream._jsread`, the API
-plumbing in :mod:`natsbook.jetstream._jsapi`; this module decides what to read and shapes the answers.
+its ``$JS.ACK`` reply subjects). That machinery lives in :mod:`._jsread`, the API plumbing in
+:mod:`._jsapi`; this module decides what to read and shapes the answers.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._progress import Progress
 from ..capture._frames import to_frame
+from ..capture._store import SCHEMA
+from ..errors import BadInputError, JetStreamError, NoRespondersError
 from ._jsapi import _check_name, _stream_call, api_request, stream_names
 from ._jsparse import _empty, _parse
 from ._jsread import (
@@ -39,9 +42,6 @@ from ._jsread import (
     _first_at,
     _rfc3339,
 )
-from .._progress import Progress
-from ..capture._store import SCHEMA
-from ..errors import BadInputError, JetStreamError, NoRespondersError
 
 if TYPE_CHECKING:
     from ..client._connection import Connection

@@ -23,169 +23,34 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any, TextIO
 
 from .. import __version__
-from ..client import LocalServer
 from ..errors import BadInputError, NatsbookError
+from ._run import (
+    StatusLine,
+    Stopper,
+    _embedded_server,
+    _free_port,
+    _http_json,
+    _port_free,
+    _server_summary,
+    _sim_summary,
+    _start_simulator,
+    _write_ready_file,
+)
 
 __all__ = ["find_notebooks", "main"]
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+#: The natsbook package (the wheel bundles the examples in its notebooks/ folder).
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 COPY_DIR_NAME = "natsbook-notebooks"
 LAB_READY_TIMEOUT = 90.0
-
-
-# -- small helpers ---------------------------------------------------------------------------
-class StatusLine:
-    """One line rewritten in place on a terminal; silent when output is not a terminal."""
-
-    def __init__(self, stream: TextIO, enabled: bool = True) -> None:
-        self.stream = stream
-        self.enabled = enabled and stream.isatty()
-        self._shown = False
-
-    def update(self, text: str) -> None:
-        if not self.enabled:
-            return
-        width = shutil.get_terminal_size((100, 20)).columns - 1
-        self.stream.write("\r\x1b[K" + text[:width])
-        self.stream.flush()
-        self._shown = True
-
-    def clear(self) -> None:
-        if self._shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._shown = False
-
-
-class Stopper:
-    """SIGINT/SIGTERM set an event instead of raising in the middle of start-up or clean-up.
-
-    A second Ctrl-C raises KeyboardInterrupt, for a clean-up that hangs.
-    """
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.event.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-        self.event.set()
-
-    def __enter__(self) -> Stopper:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    @property
-    def stopped(self) -> bool:
-        return self.event.is_set()
-
-    def wait(self, timeout: float) -> bool:
-        return self.event.wait(timeout)
-
-
-def _port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _write_ready_file(path: str | None, info: dict[str, Any]) -> None:
-    """Write JSON atomically (others poll for the file's existence)."""
-    if not path:
-        return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.chmod(tmp, 0o600)
-    tmp.replace(target)
-
-
-def _http_json(url: str, headers: dict[str, str] | None = None,
-               timeout: float = 2.0) -> Any:
-    req = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read())
-
-
-def _count(n: float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return f"{int(n)}"
-
-
-def _server_summary(monitor_url: str | None) -> str:
-    if not monitor_url:
-        return ""
-    try:
-        v = _http_json(f"{monitor_url}/varz", timeout=1.0)
-    except (OSError, ValueError):
-        return "server: no answer from monitoring"
-    return (f"conns {v.get('connections', 0)} · in {_count(v.get('in_msgs', 0))} msgs · "
-            f"out {_count(v.get('out_msgs', 0))} msgs")
-
-
-def _sim_summary(sim: Any) -> str:
-    if sim is None:
-        return ""
-    st = sim.stats
-    return (f"simulator {_count(st['published'])} readings · {st['anomalies']} anomalies · "
-            f"{st['malformed']} malformed · {sum(st['jobs_done'].values())} jobs")
-
-
-@contextlib.contextmanager
-def _embedded_server(args: argparse.Namespace) -> Iterator[LocalServer]:
-    srv = LocalServer(port=getattr(args, "nats_port", 0) or 0,
-                      jetstream=not getattr(args, "no_jetstream", False), monitor=True,
-                      store_dir=getattr(args, "store_dir", None))
-    srv.monitor_port = getattr(args, "monitor_port", 0) or None
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
-def _start_simulator(url: str, args: argparse.Namespace) -> Any:
-    from .simulator import Simulator
-
-    return Simulator(url, devices=args.devices, rate=args.rate, seed=args.seed,
-                     workers=args.workers, job_rate=args.job_rate,
-                     anomaly_rate=args.anomaly_rate, malformed_rate=args.malformed_rate,
-                     services=not args.no_services, prefix=args.prefix,
-                     inject_every=args.inject_every).start()
 
 
 # -- notebooks -------------------------------------------------------------------------------

@@ -33,11 +33,9 @@ from typing import Any
 
 import orjson
 
-from ..client import connect
-from ..client import Connection
-from ..wire import Msg
-from ..client import Subscription
+from ..client import Connection, Subscription, connect
 from ..errors import BadInputError, ConnectionClosedError, NatsbookError
+from ..wire import Msg
 
 __all__ = ["DEFAULT_SITES", "SERVICES", "STATUSES", "Simulator"]
 

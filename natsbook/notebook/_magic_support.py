@@ -19,8 +19,8 @@ import orjson
 from IPython.core.error import UsageError
 
 from .. import Msg
-from ._display import plural
 from ..errors import ConnectionClosedError, NatsbookError
+from ._display import plural
 
 if TYPE_CHECKING:
     from natsbook import Subscription

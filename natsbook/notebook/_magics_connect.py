@@ -13,6 +13,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 import natsbook
 
+from ..errors import NatsbookError
 from ._context import NatsContext, load_context
 from ._magic_support import (
     _AUTH_KEYS,
@@ -22,7 +23,6 @@ from ._magic_support import (
 )
 from ._magics_base import NatsMagicsBase
 from ._scrub import scrub_cell
-from ..errors import NatsbookError
 
 if TYPE_CHECKING:
     from natsbook import Connection

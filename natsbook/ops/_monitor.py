@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..errors import BadInputError, MonitorError
 from ._monframes import CONNZ_FIRST, parse_duration, records, stack
 from ._sysmon import Gathered, gather, sys_options
-from ..errors import BadInputError, MonitorError
 
 if TYPE_CHECKING:
     from ..client._connection import Connection

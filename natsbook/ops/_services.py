@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
-from ..wire._msg import Msg
 from ..errors import BadInputError, NatsbookError
+from ..wire._msg import Msg
 
 if TYPE_CHECKING:
     from ..client._connection import Connection

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from ._protocol import parse_headers
 from ..errors import BadHeaderError, BadInputError
+from ._protocol import parse_headers
 
 __all__ = ["Headers", "Msg", "encode_payload"]
 

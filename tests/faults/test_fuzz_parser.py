@@ -9,8 +9,8 @@ import orjson
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
-from natsbook.wire._protocol import MAX_CONTROL_LINE, Parser, encode_headers
 from natsbook.errors import ProtocolError
+from natsbook.wire._protocol import MAX_CONTROL_LINE, Parser, encode_headers
 from tests.support import reference_codec
 
 MAX_PAYLOAD = 4096

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
-from .._display import plural
 from ...errors import NatsbookError
+from .._display import plural
 from ._base import Updater, style_widget
 from .explorer import SubjectExplorer
 from .publish import PublishPanel

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 import orjson
 
-from .._display import plural
-from ...wire import RawMsg
 from ...errors import NatsbookError
+from ...wire import RawMsg
+from .._display import plural
 from ._base import (
     Panel,
     RateMeter,
@@ -42,9 +42,8 @@ from .plot import LinePlot
 from .tree import Node, SubjectTree, build_tree, visible_rows
 
 if TYPE_CHECKING:
-    from ...client import Connection
+    from ...client import Connection, Subscription
     from ...wire import Msg
-    from ...client import Subscription
 
 __all__ = ["SubjectExplorer", "SubjectStats", "default_field", "diff_html", "numeric_fields"]
 

@@ -1,10 +1,11 @@
 """A view that refreshes as traffic arrives: ``sub.live(fn)``, ``conn.live(fn)``, ``%nats_live``.
 
-The refresher thread (``natsbook.capture._live.Refresher``) computes the result; this widget only turns
-it into trait values: the result becomes the ``outputs`` of an ``Output`` (a DataFrame as its
-HTML table, a matplotlib figure as a PNG, anything else by its rich repr), an error becomes an
-HTML box above the last good result. Nothing here uses ``with output:`` (that is not safe from
-a thread); renders are at most every ``every`` >= 0.1 s, so at most ten trait updates a second.
+The refresher thread (``natsbook.capture._live.Refresher``) computes the result; this widget
+only turns it into trait values: the result becomes the ``outputs`` of an ``Output`` (a
+DataFrame as its HTML table, a matplotlib figure as a PNG, anything else by its rich repr), an
+error becomes an HTML box above the last good result. Nothing here uses ``with output:`` (that
+is not safe from a thread); renders are at most every ``every`` >= 0.1 s, so at most ten trait
+updates a second.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import pandas as pd
 from ...capture import Refresher
 
 if TYPE_CHECKING:
-    from ...client import Connection
-    from ...client import Subscription
+    from ...client import Connection, Subscription
 
 __all__ = ["LiveView", "mimebundle"]
 

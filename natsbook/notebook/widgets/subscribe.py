@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 import pandas as pd
 
-from .._display import plural
 from ...errors import BadInputError, NatsbookError
+from .._display import plural
 from ._base import (
     Panel,
     RateMeter,
@@ -30,8 +30,7 @@ from ._base import (
 )
 
 if TYPE_CHECKING:
-    from ...client import Connection
-    from ...client import Subscription
+    from ...client import Connection, Subscription
 
 __all__ = ["SubscribePanel"]
 
