@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ._analysis_api import AnalysisMethods
+from ._batch import BatchMethods
 from ._data_api import DataMethods
 from ._engine import Gap, _live, _Waiter
 from ._frames import filter_table, to_frame
@@ -58,13 +59,13 @@ class DrainReport:
         return not (self.undelivered_callbacks or self.unsent_bytes or self.errors)
 
 
-class Connection(_Reconnecting, DataMethods, AnalysisMethods):
+class Connection(_Reconnecting, DataMethods, AnalysisMethods, BatchMethods):
     """A NATS connection. Create with :func:`natsbook.connect`."""
 
     def _build_pub(self, subject: str, data: Any, reply: str | None,
-                   headers: Mapping[str, Any] | None) -> bytes:
+                   headers: Mapping[str, Any] | None, *, own_reply: bool = False) -> bytes:
         check_publish(subject)
-        if reply is not None:
+        if reply is not None and not own_reply:  # natsbook's own inboxes are valid
             check_publish(reply)
         payload = encode_payload(data)
         hdr = encode_headers(header_items(headers)) if headers else None
@@ -114,13 +115,15 @@ class Connection(_Reconnecting, DataMethods, AnalysisMethods):
                         self._check_open()
                         raise FlushTimeout(timeout)
                     self._cond.wait(left)
-                was_empty = not self._out
+                start = time.perf_counter()
                 self._pongs.append(waiter)
-                self._out.append(PING)
-                self._out_bytes += len(PING)
+                direct = self._send_direct(PING)
+                was_empty = not self._out and direct != 1
+                if not direct:
+                    self._out.append(PING)
+                    self._out_bytes += len(PING)
             if was_empty:
                 self._wake()
-            start = time.perf_counter()
             try:
                 answered = waiter.event.wait(max(deadline - time.monotonic(), 0))
             except BaseException:  # Ctrl-C: the PONG, when it comes, is owed to no one
@@ -331,12 +334,13 @@ class Connection(_Reconnecting, DataMethods, AnalysisMethods):
         start = time.monotonic()
         self._ensure_resp_sub(timeout)
         token = str(next(self._resp_tokens))
-        frame = self._build_pub(subject, data, self._resp_prefix + token, headers)
+        frame = self._build_pub(subject, data, self._resp_prefix + token, headers,
+                                own_reply=True)
         waiter = _Waiter()
         try:
             with self._lock:
                 self._resp_map[token] = waiter
-            self._queue(frame, msgs=1)
+            self._queue(frame, msgs=1, direct=True)
             left = timeout - (time.monotonic() - start)
             if not waiter.event.wait(max(left, 0)):
                 raise RequestTimeout(subject, timeout)
