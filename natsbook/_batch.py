@@ -232,12 +232,12 @@ def request_batch(conn: Connection, subject: str, payloads: Iterable[Any], *,
             bar.close(finished)
     times = [None if s is None or s.row is None else int(s.t_recv * 1e9) for s in slots]
     rows = [None if s is None else s.row for s in slots]
-    frame = to_frame(_table(times, rows), decode, extra=[
+    df = to_frame(_table(times, rows), decode, extra=[
         ("latency_ms", pa.array(latency, pa.float64())),
         ("error", pa.array(errors, pa.string())),
     ])
-    frame["error"] = pd.Series(errors, dtype=object, index=frame.index)  # None, not NaN
-    return frame
+    df["error"] = pd.Series(errors, dtype=object, index=df.index)  # None, not NaN
+    return df
 
 def request_many(conn: Connection, subject: str, data: Any = b"", *,
                  max_replies: int | None = None, max_wait: float = 1.0,
