@@ -91,7 +91,16 @@ class Connection(_Reconnecting, DataMethods, AnalysisMethods, BatchMethods):
             NotConnectedError: reconnecting and the reconnect buffer is full.
             ConnectionClosedError: the connection was closed.
         """
-        self._check_open()
+        if self._status == "closed":
+            self._check_open()
+        if reply is None and not headers and type(data) is bytes:
+            # The loop case, without the general path's calls (profiled: they were a third of
+            # a publish); the same checks in the same order.
+            frame = b"PUB %b %d\r\n%b\r\n" % (check_publish(subject).encode(), len(data), data)
+            if len(data) > self.max_payload:
+                raise MaxPayloadError(len(data), self.max_payload)
+            self._queue(frame, msgs=1)
+            return
         self._queue(self._build_pub(subject, data, reply, headers), msgs=1)
 
     def flush(self, timeout: float = 10.0) -> float:
