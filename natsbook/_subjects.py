@@ -51,6 +51,11 @@ def check_publish(subject: str) -> str:
     """
     if type(subject) is str and len(subject) <= MAX_SUBJECT_LEN and _PLAIN.fullmatch(subject):
         return subject
+    return _check_publish_full(subject)
+
+
+def _check_publish_full(subject: str) -> str:
+    """check_publish without the fast path (the tests hold the two to the same answers)."""
     tokens = _common(subject, "publish")
     for tok in tokens:
         if tok == "*" or tok == ">":
