@@ -462,7 +462,7 @@ class Connection(_Reconnecting, DataMethods, AnalysisMethods, BatchMethods):
             return
         with self._lock:
             self._stop.set()  # under the lock: _resume checks it there
-        self._wake()
+        self._wake(force=True)
         io = self._thread
         if io is not None and io is not threading.current_thread():
             io.join(timeout)

@@ -277,12 +277,13 @@ class _Engine:
                 pass
         self._wake_r = self._wake_w = -1
 
-    def _wake(self) -> None:
-        # While the flag is set the I/O thread is sure to look at the queue again before it
-        # sleeps (it clears the flag first thing in each round), so one byte per round is
-        # enough. A publish loop used to write the pipe for one call in ten (profiled: most
-        # of its cost).
-        if self._wake_pending:
+    def _wake(self, force: bool = False) -> None:
+        # While the flag is set the I/O thread is busy writing and sure to look at the queue
+        # again before it sleeps (it clears the flag only when it finds the queue empty), so
+        # no byte is needed. A publish loop used to write the pipe for one call in ten
+        # (profiled: the syscall and the thread switch it causes were most of its cost).
+        # `force`: not about the queue (close()).
+        if self._wake_pending and not force:
             return
         self._wake_pending = True
         try:
@@ -300,10 +301,12 @@ class _Engine:
             writing = False
             next_ping = time.monotonic() + self.ping_interval
             while not self._stop.is_set():
-                # Cleared before the queue is looked at: what is queued from here on either
-                # is seen now or wakes the select below.
-                self._wake_pending = False
                 want_write = bool(self._inflight or self._out)
+                if not want_write:
+                    # About to sleep: from here on a queued frame must wake us. Cleared, then
+                    # the queue looked at again, so a frame queued just before is not missed.
+                    self._wake_pending = False
+                    want_write = bool(self._inflight or self._out)
                 if want_write != writing:
                     sel.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE
                                                              if want_write else 0))
