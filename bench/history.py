@@ -1,12 +1,12 @@
 """Benchmark: read 100k stored messages into a DataFrame, natsbook vs nats-py.
 
-natsbook: ``stream_history`` (batched direct get into one capture subscription, headers
-parsed column-wise). Baseline, measured in the same run against the same server and stream:
-nats-py's ordered push consumer (flow control + heartbeats) with a callback collecting
-(seq, time, subject, data), then one ``pd.DataFrame``. Both sides keep payloads as bytes
-(``decode="bytes"``) so the comparison is the transport and framing, not JSON parsing;
-natsbook's JSON-flattening read and its pull-consumer path (streams without direct access)
-are printed too, for information.
+natsbook: ``stream_history`` with its default method (a pull consumer into one capture
+subscription, headers parsed column-wise). Baseline, measured in the same run against the same
+server and stream: nats-py's ordered push consumer (flow control + heartbeats) with a callback
+collecting (seq, time, subject, data), then one ``pd.DataFrame``. Both sides keep payloads as
+bytes (``decode="bytes"``) so the comparison is the transport and framing, not JSON parsing;
+natsbook's JSON-flattening read and its batched direct-get path (``method="direct"``, the
+former default) are printed too, so the choice of default stays visible.
 
 Run: ``python bench/history.py [N] [REPEATS]``. Not a test: prints medians and the ratio.
 """
@@ -90,7 +90,7 @@ def main() -> None:
         natsbook_read(conn, n)
         natspy_read(srv.url, n)
         results: dict[str, list[float]] = {"natsbook": [], "natsbook json": [],
-                                           "natsbook pull": [], "nats-py": []}
+                                           "natsbook direct": [], "nats-py": []}
         for r in range(repeats):
             # Alternate the order so neither side always runs on a warmer server cache.
             order = ["natsbook", "nats-py"] if r % 2 == 0 else ["nats-py", "natsbook"]
@@ -100,7 +100,7 @@ def main() -> None:
                 else:
                     results[name].append(natspy_read(srv.url, n))
             results["natsbook json"].append(natsbook_read(conn, n, "json"))
-            results["natsbook pull"].append(natsbook_read(conn, n, method="consumer"))
+            results["natsbook direct"].append(natsbook_read(conn, n, method="direct"))
         med = {k: statistics.median(v) for k, v in results.items()}
         for k, v in results.items():
             runs = ", ".join(f"{x:.3f}" for x in v)

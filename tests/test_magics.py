@@ -288,6 +288,12 @@ def test_req_errors(nats: TestingShell, responder: str, subject: str) -> None:
      ["0", "-3", "1.5", "inf", "nan", "10000001", str(10**30), "many"], "1 to 10,000,000"),
     ("%nats_sub {s} --max {v}", "--max", ["0", "-1", "2.5", "nan", str(10**12)],
      "1 to 1,000,000,000"),
+    ("%nats_req {s}.svc hi --replies {v}", "--replies", ["0", "-1", "2.5", "nan", "1000001"],
+     "1 to 1,000,000"),
+    ("%nats_req {s}.svc hi --count {v}", "--count", ["0", "-3", "1.5", "inf", "10000001"],
+     "1 to 10,000,000"),
+    ("%nats_req {s}.svc hi --count 5 --concurrency {v}", "--concurrency",
+     ["0", "-1", "2.5", "nan", "100001"], "1 to 100,000"),
     ("%nats_msgs --last {v}", "--last", ["0", "-1", "inf", "nan", str(10**12)],
      "1 to 1,000,000,000"),
     ("%nats_stream S --last {v}", "--last", ["0", "-2", "inf", "x"], "1 to 1,000,000,000"),
@@ -718,3 +724,26 @@ def test_count_templates_subject_too(nats: TestingShell, server: natsbook.LocalS
         df = sub.to_pandas("json")
         assert df["subject"].tolist() == ["magic.tpl.dev1", "magic.tpl.dev2", "magic.tpl.dev3"]
         assert df["n"].tolist() == [1, 2, 3]
+
+
+def test_req_replies_and_count(nats: TestingShell, responder: str, subject: str,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    nats.run_cell(f"df = %nats_req {responder} hi --replies 3 --timeout 0.3")
+    df = nats.user_ns["df"]
+    assert len(df) == 1 and "latency_ms" in df.columns
+    assert f"1 reply from '{responder}' (asked for 3" in capsys.readouterr().out
+    nats.run_cell(f"df = %nats_req {responder} hi --count 50 --concurrency 7")
+    df = nats.user_ns["df"]
+    assert len(df) == 50 and df["error"].isna().all()
+    out = capsys.readouterr().out
+    assert f"50 requests to '{responder}', 7 in flight at most: 50 ok, 0 failed" in out
+    assert "p50" in out and "p99" in out
+    nats.run_cell(f"df = %nats_req {subject}.nobody hi --count 3")
+    assert "errors: NoRespondersError 3" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="do not go together"):
+        nats.run_cell(f"%nats_req {responder} hi --count 3 --replies 2")
+    with pytest.raises(UsageError, match="--concurrency goes with --count"):
+        nats.run_cell(f"%nats_req {responder} hi --concurrency 3")
+    with pytest.raises(UsageError, match="no responders"):
+        nats.run_cell(f"%nats_req {subject}.nobody hi --replies 2")

@@ -75,6 +75,7 @@ class _Reconnecting(_Engine):
         now = time.time()
         with self._lock:
             self._status = "reconnecting"
+            self._direct_sock = None
             self._gaps.append(Gap(now, None, self._server.url, reason))
             unsent: list[bytes] = []
             sent = self._inflight_sent
@@ -215,6 +216,7 @@ class _Reconnecting(_Engine):
         # marker is the last PONG owed by the lame duck.
         marker = _Waiter()
         with self._lock:
+            self._direct_sock = None  # from here on, frames wait for the new socket
             frames = self._inflight[:]
             sent = self._inflight_sent
             frames.extend(self._out)

@@ -30,6 +30,9 @@ from ._magic_support import (
 )
 from ._magics_base import NatsMagicsBase
 
+MAX_REPLIES = 1_000_000
+MAX_CONCURRENCY = 100_000
+
 if TYPE_CHECKING:
     from natsbook import Msg, Subscription
 
@@ -195,20 +198,54 @@ class MessagingMagics(NatsMagicsBase):
               help="seconds to wait, > 0 and at most 86400 (default: %%config "
                    "NatsMagics.timeout)")
     @argument("-H", "--header", action="append", metavar="KEY:VALUE", help="a header; repeat")
+    @argument("--replies", default=None, metavar="N",
+              help="scatter-gather: collect up to N replies (1 to 1,000,000) within --timeout; "
+                   "returns them as a DataFrame")
+    @argument("--count", "-c", default=None, metavar="N",
+              help="load test: send the request N times (1 to 10,000,000), prints a latency "
+                   "summary, returns the DataFrame of request_batch")
+    @argument("--concurrency", default=None, metavar="C",
+              help="with --count: requests in flight at most (1 to 100,000; default 100)")
     @no_var_expand
     @line_cell_magic
-    def nats_req(self, line: str, cell: str | None = None) -> Msg:
+    def nats_req(self, line: str, cell: str | None = None) -> Msg | pd.DataFrame:
         """Send a request; shows the reply (pretty JSON when it is JSON) and the round-trip
-        time, returns the reply Msg."""
+        time, returns the reply Msg. ``--replies N`` gathers many replies,
+        ``--count N --concurrency C`` load-tests the service."""
         args = _parse_payload_line(self.nats_req, line)
         if cell is not None and args.payload is not None:
             raise UsageError("%%nats_req takes the payload from the cell body - leave it off the "
                              "line")
         timeout = _seconds_arg("--timeout", args.timeout) or self.timeout
+        replies = _int_arg("--replies", args.replies, 1, MAX_REPLIES)
+        count = _int_arg("--count", args.count, 1, MAX_PUB_COUNT)
+        concurrency = _int_arg("--concurrency", args.concurrency, 1, MAX_CONCURRENCY)
+        if replies is not None and count is not None:
+            raise UsageError("--replies (one request, many replies) and --count (many requests)"
+                             " do not go together - pick one")
+        if concurrency is not None and count is None:
+            raise UsageError("--concurrency goes with --count N (how many requests to send)")
         conn = self._require()
         subject = self._expand(args.subject) or ""
         body = cell.rstrip("\r\n") if cell is not None else self._expand(args.payload)
         headers = _headers([self._expand(h) or "" for h in args.header or []])
+        if replies is not None:
+            with _usage_errors():
+                frame = conn.request_many(subject, body or "", max_replies=replies,
+                                          max_wait=timeout, headers=headers,
+                                          decode=self.decode.lower())
+            print(f"natsbook: {len(frame)} repl{'y' if len(frame) == 1 else 'ies'} from "
+                  f"{subject!r} (asked for {replies}, waited at most {timeout:g}s)")
+            return frame
+        if count is not None:
+            with _usage_errors():
+                start = time.perf_counter()
+                frame = conn.request_batch(subject, [body or ""] * count,
+                                           concurrency=concurrency or 100, timeout=timeout,
+                                           headers=headers, decode=self.decode.lower())
+                elapsed = time.perf_counter() - start
+            print(latency_summary(frame, subject, concurrency or 100, elapsed))
+            return frame
         with _usage_errors():
             start = time.perf_counter()
             msg = conn.request(subject, body or "", timeout=timeout, headers=headers)
@@ -220,3 +257,22 @@ class MessagingMagics(NatsMagicsBase):
                 print(f"  {key}: {value}")
         print(_render_payload(msg.data))
         return _shown_here(_reply_msg(msg), self.shell)  # printed: no raw Msg(...) under it
+
+
+def latency_summary(frame: pd.DataFrame, subject: str, concurrency: int,
+                    elapsed: float) -> str:
+    """A few lines on a request_batch run: how many answered, errors by kind, latency
+    percentiles (of the answered requests)."""
+    n = len(frame)
+    ok = frame["latency_ms"][frame["error"].isna()]
+    lines = [f"natsbook: {n:,} requests to {subject!r}, {concurrency} in flight at most: "
+             f"{len(ok):,} ok, {n - len(ok):,} failed in {elapsed:.2f}s "
+             f"({n / max(elapsed, 1e-9):,.0f} req/s)"]
+    errors = frame["error"].dropna().value_counts()
+    if len(errors):
+        lines.append("  errors: " + ", ".join(f"{k} {v:,}" for k, v in errors.items()))
+    if len(ok):
+        q = ok.quantile([0.5, 0.9, 0.99])
+        lines.append(f"  latency ms: min {ok.min():.3f}  p50 {q[0.5]:.3f}  p90 {q[0.9]:.3f}  "
+                     f"p99 {q[0.99]:.3f}  max {ok.max():.3f}")
+    return "\n".join(lines)

@@ -175,6 +175,67 @@ _MSG_RE = re.compile(rb"MSG ([^ \t\r\n]+) ([^ \t\r\n]+) (?:([^ \t\r\n]+) )?(\d{1
 _RUN_REPEAT = rb"++" if sys.version_info >= (3, 11) else rb"+"
 
 
+#: Bytes left in a read before a bulk pass (below) pays for its split.
+BULK_MIN = 2048
+#: Bytes one bulk pass splits at most: its cost stays proportional to what it can take.
+BULK_WINDOW = 1 << 16
+
+
+def _bulk_msgs(buf: bytes, pos: int, limit: int,
+               out: dict[bytes, list[RawMsg]]) -> tuple[int, int, bool]:
+    """Plain MSG frames from `pos` on, for floods whose lines differ frame to frame (many
+    subjects, sizes): one C-level split of the rest of the read on CRLF gives, while no
+    payload holds a CRLF, the pieces line, payload, line, payload... Each row is proven before
+    it is taken: its line is exactly what the parser's MSG regex accepts and its payload is as
+    long as the line says. A payload holding a CRLF makes its own line's size disagree (the
+    piece after its line is shorter than the size), so the pass stops at the first frame it
+    cannot prove (a control line, an HMSG, an odd line) and the caller's loop goes on from
+    there: rows before it are exact. Returns (rows taken, new position, whether every complete
+    frame of the window was taken)."""
+    rest = buf[pos:pos + BULK_WINDOW]
+    pieces = rest.split(b"\r\n")
+    pairs = (len(pieces) - 1) >> 1
+    lines = pieces[0:2 * pairs:2]
+    payloads = pieces[1:2 * pairs:2]
+    # Tabs, CRs or LFs outside the CRLFs: then every line is checked for them on its own.
+    clean = (b"\t" not in rest and rest.count(b"\n") == rest.count(b"\r") == len(pieces) - 1)
+    last_sid = b""
+    last_list: list[RawMsg] = []
+    taken = 0
+    for line, payload in zip(lines, payloads, strict=True):
+        t = line.split(b" ")
+        k = len(t)
+        if k == 4:
+            op, subject, sid, size_b = t
+            reply = None
+            if not subject or not sid:
+                break
+        elif k == 5:
+            op, subject, sid, reply, size_b = t
+            if not subject or not sid or not reply:
+                break
+        else:
+            break
+        if op != b"MSG" or not size_b.isdigit() or len(size_b) > 12:
+            break
+        size = int(size_b)
+        if size != len(payload) or size > limit:
+            break
+        if not clean and (b"\t" in line or b"\r" in line or b"\n" in line):
+            break
+        if sid != last_sid:
+            got = out.get(sid)
+            if got is None:
+                got = out[sid] = []
+            last_sid, last_list = sid, got
+        last_list.append((subject, reply, None, payload))
+        taken += 1
+    if not taken:
+        return 0, pos, False
+    used = sum(map(len, lines[:taken])) + sum(map(len, payloads[:taken])) + 4 * taken
+    return taken, pos + used, taken == pairs
+
+
 @lru_cache(maxsize=256)
 def _run_pattern(line: bytes, size: int) -> re.Pattern[bytes]:
     """A run of complete frames that all carry exactly this MSG line and payload size."""
@@ -244,6 +305,9 @@ class Parser:
         reply: bytes | None = None
         size = hdr_len = 0
         msg_match = _MSG_RE.match
+        # Consecutive MSG lines with a new subject; from 2 on, bulk passes are tried. A pass
+        # that proves little turns them off for the rest of this read.
+        varied = 0
         try:
             while pos < n:
                 if not countdown and cache_len >= 0 and startswith(cache_line, pos) \
@@ -267,8 +331,19 @@ class Parser:
                                               for q in range(first, stop, frame_len)])
                             pos = stop
                             continue
+                elif varied >= 2 and n - pos >= BULK_MIN and startswith(b"MSG ", pos):
+                    # Lines differ frame after frame: prove and take plain MSG frames in bulk.
+                    taken, pos, whole = _bulk_msgs(buf, pos, limit, groups)
+                    last_sid = b""  # the bulk pass appended to the groups itself
+                    # Window done: go on in bulk. Stopped at a frame it could not prove: that
+                    # one goes through the regex path, then bulk again if lines still differ.
+                    # Nothing proved: no more bulk in this read.
+                    varied = 2 if whole else 1 if taken else -(1 << 30)
+                    continue
                 elif (m := msg_match(buf, pos)) is not None:
                     # The common MSG line, split by the regex engine in one C call.
+                    if subject != m.group(1):
+                        varied += 1
                     subject, sid, reply, size_b = m.groups()
                     size = int(size_b)
                     hdr_len = 0

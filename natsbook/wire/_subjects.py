@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from ..errors import BadSubjectError
@@ -11,6 +12,9 @@ __all__ = ["check_publish", "check_queue", "check_subscribe", "matches"]
 _WHITESPACE = frozenset(" \t\r\n\f\v")
 # Subjects longer than this are refused client-side; the server would reject the line anyway.
 MAX_SUBJECT_LEN = 4096
+# The common case, proven valid in one C-level match: tokens of plain characters (no
+# whitespace, no wildcard characters at all). Anything else takes the full check.
+_PLAIN = re.compile(r"[A-Za-z0-9_\-$:]+(?:\.[A-Za-z0-9_\-$:]+)*")
 
 
 def _common(subject: object, kind: str) -> list[str]:
@@ -45,6 +49,13 @@ def check_publish(subject: str) -> str:
     Raises:
         BadSubjectError: naming the problem and the fix.
     """
+    if type(subject) is str and len(subject) <= MAX_SUBJECT_LEN and _PLAIN.fullmatch(subject):
+        return subject
+    return _check_publish_full(subject)
+
+
+def _check_publish_full(subject: str) -> str:
+    """check_publish without the fast path (the tests hold the two to the same answers)."""
     tokens = _common(subject, "publish")
     for tok in tokens:
         if tok == "*" or tok == ">":
