@@ -33,7 +33,7 @@ RUNTIME_ALLOWED = {
 }
 FRONT_ENDS = {"notebook", "lab"}
 LAYERS = set(RUNTIME_ALLOWED) | FRONT_ENDS
-MAX_LINES = 520
+MAX_LINES = 525  # "~500": a module past this is asking to be split along a seam
 
 
 def _module_name(path: Path) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,29 +18,20 @@ from ..capture._sql import check_name
 from ..capture._store import DEFAULT_MAX_BYTES, CaptureStore
 from ..errors import (
     BadInputError,
-    FlushTimeout,
-    MaxPayloadError,
     NatsbookError,
-    NoRespondersError,
-    ProtocolError,
-    RequestTimeout,
-    ServiceError,
 )
-from ..wire._msg import Msg, encode_payload, header_items
+from ..wire._msg import Msg
 from ..wire._protocol import (
-    PING,
     RawMsg,
-    encode_headers,
-    encode_pub,
     encode_sub,
     encode_unsub,
 )
-from ..wire._subjects import check_publish, check_queue, check_subscribe
+from ..wire._subjects import check_queue, check_subscribe
 from ._analysis import AnalysisMethods
 from ._batch import BatchMethods
-from ._engine import Gap, _live, _Waiter
+from ._engine import Gap, _live
 from ._methods import DataMethods
-from ._reconnect import _Reconnecting
+from ._publishing import _Publishing
 from ._subscription import DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MSGS, Subscription
 
 __all__ = ["Connection", "DrainReport", "Gap"]
@@ -59,118 +50,8 @@ class DrainReport:
         return not (self.undelivered_callbacks or self.unsent_bytes or self.errors)
 
 
-class Connection(_Reconnecting, DataMethods, AnalysisMethods, BatchMethods):
+class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
     """A NATS connection. Create with :func:`natsbook.connect`."""
-
-    def _build_pub(self, subject: str, data: Any, reply: str | None,
-                   headers: Mapping[str, Any] | None, *, own_reply: bool = False) -> bytes:
-        check_publish(subject)
-        if reply is not None and not own_reply:  # natsbook's own inboxes are valid
-            check_publish(reply)
-        payload = encode_payload(data)
-        hdr = encode_headers(header_items(headers)) if headers else None
-        size = len(payload) + (len(hdr) if hdr else 0)
-        if size > self.max_payload:
-            raise MaxPayloadError(size, self.max_payload)
-        return encode_pub(subject.encode(), reply.encode() if reply else None, payload, hdr)
-
-    def publish(self, subject: str, data: Any = b"", *, reply: str | None = None,
-                headers: Mapping[str, Any] | None = None) -> None:
-        """Publish a message. Returns once queued; ``flush()`` waits until the server has it.
-
-        Args:
-            subject: a concrete subject (no wildcards).
-            data: bytes-like, str (UTF-8), or a dict/list/number (sent as JSON).
-            reply: optional reply subject.
-            headers: mapping of key -> value or list of values (repeated keys are kept);
-                numbers are sent as text (``5`` -> "5"), bools as "true"/"false".
-
-        Raises:
-            BadSubjectError, BadHeaderError, MaxPayloadError, BadInputError: bad input; nothing
-                was sent.
-            NotConnectedError: reconnecting and the reconnect buffer is full.
-            ConnectionClosedError: the connection was closed.
-        """
-        if self._status == "closed":
-            self._check_open()
-        if reply is None and not headers and type(data) is bytes:
-            # The loop case, without the general path's calls (profiled: they were a third of
-            # a publish); the same checks in the same order.
-            frame = b"PUB %b %d\r\n%b\r\n" % (check_publish(subject).encode(), len(data), data)
-            if len(data) > self.max_payload:
-                raise MaxPayloadError(len(data), self.max_payload)
-            self._queue(frame, msgs=1)
-            return
-        self._queue(self._build_pub(subject, data, reply, headers), msgs=1)
-
-    def flush(self, timeout: float = 10.0) -> float:
-        """Barrier: returns once the server has processed everything sent before it.
-
-        Returns the round-trip time in seconds. Waits through a reconnect within `timeout`;
-        then it is a barrier on the new server only: publishes the old one had not processed
-        when the connection dropped may be lost, and ``conn.gaps()`` shows that interval.
-
-        Raises:
-            FlushTimeout: no answer within `timeout`.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            self._check_open()
-            waiter = _Waiter()
-            with self._lock:
-                while self._status != "connected":
-                    left = deadline - time.monotonic()
-                    if left <= 0 or self._status == "closed":
-                        self._check_open()
-                        raise FlushTimeout(timeout)
-                    self._cond.wait(left)
-                start = time.perf_counter()
-                self._pongs.append(waiter)
-                direct = self._send_direct(PING)
-                was_empty = not self._out and direct != 1
-                if not direct:
-                    self._out.append(PING)
-                    self._out_bytes += len(PING)
-            if was_empty:
-                self._wake()
-            try:
-                answered = waiter.event.wait(max(deadline - time.monotonic(), 0))
-            except BaseException:  # Ctrl-C: the PONG, when it comes, is owed to no one
-                self._drop_waiter(waiter)
-                raise
-            if not answered:
-                self._drop_waiter(waiter)
-                raise FlushTimeout(timeout)
-            if not waiter.lost:
-                self._rtt = time.perf_counter() - start
-                return self._rtt
-            if time.monotonic() >= deadline:
-                self._check_open()
-                raise FlushTimeout(timeout)
-
-    def _drop_waiter(self, waiter: _Waiter) -> None:
-        """Forget an abandoned flush: its PONG still arrives in order, for no one."""
-        with self._lock:
-            for i, w in enumerate(self._pongs):
-                if w is waiter:
-                    self._pongs[i] = None
-                    break
-
-    def _queue_nowait(self, frame: bytes) -> None:
-        """Queue a control frame without waiting for room (cleanup paths that must not block);
-        nothing to do on a closed connection."""
-        with self._lock:
-            if self._status == "closed":
-                return
-            was_empty = not self._out
-            self._out.append(frame)
-            self._out_bytes += len(frame)
-        if was_empty:
-            self._wake()
-
-    def rtt(self, timeout: float = 5.0) -> float:
-        """Round-trip time to the server in seconds (one PING/PONG)."""
-        return self.flush(timeout)
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, subject: str, *, queue: str | None = None, max_msgs: int | None = None,
@@ -310,67 +191,6 @@ class Connection(_Reconnecting, DataMethods, AnalysisMethods, BatchMethods):
             return [s for s in self._subs.values() if not s.internal]
 
     # ------------------------------------------------------------------ request / reply
-    def _ensure_resp_sub(self, timeout: float) -> None:
-        if self._resp_sid is not None:
-            return
-        with self._lock:
-            if self._resp_sid is not None:
-                return
-            sid = next(self._sids)
-            self._resp_sid = str(sid).encode()
-            frame = encode_sub(self._resp_prefix + "*", sid)
-            if self._status == "connected":
-                self._out.append(frame)
-                self._out_bytes += len(frame)
-        self._wake()
-        if self._status == "connected":
-            self.flush(timeout)
-
-    def new_inbox(self) -> str:
-        """A unique inbox subject for this connection."""
-        return f"{self._inbox_prefix}.{next(self._resp_tokens)}"
-
-    def request(self, subject: str, data: Any = b"", *, timeout: float = 5.0,
-                headers: Mapping[str, Any] | None = None) -> Msg:
-        """Send a request and wait for the first reply.
-
-        Raises:
-            NoRespondersError: nobody is subscribed to `subject`.
-            RequestTimeout: no reply within `timeout` seconds.
-            ServiceError: the responder answered with a Nats-Service-Error header.
-        """
-        self._check_open()
-        start = time.monotonic()
-        self._ensure_resp_sub(timeout)
-        token = str(next(self._resp_tokens))
-        frame = self._build_pub(subject, data, self._resp_prefix + token, headers,
-                                own_reply=True)
-        waiter = _Waiter()
-        try:
-            with self._lock:
-                self._resp_map[token] = waiter
-            self._queue(frame, msgs=1, direct=True)
-            left = timeout - (time.monotonic() - start)
-            if not waiter.event.wait(max(left, 0)):
-                raise RequestTimeout(subject, timeout)
-        finally:
-            with self._lock:
-                self._resp_map.pop(token, None)
-        if waiter.error:
-            raise ProtocolError(f"the reply to {subject!r} was malformed ({waiter.error}) - "
-                                "the responder sent a bad header block")
-        if waiter.lost or waiter.msg is None:
-            self._check_open()
-            raise RequestTimeout(subject, timeout)
-        msg = waiter.msg
-        if msg.status == 503:
-            raise NoRespondersError(subject)
-        if msg.headers is not None and "Nats-Service-Error" in msg.headers:
-            code = msg.headers.get("Nats-Service-Error-Code", "500")
-            raise ServiceError(subject, int(code) if code.isdigit() else 500,
-                               msg.headers["Nats-Service-Error"])
-        return msg
-
     def serve(self, subject: str, handler: Callable[[Msg], Any], *, queue: str | None = None,
               capture: bool = False, **kwargs: Any) -> Subscription:
         """Answer requests on `subject` with `handler(msg)`'s return value.

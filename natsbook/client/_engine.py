@@ -14,9 +14,6 @@ the I/O thread.
 
 from __future__ import annotations
 
-import _thread
-import atexit
-import dataclasses
 import itertools
 import logging
 import os
@@ -27,16 +24,13 @@ import ssl
 import string
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..capture._store import DEFAULT_BUDGET, CaptureBudget
 from ..errors import (
     AuthError,
-    BadInputError,
     ConnectError,
     ConnectionClosedError,
     NatsbookError,
@@ -54,8 +48,9 @@ from ..wire._protocol import (
     Parser,
     RawMsg,
 )
+from ._events import Gap, _ErrorReports, _live, _Lost, _pending, _Waiter
 from ._subscription import Subscription
-from ._transport import Credentials, ServerURL, TLSOptions, handshake, parse_url
+from ._transport import Credentials, ServerURL, TLSOptions, add_discovered, handshake
 
 __all__ = ["DEFAULT_PENDING_SIZE", "DEFAULT_RECONNECT_BUFFER", "RECV_SIZE", "Gap"]
 
@@ -70,81 +65,7 @@ RECV_SIZE = 1 << 20
 _PUB_PREFIXES = (b"PUB ", b"HPUB ")
 _B62 = string.ascii_letters + string.digits
 
-_live: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:  # pragma: no cover - interpreter shutdown
-    for conn in list(_live):
-        try:
-            conn.close(timeout=1.0)
-        except Exception:
-            pass
-
-
-def _pending(sock: socket.socket) -> bool:
-    """Bytes readable without the socket polling readable: buffered TLS records, or payload a
-    WebSocketStream (see _websocket.py) has already decoded."""
-    pending = getattr(sock, "pending", None)
-    return bool(pending is not None and pending())
-
-
-class _Lost(Exception):
-    """The current socket is gone; carries the reason."""
-
-
-class _Signal:
-    """A one-shot event on one bare lock: what threading.Event does through a Condition (a
-    new lock and a Python-level waiter list per wait) costs more than a request's own work."""
-
-    __slots__ = ("_flag", "_lock")
-
-    def __init__(self) -> None:
-        self._lock = _thread.allocate_lock()
-        self._lock.acquire()
-        self._flag = False
-
-    def set(self) -> None:
-        if not self._flag:
-            self._flag = True
-            try:
-                self._lock.release()
-            except RuntimeError:  # set twice at once (a reply racing close()): already set
-                pass
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if self._flag:
-            return True
-        if self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
-            self._lock.release()  # stays set for any later wait
-            return True
-        return self._flag
-
-
-class _Waiter:
-    __slots__ = ("error", "event", "lost", "msg")
-
-    def __init__(self) -> None:
-        self.event = _Signal()
-        self.lost = False
-        self.msg: Msg | None = None
-        self.error = ""
-
-
-@dataclass(slots=True)
-class Gap:
-    """A disconnected interval: messages published then may be missing from captures."""
-
-    start: float
-    end: float | None
-    server: str
-    reason: str
-
-
-class _Engine:
+class _Engine(_ErrorReports):
     """State, the I/O loop and the send queue (reconnecting is added by _Reconnecting)."""
 
     def __init__(self, servers: list[ServerURL], creds: Credentials, tls: TLSOptions, *,
@@ -500,67 +421,10 @@ class _Engine:
             # Clamp: a server claiming a huge max_payload must not unbound our buffers.
             self._parser.max_payload = min(max(mp, 1024) + 64 * 1024, HARD_MAX_FRAME)
         if self._discovery:
-            known = {(s.host, s.port) for s in self._pool}
-            for url in info.get("connect_urls") or []:
-                try:
-                    s = parse_url(url if "://" in url else f"{self._server.scheme}://{url}",
-                                  discovered=True)
-                except BadInputError:
-                    continue
-                if s.websocket != self._server.websocket:
-                    # nats-server tells a WebSocket client the cluster's WebSocket URLs, a TCP
-                    # client its client ports (as nats.go expects); never cross them.
-                    continue
-                if (s.host, s.port) not in known:
-                    # Announced servers carry no credentials: use those of the URL we were
-                    # given (as other NATS clients do), so a move to them can authenticate.
-                    origin = self._pool[0]
-                    if not (s.user or s.token) and (origin.user or origin.token):
-                        s = dataclasses.replace(s, user=origin.user, password=origin.password,
-                                                token=origin.token)
-                    self._pool.append(s)
-                    known.add((s.host, s.port))
+            add_discovered(self._pool, self._server, info.get("connect_urls") or [])
         if info.get("ldm"):
             self._report(f"{self._server.url} entered lame duck mode; moving to another server")
             self._lame = True
-
-    def _on_err(self, text: str) -> None:
-        low = text.lower()
-        self._last_err = text
-        if "permissions violation" in low:
-            self._report(f"permissions violation: {text}")
-        elif "invalid" in low and "subject" in low:
-            self._report(f"server rejected a subject: {text}")
-        else:
-            self._report(f"server error: {text}")
-
-    def _report(self, text: str) -> None:
-        self.errors.append((time.time(), text))
-        log.warning("natsbook: %s", text)
-        if self._error_callback is not None:
-            # The user's callback runs on a thread of its own: never on the I/O thread, never
-            # under the engine's lock (it may well call back into the connection).
-            with self._callback_lock:
-                self._callback_queue.append(text)
-                if self._callback_thread is None or not self._callback_thread.is_alive():
-                    self._callback_thread = threading.Thread(
-                        target=self._run_error_callbacks, daemon=True,
-                        name="natsbook-error-callback")
-                    self._callback_thread.start()
-
-    def _run_error_callbacks(self) -> None:
-        cb = self._error_callback
-        assert cb is not None
-        while True:
-            with self._callback_lock:
-                if not self._callback_queue:
-                    self._callback_thread = None
-                    return
-                text = self._callback_queue.popleft()
-            try:
-                cb(text)
-            except Exception:  # a faulty error callback must not stop the others
-                log.exception("natsbook: error_callback raised")
 
     def _shutdown_socket(self) -> None:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import re
 import socket
@@ -381,3 +382,27 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
         except OSError:
             pass
         raise
+
+
+def add_discovered(pool: list[ServerURL], current: ServerURL, urls: list[str]) -> None:
+    """Add the servers a cluster announced (INFO ``connect_urls``) to `pool`, in place.
+
+    nats-server tells a WebSocket client the cluster's WebSocket URLs and a TCP client its
+    client ports (as nats.go expects): a URL of the other kind never joins the pool. Announced
+    servers carry no credentials: they get those of the first URL we were given (as other NATS
+    clients do), so that a move to them can authenticate.
+    """
+    known = {(s.host, s.port) for s in pool}
+    for url in urls:
+        try:
+            s = parse_url(url if "://" in url else f"{current.scheme}://{url}", discovered=True)
+        except BadInputError:
+            continue
+        if s.websocket != current.websocket or (s.host, s.port) in known:
+            continue
+        origin = pool[0]
+        if not (s.user or s.token) and (origin.user or origin.token):
+            s = dataclasses.replace(s, user=origin.user, password=origin.password,
+                                    token=origin.token)
+        pool.append(s)
+        known.add((s.host, s.port))
