@@ -172,14 +172,15 @@ class Refresher:
         try:
             result = self._compute()
         except Exception as exc:  # shown in place; the view keeps going
-            self.errors += 1
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self.last_error = text
-            self.renders += 1
             self._call(self._on_error, text)
-        else:
+            # Counted once shown: whoever sees the count also sees what it counts.
+            self.errors += 1
             self.renders += 1
+        else:
             self._call(self._on_result, result)
+            self.renders += 1
         self._state()
 
     def _call(self, cb: Callable[[Any], None] | None, arg: Any) -> None:

@@ -94,16 +94,18 @@ class LiveView(W.VBox):
 
     # -- called on the refresher thread: traits only -------------------------------------
     def _show(self, result: Any) -> None:
-        self.result = result
+        # The error box goes first and `result` last: whoever sees the new result also sees
+        # the widget in the state that goes with it.
+        if self._error.layout.display != "none":
+            self._error.layout.display = "none"
+            self._error.value = ""
         if result is None:
             self._out.outputs = ()
         else:
             data, md = mimebundle(result)
             self._out.outputs = ({"output_type": "display_data", "data": data,
                                   "metadata": md},)
-        if self._error.layout.display != "none":
-            self._error.layout.display = "none"
-            self._error.value = ""
+        self.result = result
 
     def _show_error(self, text: str) -> None:
         last = text.strip().splitlines()[-1] if text.strip() else "error"
