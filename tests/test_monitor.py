@@ -57,10 +57,16 @@ def test_connz_open_and_closed_with_reason(mon, server, subject):
         assert row["subscriptions_list"] == [f"{subject}.>"]
         assert row["subscriptions"] == 1 and row["lang"] == "python-natsbook"
         assert str(frame["start"].dtype) == "datetime64[ns, UTC]"
-    closed = mon.connz(state="closed")
-    mine = closed[closed["name"] == f"open-{subject}"]
-    assert mine["reason"].tolist() == ["Client Closed"]
-    assert mine["stop"].notna().all()
+    # The server records a closed connection once it has read the client's close, a moment
+    # after close() returns here: wait for it (bounded), then check it exactly.
+    def mine() -> pd.DataFrame:
+        closed = mon.connz(state="closed")
+        return closed[closed["name"] == f"open-{subject}"]
+
+    assert wait_for(lambda: len(mine()) == 1, timeout=5.0)
+    mine_now = mine()
+    assert mine_now["reason"].tolist() == ["Client Closed"]
+    assert mine_now["stop"].notna().all()
 
 
 def test_slow_consumer_kick_shows_up_as_a_close_reason(subject):
