@@ -27,6 +27,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Module -> the layer folder it lives in.
+LAYER = {"_subjects": "wire", "_msg": "wire", "_protocol": "wire", "_frames": "capture",
+         "_store": "capture", "_jsondecode": "capture", "_transport": "client",
+         "_engine": "client", "_reconnect": "client"}
+
 #: Module -> the fast test files that pin its behaviour.
 MODULES: dict[str, list[str]] = {
     "_subjects": ["tests/test_subjects.py", "tests/test_subject_errors.py"],
@@ -174,7 +179,7 @@ def prepare(work: Path, modules: list[str]) -> None:
     config += (
         "\n[tool.mutmut]\n"
         'source_paths = ["natsbook/"]\n'
-        f"only_mutate = {_toml_list([f'natsbook/{m}.py' for m in modules])}\n"
+        f"only_mutate = {_toml_list([f'natsbook/{LAYER[m]}/{m}.py' for m in modules])}\n"
         f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-m", "not slow and not browser", '
         '"-W", "ignore::pytest.PytestUnraisableExceptionWarning"]\n'
@@ -187,7 +192,7 @@ def prepare(work: Path, modules: list[str]) -> None:
 def results(work: Path) -> dict[str, dict[str, str]]:
     """{module: {mutant name: status}} from mutmut's own bookkeeping."""
     out: dict[str, dict[str, str]] = {}
-    for meta in sorted((work / "mutants" / "natsbook").glob("*.py.meta")):
+    for meta in sorted((work / "mutants" / "natsbook").rglob("*.py.meta")):
         data = json.loads(meta.read_text())
         module = meta.name.removesuffix(".py.meta")
         codes = data.get("exit_code_by_key", {})
