@@ -33,8 +33,12 @@ MODULES: dict[str, list[str]] = {
     "_msg": ["tests/test_msg.py", "tests/test_codec_exact.py", "tests/test_protocol.py"],
     "_protocol": ["tests/test_protocol.py", "tests/test_codec_exact.py",
                   "tests/test_promises.py", "tests/faults/test_fuzz_parser.py"],
-    "_frames": ["tests/test_store.py", "tests/test_promises.py"],
-    "_store": ["tests/test_store.py"],
+    # test_decoding.py holds both JSON paths to the reference decoder too, but with 600
+    # hypothesis examples (about a minute per mutant): test_frames_exact.py pins the same
+    # contract on fixed batches in seconds.
+    "_frames": ["tests/test_frames_exact.py", "tests/test_store.py"],
+    "_jsondecode": ["tests/test_frames_exact.py"],
+    "_store": ["tests/test_store_exact.py", "tests/test_store.py"],
     "_transport": ["tests/test_auth_tls.py", "tests/faults/test_auth_tls_failures.py",
                    "tests/faults/test_hostile_server.py", "tests/test_promises.py"],
     "_engine": ["tests/test_pubsub.py", "tests/test_promises.py",
