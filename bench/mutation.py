@@ -61,6 +61,11 @@ _RAISING = "the line cache reset on the way to raising ProtocolError: never read
 _PARTS = ("only how an incomplete frame is buffered (joined parts or one rest): the frames "
           "parsed are the same")
 _FEED = "natsbook._protocol.xǁParserǁfeed__mutmut_"
+_STORE = "natsbook._store.xǁCaptureStoreǁ"
+_TRIMMED = ("the trim runs only when excess < the head's rows, so the trimmed head keeps a row: "
+            "the empty-slice branch never runs")
+_BATCH_SCHEMA = "the sealed batches carry SCHEMA already: the schema taken from them is the same"
+_PART_SCHEMA = "part files are written with SCHEMA: the schema stored in them is the same"
 #: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
 #: Keyed by mutmut's names, which number the mutants of one function in source order: after
 #: editing a function, re-check its entries (`mutmut show NAME` in build/mutation).
@@ -153,6 +158,23 @@ EQUIVALENT: dict[str, str] = {
     _FEED + "273": "pos <= n: at pos == n it stores b'' in _rest, "
         "as before",
     _FEED + "137": _PERF + " (probes on the next message)",
+    "natsbook._store.xǁCaptureBudgetǁenforce__mutmut_3": "early return at used < max_bytes: at "
+        "used == max_bytes the loop below (sum > max_bytes) evicts nothing either",
+    _STORE + "_enforce_locked__mutmut_5": "at exactly max_rows the excess is 0: the head is "
+        "copied whole and nothing is evicted",
+    _STORE + "_enforce_locked__mutmut_12": "return instead of break: nothing follows the loop",
+    _STORE + "_enforce_locked__mutmut_43": "return instead of break: nothing follows the loop",
+    _STORE + "_enforce_locked__mutmut_26": _TRIMMED,
+    _STORE + "_enforce_locked__mutmut_29": _TRIMMED,
+    _STORE + "_enforce_locked__mutmut_30": _TRIMMED,
+    _STORE + "_enforce_locked__mutmut_31": _TRIMMED,
+    _STORE + "_enforce_locked__mutmut_32": _TRIMMED,
+    _STORE + "_head_time__mutmut_6": "a sealed batch is never empty: the 0-row branch never runs",
+    _STORE + "_spill_locked__mutmut_5": _BATCH_SCHEMA,
+    _STORE + "_spill_locked__mutmut_7": _BATCH_SCHEMA,
+    _STORE + "_spill_locked__mutmut_20": "'ZSTD' and 'zstd' name the same Parquet codec",
+    _STORE + "table__mutmut_7": _PART_SCHEMA,
+    _STORE + "table__mutmut_9": _PART_SCHEMA,
     _FEED + "129": _PERF + " (probes more often)",
     _FEED + "130": _PERF + " (never probes: no cached path)",
     _FEED + "131": _PERF + " (countdown goes negative: never "

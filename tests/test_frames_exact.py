@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -99,6 +101,17 @@ def test_parse_careful(payload: bytes | None, value: object) -> None:
         assert got == value and type(got) is type(value)
 
 
+@pytest.fixture
+def deep_stack() -> Iterator[None]:
+    """Room for the recursive string check at depth 256 under mutmut, whose trampolines add
+    frames per call (natsbook alone needs about 2 per level)."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 5000))
+    yield
+    sys.setrecursionlimit(old)
+
+
+@pytest.mark.usefixtures("deep_stack")
 @pytest.mark.parametrize("array", [False, True])
 def test_depth_limit_is_256_on_both_paths(array: bool) -> None:
     ok, deep = nested(256, array), nested(257, array)
@@ -109,6 +122,7 @@ def test_depth_limit_is_256_on_both_paths(array: bool) -> None:
     assert len(nested(257, True)) == jd._MIN_DEEP_BYTES  # the shortest payload that deep
 
 
+@pytest.mark.usefixtures("deep_stack")
 def test_depth_counts_the_deepest_branch() -> None:
     value = {"a": 1, "b": json.loads(nested(256)), "c": [1]}
     assert not jd.depth_ok(value)

@@ -346,3 +346,52 @@ def test_budget_forgets_collected_stores() -> None:
     del a
     gc.collect()
     assert budget.used == 0
+
+
+def test_clear_adds_to_earlier_evictions() -> None:
+    store = CaptureStore(max_rows=2, max_bytes=None, seal_rows=2)
+    store.append(rows(2), T0)
+    store.append(rows(2, 2), T0)
+    assert store.stats.evicted == 2
+    store.append(rows(1, 4), T0)
+    store.clear()
+    assert store.stats.evicted == 5 and store.stats.received == 5
+
+
+def test_head_time_is_the_oldest_row_of_the_oldest_batch() -> None:
+    store = CaptureStore(max_bytes=None, seal_rows=10)
+    store.append(rows(1), T0 + 7)
+    store.seal()
+    assert store._head_time() == T0 + 7  # a one-row batch
+    other = CaptureStore(max_bytes=None, seal_rows=10)
+    other.append(rows(1), T0 + 3)
+    other.append(rows(1, 1), T0 + 4)
+    other.seal()
+    assert other._head_time() == T0 + 3
+
+
+def test_budget_evicts_the_oldest_one_row_batch_last() -> None:
+    size = one_batch_nbytes(1)
+    budget = CaptureBudget(max_bytes=2 * size)
+    old = CaptureStore(max_bytes=None, seal_rows=1, budget=budget)
+    new = CaptureStore(max_bytes=None, seal_rows=1, budget=budget)
+    old.append(rows(1), T0)
+    new.append(rows(1, 1), T0 + 1)
+    old.append(rows(1, 2), T0 + 2)  # over by one batch: the row at T0 goes
+    assert (old.stats.evicted, new.stats.evicted) == (1, 0)
+    assert payloads(old) == [2] and payloads(new) == [1]
+
+
+def test_spilled_counts_every_part_and_parts_are_zstd(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    store = CaptureStore(seal_rows=10, spill=tmp_path)
+    store.append(rows(3), T0)
+    store.flush_spill()
+    store.append(rows(2, 3), T0)
+    store.flush_spill()
+    assert store.stats.spilled == 5 and len(store) == 5
+    for part in store.snapshot()[0]:
+        meta = pq.ParquetFile(part).metadata
+        assert meta.row_group(0).column(0).compression == "ZSTD"
+        assert pq.read_schema(part).remove_metadata() == SCHEMA
