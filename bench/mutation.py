@@ -65,6 +65,9 @@ _STORE = "natsbook._store.xǁCaptureStoreǁ"
 _TRIMMED = ("the trim runs only when excess < the head's rows, so the trimmed head keeps a row: "
             "the empty-slice branch never runs")
 _BATCH_SCHEMA = "the sealed batches carry SCHEMA already: the schema taken from them is the same"
+_ALL_NONE = ("the column built from values when none is set: the parser gives None (never b'') "
+             "for a missing reply or header block, and all-None values make the same nulls")
+_NULLS = "pa.nulls without a type: RecordBatch.from_arrays(schema=SCHEMA) casts it to the field's"
 _PART_SCHEMA = "part files are written with SCHEMA: the schema stored in them is the same"
 #: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
 #: Keyed by mutmut's names, which number the mutants of one function in source order: after
@@ -158,6 +161,25 @@ EQUIVALENT: dict[str, str] = {
     _FEED + "273": "pos <= n: at pos == n it stores b'' in _rest, "
         "as before",
     _FEED + "137": _PERF + " (probes on the next message)",
+    "natsbook._store.x__text__mutmut_3": "pa.array infers binary from bytes (an all-None list "
+        "casts to the same null strings)",
+    "natsbook._store.x__text__mutmut_5": "pa.array infers binary from bytes (an all-None list "
+        "casts to the same null strings)",
+    "natsbook._store.x__text__mutmut_8": "the fallback holds at least one str (it runs on invalid "
+        "UTF-8): pa.array infers string",
+    "natsbook._store.x__text__mutmut_19": _CASE,
+    "natsbook._store.x__seal__mutmut_28": _ALL_NONE,
+    "natsbook._store.x__seal__mutmut_37": _ALL_NONE,
+    "natsbook._store.x__seal__mutmut_32": _NULLS,
+    "natsbook._store.x__seal__mutmut_34": _NULLS,
+    "natsbook._store.x__seal__mutmut_39": _NULLS.replace("pa.nulls", "pa.array of bytes"),
+    "natsbook._store.x__seal__mutmut_41": _NULLS.replace("pa.nulls", "pa.array of bytes"),
+    "natsbook._store.x__seal__mutmut_44": _NULLS,
+    "natsbook._store.x__seal__mutmut_46": _NULLS,
+    "natsbook._store.x__seal__mutmut_52": "np.full of a Python int (ns since the epoch) is int64 "
+        "already",
+    "natsbook._store.x__seal__mutmut_55": "np.full of a Python int (ns since the epoch) is int64 "
+        "already",
     "natsbook._store.xǁCaptureBudgetǁenforce__mutmut_3": "early return at used < max_bytes: at "
         "used == max_bytes the loop below (sum > max_bytes) evicts nothing either",
     _STORE + "_enforce_locked__mutmut_5": "at exactly max_rows the excess is 0: the head is "
