@@ -180,6 +180,13 @@ EQUIVALENT: dict[str, str] = {
         "already",
     "natsbook._store.x__seal__mutmut_55": "np.full of a Python int (ns since the epoch) is int64 "
         "already",
+    "natsbook._store.x__seal__mutmut_78": "count= is only np.fromiter's preallocation hint",
+    "natsbook._store.x__seal__mutmut_87": "pa.array infers int64 from an int64 numpy array",
+    "natsbook._store.x__seal__mutmut_89": "pa.array infers int64 from an int64 numpy array",
+    "natsbook._store.x__seal__mutmut_95": "payloads are bytes (b'' when empty): pa.array infers "
+        "binary",
+    "natsbook._store.x__seal__mutmut_97": "payloads are bytes (b'' when empty): pa.array infers "
+        "binary",
     "natsbook._store.xǁCaptureBudgetǁenforce__mutmut_3": "early return at used < max_bytes: at "
         "used == max_bytes the loop below (sum > max_bytes) evicts nothing either",
     _STORE + "_enforce_locked__mutmut_5": "at exactly max_rows the excess is 0: the head is "

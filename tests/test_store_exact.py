@@ -395,3 +395,12 @@ def test_spilled_counts_every_part_and_parts_are_zstd(tmp_path: Path) -> None:
         meta = pq.ParquetFile(part).metadata
         assert meta.row_group(0).column(0).compression == "ZSTD"
         assert pq.read_schema(part).remove_metadata() == SCHEMA
+
+
+def test_spill_creates_missing_parent_directories(tmp_path: Path) -> None:
+    store = CaptureStore(spill=tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+    again = CaptureStore(spill=tmp_path / "a" / "b")  # an existing directory is fine
+    again.append(rows(1), T0)
+    again.finish()
+    assert len(list((tmp_path / "a" / "b").iterdir())) == 1 and len(store) == 0
