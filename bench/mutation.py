@@ -62,12 +62,19 @@ _PARTS = ("only how an incomplete frame is buffered (joined parts or one rest): 
           "parsed are the same")
 _FEED = "natsbook._protocol.xǁParserǁfeed__mutmut_"
 _STORE = "natsbook._store.xǁCaptureStoreǁ"
+_JSON = "natsbook._jsondecode."
 _TRIMMED = ("the trim runs only when excess < the head's rows, so the trimmed head keeps a row: "
             "the empty-slice branch never runs")
 _BATCH_SCHEMA = "the sealed batches carry SCHEMA already: the schema taken from them is the same"
 _ALL_NONE = ("the column built from values when none is set: the parser gives None (never b'') "
              "for a missing reply or header block, and all-None values make the same nulls")
 _NULLS = "pa.nulls without a type: RecordBatch.from_arrays(schema=SCHEMA) casts it to the field's"
+_MSG_UNSEEN = "the error's text is never seen: parse_careful turns the ValueError into ERROR"
+_GROUPED = (_PERF + " (objects are grouped by their keys instead of taken as one shape: the "
+            "same columns)")
+_INFER_NP = "np.array infers int64 from Python ints within int64"
+_INFER_NA = "pd.array infers Int64 / UInt64 from these ints with None"
+_STRICT = "the zipped sequences always have the same length: strict= only checks that"
 _PART_SCHEMA = "part files are written with SCHEMA: the schema stored in them is the same"
 #: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
 #: Keyed by mutmut's names, which number the mutants of one function in source order: after
@@ -161,6 +168,43 @@ EQUIVALENT: dict[str, str] = {
     _FEED + "273": "pos <= n: at pos == n it stores b'' in _rest, "
         "as before",
     _FEED + "137": _PERF + " (probes on the next message)",
+    _JSON + "x__reject_constant__mutmut_1": _MSG_UNSEEN,
+    _JSON + "x__parse_float__mutmut_4": _MSG_UNSEEN,
+    _JSON + "x_depth_ok__mutmut_10": "break for continue on a "
+        "scalar: only the root can be one (only containers are pushed): the stack is empty",
+    _JSON + "x__strings_ok__mutmut_3": _CASE,
+    _JSON + "x__loads_one__mutmut_1": _PERF + " (every row of "
+        "a batch orjson refused takes the careful parser: the same values)",
+    _JSON + "x__big_floats__mutmut_6": _PERF + " (a column of "
+        "exactly float, int and None takes the per-value scan: the same rows)",
+    _JSON + "x__collect__mutmut_12": _GROUPED,
+    _JSON + "x__collect__mutmut_15": _GROUPED,
+    _JSON + "x__collect__mutmut_21": _GROUPED,
+    _JSON + "x__collect__mutmut_54": _PERF + " (the group's columns "
+        "are cut again, the same)",
+    _JSON + "x_typed_column__mutmut_9": "dropping None from ints that hold none: the same",
+    _JSON + "x_typed_column__mutmut_27": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_29": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_47": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_49": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_34": _INFER_NP,
+    _JSON + "x_typed_column__mutmut_36": _INFER_NP,
+    _JSON + "x__assemble__mutmut_1": _PERF + " (a lone chunk "
+        "is placed row by row, the same; several never start with one of n rows)",
+    _JSON + "x__assemble__mutmut_2": _PERF + " (a lone chunk "
+        "is placed row by row, the same)",
+    _JSON + "x__collect__mutmut_29": _STRICT,
+    _JSON + "x__collect__mutmut_33": _STRICT,
+    _JSON + "x__collect__mutmut_38": _STRICT,
+    _JSON + "x__collect__mutmut_65": _STRICT,
+    _JSON + "x__collect__mutmut_68": _STRICT,
+    _JSON + "x__collect__mutmut_69": _STRICT,
+    _JSON + "x__collect__mutmut_91": _STRICT,
+    _JSON + "x__collect__mutmut_94": _STRICT,
+    _JSON + "x__collect__mutmut_95": _STRICT,
+    _JSON + "x__assemble__mutmut_10": _STRICT,
+    _JSON + "x__assemble__mutmut_13": _STRICT,
+    _JSON + "x__assemble__mutmut_14": _STRICT,
     "natsbook._store.x__text__mutmut_3": "pa.array infers binary from bytes (an all-None list "
         "casts to the same null strings)",
     "natsbook._store.x__text__mutmut_5": "pa.array infers binary from bytes (an all-None list "

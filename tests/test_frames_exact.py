@@ -65,12 +65,13 @@ def test_reserved_names_and_depth_limit() -> None:
                            "seq", "sub"} == jd.RESERVED
     assert jd.MAX_DEPTH == 256
     assert set(META_COLUMNS) == set(META)
+    assert (repr(EMPTY), repr(ERROR)) == ("EMPTY", "ERROR")
 
 
 @pytest.mark.parametrize(("path", "name"), [
     (["a"], "a"), (["a", "b"], "a.b"), (["a.b"], "a\\.b"), (["a\\b"], "a\\\\b"),
     (["x\\.y", "z"], "x\\\\\\.y.z"), (["sub"], "data.sub"), (["data", "size"], "data.data.size"),
-    (["a", "sub"], "a.sub"), ([""], ""), (["", ""], "."),
+    (["a", "sub"], "a.sub"), ([""], ""), (["", ""], "."), (["a."], "a\\."), (["\\"], "\\\\"),
 ])
 def test_column_name_and_split_name(path: list[str], name: str) -> None:
     assert jd.column_name(path) == name
@@ -245,6 +246,7 @@ CONTRACT_BATCHES: list[list[bytes]] = [
     [b'{"sub": 1, "seq": 2, "x": 3, "a.b": 4, "a": {"b": 5}}', b'{"data": {"size": 1}}'],
     [b"", b"", b'{"a": 1}'],
     [b"{}", b"{}"],
+    [b"{}", b'{"a": 1}', b'{"a": 2, "b": 3}'],
     [b"1", b"2"],
     [b"", b"{bad"],
     [b'{"a": [null, null]}', b'{"a": [1.5, true]}', b'{"a": [{"b": 1}, {"c": 2}]}'],
