@@ -75,6 +75,11 @@ _GROUPED = (_PERF + " (objects are grouped by their keys instead of taken as one
 _INFER_NP = "np.array infers int64 from Python ints within int64"
 _INFER_NA = "pd.array infers Int64 / UInt64 from these ints with None"
 _STRICT = "the zipped sequences always have the same length: strict= only checks that"
+_STR = "dtype='str' makes the same column from string or large_string"
+_BOTH_PATHS = ("the careful path instead of the fast one (or one step of it): the tests hold both "
+               "to the reference and to each other")
+_OTHERS = (_PERF + " (the rows that are neither object nor marker are looked for more often: "
+           "there are none when the count says so)")
 _PART_SCHEMA = "part files are written with SCHEMA: the schema stored in them is the same"
 #: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
 #: Keyed by mutmut's names, which number the mutants of one function in source order: after
@@ -205,6 +210,37 @@ EQUIVALENT: dict[str, str] = {
     _JSON + "x__assemble__mutmut_10": _STRICT,
     _JSON + "x__assemble__mutmut_13": _STRICT,
     _JSON + "x__assemble__mutmut_14": _STRICT,
+    _JSON + "x_parse_careful__mutmut_14": _CASE,
+    _JSON + "x_parse_payloads__mutmut_1": "the default only serves "
+        "_choose, which counts objects: both paths find the same ones",
+    _JSON + "x_parse_payloads__mutmut_18": "zero_copy_only=None is falsy like False",
+    _JSON + "x_typed_column__mutmut_73": _INFER_NP,
+    _JSON + "x_typed_column__mutmut_75": _INFER_NP,
+    _JSON + "x_typed_column__mutmut_87": _INFER_NP,
+    _JSON + "x_typed_column__mutmut_89": _INFER_NP,
+    _JSON + "x_typed_column__mutmut_81": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_83": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_92": "pandas infers the str dtype from an Arrow string array",
+    _JSON + "x_typed_column__mutmut_94": "pandas infers the str dtype from an Arrow string array",
+    _JSON + "x_typed_column__mutmut_96": _STR,
+    _JSON + "x_typed_column__mutmut_98": _STR,
+    _JSON + "x__cells__mutmut_1": _PERF + " (objects picked row by row: the same)",
+    _JSON + "x__cells__mutmut_2": _PERF + " (objects picked row by row: the same)",
+    _JSON + "x__cells__mutmut_35": _STRICT,
+    _JSON + "x__cells__mutmut_38": _STRICT,
+    _JSON + "x__cells__mutmut_39": _STRICT,
+    _JSON + "x_decode_json__mutmut_1": _BOTH_PATHS,
+    _JSON + "x_decode_json__mutmut_5": _BOTH_PATHS,
+    _JSON + "x_decode_json__mutmut_29": _BOTH_PATHS,
+    _JSON + "x_decode_json__mutmut_47": _BOTH_PATHS,
+    _JSON + "x_decode_json__mutmut_84": "count= is only np.fromiter's preallocation hint",
+    _JSON + "x_decode_json__mutmut_16": _OTHERS,
+    _JSON + "x_decode_json__mutmut_21": _OTHERS,
+    _JSON + "x_decode_json__mutmut_22": _OTHERS,
+    _JSON + "x_decode_json__mutmut_23": _OTHERS,
+    _JSON + "x_decode_json__mutmut_24": _OTHERS,
+    _JSON + "x_decode_json__mutmut_67": _PERF + " (json_error computed row by row: all False when "
+        "every row is an object)",
     "natsbook._store.x__text__mutmut_3": "pa.array infers binary from bytes (an all-None list "
         "casts to the same null strings)",
     "natsbook._store.x__text__mutmut_5": "pa.array infers binary from bytes (an all-None list "

@@ -411,3 +411,12 @@ def test_filter_last() -> None:
         filter_table(t, last=-1)
     sub = filter_table(table([b"0", b"1", b"2"], subjects=["a", "b", "a"]), subject="a", last=1)
     assert sub["payload"].to_pylist() == [b"2"]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_data_and_json_error_dtypes(fast: bool) -> None:
+    cols = decode_json(pa.array([b'"a"', b'"b"', b"{bad"], pa.binary()), fast=fast)
+    assert list(cols) == ["data", "json_error"]
+    assert cols["data"].dtype == object and cols["data"].tolist()[:2] == ["a", "b"]
+    assert cols["data"][2] is pd.NA
+    assert cols["json_error"].dtype == bool and cols["json_error"].tolist() == [False, False, True]
