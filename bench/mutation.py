@@ -63,6 +63,7 @@ _PARTS = ("only how an incomplete frame is buffered (joined parts or one rest): 
 _FEED = "natsbook._protocol.xǁParserǁfeed__mutmut_"
 _STORE = "natsbook._store.xǁCaptureStoreǁ"
 _JSON = "natsbook._jsondecode."
+_FRAMES = "natsbook._frames."
 _TRIMMED = ("the trim runs only when excess < the head's rows, so the trimmed head keeps a row: "
             "the empty-slice branch never runs")
 _BATCH_SCHEMA = "the sealed batches carry SCHEMA already: the schema taken from them is the same"
@@ -76,6 +77,10 @@ _INFER_NP = "np.array infers int64 from Python ints within int64"
 _INFER_NA = "pd.array infers Int64 / UInt64 from these ints with None"
 _STRICT = "the zipped sequences always have the same length: strict= only checks that"
 _STR = "dtype='str' makes the same column from string or large_string"
+_INFER_STR = "pandas infers the str dtype from a list of str and None"
+_TZ_LABEL = ("the scalar's time zone is only a label: Arrow compares timestamps by instant")
+_HDR_CACHE = _PERF + " (a header block parsed again instead of taken from the cache: the same dict)"
+_COPY = "copy= only decides whether pandas copies the values: the frame is the same"
 _BOTH_PATHS = ("the careful path instead of the fast one (or one step of it): the tests hold both "
                "to the reference and to each other")
 _OTHERS = (_PERF + " (the rows that are neither object nor marker are looked for more often: "
@@ -233,6 +238,9 @@ EQUIVALENT: dict[str, str] = {
     _JSON + "x_decode_json__mutmut_5": _BOTH_PATHS,
     _JSON + "x_decode_json__mutmut_29": _BOTH_PATHS,
     _JSON + "x_decode_json__mutmut_47": _BOTH_PATHS,
+    _JSON + "xǁ_Markerǁ__init____mutmut_1": "not equivalent: killed by test_frames_exact.py run "
+        "directly (MUTANT_UNDER_TEST set before import); mutmut sets it after import, when "
+        "EMPTY and ERROR are built already",
     _JSON + "x_decode_json__mutmut_84": "count= is only np.fromiter's preallocation hint",
     _JSON + "x_decode_json__mutmut_16": _OTHERS,
     _JSON + "x_decode_json__mutmut_21": _OTHERS,
@@ -241,6 +249,33 @@ EQUIVALENT: dict[str, str] = {
     _JSON + "x_decode_json__mutmut_24": _OTHERS,
     _JSON + "x_decode_json__mutmut_67": _PERF + " (json_error computed row by row: all False when "
         "every row is an object)",
+    _FRAMES + "x_filter_table__mutmut_26": "since=None read as NaT, "
+        "whose value is the smallest int64: every row passes",
+    _FRAMES + "x_filter_table__mutmut_32": "a naive Timestamp's "
+        "value already counts from the UTC epoch",
+    _FRAMES + "x_filter_table__mutmut_34": _CASE,
+    _FRAMES + "x_filter_table__mutmut_46": _TZ_LABEL,
+    _FRAMES + "x_filter_table__mutmut_47": _TZ_LABEL,
+    _FRAMES + "x__headers_column__mutmut_8": _HDR_CACHE,
+    _FRAMES + "x__headers_column__mutmut_9": _HDR_CACHE,
+    _FRAMES + "x__headers_column__mutmut_35": _HDR_CACHE,
+    _FRAMES + "x__headers_column__mutmut_36": _HDR_CACHE,
+    _FRAMES + "x__headers_column__mutmut_37": _HDR_CACHE,
+    _FRAMES + "x__decode_text__mutmut_2": _COPY,
+    _FRAMES + "x__decode_text__mutmut_4": _COPY,
+    _FRAMES + "x__decode_text__mutmut_6": _COPY,
+    _FRAMES + "x__decode_text__mutmut_8": _INFER_STR,
+    _FRAMES + "x__decode_text__mutmut_10": _INFER_STR,
+    _FRAMES + "x__decode_text__mutmut_19": _CASE,
+    _FRAMES + "x__choose__mutmut_27": "to_frame decodes any mode other than bytes and text as json",
+    _FRAMES + "x_to_frame__mutmut_3": _BOTH_PATHS,
+    _FRAMES + "x_to_frame__mutmut_74": _BOTH_PATHS,
+    _FRAMES + "x_to_frame__mutmut_76": _BOTH_PATHS,
+    _FRAMES + "x_to_frame__mutmut_38": "a list of dicts and None makes an object Series anyway",
+    _FRAMES + "x_to_frame__mutmut_40": "a list of dicts and None makes an object Series anyway",
+    _FRAMES + "x_to_frame__mutmut_60": _COPY,
+    _FRAMES + "x_to_frame__mutmut_62": _COPY,
+    _FRAMES + "x_to_frame__mutmut_64": _COPY,
     "natsbook._store.x__text__mutmut_3": "pa.array infers binary from bytes (an all-None list "
         "casts to the same null strings)",
     "natsbook._store.x__text__mutmut_5": "pa.array infers binary from bytes (an all-None list "

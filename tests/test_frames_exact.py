@@ -420,3 +420,10 @@ def test_data_and_json_error_dtypes(fast: bool) -> None:
     assert cols["data"].dtype == object and cols["data"].tolist()[:2] == ["a", "b"]
     assert cols["data"][2] is pd.NA
     assert cols["json_error"].dtype == bool and cols["json_error"].tolist() == [False, False, True]
+
+
+def test_to_frame_decodes_auto_by_default() -> None:
+    df = to_frame(table([b'{"a": 1}', b'{"a": 2}']))
+    assert list(df.columns) == [*META, "a", "json_error"] and df["a"].tolist() == [1, 2]
+    df = to_frame(table([b"x"]))
+    assert list(df.columns) == [*META, "data"] and df["data"].tolist() == ["x"]
