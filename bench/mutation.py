@@ -238,9 +238,6 @@ EQUIVALENT: dict[str, str] = {
     _JSON + "x_decode_json__mutmut_5": _BOTH_PATHS,
     _JSON + "x_decode_json__mutmut_29": _BOTH_PATHS,
     _JSON + "x_decode_json__mutmut_47": _BOTH_PATHS,
-    _JSON + "xǁ_Markerǁ__init____mutmut_1": "not equivalent: killed by test_frames_exact.py run "
-        "directly (MUTANT_UNDER_TEST set before import); mutmut sets it after import, when "
-        "EMPTY and ERROR are built already",
     _JSON + "x_decode_json__mutmut_84": "count= is only np.fromiter's preallocation hint",
     _JSON + "x_decode_json__mutmut_16": _OTHERS,
     _JSON + "x_decode_json__mutmut_21": _OTHERS,
