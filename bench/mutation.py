@@ -38,8 +38,12 @@ MODULES: dict[str, list[str]] = {
     "_msg": ["tests/test_msg.py", "tests/test_codec_exact.py", "tests/test_protocol.py"],
     "_protocol": ["tests/test_protocol.py", "tests/test_codec_exact.py",
                   "tests/test_promises.py", "tests/faults/test_fuzz_parser.py"],
-    "_frames": ["tests/test_store.py", "tests/test_promises.py"],
-    "_store": ["tests/test_store.py"],
+    # test_decoding.py holds both JSON paths to the reference decoder too, but with 600
+    # hypothesis examples (about a minute per mutant): test_frames_exact.py pins the same
+    # contract on fixed batches in seconds.
+    "_frames": ["tests/test_frames_exact.py", "tests/test_store.py"],
+    "_jsondecode": ["tests/test_frames_exact.py"],
+    "_store": ["tests/test_store_exact.py", "tests/test_store.py"],
     "_transport": ["tests/test_auth_tls.py", "tests/faults/test_auth_tls_failures.py",
                    "tests/faults/test_hostile_server.py", "tests/test_promises.py"],
     "_engine": ["tests/test_pubsub.py", "tests/test_promises.py",
@@ -61,7 +65,33 @@ _THRESHOLD = (_PERF + " (runs of a single frame also take the run path, which de
 _RAISING = "the line cache reset on the way to raising ProtocolError: never read again"
 _PARTS = ("only how an incomplete frame is buffered (joined parts or one rest): the frames "
           "parsed are the same")
+_CAP = "natsbook.capture."
 _FEED = "natsbook.wire._protocol.xǁParserǁfeed__mutmut_"
+_STORE = "natsbook.capture._store.xǁCaptureStoreǁ"
+_JSON = "natsbook.capture._jsondecode."
+_FRAMES = "natsbook.capture._frames."
+_TRIMMED = ("the trim runs only when excess < the head's rows, so the trimmed head keeps a row: "
+            "the empty-slice branch never runs")
+_BATCH_SCHEMA = "the sealed batches carry SCHEMA already: the schema taken from them is the same"
+_ALL_NONE = ("the column built from values when none is set: the parser gives None (never b'') "
+             "for a missing reply or header block, and all-None values make the same nulls")
+_NULLS = "pa.nulls without a type: RecordBatch.from_arrays(schema=SCHEMA) casts it to the field's"
+_MSG_UNSEEN = "the error's text is never seen: parse_careful turns the ValueError into ERROR"
+_GROUPED = (_PERF + " (objects are grouped by their keys instead of taken as one shape: the "
+            "same columns)")
+_INFER_NP = "np.array infers int64 from Python ints within int64"
+_INFER_NA = "pd.array infers Int64 / UInt64 from these ints with None"
+_STRICT = "the zipped sequences always have the same length: strict= only checks that"
+_STR = "dtype='str' makes the same column from string or large_string"
+_INFER_STR = "pandas infers the str dtype from a list of str and None"
+_TZ_LABEL = ("the scalar's time zone is only a label: Arrow compares timestamps by instant")
+_HDR_CACHE = _PERF + " (a header block parsed again instead of taken from the cache: the same dict)"
+_COPY = "copy= only decides whether pandas copies the values: the frame is the same"
+_BOTH_PATHS = ("the careful path instead of the fast one (or one step of it): the tests hold both "
+               "to the reference and to each other")
+_OTHERS = (_PERF + " (the rows that are neither object nor marker are looked for more often: "
+           "there are none when the count says so)")
+_PART_SCHEMA = "part files are written with SCHEMA: the schema stored in them is the same"
 #: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
 #: Keyed by mutmut's names, which number the mutants of one function in source order: after
 #: editing a function, re-check its entries (`mutmut show NAME` in build/mutation).
@@ -154,6 +184,144 @@ EQUIVALENT: dict[str, str] = {
     _FEED + "273": "pos <= n: at pos == n it stores b'' in _rest, "
         "as before",
     _FEED + "137": _PERF + " (probes on the next message)",
+    _JSON + "x__reject_constant__mutmut_1": _MSG_UNSEEN,
+    _JSON + "x__parse_float__mutmut_4": _MSG_UNSEEN,
+    _JSON + "x_depth_ok__mutmut_10": "break for continue on a "
+        "scalar: only the root can be one (only containers are pushed): the stack is empty",
+    _JSON + "x__strings_ok__mutmut_3": _CASE,
+    _JSON + "x__loads_one__mutmut_1": _PERF + " (every row of "
+        "a batch orjson refused takes the careful parser: the same values)",
+    _JSON + "x__big_floats__mutmut_6": _PERF + " (a column of "
+        "exactly float, int and None takes the per-value scan: the same rows)",
+    _JSON + "x__collect__mutmut_12": _GROUPED,
+    _JSON + "x__collect__mutmut_15": _GROUPED,
+    _JSON + "x__collect__mutmut_21": _GROUPED,
+    _JSON + "x__collect__mutmut_54": _PERF + " (the group's columns "
+        "are cut again, the same)",
+    _JSON + "x_typed_column__mutmut_9": "dropping None from ints that hold none: the same",
+    _JSON + "x_typed_column__mutmut_27": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_29": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_47": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_49": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_34": _INFER_NP,
+    _JSON + "x_typed_column__mutmut_36": _INFER_NP,
+    _JSON + "x__assemble__mutmut_1": _PERF + " (a lone chunk "
+        "is placed row by row, the same; several never start with one of n rows)",
+    _JSON + "x__assemble__mutmut_2": _PERF + " (a lone chunk "
+        "is placed row by row, the same)",
+    _JSON + "x__collect__mutmut_29": _STRICT,
+    _JSON + "x__collect__mutmut_33": _STRICT,
+    _JSON + "x__collect__mutmut_38": _STRICT,
+    _JSON + "x__collect__mutmut_65": _STRICT,
+    _JSON + "x__collect__mutmut_68": _STRICT,
+    _JSON + "x__collect__mutmut_69": _STRICT,
+    _JSON + "x__collect__mutmut_91": _STRICT,
+    _JSON + "x__collect__mutmut_94": _STRICT,
+    _JSON + "x__collect__mutmut_95": _STRICT,
+    _JSON + "x__assemble__mutmut_10": _STRICT,
+    _JSON + "x__assemble__mutmut_13": _STRICT,
+    _JSON + "x__assemble__mutmut_14": _STRICT,
+    _JSON + "x_parse_careful__mutmut_14": _CASE,
+    _JSON + "x_parse_payloads__mutmut_1": "the default only serves "
+        "_choose, which counts objects: both paths find the same ones",
+    _JSON + "x_parse_payloads__mutmut_18": "zero_copy_only=None is falsy like False",
+    _JSON + "x_typed_column__mutmut_73": _INFER_NP,
+    _JSON + "x_typed_column__mutmut_75": _INFER_NP,
+    _JSON + "x_typed_column__mutmut_87": _INFER_NP,
+    _JSON + "x_typed_column__mutmut_89": _INFER_NP,
+    _JSON + "x_typed_column__mutmut_81": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_83": _INFER_NA,
+    _JSON + "x_typed_column__mutmut_92": "pandas infers the str dtype from an Arrow string array",
+    _JSON + "x_typed_column__mutmut_94": "pandas infers the str dtype from an Arrow string array",
+    _JSON + "x_typed_column__mutmut_96": _STR,
+    _JSON + "x_typed_column__mutmut_98": _STR,
+    _JSON + "x__cells__mutmut_1": _PERF + " (objects picked row by row: the same)",
+    _JSON + "x__cells__mutmut_2": _PERF + " (objects picked row by row: the same)",
+    _JSON + "x__cells__mutmut_35": _STRICT,
+    _JSON + "x__cells__mutmut_38": _STRICT,
+    _JSON + "x__cells__mutmut_39": _STRICT,
+    _JSON + "x_decode_json__mutmut_1": _BOTH_PATHS,
+    _JSON + "x_decode_json__mutmut_5": _BOTH_PATHS,
+    _JSON + "x_decode_json__mutmut_29": _BOTH_PATHS,
+    _JSON + "x_decode_json__mutmut_47": _BOTH_PATHS,
+    _JSON + "x_decode_json__mutmut_84": "count= is only np.fromiter's preallocation hint",
+    _JSON + "x_decode_json__mutmut_16": _OTHERS,
+    _JSON + "x_decode_json__mutmut_21": _OTHERS,
+    _JSON + "x_decode_json__mutmut_22": _OTHERS,
+    _JSON + "x_decode_json__mutmut_23": _OTHERS,
+    _JSON + "x_decode_json__mutmut_24": _OTHERS,
+    _JSON + "x_decode_json__mutmut_67": _PERF + " (json_error computed row by row: all False when "
+        "every row is an object)",
+    _FRAMES + "x_filter_table__mutmut_26": "since=None read as NaT, "
+        "whose value is the smallest int64: every row passes",
+    _FRAMES + "x_filter_table__mutmut_32": "a naive Timestamp's "
+        "value already counts from the UTC epoch",
+    _FRAMES + "x_filter_table__mutmut_34": _CASE,
+    _FRAMES + "x_filter_table__mutmut_46": _TZ_LABEL,
+    _FRAMES + "x_filter_table__mutmut_47": _TZ_LABEL,
+    _FRAMES + "x__headers_column__mutmut_8": _HDR_CACHE,
+    _FRAMES + "x__headers_column__mutmut_9": _HDR_CACHE,
+    _FRAMES + "x__headers_column__mutmut_35": _HDR_CACHE,
+    _FRAMES + "x__headers_column__mutmut_36": _HDR_CACHE,
+    _FRAMES + "x__headers_column__mutmut_37": _HDR_CACHE,
+    _FRAMES + "x__decode_text__mutmut_2": _COPY,
+    _FRAMES + "x__decode_text__mutmut_4": _COPY,
+    _FRAMES + "x__decode_text__mutmut_6": _COPY,
+    _FRAMES + "x__decode_text__mutmut_8": _INFER_STR,
+    _FRAMES + "x__decode_text__mutmut_10": _INFER_STR,
+    _FRAMES + "x__decode_text__mutmut_19": _CASE,
+    _FRAMES + "x__choose__mutmut_27": "to_frame decodes any mode other than bytes and text as json",
+    _FRAMES + "x_to_frame__mutmut_3": _BOTH_PATHS,
+    _FRAMES + "x_to_frame__mutmut_74": _BOTH_PATHS,
+    _FRAMES + "x_to_frame__mutmut_76": _BOTH_PATHS,
+    _FRAMES + "x_to_frame__mutmut_38": "a list of dicts and None makes an object Series anyway",
+    _FRAMES + "x_to_frame__mutmut_40": "a list of dicts and None makes an object Series anyway",
+    _FRAMES + "x_to_frame__mutmut_60": _COPY,
+    _FRAMES + "x_to_frame__mutmut_62": _COPY,
+    _FRAMES + "x_to_frame__mutmut_64": _COPY,
+    _CAP + "_store.x__text__mutmut_3": "pa.array infers binary from bytes (an all-None list "
+        "casts to the same null strings)",
+    _CAP + "_store.x__text__mutmut_5": "pa.array infers binary from bytes (an all-None list "
+        "casts to the same null strings)",
+    _CAP + "_store.x__text__mutmut_8": "the fallback holds at least one str (it runs on invalid "
+        "UTF-8): pa.array infers string",
+    "natsbook.capture._store.x__text__mutmut_19": _CASE,
+    "natsbook.capture._store.x__seal__mutmut_28": _ALL_NONE,
+    "natsbook.capture._store.x__seal__mutmut_37": _ALL_NONE,
+    "natsbook.capture._store.x__seal__mutmut_32": _NULLS,
+    "natsbook.capture._store.x__seal__mutmut_34": _NULLS,
+    "natsbook.capture._store.x__seal__mutmut_39": _NULLS.replace("pa.nulls", "pa.array of bytes"),
+    "natsbook.capture._store.x__seal__mutmut_41": _NULLS.replace("pa.nulls", "pa.array of bytes"),
+    "natsbook.capture._store.x__seal__mutmut_44": _NULLS,
+    "natsbook.capture._store.x__seal__mutmut_46": _NULLS,
+    _CAP + "_store.x__seal__mutmut_52": "np.full of a Python int (ns since the epoch) is int64 "
+        "already",
+    _CAP + "_store.x__seal__mutmut_55": "np.full of a Python int (ns since the epoch) is int64 "
+        "already",
+    "natsbook.capture._store.x__seal__mutmut_78": "count= is only np.fromiter's preallocation hint",
+    "natsbook.capture._store.x__seal__mutmut_87": "pa.array infers int64 from an int64 numpy array",
+    "natsbook.capture._store.x__seal__mutmut_89": "pa.array infers int64 from an int64 numpy array",
+    _CAP + "_store.x__seal__mutmut_95": "payloads are bytes (b'' when empty): pa.array infers "
+        "binary",
+    _CAP + "_store.x__seal__mutmut_97": "payloads are bytes (b'' when empty): pa.array infers "
+        "binary",
+    _CAP + "_store.xǁCaptureBudgetǁenforce__mutmut_3": "early return at used < max_bytes: at "
+        "used == max_bytes the loop below (sum > max_bytes) evicts nothing either",
+    _STORE + "_enforce_locked__mutmut_5": "at exactly max_rows the excess is 0: the head is "
+        "copied whole and nothing is evicted",
+    _STORE + "_enforce_locked__mutmut_12": "return instead of break: nothing follows the loop",
+    _STORE + "_enforce_locked__mutmut_43": "return instead of break: nothing follows the loop",
+    _STORE + "_enforce_locked__mutmut_26": _TRIMMED,
+    _STORE + "_enforce_locked__mutmut_29": _TRIMMED,
+    _STORE + "_enforce_locked__mutmut_30": _TRIMMED,
+    _STORE + "_enforce_locked__mutmut_31": _TRIMMED,
+    _STORE + "_enforce_locked__mutmut_32": _TRIMMED,
+    _STORE + "_head_time__mutmut_6": "a sealed batch is never empty: the 0-row branch never runs",
+    _STORE + "_spill_locked__mutmut_5": _BATCH_SCHEMA,
+    _STORE + "_spill_locked__mutmut_7": _BATCH_SCHEMA,
+    _STORE + "_spill_locked__mutmut_20": "'ZSTD' and 'zstd' name the same Parquet codec",
+    _STORE + "table__mutmut_7": _PART_SCHEMA,
+    _STORE + "table__mutmut_9": _PART_SCHEMA,
     _FEED + "129": _PERF + " (probes more often)",
     _FEED + "130": _PERF + " (never probes: no cached path)",
     _FEED + "131": _PERF + " (countdown goes negative: never "
