@@ -7,11 +7,11 @@ import time
 
 import pandas as pd
 import pytest
-from natsbook.monitor import Monitor, MonitorError, monitor, parse_duration
 
 import natsbook
 from natsbook import jetstream as js
 from natsbook.errors import BadInputError
+from natsbook.monitor import Monitor, MonitorError, monitor, parse_duration
 from tests.faults.helpers import route_port
 from tests.support.waiting import wait_for
 
