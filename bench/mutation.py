@@ -279,13 +279,13 @@ EQUIVALENT: dict[str, str] = {
     _FRAMES + "x_to_frame__mutmut_60": _COPY,
     _FRAMES + "x_to_frame__mutmut_62": _COPY,
     _FRAMES + "x_to_frame__mutmut_64": _COPY,
-    _CAP + "_store.x__text__mutmut_3": "pa.array infers binary from bytes (an all-None list "
+    _CAP + "_store.x_text_array__mutmut_3": "pa.array infers binary from bytes (an all-None list "
         "casts to the same null strings)",
-    _CAP + "_store.x__text__mutmut_5": "pa.array infers binary from bytes (an all-None list "
+    _CAP + "_store.x_text_array__mutmut_5": "pa.array infers binary from bytes (an all-None list "
         "casts to the same null strings)",
-    _CAP + "_store.x__text__mutmut_8": "the fallback holds at least one str (it runs on invalid "
-        "UTF-8): pa.array infers string",
-    "natsbook.capture._store.x__text__mutmut_19": _CASE,
+    _CAP + "_store.x_text_array__mutmut_8": "the fallback holds at least one str (it runs on "
+        "invalid UTF-8): pa.array infers string",
+    "natsbook.capture._store.x_text_array__mutmut_19": _CASE,
     "natsbook.capture._store.x__seal__mutmut_28": _ALL_NONE,
     "natsbook.capture._store.x__seal__mutmut_37": _ALL_NONE,
     "natsbook.capture._store.x__seal__mutmut_32": _NULLS,

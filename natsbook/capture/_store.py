@@ -56,7 +56,7 @@ class StoreStats:
     bytes: int
 
 
-def _text(values: list[bytes | None]) -> pa.Array:
+def text_array(values: list[bytes | None]) -> pa.Array:
     """Subjects / replies as strings. The server forwards whatever bytes a publisher sent, so
     invalid UTF-8 is replaced (U+FFFD) rather than allowed to fail the seal."""
     arr = pa.array(values, pa.binary())
@@ -74,7 +74,7 @@ def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
     payloads = list(map(_COL3, rows))
     replies = list(map(_COL1, rows))
     hdrs = list(map(_COL2, rows))
-    reply_arr = _text(replies) if any(replies) else pa.nulls(n, pa.string())
+    reply_arr = text_array(replies) if any(replies) else pa.nulls(n, pa.string())
     hdr_arr = pa.array(hdrs, pa.binary()) if any(hdrs) else pa.nulls(n, pa.binary())
     if len(times) == 1:
         t = np.full(n, times[0][0], dtype="int64")
@@ -86,7 +86,7 @@ def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [
             pa.array(t, pa.int64()).cast(SCHEMA.field("time").type),
-            _text(subjects),
+            text_array(subjects),
             reply_arr,
             hdr_arr,
             pa.array(payloads, pa.binary()),

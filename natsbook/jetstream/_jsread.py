@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..capture._store import CaptureStore
+from ..capture._store import CaptureStore, text_array
 from ..errors import JetStreamError, NatsbookError, NotFoundError, Timeout
 from ..wire._msg import Msg
 from ..wire._protocol import RawMsg
@@ -52,20 +52,11 @@ READ_BUFFER = 256 * 1024 * 1024
 TAKE_ROWS = 16_384
 
 
-def _text(values: list[bytes | None]) -> pa.Array:
-    arr = pa.array(values, pa.binary())
-    try:
-        return arr.cast(pa.string())
-    except pa.ArrowInvalid:
-        return pa.array([None if v is None else v.decode("utf-8", "replace") for v in values],
-                        pa.string())
-
-
 def _raw_table(rows: list[RawMsg]) -> pa.Table:
     """Reply rows as the raw columns the parsers read (subject, reply, headers, payload)."""
     return pa.table({
-        "subject": _text([r[0] for r in rows]),
-        "reply": _text([r[1] for r in rows]),
+        "subject": text_array([r[0] for r in rows]),
+        "reply": text_array([r[1] for r in rows]),
         "headers": pa.array([r[2] for r in rows], pa.binary()),
         "payload": pa.array([r[3] for r in rows], pa.binary()),
     })
