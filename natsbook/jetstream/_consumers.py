@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..errors import BadInputError, JetStreamError
-from ._jsapi import _check_name, _not_found, _stream_call, _stream_not_found, api_request
+from ._jsapi import (
+    _check_name,
+    _not_found,
+    _stream_call,
+    _stream_not_found,
+    api_request,
+    paged,
+)
 
 if TYPE_CHECKING:
     from ..client._connection import Connection
@@ -64,14 +71,8 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _list(conn: Connection, stream: str, timeout: float) -> list[dict[str, Any]]:
-    infos: list[dict[str, Any]] = []
-    while True:
-        page = _stream_call(conn, "CONSUMER.LIST", stream, {"offset": len(infos)},
-                            timeout=timeout)
-        got = page.get("consumers") or []
-        infos.extend(got)
-        if not got or len(infos) >= page.get("total", 0):
-            return infos
+    return paged(lambda offset: _stream_call(conn, "CONSUMER.LIST", stream, {"offset": offset},
+                                             timeout=timeout), "consumers")
 
 
 def consumers(conn: Connection, stream: str, *, timeout: float = 5.0) -> pd.DataFrame:
@@ -92,14 +93,9 @@ def consumers(conn: Connection, stream: str, *, timeout: float = 5.0) -> pd.Data
 
 def consumer_names(conn: Connection, stream: str, *, timeout: float = 5.0) -> list[str]:
     """Names of the consumers of `stream`, sorted."""
-    names: list[str] = []
-    while True:
-        page = _stream_call(conn, "CONSUMER.NAMES", stream, {"offset": len(names)},
-                            timeout=timeout)
-        got = page.get("consumers") or []
-        names.extend(got)
-        if not got or len(names) >= page.get("total", 0):
-            return sorted(names)
+    return sorted(paged(lambda offset: _stream_call(conn, "CONSUMER.NAMES", stream,
+                                                    {"offset": offset}, timeout=timeout),
+                        "consumers"))
 
 
 def consumer_info(conn: Connection, stream: str, name: str, *,

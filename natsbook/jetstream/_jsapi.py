@@ -5,6 +5,7 @@ readers in :mod:`._jsread`."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -14,7 +15,7 @@ from ..errors import BadInputError, JetStreamError, NoRespondersError, NotFoundE
 if TYPE_CHECKING:
     from ..client._connection import Connection
 
-__all__ = ["API", "api_request", "stream_names"]
+__all__ = ["API", "api_request", "paged", "stream_names"]
 
 API = "$JS.API."
 _NO_JS = ("JetStream is not enabled on this server (or for this account) - start nats-server "
@@ -43,13 +44,20 @@ def api_request(conn: Connection, subject: str, payload: Any = None, *,
 
 def stream_names(conn: Connection, *, timeout: float = 5.0) -> list[str]:
     """Names of every stream in the account, sorted."""
-    names: list[str] = []
+    return sorted(paged(lambda offset: api_request(conn, "STREAM.NAMES", {"offset": offset},
+                                                   timeout=timeout), "streams"))
+
+
+def paged(fetch: Callable[[int], dict[str, Any]], key: str) -> list[Any]:
+    """Every item of a paged JetStream list: ``fetch(offset)`` returns one page, whose `key`
+    holds its items and ``total`` the size of the whole list."""
+    items: list[Any] = []
     while True:
-        page = api_request(conn, "STREAM.NAMES", {"offset": len(names)}, timeout=timeout)
-        got = page.get("streams") or []
-        names.extend(got)
-        if not got or len(names) >= page.get("total", 0):
-            return sorted(names)
+        page = fetch(len(items))
+        got = page.get(key) or []
+        items.extend(got)
+        if not got or len(items) >= page.get("total", 0):
+            return items
 
 
 def _suggest(name: str, candidates: list[str]) -> str | None:

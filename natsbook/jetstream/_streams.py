@@ -33,7 +33,7 @@ from .._progress import Progress
 from ..capture._frames import to_frame
 from ..capture._store import SCHEMA
 from ..errors import BadInputError, JetStreamError, NoRespondersError
-from ._jsapi import _check_name, _stream_call, api_request, stream_names
+from ._jsapi import _check_name, _stream_call, api_request, paged, stream_names
 from ._jsparse import _empty, _parse
 from ._jsread import (
     PushCapture,
@@ -93,23 +93,20 @@ def streams(conn: Connection, *, timeout: float = 5.0) -> pd.DataFrame:
     """Every stream as one row: name, subjects, messages, bytes, first/last seq and time,
     consumers, storage, retention, replicas, allow_direct, created."""
     rows: list[dict[str, Any]] = []
-    while True:
-        page = api_request(conn, "STREAM.LIST", {"offset": len(rows)}, timeout=timeout)
-        got = page.get("streams") or []
-        for info in got:
-            cfg, st = info.get("config", {}), info.get("state", {})
-            rows.append({
-                "name": cfg.get("name"), "subjects": cfg.get("subjects") or [],
-                "messages": st.get("messages", 0), "bytes": st.get("bytes", 0),
-                "first_seq": st.get("first_seq", 0), "first_time": _ts(st.get("first_ts")),
-                "last_seq": st.get("last_seq", 0), "last_time": _ts(st.get("last_ts")),
-                "subjects_count": st.get("num_subjects", 0),
-                "consumers": st.get("consumer_count", 0), "storage": cfg.get("storage"),
-                "retention": cfg.get("retention"), "replicas": cfg.get("num_replicas", 1),
-                "allow_direct": bool(cfg.get("allow_direct")), "created": _ts(info.get("created")),
-            })
-        if not got or len(rows) >= page.get("total", 0):
-            break
+    infos = paged(lambda offset: api_request(conn, "STREAM.LIST", {"offset": offset},
+                                             timeout=timeout), "streams")
+    for info in infos:
+        cfg, st = info.get("config", {}), info.get("state", {})
+        rows.append({
+            "name": cfg.get("name"), "subjects": cfg.get("subjects") or [],
+            "messages": st.get("messages", 0), "bytes": st.get("bytes", 0),
+            "first_seq": st.get("first_seq", 0), "first_time": _ts(st.get("first_ts")),
+            "last_seq": st.get("last_seq", 0), "last_time": _ts(st.get("last_ts")),
+            "subjects_count": st.get("num_subjects", 0),
+            "consumers": st.get("consumer_count", 0), "storage": cfg.get("storage"),
+            "retention": cfg.get("retention"), "replicas": cfg.get("num_replicas", 1),
+            "allow_direct": bool(cfg.get("allow_direct")), "created": _ts(info.get("created")),
+        })
     cols = ["name", "subjects", "messages", "bytes", "first_seq", "first_time", "last_seq",
             "last_time", "subjects_count", "consumers", "storage", "retention", "replicas",
             "allow_direct", "created"]
