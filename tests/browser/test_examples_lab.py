@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_lab import CHROMIUM_ARGS, SHOTS, _host, chromium  # noqa: F401 (fixture)
+from test_lab import SHOTS, chromium, loopback_page, run_all_cells  # noqa: F401 (fixture)
 
 import natsbook
 from natsbook.errors import NoRespondersError
@@ -90,21 +90,8 @@ def natsbook_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
 @pytest.fixture(scope="module")
 def lab_page(natsbook_lab: dict[str, Any], chromium: str,  # noqa: F811 (imported fixture)
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    hosts: set[str] = set()
-    with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("profile-examples")), executable_path=chromium,
-            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
-        try:
-            pg = ctx.pages[0] if ctx.pages else ctx.new_page()
-            pg.on("request", lambda req: hosts.add(_host(req.url)))
-            yield pg
-        finally:
-            ctx.close()
-    assert hosts <= {"127.0.0.1"}, f"the page talked to {sorted(hosts)}"
+    with loopback_page(chromium, tmp_path_factory.mktemp("profile-examples")) as pg:
+        yield pg
 
 
 def _run_all(page: Any, lab: dict[str, Any], name: str) -> Any:
@@ -118,10 +105,7 @@ def _run_all(page: Any, lab: dict[str, Any], name: str) -> Any:
         expect(page.locator(f"{DOC_TAB}.lm-mod-current")).to_contain_text(name, timeout=30_000)
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").last
     panel.locator(".jp-Notebook").wait_for(timeout=60_000)
-    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").filter(
-        has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel").filter(has_text=re.compile(r"^Run All Cells$")).click()
+    run_all_cells(page)
     code_cells = panel.locator(".jp-CodeCell")
     n = code_cells.count()
     assert n > 0, f"{name}: no code cells"

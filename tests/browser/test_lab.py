@@ -8,6 +8,7 @@ from its own natsbook connection, and checks what the page shows. Screenshots go
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -119,37 +120,52 @@ def lab(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         log.close()
 
 
-@pytest.fixture(scope="module")
-def page(lab: str, chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A Chromium page showing the running dashboard notebook; checks it only used loopback."""
-    from playwright.sync_api import expect, sync_playwright
+@contextlib.contextmanager
+def loopback_page(chromium: str, profile: Path, height: int = 1000) -> Iterator[Any]:
+    """A headless Chromium page, 1400 x `height`. On exit it checks that the page only talked
+    to the loopback JupyterLab (data and everything else; nothing from the internet)."""
+    from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     hosts: set[str] = set()
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("profile")), executable_path=chromium, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+            str(profile), executable_path=chromium, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": height})
         try:
             pg = ctx.pages[0] if ctx.pages else ctx.new_page()
             pg.on("request", lambda req: hosts.add(_host(req.url)))
             if os.environ.get("NB_DEBUG_CONSOLE"):
                 pg.on("console", lambda m: print("console:", m.type, m.text))
-            pg.goto(f"{lab}/lab/tree/dashboard.ipynb?reset")
-            pg.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=60_000)
-            expect(pg.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
-            pg.locator(".lm-MenuBar-itemLabel", has_text="Run").filter(
-                has_text=re.compile(r"^Run$")).click()
-            pg.locator(".lm-Menu-itemLabel").filter(
-                has_text=re.compile(r"^Run All Cells$")).click()
-            expect(pg.locator(".nb-dashboard")).to_be_visible(timeout=60_000)
-            expect(pg.locator(".nb-status")).to_contain_text("connected", timeout=20_000)
             yield pg
-            pg.screenshot(path=str(SHOTS / "lab-final.png"))
         finally:
             ctx.close()
-    # Data and everything else came from the loopback JupyterLab; nothing from the internet.
     assert hosts <= {"127.0.0.1"}, f"the page talked to {sorted(hosts)}"
+
+
+def run_all_cells(pg: Any) -> None:
+    """Once the notebook on the page is open and its kernel idle: Run > Run All Cells."""
+    from playwright.sync_api import expect
+
+    expect(pg.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
+    pg.locator(".lm-MenuBar-itemLabel", has_text="Run").filter(
+        has_text=re.compile(r"^Run$")).click()
+    pg.locator(".lm-Menu-itemLabel").filter(has_text=re.compile(r"^Run All Cells$")).click()
+
+
+@pytest.fixture(scope="module")
+def page(lab: str, chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Chromium page showing the running dashboard notebook; checks it only used loopback."""
+    from playwright.sync_api import expect
+
+    with loopback_page(chromium, tmp_path_factory.mktemp("profile")) as pg:
+        pg.goto(f"{lab}/lab/tree/dashboard.ipynb?reset")
+        pg.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=60_000)
+        run_all_cells(pg)
+        expect(pg.locator(".nb-dashboard")).to_be_visible(timeout=60_000)
+        expect(pg.locator(".nb-status")).to_contain_text("connected", timeout=20_000)
+        yield pg
+        pg.screenshot(path=str(SHOTS / "lab-final.png"))
 
 
 def _host(url: str) -> str:

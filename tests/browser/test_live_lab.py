@@ -8,15 +8,13 @@ while no cell runs.
 
 from __future__ import annotations
 
-import os
-import re
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_lab import CHROMIUM_ARGS, SHOTS, _host, chromium, lab  # noqa: F401 (fixtures)
+from test_lab import SHOTS, chromium, lab, loopback_page, run_all_cells  # noqa: F401
 
 import natsbook
 from natsbook import LocalServer
@@ -27,32 +25,15 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def live_page(lab: str, chromium: str,  # noqa: F811 (the imported fixtures)
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    hosts: set[str] = set()
-    with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("profile-live")), executable_path=chromium,
-            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1400})
-        try:
-            pg = ctx.pages[0] if ctx.pages else ctx.new_page()
-            pg.on("request", lambda req: hosts.add(_host(req.url)))
-            if os.environ.get("NB_DEBUG_CONSOLE"):
-                pg.on("console", lambda m: print("console:", m.type, m.text))
-            pg.goto(f"{lab}/lab/tree/live.ipynb?reset")
-            pg.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=60_000)
-            expect(pg.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
-            pg.locator(".lm-MenuBar-itemLabel", has_text="Run").filter(
-                has_text=re.compile(r"^Run$")).click()
-            pg.locator(".lm-Menu-itemLabel").filter(
-                has_text=re.compile(r"^Run All Cells$")).click()
-            expect(pg.locator(".nb-live")).to_have_count(3, timeout=60_000)
-            yield pg
-            pg.screenshot(path=str(SHOTS / "live-final.png"))
-        finally:
-            ctx.close()
-    assert hosts <= {"127.0.0.1"}, f"the page talked to {sorted(hosts)}"
+    with loopback_page(chromium, tmp_path_factory.mktemp("profile-live"), height=1400) as pg:
+        pg.goto(f"{lab}/lab/tree/live.ipynb?reset")
+        pg.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=60_000)
+        run_all_cells(pg)
+        expect(pg.locator(".nb-live")).to_have_count(3, timeout=60_000)
+        yield pg
+        pg.screenshot(path=str(SHOTS / "live-final.png"))
 
 
 def test_live_views_refresh_in_the_page(live_page: Any, server: LocalServer) -> None:
