@@ -32,18 +32,25 @@ def _fill_stream(conn: natsbook.Connection, name: str, n: int) -> None:
     wait_for(lambda: js.stream_info(conn, name)["state"]["messages"] >= n, what=f"{n} stored")
 
 
+def _user_capture(c, subject):
+    """The user's own 1.3 MB capture (10,000 rows), sealed: it counts against the budget in
+    full."""
+    user = c.subscribe(f"{subject}.user")
+    for _ in range(10_000):
+        c.publish(f"{subject}.user", b"u" * 100)
+    c.flush()
+    wait_for(lambda: user.stats.received == 10_000, what="user capture filled")
+    user.to_pandas()  # seal
+    return user
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_history_read_is_complete_and_leaves_the_budget_alone(small_budget, subject, method):
     """A 3 MB history read on a connection with a 2 MB budget: every message comes back, the
     user's own 1.3 MB capture is not touched (before the fix it ended fully evicted and the
     read came back short)."""
     c = small_budget
-    user = c.subscribe(f"{subject}.user")
-    for _ in range(10_000):
-        c.publish(f"{subject}.user", b"u" * 100)
-    c.flush()
-    wait_for(lambda: user.stats.received == 10_000, what="user capture filled")
-    user.to_pandas()  # seal: the capture now counts against the budget in full
+    user = _user_capture(c, subject)
     before = user.stats
     assert (before.stored, before.evicted) == (10_000, 0)
     used = c.capture_budget.used
@@ -64,12 +71,7 @@ def test_history_read_is_complete_and_leaves_the_budget_alone(small_budget, subj
 
 def test_kv_reads_leave_the_budget_alone(small_budget, subject):
     c = small_budget
-    user = c.subscribe(f"{subject}.user")
-    for _ in range(10_000):
-        c.publish(f"{subject}.user", b"u" * 100)
-    c.flush()
-    wait_for(lambda: user.stats.received == 10_000, what="user capture filled")
-    user.to_pandas()
+    user = _user_capture(c, subject)
     before = user.stats
     bucket = natskv.create_kv(c, subject, history=5, storage="memory")
     try:
