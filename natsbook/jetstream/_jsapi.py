@@ -5,6 +5,7 @@ readers in :mod:`._jsread`."""
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from ..errors import BadInputError, JetStreamError, NoRespondersError, NotFoundE
 if TYPE_CHECKING:
     from ..client._connection import Connection
 
-__all__ = ["API", "api_request", "paged", "stream_names"]
+__all__ = ["API", "api_request", "check_bucket", "paged", "stream_names"]
 
 API = "$JS.API."
 _NO_JS = ("JetStream is not enabled on this server (or for this account) - start nats-server "
@@ -96,6 +97,15 @@ def _stream_call(conn: Connection, subject: str, name: str, payload: Any = None,
         if exc.err_code == 10059 or (exc.code == 404 and "stream not found" in exc.description):
             raise _stream_not_found(conn, name) from None
         raise
+
+
+_BUCKET_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+def check_bucket(bucket: str) -> None:
+    """A KV or object-store bucket name: letters, digits, '-' and '_'."""
+    if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket):
+        raise BadInputError(f"bad bucket name {bucket!r}: use letters, digits, '-' and '_'")
 
 
 def _check_name(name: str) -> None:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from ..errors import BadInputError, JetStreamError, NotFoundError
 from ..wire._protocol import parse_headers
-from ._jsapi import API, _not_found, api_request, stream_names
+from ._jsapi import API, _not_found, api_request, check_bucket, stream_names
 from ._jsparse import _parse_direct
 from ._jsread import PushCapture, _Batches
 from ._streams import add_stream, js_publish, read_stream, stream_info
@@ -32,17 +32,11 @@ if TYPE_CHECKING:
 
 __all__ = ["KV", "KVEntry", "KVWatch", "create_kv", "kv", "kv_buckets"]
 
-_BUCKET_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 _KEY_RE = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
 _KEY_PATTERN_RE = re.compile(r"^[-/_=.a-zA-Z0-9*>]+$")
 # JetStream's err_code for a failed expected-last-(subject-)sequence check.
 _WRONG_LAST_SEQUENCE = 10071
 _COLUMNS = ["key", "value", "revision", "created", "operation"]
-
-
-def _check_bucket(bucket: str) -> None:
-    if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket):
-        raise BadInputError(f"bad bucket name {bucket!r}: use letters, digits, '-' and '_'")
 
 
 def _check_key(key: str, pattern: bool = False) -> None:
@@ -85,7 +79,7 @@ def create_kv(conn: Connection, bucket: str, *, history: int = 1, ttl: float | N
         history: revisions kept per key (1-64).
         ttl: seconds an entry lives (None: forever).
     """
-    _check_bucket(bucket)
+    check_bucket(bucket)
     if not 1 <= history <= 64:
         raise BadInputError(f"history={history} must be between 1 and 64")
     cfg: dict[str, Any] = {
@@ -165,7 +159,7 @@ class KV:
     """A key-value bucket: ``conn.kv(bucket)`` or ``natsbook.jetstream.kv(conn, bucket)``."""
 
     def __init__(self, conn: Connection, bucket: str, *, timeout: float = 5.0) -> None:
-        _check_bucket(bucket)
+        check_bucket(bucket)
         self.conn = conn
         self.bucket = bucket
         self.stream = f"KV_{bucket}"

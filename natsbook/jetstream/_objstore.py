@@ -18,7 +18,6 @@ import base64
 import hashlib
 import io
 import os
-import re
 import secrets
 import string
 import tempfile
@@ -36,7 +35,7 @@ from ..errors import (
     NatsbookError,
     NotFoundError,
 )
-from ._jsapi import API, _not_found, _stream_call, stream_names
+from ._jsapi import API, _not_found, _stream_call, check_bucket, stream_names
 from ._jsread import _Batches, _delete_consumer
 from ._streams import add_stream, js_publish, purge_stream, read_stream, stream_info
 
@@ -52,15 +51,9 @@ CHUNK_SIZE = 128 * 1024
 READ_BYTES = 8 * 1024 * 1024
 #: Objects larger than this show a progress bar (when progress=None).
 PROGRESS_MIN_BYTES = 16 * 1024 * 1024
-_BUCKET_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 _DIGEST = "SHA-256="
 _COLUMNS = ["name", "size", "chunks", "modified", "digest", "deleted", "description", "headers"]
 _NUID_ALPHABET = string.ascii_letters + string.digits
-
-
-def _check_bucket(bucket: str) -> None:
-    if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket):
-        raise BadInputError(f"bad bucket name {bucket!r}: use letters, digits, '-' and '_'")
 
 
 def _nuid() -> str:
@@ -95,7 +88,7 @@ def create_object_store(conn: Connection, bucket: str, *, description: str | Non
                         ttl: float | None = None, storage: str = "file", replicas: int = 1,
                         max_bytes: int = -1, timeout: float = 5.0) -> ObjectStore:
     """Create a bucket (or update a compatible one) configured like the official clients'."""
-    _check_bucket(bucket)
+    check_bucket(bucket)
     cfg: dict[str, Any] = {"discard": "new", "allow_rollup_hdrs": True, "max_bytes": max_bytes,
                            "max_age": int((ttl or 0) * 1e9), "num_replicas": replicas}
     if description:
@@ -121,7 +114,7 @@ class ObjectStore:
     """An object store bucket. Open with ``conn.object_store(bucket)``."""
 
     def __init__(self, conn: Connection, bucket: str, *, timeout: float = 5.0) -> None:
-        _check_bucket(bucket)
+        check_bucket(bucket)
         self.conn = conn
         self.bucket = bucket
         self.stream = f"OBJ_{bucket}"
