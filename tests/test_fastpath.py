@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -75,3 +76,33 @@ def test_direct_sends_keep_order_with_queued_publishes(server: LocalServer,
     finally:
         conn.close()
         echo.close()
+
+
+def test_publish_head_cache_checks_every_new_subject_and_stays_bounded(
+        server: LocalServer) -> None:
+    """A publish loop keeps each valid subject's "PUB <subject> " after checking it once; bad
+    subjects are refused every time (never cached), the payload limit is still checked on a
+    cached subject, the frames arrive intact, and the cache never passes its bound."""
+    from natsbook.client import _publishing
+    from natsbook.errors import MaxPayloadError
+
+    with natsbook.connect(server.url) as conn:
+        sub = conn.subscribe("fp.>")
+        for i in range(3):
+            conn.publish("fp.a", b"%d" % i)
+            with pytest.raises(BadSubjectError):
+                conn.publish("fp.*", b"x")
+            with pytest.raises(BadSubjectError):  # not a str: refused, not looked up
+                conn.publish(["fp.a"], b"x")  # type: ignore[arg-type]
+        assert _publishing._PUB_HEADS["fp.a"] == b"PUB fp.a "
+        assert "fp.*" not in _publishing._PUB_HEADS
+        with pytest.raises(MaxPayloadError):
+            conn.publish("fp.a", b"x" * (conn.max_payload + 1))
+        for i in range(_publishing._PUB_HEADS_MAX + 10):
+            conn.publish(f"fp.n{i}", b"")
+            assert len(_publishing._PUB_HEADS) <= _publishing._PUB_HEADS_MAX
+        conn.flush()
+        assert sub.received == _publishing._PUB_HEADS_MAX + 13  # flush is a barrier
+        df = sub.to_pandas(decode="bytes")
+        assert df["data"].iloc[:3].tolist() == [b"0", b"1", b"2"]
+        assert df["subject"].iloc[-1] == f"fp.n{_publishing._PUB_HEADS_MAX + 9}"

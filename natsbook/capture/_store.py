@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..wire._protocol import RawMsg
+from ..wire._runs import MsgRun, RunColumns
 
 __all__ = ["DEFAULT_BUDGET", "DEFAULT_MAX_BYTES", "SCHEMA", "CaptureBudget", "CaptureStore",
            "StoreStats"]
@@ -90,6 +91,36 @@ def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
             reply_arr,
             hdr_arr,
             pa.array(payloads, pa.binary()),
+        ],
+        schema=SCHEMA,
+    )
+
+
+def _run_batch(cols: RunColumns, t_ns: int) -> pa.RecordBatch:
+    """The batch of a bulk-parsed run, built from its offsets without a row in Python: an
+    Arrow binary array over the receive buffer whose items are the run's segments, from which
+    ``take`` copies the subjects, replies and payloads."""
+    n, k = cols.n, cols.k
+    segments = pa.Array.from_buffers(pa.binary(), k * n,
+                                     [None, pa.py_buffer(cols.bounds), pa.py_buffer(cols.buf)])
+
+    def column(j: int) -> pa.Array:
+        return segments.take(pa.array(np.arange(j, k * n, k, dtype=np.int64)))
+
+    def text(j: int) -> pa.Array:
+        values = column(j)
+        try:
+            return values.cast(pa.string())
+        except pa.ArrowInvalid:  # invalid UTF-8: replaced, as text_array does
+            return text_array(values.to_pylist())
+
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(np.full(n, t_ns, dtype="int64"), pa.int64()).cast(SCHEMA.field("time").type),
+            text(1),
+            text(3) if cols.has_reply else pa.nulls(n, pa.string()),
+            pa.nulls(n, pa.binary()),
+            column(k - 2),
         ],
         schema=SCHEMA,
     )
@@ -175,6 +206,9 @@ class CaptureStore:
             return
         if t_ns is None:
             t_ns = _time.time_ns()
+        if type(rows) is MsgRun:
+            self._append_run(rows, t_ns)
+            return
         with self._lock:
             self._open.extend(rows)
             self._open_times.append((t_ns, len(rows)))
@@ -182,6 +216,23 @@ class CaptureStore:
             if len(self._open) < self.seal_rows:
                 return
             self._seal_locked()
+        if self._budget is not None:
+            self._budget.enforce()
+
+    def _append_run(self, run: MsgRun, t_ns: int) -> None:
+        """A bulk-parsed run: its row lists join the open rows, its columns become batches
+        (after the open rows before them, so order is kept)."""
+        with self._lock:
+            self._received += len(run)
+            for part in run.parts:
+                if isinstance(part, list):
+                    self._open.extend(part)
+                    self._open_times.append((t_ns, len(part)))
+                    if len(self._open) >= self.seal_rows:
+                        self._seal_locked()
+                else:
+                    self._seal_locked()
+                    self._keep_locked(_run_batch(part, t_ns))
         if self._budget is not None:
             self._budget.enforce()
 
@@ -220,6 +271,9 @@ class CaptureStore:
         batch = _seal(self._open, self._open_times)
         self._open = []
         self._open_times = []
+        self._keep_locked(batch)
+
+    def _keep_locked(self, batch: pa.RecordBatch) -> None:
         self._sealed.append(batch)
         self._sealed_rows += batch.num_rows
         self._sealed_bytes += batch.nbytes

@@ -19,6 +19,7 @@ from ..capture._frames import filter_table, to_frame
 from ..capture._store import CaptureStore
 from ..wire._msg import Msg
 from ..wire._protocol import RawMsg
+from ..wire._runs import MsgRun
 from ._analysis import SubAnalysisMethods
 
 if TYPE_CHECKING:
@@ -121,6 +122,10 @@ class Subscription(SubAnalysisMethods):
     def _deliver(self, rows: list[RawMsg], now: float, t_ns: int) -> bool:
         """Take a batch from the reader. Returns False once max_msgs is reached."""
         with self._cond:
+            if type(rows) is MsgRun and (self.store is None or self._sink is not None
+                                         or self._thread is not None
+                                         or self.max_msgs is not None):
+                rows = rows.rows()  # only a plain capture store takes a bulk run as it is
             if not self.active:
                 self.late += len(rows)
                 return False

@@ -30,7 +30,7 @@ import orjson
 import pandas as pd
 
 from ..errors import BadInputError, NatsbookError
-from ..wire._msg import Msg
+from ..wire._msg import Msg, encode_payload
 
 if TYPE_CHECKING:
     from ..client._connection import Connection
@@ -367,28 +367,31 @@ class Service:
         def on(msg: Msg) -> None:
             start = time.perf_counter_ns()
             error = None
+            data: bytes = b""
+            headers: dict[str, Any] | None = None
             try:
                 result = ep.handler(msg)
-                if msg.reply:
-                    if isinstance(result, Msg):
-                        msg.respond(result.data, headers=result.headers.to_dict()
-                                    if result.headers else None)
-                    else:
-                        msg.respond(result)
+                if isinstance(result, Msg):
+                    data = result.data
+                    headers = result.headers.to_dict() if result.headers else None
+                else:
+                    data = encode_payload(result)  # a payload it cannot send is its error
             except Exception as exc:
                 code, desc = _error_of(exc)
                 error = f"{code}:{desc}"
-                if msg.reply:
-                    msg.respond(desc.encode("utf-8", "replace"), headers={
-                        ERROR_HEADER: " ".join(desc.splitlines()) or "error",
-                        ERROR_CODE_HEADER: str(code)})
+                data = desc.encode("utf-8", "replace")
+                headers = {ERROR_HEADER: " ".join(desc.splitlines()) or "error",
+                           ERROR_CODE_HEADER: str(code)}
             elapsed = time.perf_counter_ns() - start
+            # Counted before the reply goes out: a requester holding the reply sees it counted.
             with self._lock:
                 ep.num_requests += 1
                 ep.processing_time += elapsed
                 if error is not None:
                     ep.num_errors += 1
                     ep.last_error = error
+            if msg.reply:
+                msg.respond(data, headers=headers)
         return on
 
     @property

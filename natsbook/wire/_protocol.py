@@ -11,11 +11,12 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from ..errors import BadHeaderError, ProtocolError
+from ._runs import MsgRun, find_run
 
 __all__ = [
     "PING",
@@ -192,6 +193,15 @@ def _bulk_msgs(buf: bytes, pos: int, limit: int,
     cannot prove (a control line, an HMSG, an odd line) and the caller's loop goes on from
     there: rows before it are exact. Returns (rows taken, new position, whether every complete
     frame of the window was taken)."""
+    run = find_run(buf, pos, limit)
+    if run is not None:
+        # A run of one sid proven in bulk: its frames stay offsets into buf (see _runs).
+        sid, cols, end = run
+        rows = out.get(sid)
+        run_rows = rows if isinstance(rows, MsgRun) else MsgRun(rows)
+        out[sid] = cast("list[RawMsg]", run_rows)  # it stands in for the row list
+        run_rows.add_columns(cols)
+        return cols.n, end, False
     rest = buf[pos:pos + BULK_WINDOW]
     pieces = rest.split(b"\r\n")
     pairs = (len(pieces) - 1) >> 1
