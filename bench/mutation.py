@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Module -> the layer folder it lives in.
-LAYER = {"_subjects": "wire", "_msg": "wire", "_protocol": "wire", "_frames": "capture",
+LAYER = {"_subjects": "wire", "_msg": "wire", "_protocol": "wire", "_runs": "wire",
+         "_frames": "capture",
          "_store": "capture", "_jsondecode": "capture", "_transport": "client",
          "_engine": "client", "_reconnect": "client"}
 
@@ -37,7 +38,11 @@ MODULES: dict[str, list[str]] = {
     "_subjects": ["tests/test_subjects.py", "tests/test_subject_errors.py"],
     "_msg": ["tests/test_msg.py", "tests/test_codec_exact.py", "tests/test_protocol.py"],
     "_protocol": ["tests/test_protocol.py", "tests/test_codec_exact.py",
-                  "tests/test_promises.py", "tests/faults/test_fuzz_parser.py"],
+                  "tests/test_promises.py", "tests/faults/test_fuzz_parser.py",
+                  "tests/test_runs.py"],
+    # The bulk run path: the fixed cases (test_runs_props.py holds the same to the reference
+    # decoder with hypothesis, too slow per mutant).
+    "_runs": ["tests/test_runs.py"],
     # test_decoding.py holds both JSON paths to the reference decoder too, but with 600
     # hypothesis examples (about a minute per mutant): test_frames_exact.py pins the same
     # contract on fixed batches in seconds.
@@ -92,6 +97,49 @@ _BOTH_PATHS = ("the careful path instead of the fast one (or one step of it): th
 _OTHERS = (_PERF + " (the rows that are neither object nor marker are looked for more often: "
            "there are none when the count says so)")
 _PART_SCHEMA = "part files are written with SCHEMA: the schema stored in them is the same"
+#: The bulk run path (wire/_runs.py). Most of its equivalent mutants only decide where a run
+#: is looked for, how far it reaches, or read values of frames already refused: any frame a run
+#: does not take goes through the per-frame parser, which gives the same rows.
+_RUNS = "natsbook.wire._runs.x"
+_FIND = _RUNS + "__find__mutmut_"
+_FIND_RUN = _RUNS + "_find_run__mutmut_"
+_SHORTER = _PERF + " (a run taken shorter, later or in smaller pieces: the per-frame parser " \
+    "takes the frames it leaves, with the same rows)"
+_REFUSED = "an index or value read for frames already refused (masked off): never used"
+_EQ_RUNS: dict[str, str] = {
+    **{f"{_RUNS}ǁRunColumnsǁrows__mutmut_{n}": _STRICT for n in (4, 7, 10, 26, 31, 40)},
+    _RUNS + "ǁMsgRunǁappend__mutmut_1": _PERF + " (every row appended as its own list part: "
+        "the same rows in the same order)",
+    _RUNS + "ǁMsgRunǁappend__mutmut_2": _PERF + " (every row appended as its own list part: "
+        "the same rows in the same order)",
+    _RUNS + "ǁMsgRunǁappend__mutmut_3": "append on a MsgRun without parts never happens: the "
+        "parser makes one only to add a run's columns to it",
+    **{_FIND_RUN + str(n): "reads never come near 2 GiB (recv() takes 1 MiB; a frame is at "
+       "most HARD_MAX_FRAME, 256 MiB)" for n in (1, 3, 4)},
+    **{_FIND_RUN + str(n): _SHORTER for n in (5, 6, 10, 18, 19, 21, 24, 27, 31)},
+    **{_FIND + str(n): _SHORTER for n in (12, 42, 91, 154, 196, 247, 284, 347)},
+    _FIND + "59": _REFUSED,
+    _FIND + "64": "the clip binds only for a line starting in the last 2 bytes of a read, never "
+        "a complete frame (refused anyway)",
+    **{_FIND + str(n): "the span searched for spaces, tabs and LFs still holds every line of "
+       "the run" for n in (87, 88, 92)},
+    _FIND + "129": "k from the second frame: when it differs from the first's, the first frame "
+        "is refused and no run is taken, as before",
+    _FIND + "146": _REFUSED,
+    _FIND + "153": "the clip never binds: refused frames read from index 0, accepted frames' "
+        "spaces are in range",
+    _FIND + "186": "when the first frame is refused the run is empty anyway (take = 0)",
+    **{_FIND + str(n): "float64 holds numbers of up to 12 digits exactly" for n in (200, 202,
+                                                                                     214)},
+    _FIND + "209": "a 13th digit is read only for frames refused by dlen <= 12",
+    _FIND + "222": _REFUSED,
+    _FIND + "272": _REFUSED,
+    _FIND + "275": "sids compared with the second frame's: a run needs its first two frames of "
+        "one sid either way",
+    _FIND + "293": "a 6-segment layout for plain frames leaves segment 3 unset, and it is never "
+        "read: only segments 1 and k-2 are taken",
+}
+
 #: Mutants that cannot change observable behaviour, with the reason (kept out of the score).
 #: Keyed by mutmut's names, which number the mutants of one function in source order: after
 #: editing a function, re-check its entries (`mutmut show NAME` in build/mutation).
@@ -326,6 +374,7 @@ EQUIVALENT: dict[str, str] = {
     _FEED + "130": _PERF + " (never probes: no cached path)",
     _FEED + "131": _PERF + " (countdown goes negative: never "
         "probes again)",
+    **_EQ_RUNS,
 }
 
 

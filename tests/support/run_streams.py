@@ -110,7 +110,7 @@ def outcome(chunks: list[bytes]) -> object:
         return type(exc).__name__, str(exc)
 
 
-ODD_FRAMES = ([b"msg a 1 1\r\nx\r\n", b"MSG a  1 1\r\nx\r\n", b"MSG a 1 1 \r\nx\r\n",
+ODD_FRAMES = [b"msg a 1 1\r\nx\r\n", b"MSG a  1 1\r\nx\r\n", b"MSG a 1 1 \r\nx\r\n",
                         b"MSG a\t1 1\r\nx\r\n", b"MSG a\n 1 1\r\nx\r\n", b"MSG a 1 x\r\nx\r\n",
                         b"MSG a 1 -1\r\nx\r\n", b"MSG a 1 0001\r\nx\r\n", b"MSG a 1\r\n",
                         b"MSG a 1 2\r\nx\r\n", b"MSG a 1 1\r\nx\rx", b"MSG \xff\xfe 1 1\r\nx\r\n",
@@ -120,7 +120,13 @@ ODD_FRAMES = ([b"msg a 1 1\r\nx\r\n", b"MSG a  1 1\r\nx\r\n", b"MSG a 1 1 \r\nx\
                         b"MSG a 1  1\r\nx\r\n", b"MSX a 1 1\r\nx\r\n", b"PUB a 1 1\r\nx\r\n",
                         b"MSG a 1 1\rxy\r\n", b"MSG a 1 r 1\r\nx\r\n", b"MSG a 1 1\r\nx\r\r\n",
                         b"MSG a 1 0000000000010\r\nx\r\n", b"NSG a 1 1\r\nx\r\n",
-                        b"MSG a 1 r \r\n\r\n", b"MSGa b 1 1\r\nx\r\n"])
+                        b"MSG a 1 r \r\n\r\n", b"MSGa b 1 1\r\nx\r\n",
+                        b"MSG a 1 0:\r\n0123456789\r\n", b"MSG a 13 1\r\nx\r\n",
+                        b"MSG a 21 1\r\nx\r\n", b"MSG a 11 1\r\nx\r\n"]
+#: A run may also start at an awkward frame: after a frame only the per-frame parser takes (a
+#: lower-case verb) and one new subject, the next "MSG " line opens a bulk pass.
+ODD_FRAMES += [b"msg q 1 1\r\nx\r\nMSG y 1 1\r\nx\r\n" + f
+               for f in ODD_FRAMES if f.startswith(b"MSG ")]
 ODD = st.sampled_from(ODD_FRAMES)
 
 
