@@ -125,7 +125,7 @@ def test_a_run_reads_like_the_row_list_it_stands_for(index: int, reply: bytes | 
     want = [(r[1], r[2], None, r[4]) for r in decode(stream, LIMIT)[0]]
     assert len(run) == len(rows) == len(want) == 542
     assert run[index] == rows[index] == want[index]
-    with pytest.raises(IndexError, match="^MsgRun index out of range$"):
+    with pytest.raises(IndexError, match=r"^MsgRun index out of range$"):
         run[542]
 
 
