@@ -39,7 +39,7 @@ MODULES: dict[str, list[str]] = {
     "_msg": ["tests/test_msg.py", "tests/test_codec_exact.py", "tests/test_protocol.py"],
     "_protocol": ["tests/test_protocol.py", "tests/test_codec_exact.py",
                   "tests/test_promises.py", "tests/faults/test_fuzz_parser.py",
-                  "tests/test_runs.py"],
+                  "tests/test_runs.py", "tests/test_bulk_window.py"],
     # The bulk run path: the fixed cases (test_runs_props.py holds the same to the reference
     # decoder with hypothesis, too slow per mutant).
     "_runs": ["tests/test_runs.py"],
@@ -106,7 +106,18 @@ _FIND_RUN = _RUNS + "_find_run__mutmut_"
 _SHORTER = _PERF + " (a run taken shorter, later or in smaller pieces: the per-frame parser " \
     "takes the frames it leaves, with the same rows)"
 _REFUSED = "an index or value read for frames already refused (masked off): never used"
+_BULK = "natsbook.wire._protocol.x__bulk_msgs__mutmut_"
+_CLEAN = _PERF + (" (the window is judged not clean: every line is checked for tabs, CRs and "
+                  "LFs on its own)")
 _EQ_RUNS: dict[str, str] = {
+    **{_BULK + str(n): "typing.cast returns its argument: the type is for mypy only"
+       for n in (17, 21, 22, 23)},
+    **{_BULK + str(n): _CLEAN for n in (46, 51, 54, 57)},
+    _BULK + "58": "last_sid sentinel None: still never equal to a sid, so last_list is set "
+        "first",
+    _BULK + "59": "last_sid sentinel b'XXXX': natsbook's sids are decimal numbers, never 'XXXX'",
+    _BULK + "60": "last_list sentinel None: only read after last_sid matched, which sets it",
+    **{_BULK + str(n): _STRICT for n in (65, 68, 69)},
     **{f"{_RUNS}ǁRunColumnsǁrows__mutmut_{n}": _STRICT for n in (4, 7, 10, 26, 31, 40)},
     _RUNS + "ǁMsgRunǁappend__mutmut_1": _PERF + " (every row appended as its own list part: "
         "the same rows in the same order)",
