@@ -48,7 +48,7 @@ MODULES: dict[str, list[str]] = {
     # contract on fixed batches in seconds.
     "_frames": ["tests/test_frames_exact.py", "tests/test_store.py"],
     "_jsondecode": ["tests/test_frames_exact.py"],
-    "_store": ["tests/test_store_exact.py", "tests/test_store.py"],
+    "_store": ["tests/test_store_exact.py", "tests/test_store.py", "tests/test_runs.py"],
     "_transport": ["tests/test_auth_tls.py", "tests/faults/test_auth_tls_failures.py",
                    "tests/faults/test_hostile_server.py", "tests/test_promises.py"],
     "_engine": ["tests/test_pubsub.py", "tests/test_promises.py",
