@@ -321,3 +321,16 @@ def test_a_burst_is_written_promptly(conn: Connection, subject: str) -> None:
     conn.flush(10)
     assert time.monotonic() - start < 4.0
     assert conn.stats["pending_bytes"] == 0
+
+
+def test_callback_messages_carry_the_receive_time(conn: Connection, subject: str) -> None:
+    """A callback's Msg.time is the receive time, the same instant as the captured row's."""
+    got: list[natsbook.Msg] = []
+    sub = conn.subscribe(subject, callback=got.append)
+    conn.flush()
+    before = time.time()
+    conn.publish(subject, b"t")
+    assert wait_for(lambda: len(got) == 1, 5)
+    assert before - 0.001 <= got[0].time <= time.time() + 0.001
+    row = sub.to_pandas("bytes")["time"].iloc[0]
+    assert abs(row.timestamp() - got[0].time) < 1e-5
