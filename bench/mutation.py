@@ -366,6 +366,15 @@ EQUIVALENT: dict[str, str] = {
     _TR + "x_handshake__mutmut_19": _REWRAPPED,
     _TR + "x_handshake__mutmut_105": _REWRAPPED,
     _TR + "x_handshake__mutmut_107": _REWRAPPED,
+    _TR + "x_handshake__mutmut_252": _REWRAPPED,
+    _TR + "x_handshake__mutmut_254": _REWRAPPED,
+    _TR + "x_handshake__mutmut_256": _REWRAPPED,
+    _TR + "x_handshake__mutmut_258": _REWRAPPED,
+    _TR + "x_handshake__mutmut_279": "line[5:] drops the space after -ERR, which .strip() drops "
+        "anyway",
+    _TR + "x_handshake__mutmut_281": _CASE,
+    _TR + "x_handshake__mutmut_295": "ServerError.text of a refusal is never seen: connect() "
+        "raises a new ConnectError from the message, the reconnect loop only logs it",
     _TR + "x_handshake__mutmut_31": "setsockopt(TCP_NODELAY, 2): any non-zero value turns it on",
     _EN + "close__mutmut_1": "_Engine.close is an abstract stub: Connection.close overrides it",
     _EN + "_on_replies__mutmut_12": _CASE,
@@ -476,6 +485,8 @@ _FLUSH_LOST = ("killable, not pinned here: a flush() in flight at a disconnect m
                "success (the reconnect tests do not flush across a drop)")
 _CLOSED_TEXT = ("killable, not pinned here: the reason in ConnectionClosedError after "
                 "reconnect=False (test_engine_peers_exact.py pins it, outside this module's list)")
+_WS_CLOSE = ("killable, not pinned: the text of a WebSocket close frame sent in answer to "
+             "CONNECT (no peer here closes at that moment)")
 SURVIVORS: dict[str, str] = {
     _TR + "x__recv_line__mutmut_21": "remaining is a difference of two monotonic readings: "
         "exactly 0.0 does not happen in practice",
@@ -570,6 +581,9 @@ SURVIVORS: dict[str, str] = {
     _RE + "_reconnect_loop__mutmut_5": _CLOSED_TEXT,
     _RE + "_reconnect_loop__mutmut_26": "the rotated pool ends with one server twice: only "
         "the order of retries after every other server failed differs",
+    _TR + "x_handshake__mutmut_255": _WS_CLOSE,
+    _TR + "x_handshake__mutmut_257": _WS_CLOSE,
+    _TR + "x_handshake__mutmut_259": _WS_CLOSE,
 }
 for _n in range(124, 136):
     SURVIVORS[_RE + f"_move_off_lame_duck__mutmut_{_n}"] = _DRAIN_FAILS

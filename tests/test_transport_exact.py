@@ -499,3 +499,10 @@ def test_no_answer_within_the_connect_timeout() -> None:
             assert _timed_refusal(url, ConnectError) == (
                 f"natsbook: no answer from {url} within {T:g}s - is the server up and the "
                 "address right?")
+
+
+def test_server_refusal_text_is_kept(fake: Callable[..., FakeServer]) -> None:
+    """An -ERR answer to CONNECT is quoted as the server wrote it: quotes stripped, bytes that
+    are not UTF-8 replaced, nothing else touched."""
+    srv = fake(_serving(after=b"-ERR 'X\xffX'\r\n"))
+    assert _refused(srv.url) == f"natsbook: {srv.url} refused the connection: 'X\ufffdX'"
