@@ -50,7 +50,7 @@ MODULES: dict[str, list[str]] = {
     "_transport": ["tests/test_transport_exact.py", "tests/test_auth_tls.py",
                    "tests/faults/test_auth_tls_failures.py", "tests/test_websocket.py"],
     "_engine": ["tests/test_engine_exact.py", "tests/test_engine_peers_exact.py",
-                "tests/test_reconnect_exact.py", "tests/test_pubsub.py", "tests/test_promises.py"],
+                "tests/test_pubsub.py", "tests/test_promises.py"],
     "_reconnect": ["tests/test_reconnect_exact.py", "tests/test_reconnect_pool_exact.py",
                    "tests/test_reconnect.py", "tests/test_promises.py"],
 }
