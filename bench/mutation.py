@@ -474,9 +474,8 @@ _PARTIAL = ("a direct send the socket takes only in part, or not at all: needs t
             "buffer full just when nothing is queued; not reproducible on demand")
 _TEN_S = ("only seen after the fixed 10 s backpressure timeout (no public argument shortens it): "
           "too slow for the fast tests")
-_DRAIN_FAILS = ("the fallback when sending the drain to the lame duck fails (publishes re-queued "
-                "for the new server): needs the lame duck's socket to break between the new "
-                "server's PONG and the drain")
+_DRAIN_HALF = ("the fallback when sending the drain to the lame duck fails, for a batch the lame "
+               "duck had taken in part: needs a half-sent batch at that moment")
 _SMALL_SEND = ("a timeout for sendall() of a few hundred bytes of SUB/UNSUB frames, which the "
                "kernel takes at once")
 _HALF_SENT = ("which frame of a half-sent batch was the last one fully written when the "
@@ -545,7 +544,8 @@ SURVIVORS: dict[str, str] = {
     _RE + "_move_off_lame_duck__mutmut_119": _SMALL_SEND,
     _RE + "_move_off_lame_duck__mutmut_96": "a caller's direct send in the milliseconds of a "
         "move would hit '': " + _RACE,
-    _RE + "_move_off_lame_duck__mutmut_98": _DRAIN_FAILS,
+    _RE + "_move_off_lame_duck__mutmut_133": "_out[:1] instead of _out[:0]: differs only if "
+        "a publish was queued during the failing drain itself",
     _EN + "_write__mutmut_28": "killable, not pinned: out_bytes after a batch the socket takes "
         "in several sends",
     _RE + "_move_off_lame_duck__mutmut_143": "killable, not pinned: the drain's recv timeout "
@@ -585,8 +585,8 @@ SURVIVORS: dict[str, str] = {
     _TR + "x_handshake__mutmut_257": _WS_CLOSE,
     _TR + "x_handshake__mutmut_259": _WS_CLOSE,
 }
-for _n in range(124, 136):
-    SURVIVORS[_RE + f"_move_off_lame_duck__mutmut_{_n}"] = _DRAIN_FAILS
+for _n in (125, 126, 129):
+    SURVIVORS[_RE + f"_move_off_lame_duck__mutmut_{_n}"] = _DRAIN_HALF
 
 
 def _toml_list(items: list[str]) -> str:

@@ -7,6 +7,8 @@ Scripted fake servers only (see tests/test_reconnect_exact.py for the rest).
 from __future__ import annotations
 
 import socket
+import struct
+import threading
 import time
 from collections.abc import Callable
 
@@ -118,5 +120,56 @@ def test_no_reconnect_says_so(fake: Callable[..., FakeServer]) -> None:
         assert str(info.value) == ("natsbook: connection is closed (disconnected and "
                                    "reconnect=False) - open a new one with natsbook.connect()")
         assert srv.accepted == 1
+    finally:
+        conn.close()
+
+
+class _RecordsAfterMove:
+    """A server to move to that keeps everything the client sends after the move's PONG."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def __call__(self, peer: socket.socket) -> None:
+        hello(peer)
+        _read_until(peer, b"PING\r\n")  # the move's SUBs + PING
+        time.sleep(0.5)  # meanwhile the test publishes
+        peer.sendall(b"PONG\r\n")
+        peer.settimeout(3)
+        while chunk := peer.recv(65536):
+            self.data += chunk
+            peer.sendall(b"PONG\r\n" * chunk.count(b"PING\r\n"))
+
+
+def test_publishes_survive_a_lame_duck_that_resets(fake: Callable[..., FakeServer]) -> None:
+    """The lame duck resets the connection while the client subscribes elsewhere: sending it
+    the drain fails, and the publishes queued meanwhile go to the new server, in order, and
+    nothing else (the UNSUBs and PING were for the lame duck)."""
+    go = threading.Event()
+
+    def resets(peer: socket.socket) -> None:
+        hello(peer)
+        _read_until(peer, b"PING\r\n")  # subscribe("a") waits for this PONG
+        peer.sendall(b"PONG\r\n")
+        go.wait(5)
+        peer.sendall(b'INFO {"ldm":true}\r\n')
+        time.sleep(0.05)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # RST
+
+    new = _RecordsAfterMove()
+    srv, target = fake(resets), fake(new)
+    conn = natsbook.connect([srv.url, target.url], ping_interval=60, connect_timeout=2)
+    try:
+        conn.subscribe("a")
+        go.set()
+        assert wait_for(lambda: any("entered lame duck" in t for _, t in conn.errors), 2)
+        time.sleep(0.05)  # the move has started: publishes wait in the queue
+        conn.publish("a", b"p1")
+        conn.publish("a", b"p2")
+        assert wait_for(lambda: conn.connected_url == target.url, 3)
+        conn.flush(3)
+        assert bytes(new.data).startswith(b"PUB a 2\r\np1\r\nPUB a 2\r\np2\r\nPING\r\n")
+        assert conn.stats["pending_bytes"] == 0
     finally:
         conn.close()
