@@ -379,6 +379,12 @@ EQUIVALENT: dict[str, str] = {
     _TR + "x_handshake__mutmut_281": _CASE,
     _TR + "x_handshake__mutmut_295": "ServerError.text of a refusal is never seen: connect() "
         "raises a new ConnectError from the message, the reconnect loop only logs it",
+    _TR + "x_parse_url__mutmut_13": _CASE + " (the scheme is lower-cased next)",
+    _TR + "x_parse_url__mutmut_41": "an empty path gives '' either way",
+    _TR + "x_handshake__mutmut_300": "an INFO before the PONG is ignored either way: the next "
+        "branch ignores every other line",
+    _TR + "x_handshake__mutmut_301": "an INFO before the PONG is ignored either way: the next "
+        "branch ignores every other line",
     _TR + "x_handshake__mutmut_31": "setsockopt(TCP_NODELAY, 2): any non-zero value turns it on",
     _EN + "close__mutmut_1": "_Engine.close is an abstract stub: Connection.close overrides it",
     _EN + "_on_replies__mutmut_12": _CASE,
@@ -600,6 +606,10 @@ SURVIVORS: dict[str, str] = {
         "lame duck (the test looks before the I/O thread's first turn)",
     _RE + "_move_off_lame_duck__mutmut_134": "None is replaced by the I/O thread's write right "
         "after the move; only a publish in that instant would trip on it",
+    _TR + "x_parse_url__mutmut_35": "killable, not pinned: the path of a wss:// URL (the "
+        "tests give paths to ws:// URLs only)",
+    _TR + "x_parse_url__mutmut_36": "killable, not pinned: the path of a wss:// URL (the "
+        "tests give paths to ws:// URLs only)",
 }
 for _n in (125, 126, 129):
     SURVIVORS[_RE + f"_move_off_lame_duck__mutmut_{_n}"] = _DRAIN_HALF
@@ -691,7 +701,7 @@ def report(work: Path, modules: list[str]) -> int:
         dead = {n for n, s in statuses.items() if s in _KILLED}
         timeouts = sum(1 for n in dead if statuses[n] == "timeout")
         # A mutant listed as equivalent but killed is not equivalent: say so, score it.
-        stale += sorted(n for n in statuses if n in EQUIVALENT and n in dead)
+        stale += sorted(f"{n}: {statuses[n]}" for n in statuses if n in EQUIVALENT and n in dead)
         equivalent = [n for n in statuses if n in EQUIVALENT and n not in dead]
         alive = [n for n in statuses if n not in dead and n not in EQUIVALENT]
         scored = len(statuses) - len(equivalent)
@@ -711,7 +721,8 @@ def report(work: Path, modules: list[str]) -> int:
             reason = SURVIVORS.get(line.split(":")[0])
             print("  ", line + (f" - {reason}" if reason else ""))
     if stale:
-        print("\nlisted in EQUIVALENT but killed (remove them from the list):")
+        print("\nlisted in EQUIVALENT but detected (scored as detected; a killed one is not "
+              "equivalent, remove it; a timeout may be the machine's load: re-run it alone):")
         for n in stale:
             print("  ", n)
     eq = [n for n in EQUIVALENT if n.split(".")[-2] in modules]
