@@ -472,6 +472,26 @@ EQUIVALENT: dict[str, str] = {
     _EN + "_io_loop__mutmut_64": _LAME_TEXT,
     _EN + "_io_loop__mutmut_65": _LAME_TEXT,
     _EN + "_io_loop__mutmut_66": _LAME_TEXT,
+    _EN + "__init____mutmut_25": "_wake_pending None is falsy like False",
+    _EN + "__init____mutmut_26": "the I/O loop clears the wake flag before its first sleep "
+        "and looks at the queue after",
+    _EN + "__init____mutmut_36": "a blocking wake-up pipe never blocks: the flag lets one byte "
+        "in per sleep of the I/O thread, which drains it",
+    _EN + "__init____mutmut_41": _BATCH_ONLY,
+    _EN + "__init____mutmut_42": _BATCH_ONLY,
+    _EN + "__init____mutmut_46": _SET_BEFORE_READ,
+    _EN + "__init____mutmut_47": _SET_BEFORE_READ,
+    _EN + "__init____mutmut_49": _SET_BEFORE_READ,
+    _EN + "__init____mutmut_50": _SET_BEFORE_READ,
+    _EN + "__init____mutmut_51": _SET_BEFORE_READ,
+    _EN + "__init____mutmut_53": _SET_BEFORE_READ,
+    _EN + "__init____mutmut_54": _SET_BEFORE_READ,
+    _EN + "__init____mutmut_55": _SET_BEFORE_READ,
+    _EN + "__init____mutmut_56": _FALSY,
+    _EN + "__init____mutmut_58": _SET_BEFORE_READ,
+    _EN + "__init____mutmut_59": _SET_BEFORE_READ,
+    _RE + "_reconnect_loop__mutmut_60": "_run's loop ends on _stop anyway, whatever the round "
+        "returns",
     _RE + "_move_off_lame_duck__mutmut_47": _NO_PONG_IN_REST,
     _RE + "_move_off_lame_duck__mutmut_48": _NO_PONG_IN_REST,
     _RE + "_move_off_lame_duck__mutmut_49": _NO_PONG_IN_REST,
@@ -640,6 +660,14 @@ SURVIVORS: dict[str, str] = {
         "reconnect (pinned for the first connect and the lame-duck move only)",
     _RE + "_reconnect_loop__mutmut_40": "killable, not pinned: echo=False in the CONNECT of a "
         "reconnect (pinned for the first connect and the lame-duck move only)",
+    _EN + "__init____mutmut_43": "read only by a lame-duck move before any batch was written "
+        "([None:] slices like [0:]; a failing drain would then compare None)",
+    _EN + "__init____mutmut_44": "killable: a move before any batch would skip the drain's first "
+        "byte; pinned by test_reconnect_exact.py, outside _engine's list",
+    _RE + "_reconnect_loop__mutmut_70": "killable, not pinned: after a protocol error on resume "
+        "the round goes on to the next server (the test's pool has one)",
+    _RE + "_reconnect_loop__mutmut_92": "the doubling stops after 11 rounds instead of 10: no "
+        "test waits that long",
 }
 for _n in range(34, 40):
     SURVIVORS[_EN + f"_on_info__mutmut_{_n}"] = ("killable: lame-duck INFO handling is pinned "
