@@ -57,7 +57,8 @@ MODULES: dict[str, list[str]] = {
     "_engine": ["tests/test_engine_exact.py", "tests/test_engine_peers_exact.py",
                 "tests/test_pubsub.py", "tests/test_promises.py"],
     "_reconnect": ["tests/test_reconnect_exact.py", "tests/test_reconnect_pool_exact.py",
-                   "tests/test_reconnect.py", "tests/test_promises.py"],
+                   "tests/test_reconnect_reasons.py", "tests/test_reconnect.py",
+                   "tests/test_promises.py"],
 }
 
 _CASE = "codec names are case-insensitive: 'UTF-8' is 'utf-8'"
@@ -731,10 +732,6 @@ SURVIVORS: dict[str, str] = {
         "must act on wakes it); 2 s only shows if one did not",
     _EN + "_io_loop__mutmut_68": "now == next_ping exactly (two monotonic readings): does not "
         "happen in practice",
-    _RE + "_reconnect_loop__mutmut_34": "killable, not pinned: echo=False in the CONNECT of a "
-        "reconnect (pinned for the first connect and the lame-duck move only)",
-    _RE + "_reconnect_loop__mutmut_40": "killable, not pinned: echo=False in the CONNECT of a "
-        "reconnect (pinned for the first connect and the lame-duck move only)",
     _EN + "__init____mutmut_43": "read only by a lame-duck move before any batch was written "
         "([None:] slices like [0:]; a failing drain would then compare None)",
     _EN + "__init____mutmut_44": "killable: a move before any batch would skip the drain's first "
@@ -762,12 +759,6 @@ for _n in range(34, 40):
     SURVIVORS[_EN + f"_on_info__mutmut_{_n}"] = ("killable: lame-duck INFO handling is pinned "
                                                  "by test_reconnect_exact.py, left out of "
                                                  "_engine's list so that the run fits the hour")
-for _n in range(12, 18):
-    SURVIVORS[_RE + f"_run__mutmut_{_n}"] = ("killable, not pinned: the gap's reason after a "
-                                             "connection reset (OSError in the I/O loop)")
-for _n in range(41, 49):
-    SURVIVORS[_RE + f"_reconnect_loop__mutmut_{_n}"] = ("killable, not pinned: the debug log "
-                                                        "line of a failed reconnect attempt")
 for _n in (125, 126, 129):
     SURVIVORS[_RE + f"_move_off_lame_duck__mutmut_{_n}"] = _DRAIN_HALF
 
