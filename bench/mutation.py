@@ -113,7 +113,24 @@ _REFUSED = "an index or value read for frames already refused (masked off): neve
 _BULK = "natsbook.wire._protocol.x__bulk_msgs__mutmut_"
 _CLEAN = _PERF + (" (the window is judged not clean: every line is checked for tabs, CRs and "
                   "LFs on its own)")
+_RB = "natsbook.capture._store.x__run_batch__mutmut_"
 _EQ_RUNS: dict[str, str] = {
+    "natsbook.capture._store.x_text_array__mutmut_10": "the fallback holds at least one str (it "
+        "runs on invalid UTF-8): pa.array infers string",
+    "natsbook.capture._store.x__seal__mutmut_70": "count= is only np.fromiter's preallocation "
+        "hint",
+    **{_RB + str(n): "np.arange of Python ints is int64 here" for n in (17, 21)},
+    **{_RB + str(n): "pa.array infers int64 from an int64 numpy array" for n in (33, 35)},
+    **{_RB + str(n): "np.full of a Python int (ns since the epoch) is int64 already"
+       for n in (38, 41)},
+    **{_RB + str(n): _NULLS for n in (54, 56, 58, 60)},
+    _STORE + "append__mutmut_4": _PERF + " (a bulk run taken row by row: the same rows)",
+    _STORE + "_append_run__mutmut_5": _PERF + " (the open rows sealed one row later: the same "
+        "rows)",
+    _STORE + "_enforce_locked__mutmut_28": _TRIMMED,
+    _STORE + "_enforce_locked__mutmut_33": _TRIMMED,
+    _STORE + "table__mutmut_16": "pa.concat_tables of one table is that table",
+    _STORE + "table__mutmut_18": "pa.concat_tables of one table is that table",
     **{_BULK + str(n): "typing.cast returns its argument: the type is for mypy only"
        for n in (17, 21, 22, 23)},
     **{_BULK + str(n): _CLEAN for n in (46, 51, 54, 57)},
@@ -396,7 +413,6 @@ EQUIVALENT: dict[str, str] = {
         "already",
     "natsbook.capture._store.x__seal__mutmut_78": "count= is only np.fromiter's preallocation hint",
     "natsbook.capture._store.x__seal__mutmut_87": "pa.array infers int64 from an int64 numpy array",
-    "natsbook.capture._store.x__seal__mutmut_89": "pa.array infers int64 from an int64 numpy array",
     _CAP + "_store.x__seal__mutmut_95": "payloads are bytes (b'' when empty): pa.array infers "
         "binary",
     _CAP + "_store.x__seal__mutmut_97": "payloads are bytes (b'' when empty): pa.array infers "

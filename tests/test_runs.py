@@ -108,11 +108,12 @@ def test_a_store_keeps_order_and_counts_across_rows_and_runs() -> None:
     run = groups[b"1"]
     assert isinstance(run, MsgRun) and any(isinstance(x, RunColumns) for x in run.parts)
     store = CaptureStore(max_bytes=None, seal_rows=64)
+    store.append([(b"before", None, None, b"0")], T_NS)
     store.append(run, T_NS)  # type: ignore[arg-type]
     table = store.table()
-    assert table.column("subject").to_pylist()[:3] == ["first", "second", "flood.0"]
-    assert table.num_rows == len(run) == store.stats.received == store.stats.stored == 542
-    assert table.column("payload").to_pylist() == [r[3] for r in run]
+    assert table.column("subject").to_pylist()[:4] == ["before", "first", "second", "flood.0"]
+    assert table.num_rows == len(run) + 1 == store.stats.received == store.stats.stored == 543
+    assert table.column("payload").to_pylist() == [b"0"] + [r[3] for r in run]
 
 
 @pytest.mark.parametrize("reply", [None, b"_INBOX.r"], ids=["plain", "reply"])
