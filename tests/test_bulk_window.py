@@ -11,7 +11,15 @@ import natsbook.wire._protocol as proto
 import natsbook.wire._runs as runs
 from natsbook.wire._protocol import RawMsg
 from tests.support.reference_codec import decode
-from tests.support.run_streams import LIMIT, ODD_FRAMES, msg, outcome, reference, without_runs
+from tests.support.run_streams import (
+    LIMIT,
+    ODD_FRAMES,
+    msg,
+    outcome,
+    reference,
+    switched_off,
+    without_runs,
+)
 
 
 def _mixed(n: int, sids: tuple[bytes, ...], reply: bytes | None) -> bytes:
@@ -22,12 +30,8 @@ def _mixed(n: int, sids: tuple[bytes, ...], reply: bytes | None) -> bytes:
 
 def _per_frame(chunks: list[bytes]) -> object:
     """The parser with no bulk pass at all: frame after frame."""
-    saved = proto.BULK_MIN
-    proto.BULK_MIN = 1 << 62
-    try:
+    with switched_off(proto, "BULK_MIN"):
         return without_runs(chunks)
-    finally:
-        proto.BULK_MIN = saved
 
 
 @pytest.mark.parametrize("sids", [(b"1",), (b"1", b"2"), (b"12", b"3", b"456")],
@@ -90,12 +94,8 @@ def test_the_windowed_pass_takes_exactly_the_frames_it_proves(stop_at: int | Non
         frames[stop_at] = odd
     stream = b"".join(frames)
     out: dict[bytes, list[RawMsg]] = {}
-    saved = runs.RUN_MIN
-    runs.RUN_MIN = 1 << 62
-    try:
+    with switched_off(runs, "RUN_MIN"):
         taken, end, whole = proto._bulk_msgs(stream, 0, 30, out)
-    finally:
-        runs.RUN_MIN = saved
     if stop_at is None:  # the window ends inside a frame: every whole frame before it
         expect = 0
         while sum(map(len, frames[:expect + 1])) <= proto.BULK_WINDOW:

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from natsbook.wire._protocol import BULK_MIN, Parser
+from tests.support.run_streams import switched_off
 
 
 def reference(stream: bytes) -> tuple[list[tuple[bytes, ...]], list[str]]:
@@ -137,10 +138,6 @@ def test_bulk_pass_changes_nothing_on_whitespace_in_lines(stream: bytes) -> None
     import natsbook.wire._protocol as proto
 
     with_bulk = _outcome([stream])
-    saved = proto.BULK_MIN
-    proto.BULK_MIN = 1 << 62
-    try:
+    with switched_off(proto, "BULK_MIN"):
         without = _outcome([stream])
-    finally:
-        proto.BULK_MIN = saved
     assert with_bulk == without

@@ -15,7 +15,15 @@ import pytest
 
 import natsbook
 from natsbook import LocalServer
-from tests.faults.test_hostile_server import FakeServer, _read_until, fake, hello, keep_open
+from tests.faults.test_hostile_server import (
+    INFO,
+    FakeServer,
+    _read_until,
+    fake,
+    hello,
+    keep_open,
+    well_behaved,
+)
 from tests.support.lame_duck import dead_url
 from tests.support.waiting import wait_for
 
@@ -29,13 +37,8 @@ def _reset_after_hello(peer: socket.socket) -> None:
     peer.close()
 
 
-def _serves(peer: socket.socket) -> None:
-    hello(peer)
-    keep_open(peer)
-
-
 def test_gap_reason_after_a_connection_reset(fake: Callable[..., FakeServer]) -> None:
-    srv = fake(_reset_after_hello, _serves)
+    srv = fake(_reset_after_hello, well_behaved)
     conn = natsbook.connect(srv.url, reconnect_wait=0.01, ping_interval=60)
     try:
         assert wait_for(lambda: conn.stats["reconnects"] == 1 and conn.is_connected, 10)
@@ -67,7 +70,7 @@ def test_each_failed_reconnect_attempt_is_logged(fake: Callable[..., FakeServer]
         peer.close()
 
     dead = dead_url()
-    srv = fake(dies, _serves)
+    srv = fake(dies, well_behaved)
     caplog.set_level(logging.DEBUG, logger="natsbook")
     conn = natsbook.connect([srv.url, dead], reconnect_wait=0.01, ping_interval=60,
                             discovery=False)
@@ -88,7 +91,7 @@ def test_a_reconnect_sends_the_same_echo(fake: Callable[..., FakeServer], echo: 
     connects: list[dict[str, object]] = []
 
     def record(peer: socket.socket, then_close: bool) -> None:
-        peer.sendall(b'INFO {"server_id":"fake","version":"2.10.0","max_payload":1048576}\r\n')
+        peer.sendall(INFO)
         data = _read_until(peer, b"PING\r\n")
         line = data.split(b"\r\n")[0]
         connects.append(json.loads(line.removeprefix(b"CONNECT ")))

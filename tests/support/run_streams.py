@@ -3,6 +3,10 @@ frame builders, hypothesis strategies, and the parser driven with runs on and of
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+
 import pyarrow as pa
 from hypothesis import strategies as st
 
@@ -94,13 +98,21 @@ def reference(stream: bytes) -> tuple[list[tuple[bytes, ...]], list[str]]:
     return sorted(rows, key=lambda r: r[0]), [op for op, _ in ctrl]
 
 
-def without_runs(chunks: list[bytes]) -> object:
-    saved = runs.RUN_MIN
-    runs.RUN_MIN = 1 << 62
+@contextmanager
+def switched_off(module: ModuleType, threshold: str) -> Iterator[None]:
+    """A fast path's threshold set out of reach while the block runs (``_runs.RUN_MIN``: no
+    runs; ``_protocol.BULK_MIN``: no bulk pass at all), then put back."""
+    saved = getattr(module, threshold)
+    setattr(module, threshold, 1 << 62)
     try:
-        return outcome(chunks)
+        yield
     finally:
-        runs.RUN_MIN = saved
+        setattr(module, threshold, saved)
+
+
+def without_runs(chunks: list[bytes]) -> object:
+    with switched_off(runs, "RUN_MIN"):
+        return outcome(chunks)
 
 
 def outcome(chunks: list[bytes]) -> object:
