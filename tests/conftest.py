@@ -16,6 +16,7 @@ from traitlets.config import Config
 import natsbook
 from natsbook import LocalServer
 from natsbook.notebook.magics import NatsMagics, unload_ipython_extension
+from tests.support.fake_server import fake  # noqa: F401  (the scripted fake-server fixture)
 from tests.support.transports import url_of
 
 

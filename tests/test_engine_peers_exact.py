@@ -17,19 +17,16 @@ import pytest
 import natsbook
 from natsbook.errors import ConnectionClosedError, RequestTimeout, WebSocketUpgradeError
 from natsbook.wire._protocol import HARD_MAX_FRAME
-from tests.faults.test_hostile_server import (
+from tests.support.fake_scripts import answers_then_reads
+from tests.support.fake_server import (
     INFO,
     FakeServer,
-    _read_until,
-    fake,
     hello,
     keep_open,
+    read_until,
 )
-from tests.support.fake_scripts import answers_then_reads
 from tests.support.waiting import wait_for
 from tests.support.ws_peers import FaultyWebSocketServer
-
-__all__ = ["fake"]  # the fixture, imported for the tests below
 
 
 def test_server_close_after_err_names_the_error(fake: Callable[..., FakeServer]) -> None:
@@ -108,7 +105,7 @@ def test_info_updates_max_payload_and_pool(fake: Callable[..., FakeServer]) -> N
 def test_no_discovery_keeps_the_pool(fake: Callable[..., FakeServer]) -> None:
     def script(peer: socket.socket) -> None:
         peer.sendall(INFO.replace(b'"port":4222', b'"port":4222,"connect_urls":["127.0.0.1:1"]'))
-        _read_until(peer, b"PING\r\n")
+        read_until(peer, b"PING\r\n")
         peer.sendall(b"PONG\r\n")
         keep_open(peer, 5)
 
@@ -147,7 +144,7 @@ def test_first_connect_errors(fake: Callable[..., FakeServer]) -> None:
 def test_auth_refusal_is_not_retried_elsewhere(fake: Callable[..., FakeServer]) -> None:
     def refuses(peer: socket.socket) -> None:
         peer.sendall(INFO)
-        _read_until(peer, b"PING\r\n")
+        read_until(peer, b"PING\r\n")
         peer.sendall(b"-ERR 'Authorization Violation'\r\n")
         keep_open(peer, 1)
 
@@ -191,7 +188,7 @@ def test_unknown_sid_and_partial_delivery_before_bad_bytes(
 
     def script(peer: socket.socket) -> None:
         hello(peer)
-        sid = int(_read_until(peer, b"PING\r\n").split(b"SUB a ")[1].split(b"\r\n")[0])
+        sid = int(read_until(peer, b"PING\r\n").split(b"SUB a ")[1].split(b"\r\n")[0])
         peer.sendall(b"PONG\r\n")
         go.wait(5)
         peer.sendall(b"MSG a 98 1\r\nu\r\nMSG a 99 1\r\nu\r\nMSG a %d 1\r\nx\r\n"
@@ -221,7 +218,7 @@ def test_unknown_sid_and_partial_delivery_before_bad_bytes(
 def test_announced_max_payload_is_clamped(fake: Callable[..., FakeServer], announced: int,
                                           limit: int, frame: int) -> None:
     info = INFO.replace(b'"max_payload":1048576', b'"max_payload":%d' % announced)
-    srv = fake(lambda p: (p.sendall(info), _read_until(p, b"PING\r\n"),
+    srv = fake(lambda p: (p.sendall(info), read_until(p, b"PING\r\n"),
                           p.sendall(b"PONG\r\n"), keep_open(p, 2)))
     c = natsbook.connect(srv.url, reconnect=False, ping_interval=60)
     try:
@@ -280,7 +277,7 @@ def test_reply_to_a_bad_inbox_subject_is_late(fake: Callable[..., FakeServer]) -
     """A message on our inbox whose token is not UTF-8 is counted as a late reply."""
     def script(peer: socket.socket) -> None:
         hello(peer)
-        got = _read_until(peer, b"PING\r\n")
+        got = read_until(peer, b"PING\r\n")
         m = re.search(rb"SUB (_INBOX\.\w+\.R\.)\* (\d+)", got)
         assert m is not None
         peer.sendall(b"PONG\r\nMSG %s\xff\xfe %s 1\r\nx\r\n" % (m[1], m[2]))
@@ -315,14 +312,14 @@ def test_a_fresh_connection(fake: Callable[..., FakeServer]) -> None:
 
     def script(peer: socket.socket) -> None:
         peer.sendall(INFO)
-        seen.append(_read_until(peer, b"PING\r\n"))
+        seen.append(read_until(peer, b"PING\r\n"))
         peer.sendall(b"PONG\r\n")
         peer.settimeout(0.3)
         try:
             seen.append(peer.recv(100))  # nothing: no PING before ping_interval
         except TimeoutError:
             seen.append(b"")
-        seen.append(_read_until(peer, b"PING\r\n"))
+        seen.append(read_until(peer, b"PING\r\n"))
         peer.sendall(b"PONG\r\n")
         keep_open(peer, 2)
 

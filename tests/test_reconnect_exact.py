@@ -23,19 +23,16 @@ import pytest
 import natsbook
 from natsbook import LocalServer
 from natsbook.errors import ConnectionClosedError, RequestTimeout
-from tests.faults.test_hostile_server import (
+from tests.support.fake_server import (
     INFO,
     FakeServer,
-    _read_until,
-    fake,
     hello,
     keep_open,
+    read_until,
     well_behaved_for,
 )
 from tests.support.lame_duck import LameDuck, NewServer, dead_url
 from tests.support.waiting import wait_for
-
-__all__ = ["fake"]  # the fixture, imported for the tests below
 
 
 def _connz_subs(srv: LocalServer, name: str) -> list[dict[str, object]]:
@@ -133,7 +130,7 @@ def test_lame_duck_with_nowhere_to_go_stays(fake: Callable[..., FakeServer]) -> 
 
 def _subscribe_dies(peer: socket.socket) -> None:
     hello(peer)
-    _read_until(peer, b"PING\r\n")
+    read_until(peer, b"PING\r\n")
     peer.close()
 
 
@@ -305,7 +302,7 @@ def test_no_reconnect_attempts_gives_up_after_one_round(fake: Callable[..., Fake
 def test_refused_reconnect_is_reported_once(fake: Callable[..., FakeServer]) -> None:
     def refuses(peer: socket.socket) -> None:
         peer.sendall(INFO)
-        _read_until(peer, b"PING\r\n")
+        read_until(peer, b"PING\r\n")
         peer.sendall(b"-ERR 'Authorization Violation'\r\n")
         keep_open(peer, 1)
 
@@ -433,7 +430,7 @@ def test_garbage_behind_a_reconnect_handshake(fake: Callable[..., FakeServer]) -
     I/O thread lives on, and the next round connects; still one gap."""
     def garbage_after_pong(peer: socket.socket) -> None:
         peer.sendall(INFO)
-        _read_until(peer, b"PING\r\n")
+        read_until(peer, b"PING\r\n")
         peer.sendall(b"PONG\r\nMSG a.b 1 -7\r\n")
         keep_open(peer, 2)
 

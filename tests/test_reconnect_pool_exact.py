@@ -16,11 +16,9 @@ import pytest
 
 import natsbook
 from natsbook.errors import ConnectionClosedError
-from tests.faults.test_hostile_server import FakeServer, _read_until, fake, hello, keep_open
+from tests.support.fake_server import FakeServer, hello, keep_open, read_until
 from tests.support.lame_duck import LameDuck, NewServer
 from tests.support.waiting import wait_for
-
-__all__ = ["fake"]  # the fixture, imported for the tests below
 
 
 def _dies_after(seconds: float) -> Callable[[socket.socket], None]:
@@ -44,7 +42,7 @@ class _Answers:
 
     def __call__(self, peer: socket.socket) -> None:
         hello(peer)
-        _read_until(peer, b"PING\r\n")
+        read_until(peer, b"PING\r\n")
         self.first_ping = time.monotonic()
         peer.sendall(b"PONG\r\n")
         keep_open(peer, 3)
@@ -132,7 +130,7 @@ class _RecordsAfterMove:
 
     def __call__(self, peer: socket.socket) -> None:
         hello(peer)
-        _read_until(peer, b"PING\r\n")  # the move's SUBs + PING
+        read_until(peer, b"PING\r\n")  # the move's SUBs + PING
         time.sleep(0.5)  # meanwhile the test publishes
         peer.sendall(b"PONG\r\n")
         peer.settimeout(3)
@@ -149,7 +147,7 @@ def test_publishes_survive_a_lame_duck_that_resets(fake: Callable[..., FakeServe
 
     def resets(peer: socket.socket) -> None:
         hello(peer)
-        _read_until(peer, b"PING\r\n")  # subscribe("a") waits for this PONG
+        read_until(peer, b"PING\r\n")  # subscribe("a") waits for this PONG
         peer.sendall(b"PONG\r\n")
         go.wait(5)
         peer.sendall(b'INFO {"ldm":true}\r\n')

@@ -15,19 +15,16 @@ import pytest
 
 import natsbook
 from natsbook import LocalServer
-from tests.faults.test_hostile_server import (
+from tests.support.fake_server import (
     INFO,
     FakeServer,
-    _read_until,
-    fake,
     hello,
     keep_open,
+    read_until,
     well_behaved,
 )
 from tests.support.lame_duck import dead_url
 from tests.support.waiting import wait_for
-
-__all__ = ["fake"]  # the fixture, imported for the tests below
 
 
 def _reset_after_hello(peer: socket.socket) -> None:
@@ -92,7 +89,7 @@ def test_a_reconnect_sends_the_same_echo(fake: Callable[..., FakeServer], echo: 
 
     def record(peer: socket.socket, then_close: bool) -> None:
         peer.sendall(INFO)
-        data = _read_until(peer, b"PING\r\n")
+        data = read_until(peer, b"PING\r\n")
         line = data.split(b"\r\n")[0]
         connects.append(json.loads(line.removeprefix(b"CONNECT ")))
         peer.sendall(b"PONG\r\n")

@@ -35,12 +35,10 @@ from natsbook.errors import (
     ConnectError,
     TLSError,
 )
-from tests.faults.test_hostile_server import INFO, FakeServer, _read_until, fake, keep_open
 from tests.support.fake_scripts import answers_then_reads
+from tests.support.fake_server import INFO, FakeServer, keep_open, read_until
 from tests.support.nats_jwt import make_nkey_user, make_operator_setup
 from tests.support.ws_peers import FaultyWebSocketServer
-
-__all__ = ["fake"]  # the fixture, imported for the tests below
 
 T = 0.5  # connect_timeout against the fake server
 
@@ -178,7 +176,7 @@ def _serving(info: bytes = INFO, after: bytes = b"PONG\r\n",
     """A fake server: `info`, then read CONNECT + PING, answer `after`, then idle."""
     def script(peer: socket.socket) -> None:
         peer.sendall(info)
-        got = _read_until(peer, b"PING\r\n")
+        got = read_until(peer, b"PING\r\n")
         if seen is not None:
             seen.append(got)
         peer.sendall(after)
@@ -269,7 +267,7 @@ def test_nkey_without_nonce(fake: Callable[..., FakeServer]) -> None:
 def test_handshake_errors_after_connect(fake: Callable[..., FakeServer]) -> None:
     srv = fake(_serving(after=b"+OK\r\nINFO {}\r\n-ERR 'Authorization Violation'\r\n"),
                _serving(after=b"-ERR 'Maximum Connections Exceeded'\r\n"),
-               lambda p: (p.sendall(INFO), _read_until(p, b"PING\r\n"), p.close()),
+               lambda p: (p.sendall(INFO), read_until(p, b"PING\r\n"), p.close()),
                _serving(after=b""))
     assert _refused(srv.url, AuthError) == (
         f"natsbook: authorization violation from {srv.url} - check token/user/password/creds")
@@ -416,7 +414,7 @@ def test_websocket_upgrade_request_and_silence(fake: Callable[..., FakeServer]) 
     heads: list[bytes] = []
 
     def record(peer: socket.socket) -> None:
-        heads.append(_read_until(peer, b"\r\n\r\n"))
+        heads.append(read_until(peer, b"\r\n\r\n"))
         peer.close()
 
     srv = fake(record)
@@ -446,7 +444,7 @@ def test_connect_says_tls_when_it_is(fake: Callable[..., FakeServer],
             with ctx.wrap_socket(peer, server_side=True) as tls:
                 if first:
                     tls.sendall(required)
-                seen.append(_read_until(tls, b"PING\r\n"))
+                seen.append(read_until(tls, b"PING\r\n"))
                 tls.sendall(b"PONG\r\n")
                 keep_open(tls, 0.5)
         return script
@@ -476,7 +474,7 @@ def test_untrusted_certificate_and_broken_upgrade(fake: Callable[..., FakeServer
                                                   pki: dict[str, str]) -> None:
     srv = fake(_tls_peer(pki, lambda t: keep_open(t, 1)),
                # A TLS record that does not decrypt, as the answer to the upgrade request.
-               _tls_peer(pki, lambda t: (_read_until(t, b"\r\n\r\n"),
+               _tls_peer(pki, lambda t: (read_until(t, b"\r\n\r\n"),
                                          os.write(t.fileno(), b"\x17\x03\x03\x00\x20" + b"x" * 32),
                                          keep_open(t, 1))))
     assert _refused(srv.url, TLSError, tls_ca=pki["other_ca"], tls_handshake_first=True) == (

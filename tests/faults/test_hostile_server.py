@@ -1,161 +1,33 @@
 """A fake server that sends hostile bytes: natsbook reports an error, never hangs or crashes.
 
-The fake server is a small socket server in the test (127.0.0.1, free port). Each accepted
-connection runs a script; every wait here is bounded.
+The fake server (tests/support/fake_server.py) is a small socket server on 127.0.0.1 (free
+port). Each accepted connection runs a script; every wait here is bounded.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 import natsbook
 from natsbook.errors import ConnectError, NatsbookError, ProtocolError, TLSError
+from tests.support.fake_server import (
+    INFO,
+    FakeServer,
+    Script,
+    after_connect_sends,
+    handshake_sends,
+    keep_open,
+    read_until,
+    well_behaved,
+    well_behaved_for,
+)
 
 from .helpers import wait_for
-
-INFO = (b'INFO {"server_id":"FAKE","version":"2.10.0","proto":1,"headers":true,'
-        b'"max_payload":1048576,"host":"127.0.0.1","port":4222}\r\n')
-
-Script = Callable[[socket.socket], None]
-
-
-class FakeServer:
-    """Accepts connections; connection number i runs scripts[min(i, len - 1)]."""
-
-    def __init__(self, *scripts: Script) -> None:
-        self.scripts = scripts
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.accepted = 0
-        self.stop = threading.Event()
-        self.peers: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True, name="fake-nats")
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                peer, _ = self.sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            peer.settimeout(5)
-            self.peers.append(peer)
-            script = self.scripts[min(self.accepted, len(self.scripts) - 1)]
-            self.accepted += 1
-            threading.Thread(target=self._run, args=(script, peer), daemon=True).start()
-
-    @staticmethod
-    def _run(script: Script, peer: socket.socket) -> None:
-        try:
-            script(peer)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
-        for p in self.peers:
-            try:
-                p.close()
-            except OSError:
-                pass
-
-
-@pytest.fixture
-def fake() -> Iterator[Callable[..., FakeServer]]:
-    made: list[FakeServer] = []
-
-    def make(*scripts: Script) -> FakeServer:
-        srv = FakeServer(*scripts)
-        made.append(srv)
-        return srv
-
-    yield make
-    for srv in made:
-        srv.close()
-
-
-def _read_until(peer: socket.socket, marker: bytes) -> bytes:
-    buf = b""
-    while marker not in buf:
-        chunk = peer.recv(65536)
-        if not chunk:
-            raise ConnectionResetError
-        buf += chunk
-    return buf
-
-
-def hello(peer: socket.socket) -> None:
-    """A well-behaved handshake: INFO, read CONNECT + PING, answer PONG."""
-    peer.sendall(INFO)
-    _read_until(peer, b"PING\r\n")
-    peer.sendall(b"PONG\r\n")
-
-
-def keep_open(peer: socket.socket, seconds: float = 5.0) -> None:
-    """Swallow whatever the client sends (never answering) for a while."""
-    peer.settimeout(0.1)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            if not peer.recv(65536):
-                return
-        except TimeoutError:
-            continue
-
-
-def well_behaved(peer: socket.socket) -> None:
-    """A fake server good enough for subscribe/flush: answers every PING."""
-    well_behaved_for(peer, 10)
-
-
-def well_behaved_for(peer: socket.socket, seconds: float) -> None:
-    hello(peer)
-    peer.settimeout(0.1)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            data = peer.recv(65536)
-        except TimeoutError:
-            continue
-        if not data:
-            return
-        for _ in range(data.count(b"PING\r\n")):
-            peer.sendall(b"PONG\r\n")
-
-
-def handshake_sends(data: bytes, then_close: bool = False) -> Script:
-    def script(peer: socket.socket) -> None:
-        peer.sendall(data)
-        if then_close:
-            peer.close()
-        else:
-            keep_open(peer, 3)
-    return script
-
-
-def after_connect_sends(data: bytes, then_close: bool = False) -> Script:
-    def script(peer: socket.socket) -> None:
-        hello(peer)
-        peer.sendall(data)
-        if then_close:
-            peer.shutdown(socket.SHUT_RDWR)
-            peer.close()
-        else:
-            keep_open(peer, 5)
-    return script
-
 
 CONNECT_TIMEOUT = 1.0
 
@@ -166,7 +38,7 @@ HANDSHAKE_CASES = [
     ("silent", handshake_sends(b""), "sent no INFO"),
     ("endless-line", handshake_sends(b"INFO " + b"A" * 200_000), "longer than 64 KiB"),
     ("close-mid-info", handshake_sends(b'INFO {"server_id":', then_close=True), "closed"),
-    ("err-after-connect", lambda p: (p.sendall(INFO), _read_until(p, b"PING\r\n"),
+    ("err-after-connect", lambda p: (p.sendall(INFO), read_until(p, b"PING\r\n"),
                                      p.sendall(b"-ERR 'Unknown Protocol Operation'\r\n"),
                                      keep_open(p, 3)), "Unknown Protocol Operation"),
     ("no-pong", lambda p: (p.sendall(INFO), keep_open(p, 3)), "did not answer CONNECT"),
@@ -268,7 +140,7 @@ def test_inflated_max_payload_does_not_unbound_the_parser(
 
     def script(peer: socket.socket) -> None:
         peer.sendall(big_info)
-        _read_until(peer, b"PING\r\n")
+        read_until(peer, b"PING\r\n")
         peer.sendall(b"PONG\r\nMSG a.b 1 900000000000\r\n")
         peer.sendall(b"x" * 1_000_000)  # would be buffered towards 900 GB
         keep_open(peer, 5)
@@ -300,7 +172,7 @@ def test_garbage_on_reconnect_does_not_kill_the_reader(fake: Callable[..., FakeS
 
     def garbage_after_pong(peer: socket.socket) -> None:
         peer.sendall(INFO)
-        _read_until(peer, b"PING\r\n")
+        read_until(peer, b"PING\r\n")
         peer.sendall(b"PONG\r\nMSG a.b 1 -7\r\n")
         keep_open(peer, 2)
 

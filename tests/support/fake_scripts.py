@@ -1,11 +1,11 @@
-"""Small scripts for tests.faults.test_hostile_server.FakeServer shared by the exact tests."""
+"""Small scripts for tests.support.fake_server.FakeServer shared by the exact tests."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable
 
-from tests.faults.test_hostile_server import INFO, _read_until, keep_open
+from tests.support.fake_server import INFO, keep_open, read_until
 
 __all__ = ["answers_then_reads"]
 
@@ -15,8 +15,8 @@ def answers_then_reads(after: bytes, got: list[bytes]) -> Callable[[socket.socke
     the same packet), then record what the client sends up to its next PONG into `got`."""
     def script(peer: socket.socket) -> None:
         peer.sendall(INFO)
-        _read_until(peer, b"PING\r\n")
+        read_until(peer, b"PING\r\n")
         peer.sendall(after)
-        got.append(_read_until(peer, b"PONG\r\n"))
+        got.append(read_until(peer, b"PONG\r\n"))
         keep_open(peer, 2)
     return script

@@ -1,6 +1,6 @@
 """Scripted fake NATS servers for the lame-duck tests (tests/test_reconnect_exact.py): a lame
 duck that announces ldm on cue, and a server to move to that answers the move's SUBs slowly.
-Scripts for tests.faults.test_hostile_server.FakeServer."""
+Scripts for tests.support.fake_server.FakeServer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from tests.faults.test_hostile_server import INFO, _read_until, hello
+from tests.support.fake_server import INFO, hello, read_until
 
 __all__ = ["LameDuck", "NewServer", "dead_url"]
 
@@ -76,9 +76,9 @@ class NewServer:
 
     def __call__(self, peer: socket.socket) -> None:
         peer.sendall(INFO)
-        self.connect = _read_until(peer, b"PING\r\n")
+        self.connect = read_until(peer, b"PING\r\n")
         peer.sendall(b'PONG\r\nINFO {"server_id":"NEW"}\r\n')
-        subs = _read_until(peer, b"PING\r\n")
+        subs = read_until(peer, b"PING\r\n")
         m = re.search(rb"SUB (\S+) (\d+)\r\n", subs)
         assert m is not None
         peer.sendall(b"MSG %s %s 1\r\nz\r\n" % (m[1], m[2]))
