@@ -8,11 +8,13 @@ import threading
 import time
 from collections.abc import Iterator
 
+import pandas as pd
 import pytest
 
 import natsbook
 from natsbook import LocalServer
-from natsbook.errors import BadInputError, NoRespondersError
+from natsbook.errors import BadInputError, NoRespondersError, ServiceError
+from natsbook.notebook._magics_messaging import latency_summary
 
 
 class HoldingResponder:
@@ -91,8 +93,36 @@ def test_request_batch_errors_per_row(conn: natsbook.Connection, server: LocalSe
         assert list(df["error"]) == [None, "ServiceError", None]
         assert list(df["data"]) == ["A", "no good", "C"]
         assert df["headers"][1]["Nats-Service-Error"] == ["ValueError: no good"]
+        # The service's text and code stay in the row, as request() raises them.
+        assert list(df["error_text"]) == [None, "ValueError: no good", None]
+        assert df["error_code"].tolist() == [pd.NA, 500, pd.NA]
+        with pytest.raises(ServiceError) as raised:
+            conn.request(subject, b"bad", timeout=2.0)
+        assert (raised.value.code, raised.value.description) == (500, df["error_text"][1])
         none = conn.request_batch(subject + ".nobody", [b"x", b"y"], timeout=2.0)
         assert list(none["error"]) == ["NoRespondersError"] * 2
+        assert none["error_code"].tolist() == [503, 503]
+        assert list(none["error_text"]) == ["no responders"] * 2
+    finally:
+        responder.close()
+
+
+def test_request_batch_keeps_a_coded_service_error(conn: natsbook.Connection,
+                                                   server: LocalServer, subject: str) -> None:
+    """A responder's Nats-Service-Error text and Nats-Service-Error-Code reach the row (and
+    the %nats_req --count summary), not only the class name."""
+    responder = natsbook.connect(server.url)
+    try:
+        responder.subscribe(subject, callback=lambda m: responder.publish(
+            m.reply, b"", headers={"Nats-Service-Error": "boom: disk on fire",
+                                   "Nats-Service-Error-Code": "418"}))
+        responder.flush()
+        df = conn.request_batch(subject, [b"a", b"b"], timeout=2.0)
+        assert list(df["error"]) == ["ServiceError"] * 2
+        assert df["error_code"].tolist() == [418, 418]
+        assert list(df["error_text"]) == ["boom: disk on fire"] * 2
+        summary = latency_summary(df, subject, 100, 0.1)
+        assert "ServiceError 418: 'boom: disk on fire' x2" in summary
     finally:
         responder.close()
 
@@ -104,6 +134,7 @@ def test_request_batch_timeout_rows(conn: natsbook.Connection, subject: str,
                             decode="text")
     elapsed = time.monotonic() - start
     assert list(df["error"]) == [None, "RequestTimeout", None, "RequestTimeout"]
+    assert list(df["error_text"][[1, 3]]) == ["no reply within 0.5s"] * 2
     assert list(df["data"][[0, 2]]) == ["a", "b"]
     assert df["latency_ms"][[1, 3]].isna().all() and df["time"][[1, 3]].isna().all()
     assert 0.5 <= elapsed < 3.0

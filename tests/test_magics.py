@@ -141,6 +141,29 @@ def test_pub_count_template_and_headers(nats: TestingShell, subject: str) -> Non
     assert msgs[0].headers["X-Id"] == "a b"
 
 
+def test_pub_count_literal_braces_and_counted_reply(nats: TestingShell, subject: str) -> None:
+    """{{i}} is a literal {i} (the docstring's promise) and --reply 'r.{i}' takes the counter,
+    never a notebook variable named i; the same in the subject and the cell form."""
+    nats.run_cell(f"%nats_sub {subject}.> -o s")
+    nats.run_cell("i = 99")
+    nats.run_cell(f"%nats_pub {subject}.n{{i}} 'n={{i}} lit={{{{i}}}}' --count 2 "
+                  f"--reply '{subject}.r.{{i}}' -H 'K:{{{{i}}}}'")
+    nats.run_cell(f"%%nats_pub {subject}.cell --count 2\n{{\"n\": {{i}}, \"lit\": \"{{{{i}}}}\"}}")
+    sub = nats.user_ns["s"]
+    assert wait_for(lambda: sub.received == 4)
+    msgs = sub.messages(4)
+    assert [(m.subject, m.data, m.reply) for m in msgs[:2]] == [
+        (f"{subject}.n1", b"n=1 lit={i}", f"{subject}.r.1"),
+        (f"{subject}.n2", b"n=2 lit={i}", f"{subject}.r.2")]
+    assert msgs[0].headers is not None and msgs[0].headers["K"] == "{i}"
+    assert [m.data for m in msgs[2:]] == [b'{"n": 1, "lit": "{i}"}', b'{"n": 2, "lit": "{i}"}']
+    # Without --count there is no counter: {i} is the notebook's i, {{i}} still a literal.
+    nats.run_cell(f"%nats_pub {subject}.plain 'v={{i}} lit={{{{i}}}}' --reply '{subject}.r.{{i}}'")
+    assert wait_for(lambda: sub.received == 5)
+    last = sub.last_msg
+    assert last is not None and (last.data, last.reply) == (b"v=99 lit={i}", f"{subject}.r.99")
+
+
 def test_pub_reply_and_cell_form(nats: TestingShell, subject: str) -> None:
     nats.run_cell(f"%nats_sub {subject} -o s")
     nats.run_cell(f"%%nats_pub {subject} --reply {subject}.inbox\n"

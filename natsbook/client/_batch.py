@@ -21,9 +21,9 @@ import pyarrow as pa
 from .._progress import Progress
 from ..capture._frames import to_frame
 from ..capture._store import SCHEMA
-from ..errors import BadInputError, MaxPayloadError, NoRespondersError
+from ..errors import BadInputError, MaxPayloadError, NoRespondersError, ProtocolError
 from ..wire._msg import encode_payload, header_items
-from ..wire._protocol import RawMsg, encode_headers, encode_pub
+from ..wire._protocol import RawMsg, encode_headers, encode_pub, parse_headers
 from ..wire._subjects import check_publish
 
 if TYPE_CHECKING:
@@ -36,15 +36,30 @@ _SERVICE_ERROR = b"\r\nnats-service-error:"
 PROGRESS_MIN = 2000
 
 
-def _reply_error(hdr: bytes | None) -> str | None:
-    """The error class a reply stands for, from its header block alone (None: a good reply)."""
+def _reply_error(hdr: bytes | None) -> tuple[str, int | None, str] | None:
+    """What error a reply stands for, from its header block alone: (class name, code, text),
+    as ``request()`` raises it, or None for a good reply."""
     if not hdr:
         return None
-    if hdr.startswith(b"NATS/1.0 503"):
-        return "NoRespondersError"
-    if _SERVICE_ERROR in hdr.lower():
-        return "ServiceError"
-    return None
+    lowered = hdr.lower()
+    no_responders = hdr.startswith(b"NATS/1.0 503")
+    if not no_responders and _SERVICE_ERROR not in lowered:
+        return None
+    try:
+        status, description, items = parse_headers(hdr)
+    except ProtocolError as exc:
+        return "ProtocolError", None, f"malformed reply headers: {exc}"
+    if no_responders:
+        return "NoRespondersError", status, description or "no responders"
+    text = ""
+    code = 500
+    for key, value in items:
+        name = key.lower()
+        if name == "nats-service-error" and not text:
+            text = value
+        elif name == "nats-service-error-code" and value.isdigit():
+            code = int(value)
+    return "ServiceError", code, text
 
 
 class _Done:
@@ -138,6 +153,9 @@ def request_batch(conn: Connection, subject: str, payloads: Iterable[Any], *,
     sent_at = [0.0] * n
     latency: list[float | None] = [None] * n
     errors: list[str | None] = [None] * n
+    codes: list[int | None] = [None] * n
+    texts: list[str | None] = [None] * n
+    timed_out = f"no reply within {timeout:g}s"
     finished = 0
     next_i = 0  # the next request to send
     oldest = 0  # every request before it has finished
@@ -175,10 +193,13 @@ def request_batch(conn: Connection, subject: str, payloads: Iterable[Any], *,
                 if slot.lost:
                     conn._check_open()
                     errors[i] = "RequestTimeout"
+                    texts[i] = timed_out
                 else:
                     latency[i] = (slot.t_mono - sent_at[i]) * 1000.0
                     assert slot.row is not None
-                    errors[i] = _reply_error(slot.row[2])
+                    failed = _reply_error(slot.row[2])
+                    if failed is not None:
+                        errors[i], codes[i], texts[i] = failed
                 slots[i] = None if slot.lost else slot
                 tokens[i] = ""
                 got += 1
@@ -204,6 +225,7 @@ def request_batch(conn: Connection, subject: str, payloads: Iterable[Any], *,
                     tokens[i] = ""
                     slots[i] = None
                     errors[i] = "RequestTimeout"
+                    texts[i] = timed_out
                 inflight -= len(expired)
                 finished += len(expired)
                 continue
@@ -235,8 +257,12 @@ def request_batch(conn: Connection, subject: str, payloads: Iterable[Any], *,
     df = to_frame(_table(times, rows), decode, extra=[
         ("latency_ms", pa.array(latency, pa.float64())),
         ("error", pa.array(errors, pa.string())),
+        ("error_code", pa.array(codes, pa.int64())),
+        ("error_text", pa.array(texts, pa.string())),
     ])
     df["error"] = pd.Series(errors, dtype=object, index=df.index)  # None, not NaN
+    df["error_code"] = pd.array(codes, dtype="Int64")
+    df["error_text"] = pd.Series(texts, dtype=object, index=df.index)
     return df
 
 def request_many(conn: Connection, subject: str, data: Any = b"", *,
@@ -317,7 +343,12 @@ class BatchMethods:
             One row per payload, in input order: the reply as a capture row shows it (its
             receive ``time``, ``subject``, ``headers``, ``size``, data), ``latency_ms`` and
             ``error``: None, or the error's class name (``RequestTimeout``,
-            ``NoRespondersError``, ``ServiceError``: a ``Nats-Service-Error`` header).
+            ``NoRespondersError``, ``ServiceError``: a ``Nats-Service-Error`` header,
+            ``ProtocolError``: a malformed reply header block); ``error_code``: the
+            service's ``Nats-Service-Error-Code`` (500 when it sent none) or the status
+            (503); ``error_text``: what ``request()`` would have raised with (the
+            service's ``Nats-Service-Error`` text, ``no responders``, ``no reply within
+            ...``).
 
         Raises:
             BadSubjectError, BadInputError, MaxPayloadError: bad input; nothing was sent.

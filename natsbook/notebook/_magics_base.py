@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -95,26 +94,37 @@ class NatsMagicsBase(Magics, Configurable):
                              "%nats_connect to open a new one")
         return conn
 
-    def _expand(self, text: str | None, keep: tuple[str, ...] = ()) -> str | None:
+    def _expand(self, text: str | None) -> str | None:
         """``{expr}`` from the user's namespace, as IPython does for line magics, but field by
         field: JSON such as ``{"id": 1}`` stays as it is, a field that cannot be evaluated is
-        left alone, ``{{x}}`` gives a literal ``{x}`` and names in `keep` (``{i}``) are kept.
+        left alone and ``{{x}}`` gives a literal ``{x}``.
         """
         if not text or "{" not in text:
             return text
+        return "".join(part or "" for part in self._template(text, counter=False))
 
-        def field(m: re.Match[str]) -> str:
+    def _template(self, text: str, *, counter: bool) -> list[str | None]:
+        """`text` expanded as `_expand` does, split at the ``{i}`` counter fields when
+        `counter` (each ``None`` in the list): one pass, so ``{{i}}`` stays a literal ``{i}``
+        and a notebook variable named ``i`` never stands in for the counter."""
+        parts: list[str | None] = []
+        pos = 0
+        for m in _FIELD_RE.finditer(text):
+            parts.append(text[pos:m.start()])
+            pos = m.end()
             if m.group(1) is not None:
-                return "{" + m.group(1) + "}"
+                parts.append("{" + m.group(1) + "}")
+                continue
             expr = m.group(2).strip()
-            if expr in keep:
-                return m.group(0)
+            if counter and expr == "i":
+                parts.append(None)
+                continue
             try:
-                return str(self._shell.ev(expr))
+                parts.append(str(self._shell.ev(expr)))
             except Exception:
-                return m.group(0)
-
-        return _FIELD_RE.sub(field, text)
+                parts.append(m.group(0))
+        parts.append(text[pos:])
+        return parts
 
     def _bind(self, name: str | None, value: Any) -> None:
         if name:

@@ -50,8 +50,8 @@ class MessagingMagics(NatsMagicsBase):
     @argument("-H", "--header", action="append", metavar="KEY:VALUE",
               help="a header; repeat for more (repeated keys are kept)")
     @argument("--count", "-c", default=None, metavar="N",
-              help="publish N messages (1 to 10,000,000); {i} in the payload becomes 1..N "
-                   "(natscli's {{Count}})")
+              help="publish N messages (1 to 10,000,000); {i} in the subject, --reply, "
+                   "headers and payload becomes 1..N (natscli's {{Count}}), {{i}} a literal {i}")
     @no_var_expand
     @line_cell_magic
     def nats_pub(self, line: str, cell: str | None = None) -> None:
@@ -60,25 +60,34 @@ class MessagingMagics(NatsMagicsBase):
         if cell is not None and args.payload is not None:
             raise UsageError("%%nats_pub takes the payload from the cell body - leave it off the "
                              "line")
+        counted = args.count is not None
         args.count = _int_arg("--count", args.count, 1, MAX_PUB_COUNT) or 1
         conn = self._require()
-        keep = ("i",) if args.count > 1 else ()
-        subject = self._expand(args.subject, keep) or ""
-        reply = self._expand(args.reply)
-        body = cell.rstrip("\r\n") if cell is not None else self._expand(args.payload, keep)
-        body = body or ""
-        headers = _headers([self._expand(h, keep) or "" for h in args.header or []])
+        # With --count, {i} is the counter (1..N) in the subject, reply, headers and payload,
+        # {{i}} a literal {i}; the cell body is not expanded from the namespace, so there only
+        # {i} and {{i}} are fields.
+        subject = _Counted(self._template(args.subject, counter=counted))
+        reply = (_Counted(self._template(args.reply, counter=counted))
+                 if args.reply is not None else None)
+        if cell is not None:
+            text = cell.rstrip("\r\n")
+            body = _Counted(_counter_fields(text) if counted else [text])
+        else:
+            body = _Counted(self._template(args.payload or "", counter=counted))
+        header_lines = [_Counted(self._template(h, counter=counted)) for h in args.header or []]
+        fixed_headers = _headers([h.fill(0) for h in header_lines])
         size = 0
         with _usage_errors():
             for i in range(1, args.count + 1):
-                data = body.replace("{i}", str(i)) if keep else body
-                hdrs = ({k: [v.replace("{i}", str(i)) for v in vs] for k, vs in headers.items()}
-                        if keep and headers else headers)
-                subj = subject.replace("{i}", str(i)) if keep else subject
-                conn.publish(subj, data, reply=reply, headers=hdrs)
+                data = body.fill(i)
+                hdrs = (_headers([h.fill(i) for h in header_lines])
+                        if any(h.counted for h in header_lines) else fixed_headers)
+                conn.publish(subject.fill(i), data,
+                             reply=reply.fill(i) if reply is not None else None, headers=hdrs)
                 size += len(data.encode())
             conn.flush(self.timeout)
-        print(f"natsbook: published {plural(args.count, 'message')} to {subject!r} "
+        subject_shown = subject.fill(1) if not subject.counted else args.subject
+        print(f"natsbook: published {plural(args.count, 'message')} to {subject_shown!r} "
               f"({plural(size, 'payload byte')})")
 
     # ------------------------------------------------------------------ subscribe
@@ -271,8 +280,48 @@ def latency_summary(frame: pd.DataFrame, subject: str, concurrency: int,
     errors = frame["error"].dropna().value_counts()
     if len(errors):
         lines.append("  errors: " + ", ".join(f"{k} {v:,}" for k, v in errors.items()))
+        if "error_text" in frame:
+            # What the services said: the commonest texts (the row has each one's own).
+            said = (frame.loc[frame["error"].notna(), ["error", "error_code", "error_text"]]
+                    .astype(str).value_counts().head(3))
+            for key, count in said.items():
+                kind, code, text = (str(part) for part in key)
+                shown = text if len(text) <= 120 else text[:117] + "..."
+                code_part = "" if code in ("<NA>", "None", "nan") else f" {code}"
+                lines.append(f"    {kind}{code_part}: {shown!r} x{count:,}")
     if len(ok):
         q = ok.quantile([0.5, 0.9, 0.99])
         lines.append(f"  latency ms: min {ok.min():.3f}  p50 {q[0.5]:.3f}  p90 {q[0.9]:.3f}  "
                      f"p99 {q[0.99]:.3f}  max {ok.max():.3f}")
     return "\n".join(lines)
+
+
+def _counter_fields(text: str) -> list[str | None]:
+    """A cell body split at its ``{i}`` counter fields (``None``); ``{{i}}`` is a literal."""
+    parts: list[str | None] = []
+    for n, chunk in enumerate(text.split("{{i}}")):
+        if n:
+            parts.append("{i}")
+        pieces = chunk.split("{i}")
+        for k, piece in enumerate(pieces):
+            if k:
+                parts.append(None)
+            parts.append(piece)
+    return parts
+
+
+class _Counted:
+    """A template from `_template`: `fill(i)` puts the counter into each ``None`` slot."""
+
+    __slots__ = ("counted", "parts", "text")
+
+    def __init__(self, parts: list[str | None]) -> None:
+        self.parts = parts
+        self.counted = any(p is None for p in parts)
+        self.text = "".join(p or "" for p in parts)
+
+    def fill(self, i: int) -> str:
+        if not self.counted:
+            return self.text
+        n = str(i)
+        return "".join(n if p is None else p for p in self.parts)
