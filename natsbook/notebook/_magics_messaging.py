@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -282,10 +283,10 @@ def latency_summary(frame: pd.DataFrame, subject: str, concurrency: int,
         lines.append("  errors: " + ", ".join(f"{k} {v:,}" for k, v in errors.items()))
         if "error_text" in frame:
             # What the services said: the commonest texts (the row has each one's own).
-            said = (frame.loc[frame["error"].notna(), ["error", "error_code", "error_text"]]
-                    .astype(str).value_counts().head(3))
-            for key, count in said.items():
-                kind, code, text = (str(part) for part in key)
+            failed = frame.loc[frame["error"].notna(), ["error", "error_code", "error_text"]]
+            said = Counter(zip(failed["error"].astype(str), failed["error_code"].astype(str),
+                               failed["error_text"].astype(str), strict=True))
+            for (kind, code, text), count in said.most_common(3):
                 shown = text if len(text) <= 120 else text[:117] + "..."
                 code_part = "" if code in ("<NA>", "None", "nan") else f" {code}"
                 lines.append(f"    {kind}{code_part}: {shown!r} x{count:,}")
