@@ -1,8 +1,11 @@
 """Soak: captures flooded while other threads subscribe, unsubscribe, read JetStream history,
-snapshot stats and call to_pandas, for NATSBOOK_THREADS_SOAK_SECONDS (30 by default).
+snapshot stats and call to_pandas.
 
-No thread may die, no gap may be recorded, every counter must add up in every snapshot, and
-every history read must come back complete.
+Each worker does a fixed amount of work (NATSBOOK_THREADS_SOAK_WORK scales it; 1 by default)
+and the flood goes on until they have all done theirs, so what is asserted never depends on
+how fast the machine is: no thread may die, no gap may be recorded, every counter must add up
+in every snapshot, and every history read must come back complete. The only clock is a
+generous deadline that tells a hang from slowness.
 """
 
 from __future__ import annotations
@@ -23,25 +26,37 @@ from natsbook.jetstream import _kv as natskv
 
 from .helpers import wait_for
 
-DURATION = float(os.environ.get("NATSBOOK_THREADS_SOAK_SECONDS", "30"))
+WORK = float(os.environ.get("NATSBOOK_THREADS_SOAK_WORK", "1"))
+#: How many steps each worker takes. The flood (500 messages a step: at least 200,000, more
+#: than `both` keeps, so its bound is exercised), the stats snapshots and the frames go on
+#: past theirs until the others are done, so that every step overlaps them.
+QUOTA = {name: max(1, int(n * WORK)) for name, n in (
+    ("churn", 400), ("history", 10), ("follow", 10), ("flood", 400), ("snapshot", 1_000),
+    ("frames", 60))}
+BACKGROUND = ("flood", "snapshot", "frames")
+DEADLINE = 300.0 * max(WORK, 1.0)  # a hang, not a slow machine: the work is fixed
 FLOOD_RATE = 20_000  # messages per second into the flooded captures (bounded)
 HISTORY = 20_000  # messages stored in the stream the readers read again and again
 KEYS = 300
 
 
 class Worker(threading.Thread):
-    """Runs `step` until stopped; keeps the first exception (with its traceback)."""
+    """Runs `step` `quota` times (a background worker: at least that many, until stopped);
+    keeps the first exception (with its traceback) and stops the others."""
 
-    def __init__(self, name: str, step: Callable[[], Any], stop: threading.Event) -> None:
+    def __init__(self, name: str, step: Callable[[], Any], stop: threading.Event,
+                 quota: int, background: bool = False) -> None:
         super().__init__(daemon=True, name=name)
         self.step = step
         self.stop = stop
+        self.quota = quota
+        self.background = background
         self.runs = 0
         self.failure: str | None = None
 
     def run(self) -> None:
         try:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and (self.background or self.runs < self.quota):
                 self.step()
                 self.runs += 1
         except BaseException:  # reported by the test, with where it happened
@@ -59,7 +74,7 @@ def adds_up(st: natsbook.SubStats, capture: bool, callback: bool) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(DURATION + 180)
+@pytest.mark.timeout(DEADLINE + 240)
 def test_soak_threads(server_factory: Callable[..., LocalServer], subject: str) -> None:
     srv = server_factory(jetstream=True)
     conn = natsbook.connect(srv.url, name="soak-threads", capture_budget=8_000_000)
@@ -156,16 +171,25 @@ def test_soak_threads(server_factory: Callable[..., LocalServer], subject: str) 
         flood_start = time.monotonic()
         for name, step in (("flood", flood), ("churn", churn), ("history", history),
                            ("follow", follow), ("snapshot", snapshot), ("frames", frames)):
-            workers.append(Worker(name, step, stop))
+            workers.append(Worker(name, step, stop, QUOTA[name], name in BACKGROUND))
         for w in workers:
             w.start()
-        stop.wait(DURATION)
+        deadline = time.monotonic() + DEADLINE
+        for w in workers:
+            if not w.background:
+                w.join(max(deadline - time.monotonic(), 0.0))
+        while (time.monotonic() < deadline and not stop.is_set()
+               and any(w.runs < w.quota for w in workers)):
+            stop.wait(0.05)
         stop.set()
         for w in workers:
             w.join(60)
+        unfinished = [f"{w.name} {w.runs}/{w.quota}" for w in workers if w.runs < w.quota]
         failures = [f"{w.name}:\n{w.failure}" for w in workers if w.failure]
         assert not failures, "\n".join(failures)
         assert not [w.name for w in workers if w.is_alive()]
+        assert not unfinished, f"a hang, not slowness: work left after {DEADLINE:g}s: " \
+            f"{unfinished}"
         assert not bad, f"{len(bad)} of {snapshots[0]} snapshots did not add up: {bad[:3]}"
         assert conn.gaps().empty, conn.gaps()
         assert conn.stats["reconnects"] == 0
@@ -182,10 +206,16 @@ def test_soak_threads(server_factory: Callable[..., LocalServer], subject: str) 
             assert adds_up(st, capture, callback) and st.pending == 0
         assert both.stats.evicted > 0, "the budget / bounds were exercised"
         assert set(conn._subs) == {both.sid, plain.sid, batched.sid}
-        print(f"soak: {DURATION:g}s, {total} flooded, {len(churned)} churned, reads {reads}, "
-              f"{snapshots[0]} snapshots, to_pandas {workers[-1].runs}")
-        assert reads["direct"] and reads["consumer"] and reads["kv"] and snapshots[0] > 1_000
-        assert len(churned) > 100
+        print(f"soak: {time.monotonic() - flood_start:.1f}s, {total} flooded, "
+              f"{len(churned)} churned, reads {reads}, {snapshots[0]} snapshots, "
+              f"to_pandas {workers[-1].runs}")
+        assert workers[-1].runs >= QUOTA["frames"]
+        # The fixed work was all done (counted, not timed).
+        assert reads == {"direct": QUOTA["history"], "consumer": QUOTA["history"],
+                         "kv": QUOTA["history"]}
+        assert len(churned) == QUOTA["churn"]
+        assert snapshots[0] >= QUOTA["snapshot"] * len(watched)
+        assert total >= QUOTA["flood"] * 500
     finally:
         stop.set()
         for w in workers:
