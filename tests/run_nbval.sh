@@ -47,7 +47,8 @@ export NATS_URL NATSBOOK_MONITOR_URL
 echo "run_nbval: NATS_URL=$NATS_URL NATSBOOK_MONITOR_URL=$NATSBOOK_MONITOR_URL"
 
 set +e
-"$python" -m pytest --nbval --nbval-current-env \
+# The notebooks clean up after themselves only when asked (Run All leaves what they show live).
+NATSBOOK_CLEANUP=1 "$python" -m pytest --nbval --nbval-current-env \
     --nbval-sanitize-with tests/nbval_sanitize.cfg \
     -p no:cacheprovider notebooks/ "$@"
 status=$?
