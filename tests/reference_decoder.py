@@ -1,7 +1,8 @@
-"""A plain reading of the README's decoding contract, one payload at a time.
+"""A plain reading of the decoding contract (docs/capture.md), one payload at a time.
 
-Written from the README, not from natsbook's code, and kept obviously correct rather than fast:
-no batches, no Arrow, no orjson. The property tests hold every decoding path to it.
+Written from that page (once the README's), not from natsbook's code, and kept obviously
+correct rather than fast: no batches, no Arrow, no orjson. The property tests hold every
+decoding path to it.
 """
 
 from __future__ import annotations

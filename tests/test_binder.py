@@ -38,7 +38,7 @@ def _env(tmp: Path, port: int, monitor_port: int) -> dict[str, str]:
 
 def test_files_repo2docker_reads() -> None:
     reqs = [line.strip() for line in (BINDER / "requirements.txt").read_text().splitlines()]
-    assert "." in reqs or "-e ." in reqs
+    assert {".", "-e .", ".[lab]", "-e .[lab]"} & set(reqs)
     assert os.access(START, os.X_OK)
     lines = [line for line in START.read_text().splitlines() if line.strip()]
     assert lines[0].startswith("#!") and lines[-1] == 'exec "$@"'
