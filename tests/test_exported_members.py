@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import natsbook
 from natsbook import errors
 
@@ -31,23 +33,17 @@ def test_each_layer_has_a_small_sorted_public_surface() -> None:
             assert not export.startswith("_") and getattr(layer, export) is not None, export
 
 
-def test_module_paths_from_before_the_layer_folders_still_work() -> None:
-    import natsbook.cli
-    import natsbook.kv
-    import natsbook.magics
-    import natsbook.simulator
-    import natsbook.widgets
-    import natsbook.widgets.explorer
-    from natsbook.monitor import Monitor
+def test_no_aliases_for_module_paths_nobody_released() -> None:
+    """0.1.0 has one path per module: no import hook, no alias in sys.modules."""
+    import importlib
+    import sys
 
-    assert natsbook.widgets.explorer.SubjectExplorer is natsbook.notebook.widgets.SubjectExplorer
-    assert natsbook.magics.NatsMagics.__module__ == "natsbook.notebook.magics"
-    assert natsbook.simulator.Simulator is natsbook.lab.Simulator
-    assert natsbook.kv.KV is natsbook.jetstream.KV
-    assert natsbook.cli.main.__module__ == "natsbook.lab.cli"
-    assert Monitor is natsbook.Monitor and callable(natsbook.monitor)
-    assert natsbook.widgets.__spec__.name == "natsbook.notebook.widgets"
-
+    assert not [f for f in sys.meta_path if type(f).__module__.startswith("natsbook")]
+    for old in ("natsbook.widgets", "natsbook.magics", "natsbook.simulator", "natsbook.cli",
+                "natsbook.kv"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
+    assert "natsbook.monitor" not in sys.modules and callable(natsbook.monitor)
 
 
 def test_error_tree() -> None:

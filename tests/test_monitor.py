@@ -10,8 +10,9 @@ import pytest
 
 import natsbook
 from natsbook import jetstream as js
-from natsbook.errors import BadInputError
-from natsbook.monitor import Monitor, MonitorError, monitor, parse_duration
+from natsbook.errors import BadInputError, MonitorError
+from natsbook.ops import Monitor, monitor
+from natsbook.ops._monitor import parse_duration
 from tests.faults.helpers import route_port
 from tests.support.waiting import wait_for
 

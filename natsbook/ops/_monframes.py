@@ -1,5 +1,5 @@
 """Monitoring answers -> DataFrames, with no I/O: the unit conversions shared by the HTTP
-and the system-account transports of :mod:`natsbook.monitor`.
+and the system-account transports of :mod:`natsbook.ops`.
 
 Times become UTC timestamps, durations ``pd.Timedelta`` whether the server wrote them as
 nanoseconds (``ping_interval``), seconds (``auth_timeout``) or Go strings (``"881µs"``,

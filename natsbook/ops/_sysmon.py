@@ -8,7 +8,7 @@ subscription until every expected server answered, replies stall for ``stall`` s
 ``timeout`` passes.
 
 Who should answer? A system request cannot tell a dead server from one that never existed, so
-the caller keeps the list: :class:`natsbook.monitor.Monitor` seeds it from a
+the caller keeps the list: :class:`natsbook.ops.Monitor` seeds it from a
 ``$SYS.REQ.SERVER.PING`` (every answering server plus the route peers each one names), adds
 every server that ever answers, and takes ``expected=`` names from the user. A known server
 that does not answer a later request is reported missing.
