@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 #: "a key that clashes with a metadata column": these names, always.
-METADATA = ("time", "subject", "reply", "headers", "size", "data", "json_error", "seq", "sub")
+METADATA = ("time", "subject", "reply", "headers", "header_error", "size", "data", "json_error",
+            "seq", "sub")
 MISSING = object()  # no value in this cell
 DEEPEST = 256  # "objects and arrays nested deeper than 256 levels" make a bad payload
 

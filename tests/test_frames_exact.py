@@ -65,8 +65,8 @@ def nested(depth: int, array: bool = False) -> bytes:
 
 # ------------------------------------------------------------------------------ names
 def test_reserved_names_and_depth_limit() -> None:
-    assert {"time", "subject", "reply", "headers", "size", "data", "json_error",
-                           "seq", "sub"} == jd.RESERVED
+    assert {"time", "subject", "reply", "headers", "header_error", "size", "data",
+            "json_error", "seq", "sub"} == jd.RESERVED
     assert jd.MAX_DEPTH == 256
     assert set(META_COLUMNS) == set(META)
     assert (repr(EMPTY), repr(ERROR)) == ("EMPTY", "ERROR")
@@ -351,6 +351,35 @@ def test_headers_column() -> None:
     assert h[6] == {"Status": ["1"], "Description": ["Timeout"]}
     h[1]["A"].append("3")  # each row owns its dict and lists
     assert h[3] == {"A": ["1", "2"], "B": ["x"]}
+
+
+@pytest.mark.parametrize("decode", ["auto", "json", "text", "bytes"])
+def test_a_bad_header_block_is_a_flagged_row(decode: str) -> None:
+    good = b"NATS/1.0\r\nA: 1\r\n\r\n"
+    blocks = [good, b"XYZ\r\n\r\n", None, b"XYZ\r\n\r\n", b"\xff\xfeNATS/1.0\r\n\r\n", good]
+    payloads = [b'{"i":%d}' % i for i in range(len(blocks))]
+    df = to_frame(table(payloads, headers=blocks), decode)
+    assert list(df.columns[:6]) == ["time", "subject", "reply", "headers", "header_error",
+                                    "size"]
+    assert df["headers"].tolist() == [{"A": ["1"]}, None, None, None, None, {"A": ["1"]}]
+    assert str(df["header_error"].dtype) == TEXT
+    errors = [None if pd.isna(v) else v for v in df["header_error"]]
+    assert errors == [None, "header block does not start with NATS/1.0: 'XYZ'", None,
+                      "header block does not start with NATS/1.0: 'XYZ'",
+                      "header block does not start with NATS/1.0: '\ufffd\ufffdNATS/1.0'", None]
+    assert df["size"].tolist() == [7] * 6  # the payloads are all there
+    if decode in ("auto", "json"):
+        assert df["i"].tolist() == list(range(6)) and not df["json_error"].any()
+    # Only a frame holding a bad block has the column (as `data` only with a non-object).
+    assert "header_error" not in to_frame(table(payloads[:1], headers=blocks[:1]), decode)
+    assert "header_error" not in to_frame(table(payloads), decode)
+
+
+def test_a_payload_key_named_header_error_keeps_its_own_column() -> None:
+    df = to_frame(table([b'{"header_error": 1}'], headers=[b"XYZ\r\n\r\n"]), "json")
+    assert list(df.columns) == [*META[:4], "header_error", "size", "data.header_error",
+                                "json_error"]
+    assert df["data.header_error"].tolist() == [1]
 
 
 @pytest.mark.parametrize(("payloads", "mode"), [

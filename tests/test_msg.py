@@ -27,6 +27,21 @@ def test_from_raw_with_status_headers() -> None:
     assert m.headers is not None and m.headers.items_all() == [("A", "1"), ("A", "2")]
 
 
+def test_from_raw_of_a_bad_header_block_raises_or_flags() -> None:
+    from natsbook.errors import ProtocolError
+
+    with pytest.raises(ProtocolError, match=r"^natsbook: header block does not start with "
+                                            r"NATS/1\.0: 'XYZ'$"):
+        Msg.from_raw(b"s", None, b"XYZ\r\n\r\n", b"p")
+    m = Msg.from_raw(b"s", b"r", b"XYZ\r\n\r\n", b"p", time=1.5, sid=3, lenient=True)
+    assert (m.subject, m.reply, m.data, m.headers, m.status, m.time, m.sid) == \
+        ("s", "r", b"p", None, None, 1.5, 3)
+    assert m.header_error == "header block does not start with NATS/1.0: 'XYZ'"
+    ok = Msg.from_raw(b"s", None, b"NATS/1.0 503\r\n\r\n", b"", lenient=True)
+    assert ok.header_error is None and ok.status == 503 and ok.headers is not None
+    assert Msg.from_raw(b"s", None, None, b"").header_error is None
+
+
 def test_from_raw_replaces_bad_utf8_in_subject_and_reply() -> None:
     m = Msg.from_raw(b"a.\xff", b"r.\xfe", None, b"\xff")
     assert m.subject == "a.\ufffd" and m.reply == "r.\ufffd" and m.data == b"\xff"

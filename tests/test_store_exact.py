@@ -5,12 +5,15 @@ directly, so every count is known in advance)."""
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from natsbook.capture import _store
+from natsbook.capture._spill import spill_files
 from natsbook.capture._store import (
     DEFAULT_BUDGET,
     DEFAULT_MAX_BYTES,
@@ -220,8 +223,11 @@ def test_spill_when_memory_passes_max_bytes(tmp_path: Path) -> None:
     st = store.stats
     assert st == StoreStats(received=4, stored=4, in_memory=0, spilled=4, evicted=0, bytes=0)
     files = sorted(p.name for p in (tmp_path / "d").iterdir())
-    assert len(files) == 1 and files[0].endswith("-00000.parquet")
-    assert files[0].startswith(f"capture-{os.getpid()}-{id(store):x}-")
+    # capture-<start ns, 19 digits>-<pid>-<id>-<part number, 6 digits>.parquet
+    assert len(files) == 1 and files[0].endswith(
+        f"-{os.getpid()}-{id(store._spill):x}-000000.parquet")
+    start = files[0].split("-")[1]
+    assert len(start) == 19 and abs(int(start) - time.time_ns()) < 60 * 10**9
     assert store.snapshot()[0] == [tmp_path / "d" / files[0]]
     store.append(rows(1, 4), T0)
     assert payloads(store) == [0, 1, 2, 3, 4]  # parts first, then memory
@@ -249,7 +255,7 @@ def test_finish_and_flush_spill_write_everything(tmp_path: Path) -> None:
     store.append(rows(2, 3), T0)
     store.flush_spill()
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert [n[-14:] for n in names] == ["-00000.parquet", "-00001.parquet"]
+    assert [n[-15:] for n in names] == ["-000000.parquet", "-000001.parquet"]
     assert not any(n.startswith(".") for n in names)
     assert payloads(store) == [0, 1, 2, 3, 4]
 
@@ -404,3 +410,199 @@ def test_spill_creates_missing_parent_directories(tmp_path: Path) -> None:
     again.append(rows(1), T0)
     again.finish()
     assert len(list((tmp_path / "a" / "b").iterdir())) == 1 and len(store) == 0
+
+
+# ------------------------------------------------------------------ a failing spill directory
+def _break(d: Path, how: str) -> None:
+    shutil.rmtree(d)
+    if how == "file":  # root writes through any chmod: a file in its place stops it
+        d.write_bytes(b"")
+
+
+@pytest.mark.parametrize("how", ["removed", "file"])
+def test_failed_spill_write_turns_spill_off_and_evicts(tmp_path: Path, how: str) -> None:
+    size = one_batch_nbytes(2)
+    d = tmp_path / "d"
+    store = CaptureStore(max_bytes=size, seal_rows=2, spill=d)
+    store.append(rows(4), T0)  # over max_bytes: part 0 holds rows 0-3
+    assert store.stats.spilled == 4 and len(list(d.iterdir())) == 1
+    _break(d, how)
+    store.append(rows(2, 4), T0)  # exactly max_bytes: stays in memory, nothing written
+    assert store.take_notices() == [] and store.spill_error is None
+    store.append(rows(2, 6), T0)  # over: the write fails; the bound evicts instead
+    st = store.stats
+    assert st == StoreStats(received=8, stored=2, in_memory=2, spilled=0, evicted=6,
+                            bytes=size, spill_errors=1)
+    assert payloads(store) == [6, 7]  # the lost part's rows are left out, not read
+    notices = store.take_notices()
+    assert len(notices) == 1 and notices[0] == store.spill_error
+    assert notices[0].startswith("writing spill part capture-")
+    assert f"-000001.parquet to {str(d)!r} failed (" in notices[0]
+    assert notices[0].endswith(
+        "spilling is off for this capture, which now evicts its oldest rows past its bounds "
+        "(counted in stats.evicted); 4 rows spilled before were lost with their files "
+        "(counted too)")
+    assert store.take_notices() == []  # each notice once
+    # Off for good: the directory coming back is not written to.
+    if d.is_file():
+        d.unlink()
+    d.mkdir()
+    store.append(rows(4, 8), T0)
+    store.finish()
+    st = store.stats
+    assert st.received == 12 == st.stored + st.evicted and st.spill_errors == 1
+    assert st.bytes <= size and list(d.iterdir()) == []
+    assert store.take_notices() == []
+
+
+def test_failed_spill_leaves_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
+    import pyarrow.parquet as pq
+
+    def half_written(table: pa.Table, where: Path, **kw: object) -> None:
+        Path(where).write_bytes(b"PAR1")
+        raise OSError(28, "No space left on device")
+
+    store = CaptureStore(max_bytes=1, seal_rows=2, spill=tmp_path)
+    monkeypatch.setattr(pq, "write_table", half_written)
+    store.append(rows(2), T0)
+    assert list(tmp_path.iterdir()) == []
+    assert "failed (No space left on device); spilling is off" in str(store.spill_error)
+    st = store.stats
+    assert (st.received, st.evicted, st.spill_errors) == (2, 2, 1)  # over max_bytes=1
+
+
+def test_finish_with_a_failing_spill_keeps_the_rows_in_memory(tmp_path: Path) -> None:
+    store = CaptureStore(seal_rows=10, spill=tmp_path / "d")
+    store.append(rows(3), T0)
+    shutil.rmtree(tmp_path / "d")
+    store.finish()
+    st = store.stats
+    assert (st.received, st.stored, st.in_memory, st.evicted, st.spill_errors) == (3, 3, 3, 0, 1)
+    assert payloads(store) == [0, 1, 2] and len(store.take_notices()) == 1
+
+
+def test_budget_evicts_a_spill_capture_whose_spill_failed(tmp_path: Path) -> None:
+    budget = CaptureBudget(max_bytes=1)
+    a = CaptureStore(max_bytes=None, seal_rows=2, budget=budget, spill=tmp_path / "d")
+    shutil.rmtree(tmp_path / "d")
+    a.append(rows(2), T0)  # the budget asks for room: the write fails, the head goes
+    st = a.stats
+    assert (st.spilled, st.evicted, st.in_memory, st.spill_errors) == (0, 2, 0, 1)
+    assert budget.used == 0
+    a.append(rows(2, 2), T0)
+    assert a.stats.evicted == 4 and a.stats.spill_errors == 1
+
+
+def test_spill_parts_gone_from_disk_are_counted_not_read(tmp_path: Path) -> None:
+    store = CaptureStore(seal_rows=10, spill=tmp_path)
+    for start in (0, 2, 4):
+        store.append(rows(2, start), T0)
+        store.flush_spill()
+    parts = store.snapshot()[0]
+    parts[1].unlink()
+    assert payloads(store) == [0, 1, 4, 5]
+    st = store.stats
+    assert (st.received, st.stored, st.spilled, st.evicted, st.spill_errors) == (6, 4, 4, 2, 1)
+    assert store.take_notices() == [
+        f"1 spill part files are missing from {str(tmp_path)!r}: their 2 rows are gone "
+        "(counted in stats.evicted)"]
+    assert store.spill_error is None  # the directory still takes parts
+    store.append(rows(1, 6), T0)
+    store.flush_spill()
+    names = sorted(p.name[-15:] for p in tmp_path.iterdir())
+    assert names == ["-000000.parquet", "-000002.parquet", "-000003.parquet"]  # never reused
+    assert payloads(store) == [0, 1, 4, 5, 6] and store.take_notices() == []
+
+
+# ------------------------------------------------------------------ bad header blocks
+def test_bad_header_blocks_are_counted_open_and_sealed() -> None:
+    good = b"NATS/1.0\r\nK: v\r\n\r\n"
+    blocks = [None, b"XYZ\r\n\r\n", good, b"", b"NATS/1.", b"\xffNATS/1.0\r\n\r\n"]
+    store = CaptureStore(max_bytes=None, seal_rows=len(blocks) + 1)
+    batch = [(b"s", None, h, b"%d" % i) for i, h in enumerate(blocks)]
+    store.append(batch, T0)
+    assert store.stats.bad_headers == 3 and store.take_notices() == []  # open: no notice yet
+    store.seal()
+    assert store.stats.bad_headers == 3
+    assert store.take_notices() == [
+        "captured a message whose header block does not start with NATS/1.0: 'XYZ' - kept as "
+        "a row with headers=None and the reason in header_error (counted in "
+        "stats.bad_headers)"]
+    store.append(batch, T0)
+    store.seal()
+    assert store.stats.bad_headers == 6 and store.take_notices() == []  # reported once
+    store.append(batch[:2], T0)
+    store.clear()  # what was received stays counted, as `received` does
+    assert store.stats.bad_headers == 7
+    assert store.stats.received == 14 and store.stats.evicted == 14
+
+
+# ------------------------------------------------------------------ spill directories read back
+def _part(path: Path, start: int, n: int, t_ns: int) -> Path:
+    import pyarrow.parquet as pq
+
+    batch = _store._seal(rows(n, start), [(t_ns, n)])
+    pq.write_table(pa.Table.from_batches([batch]), path)
+    return path
+
+
+def _read(path: Path, last: int | None = None) -> list[int]:
+    import natsbook
+
+    df = natsbook.read_capture(path, "bytes", last=last)
+    return [int(p) for p in df["data"].tolist()]
+
+
+def test_read_capture_orders_runs_by_receive_time_not_by_name(tmp_path: Path) -> None:
+    """The old names start with the process id: a later run of a smaller pid sorted first,
+    and last= gave the oldest rows."""
+    old_run = "capture-99999-7f00aa-1700000000000000000"
+    new_run = "capture-100-7f00bb-1700000000900000000"
+    _part(tmp_path / f"{old_run}-00000.parquet", 0, 2, T0)
+    _part(tmp_path / f"{old_run}-00001.parquet", 2, 2, T0 + 1)
+    _part(tmp_path / f"{new_run}-00000.parquet", 4, 2, T0 + 10)
+    _part(tmp_path / f"{new_run}-00001.parquet", 6, 2, T0 + 11)
+    assert sorted(p.name for p in tmp_path.iterdir())[0].startswith(new_run)  # the old trap
+    assert _read(tmp_path) == list(range(8))
+    assert _read(tmp_path, last=3) == [5, 6, 7]
+
+
+def test_read_capture_orders_parts_by_number_not_by_text(tmp_path: Path) -> None:
+    """One capture's parts come in the order written, even where the numbers' text does not
+    sort (past 99999 parts in the old names) and even if the clock stepped back between
+    parts: one capture reads back as sub.to_pandas() gave it."""
+    prefix = "capture-1700000000000000000-42-7f00cc"
+    _part(tmp_path / f"{prefix}-99999.parquet", 0, 2, T0 + 5)
+    _part(tmp_path / f"{prefix}-100000.parquet", 2, 2, T0)  # the clock went back
+    _part(tmp_path / f"{prefix}-100001.parquet", 4, 1, T0 + 1)
+    assert _read(tmp_path) == [0, 1, 2, 3, 4]
+    assert _read(tmp_path, last=1) == [4]
+
+
+def test_read_capture_merges_captures_sharing_a_directory_by_time(tmp_path: Path) -> None:
+    first = CaptureStore(seal_rows=100, spill=tmp_path)
+    second = CaptureStore(seal_rows=100, spill=tmp_path)
+    first.append(rows(2), T0)
+    second.append(rows(2, 2), T0 + 1)
+    first.flush_spill()
+    second.flush_spill()
+    first.append(rows(2, 4), T0 + 2)  # the first capture's newest rows
+    first.finish()
+    second.finish()
+    assert _read(tmp_path) == [0, 1, 2, 3, 4, 5]
+    assert _read(tmp_path, last=2) == [4, 5]
+    assert [len(parts) for parts in spill_files(tmp_path)] == [2, 1]
+    # New names start with the capture's start time: a plain name sort is chronological too.
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names[0].split("-")[1] <= names[-1].split("-")[1]
+    assert all(len(n.split("-")[1]) == 19 for n in names)
+
+
+def test_spill_files_groups_names_it_did_not_write_as_captures(tmp_path: Path) -> None:
+    _part(tmp_path / "export.parquet", 0, 1, T0 + 3)
+    _part(tmp_path / "capture-1700000000000000000-1-a-000000.parquet", 1, 1, T0)
+    (tmp_path / ".capture-1700000000000000000-1-a-000001.parquet.tmp").write_bytes(b"half")
+    assert [[p.name for p in g] for g in spill_files(tmp_path)] == [
+        ["capture-1700000000000000000-1-a-000000.parquet"], ["export.parquet"]]
+    assert _read(tmp_path) == [1, 0]  # by receive time
+    assert _store.read_spill_dir(tmp_path / "nothing-here").num_rows == 0

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import BadInputError
-from ..wire._protocol import parse_headers
+from ..wire._protocol import header_block_error, parse_headers
 from ..wire._subjects import matches
 from ._jsondecode import EMPTY, decode_json, parse_payloads
 
@@ -60,31 +60,47 @@ def filter_table(table: pa.Table, *, subject: str | None = None, since: Any = No
     return table
 
 
-def _headers_column(col: pa.ChunkedArray) -> list[Any]:
+def _headers_column(col: pa.ChunkedArray) -> tuple[list[Any], list[str | None] | None]:
+    """Each row's headers (a dict of key -> list of values, or None) and, when some header
+    block is not NATS headers, each row's ``header_error`` (None for the good rows).
+
+    A bad block is that row's problem only: its headers are None and its error says why; its
+    raw bytes stay in the capture (``to_arrow()``, SQL ``headers``, ``to_parquet``)."""
     out: list[Any] = [None] * len(col)
     if col.null_count == len(col):
-        return out
+        return out, None
+    errors: list[str | None] | None = None
     # Publishers usually repeat the same header block: parse each distinct block once.
-    parsed: dict[bytes, dict[str, list[str]]] = {}
+    parsed: dict[bytes, dict[str, list[str]] | str] = {}
     for i, block in enumerate(col.to_pylist()):
         if not block:
             continue
         d = parsed.get(block)
         if d is None:
-            status, desc, items = parse_headers(block)
-            d = {}
-            for k, v in items:
-                d.setdefault(k, []).append(v)
-            if status is not None:
-                d.setdefault("Status", [str(status)])
-                if desc:
-                    d.setdefault("Description", [desc])
+            bad = header_block_error(block)
+            if bad is not None:
+                d = bad
+            else:
+                status, desc, items = parse_headers(block)
+                d = {}
+                for k, v in items:
+                    d.setdefault(k, []).append(v)
+                if status is not None:
+                    d.setdefault("Status", [str(status)])
+                    if desc:
+                        d.setdefault("Description", [desc])
             if len(parsed) < 65_536:
                 parsed[block] = d
-        else:
-            d = {k: list(v) for k, v in d.items()}  # each row owns its dict
-        out[i] = d
-    return out
+            if isinstance(d, dict):
+                out[i] = d
+                continue
+        elif isinstance(d, dict):
+            out[i] = {k: list(v) for k, v in d.items()}  # each row owns its dict
+            continue
+        if errors is None:
+            errors = [None] * len(col)
+        errors[i] = d
+    return out, errors
 
 
 def _decode_text(col: pa.ChunkedArray) -> pd.Series:
@@ -117,7 +133,9 @@ def to_frame(table: pa.Table, decode: str = "auto",
     """Build the capture DataFrame.
 
     Columns: ``time`` (datetime64[ns, UTC]), ``subject``, ``reply``, ``headers`` (dict of
-    key -> list of values, or None), ``size`` (payload bytes), then the decoded payload: ``data``
+    key -> list of values, or None), ``header_error`` (only when some row's header block is
+    not NATS headers: why, for those rows; missing for the others; their ``headers`` are None),
+    ``size`` (payload bytes), then the decoded payload: ``data``
     for text/bytes, or one column per (dotted) JSON key plus ``json_error`` for json. Columns in
     `extra` (e.g. JetStream ``seq``, ``sub``) come right after ``time``. The JSON columns
     follow the README's decoding contract (see ``_jsondecode``); ``fast=False`` takes the
@@ -132,7 +150,10 @@ def to_frame(table: pa.Table, decode: str = "auto",
         cols[name] = arr.to_pandas()
     cols["subject"] = table["subject"].to_pandas()
     cols["reply"] = table["reply"].to_pandas()
-    cols["headers"] = pd.Series(_headers_column(table["headers"]), dtype=object)
+    headers, header_errors = _headers_column(table["headers"])
+    cols["headers"] = pd.Series(headers, dtype=object)
+    if header_errors is not None:
+        cols["header_error"] = pd.Series(header_errors, dtype="str")
     cols["size"] = pc.binary_length(payload).to_pandas().fillna(0).astype("int64")
     if mode == "bytes":
         cols["data"] = pd.Series(payload.to_pandas(types_mapper=pd.ArrowDtype), copy=False)

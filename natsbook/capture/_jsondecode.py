@@ -37,8 +37,8 @@ __all__ = ["EMPTY", "ERROR", "RESERVED", "column_name", "decode_json", "parse_ca
 #: Metadata column names. A top-level payload key with one of these names gets the column
 #: ``data.<key>`` (so do all columns nested under it), whether or not the metadata column is in
 #: this frame: the names never depend on the batch.
-RESERVED = frozenset({"time", "subject", "reply", "headers", "size", "data", "json_error", "seq",
-                      "sub"})
+RESERVED = frozenset({"time", "subject", "reply", "headers", "header_error", "size", "data",
+                      "json_error", "seq", "sub"})
 _BOM = b"\xef\xbb\xbf"
 _NONE = type(None)
 #: Objects and arrays nested deeper than this make a bad payload (no recursion limit is hit,

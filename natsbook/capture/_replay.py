@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["publish_frame"]
 
-_SKIP = {*META_COLUMNS, "sub", "seq", "json_error", "data"}
+_SKIP = {*META_COLUMNS, "header_error", "sub", "seq", "json_error", "data"}
 _MISSING = object()
 
 
@@ -100,6 +100,19 @@ def _json_payloads(df: pd.DataFrame) -> list[bytes]:
     return out
 
 
+def _check_header_errors(df: pd.DataFrame) -> None:
+    """A row whose header block was not NATS headers cannot be sent back as it came."""
+    if "header_error" not in df.columns:
+        return
+    bad = df["header_error"].notna().to_numpy(dtype=bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BadInputError(f"row {i} has a header_error ({df['header_error'].iloc[i]}): its "
+                            "header block was not NATS headers, so it cannot be sent back as "
+                            "it came - drop those rows, or drop the header_error column to "
+                            "send them without headers")
+
+
 def publish_frame(conn: Connection, df: pd.DataFrame, *, subject: str | None = None,
                   data: str | None = None, headers: str | None = None,
                   rate: float | None = None, progress: bool | None = None,
@@ -132,6 +145,7 @@ def publish_frame(conn: Connection, df: pd.DataFrame, *, subject: str | None = N
                     for i, r in enumerate(df[cols].to_dict("records"))]
     if headers is None and "headers" in df.columns:
         headers = "headers"
+        _check_header_errors(df)
     hdrs = df[headers].tolist() if headers is not None else [None] * n
     show = progress if progress is not None else n >= 50_000 or (rate is not None and n / rate > 3)
     bar = Progress(n, "replay", enabled=show)

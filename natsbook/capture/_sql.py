@@ -45,6 +45,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import BadInputError, QueryError
+from ._spill import spill_files
 from ._store import SCHEMA
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def path_sql(query: str, path: str | os.PathLike[str]) -> pd.DataFrame:
     if not p.exists():
         raise BadInputError(f"no capture at {os.fspath(path)!r} - give a .parquet file or a "
                             "spill directory")
-    files = sorted(p.glob("*.parquet")) if p.is_dir() else [p]
+    files = [f for parts in spill_files(p) for f in parts] if p.is_dir() else [p]
     return run(query, [_Part(None, None, files, [])])
 
 

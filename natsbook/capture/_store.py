@@ -4,6 +4,12 @@ Rows arrive as raw tuples ``(subject, reply, header_block, payload)`` and are se
 record batches every ``seal_rows`` rows, so memory stays close to the payload size. Bounds evict
 the oldest rows first and count what they evict. With ``spill=DIR`` sealed rows go to Parquet
 part files instead of being evicted, so a long capture keeps everything.
+
+A storage error is this capture's alone: a part file that cannot be written (directory
+removed, disk full, ...) turns spilling off for the rest of the capture, which then evicts as
+any other capture does (counted), and is recorded (``spill_error``, ``stats.spill_errors``) and
+handed to the subscription as a notice to report. The error never reaches the reader thread,
+so the connection and every other subscription go on. The part files are ``_spill``'s.
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..wire._protocol import RawMsg
+from ..wire._protocol import HDR_LINE, RawMsg, header_block_error
 from ..wire._runs import MsgRun, RunColumns
+from ._spill import SpillParts, spill_files
 
 __all__ = ["DEFAULT_BUDGET", "DEFAULT_MAX_BYTES", "SCHEMA", "CaptureBudget", "CaptureStore",
-           "StoreStats"]
+           "StoreStats", "read_spill_dir"]
 
 #: Default bound per subscription: 256 MiB of captured data (payload + subject + headers).
 #: Eight full captures fit in 2 GiB; raise it with subscribe(..., max_bytes=...).
@@ -55,6 +63,11 @@ class StoreStats:
     spilled: int
     evicted: int
     bytes: int
+    #: Rows whose header block is not NATS headers (kept, flagged by ``header_error``).
+    bad_headers: int = 0
+    #: Failed spill writes (spilling is then off for this capture) and spilled part files
+    #: found missing; the rows lost with them are counted in ``evicted``.
+    spill_errors: int = 0
 
 
 def text_array(values: list[bytes | None]) -> pa.Array:
@@ -94,6 +107,23 @@ def _seal(rows: list[RawMsg], times: list[tuple[int, int]]) -> pa.RecordBatch:
         ],
         schema=SCHEMA,
     )
+
+
+def _bad_header_count(col: pa.Array) -> int:
+    """How many non-empty header blocks of `col` do not start with NATS/1.0 (what
+    ``header_block_error`` refuses)."""
+    if col.null_count == len(col):
+        return 0
+    blocks = pc.sum(pc.greater(pc.binary_length(col), 0)).as_py() or 0
+    good = pc.sum(pc.starts_with(col, HDR_LINE.decode())).as_py() or 0
+    return int(blocks - good)
+
+
+def _first_bad_header(col: pa.Array) -> str:
+    for block in col.to_pylist():
+        if block and (text := header_block_error(block)) is not None:
+            return text
+    return "header block does not start with NATS/1.0"
 
 
 def _run_batch(cols: RunColumns, t_ns: int) -> pa.RecordBatch:
@@ -190,14 +220,16 @@ class CaptureStore:
         self._received = 0
         self._evicted = 0
         self._spilled = 0
-        self._spill_dir = Path(spill) if spill is not None else None
-        self._spill_parts: list[Path] = []
+        self._bad_headers = 0  # among sealed rows; the open ones are counted by `stats`
+        self._spill = SpillParts(Path(spill)) if spill is not None else None
+        #: Spilling is on until a part cannot be written; then it stays off (see spill_error).
+        self._spill_on = self._spill is not None
+        self._spill_errors = 0
+        # What the owner should report (taken with take_notices(), outside every lock).
+        self._notices: list[str] = []
         self._budget = budget
         if budget is not None:
             budget.register(self)
-        if self._spill_dir is not None:
-            self._spill_dir.mkdir(parents=True, exist_ok=True)
-            self._spill_prefix = f"capture-{os.getpid()}-{id(self):x}-{_time.time_ns()}"
 
     # -- writer side (reader thread) ---------------------------------------------------------
     def append(self, rows: list[RawMsg], t_ns: int | None = None) -> None:
@@ -255,11 +287,12 @@ class CaptureStore:
 
     def _evict_head(self) -> None:
         """Make room for a budget: a spill capture writes its rows to disk (it keeps
-        everything); any other drops its oldest sealed batch (counted)."""
+        everything); any other (or one whose spill failed) drops its oldest sealed batch
+        (counted)."""
         with self._lock:
-            if self._spill_dir is not None:
-                self._spill_locked()
-            elif self._sealed:
+            if self._spill_on and self._spill_locked():
+                return
+            if self._sealed:
                 head = self._sealed.popleft()
                 self._sealed_rows -= head.num_rows
                 self._sealed_bytes -= head.nbytes
@@ -277,13 +310,25 @@ class CaptureStore:
         self._sealed.append(batch)
         self._sealed_rows += batch.num_rows
         self._sealed_bytes += batch.nbytes
-        if self._spill_dir is not None:
+        hdrs = batch.column(3)
+        if hdrs.null_count < batch.num_rows:  # never for a batch without headers
+            bad = _bad_header_count(hdrs)
+            if bad:
+                if not self._bad_headers:
+                    self._notices.append(
+                        f"captured a message whose {_first_bad_header(hdrs)} - kept as a row "
+                        "with headers=None and the reason in header_error (counted in "
+                        "stats.bad_headers)")
+                self._bad_headers += bad
+        if self._spill_on:
             # Spill before memory passes the capture's bound (or every SPILL_ROWS rows).
-            if self._sealed_rows >= SPILL_ROWS or (
-                    self.max_bytes is not None and self._sealed_bytes > self.max_bytes):
-                self._spill_locked()
-        else:
-            self._enforce_locked()
+            if not (self._sealed_rows >= SPILL_ROWS or (
+                    self.max_bytes is not None and self._sealed_bytes > self.max_bytes)):
+                return
+            if self._spill_locked():
+                return
+        # No spill, or it just failed: the bounds evict (counted).
+        self._enforce_locked()
 
     def _enforce_locked(self) -> None:
         sealed = self._sealed
@@ -310,34 +355,75 @@ class CaptureStore:
             self._sealed_bytes -= head.nbytes
             self._evicted += head.num_rows
 
-    def _spill_locked(self) -> None:
-        assert self._spill_dir is not None
+    def _spill_locked(self) -> bool:
+        """Write the sealed batches to the next part file. False when that failed: spilling
+        is then off for good and the batches stay in memory for the bounds to evict."""
+        assert self._spill is not None
         if not self._sealed:
-            return
+            return True
         table = pa.Table.from_batches(list(self._sealed), SCHEMA)
-        path = self._spill_dir / f"{self._spill_prefix}-{len(self._spill_parts):05d}.parquet"
-        # Written aside and renamed: read_capture(dir) never sees half a part file.
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-        self._spill_parts.append(path)
+        failed = self._spill.write(table)
+        if failed is not None:
+            self._spill_on = False
+            self._spill_errors += 1
+            lost = self._drop_missing_locked()[1]
+            if lost:
+                failed += f"; {lost} rows spilled before were lost with their files (counted too)"
+                self._spill.error = failed
+            self._notices.append(failed)
+            return False
         self._spilled += table.num_rows
         self._sealed.clear()
         self._sealed_rows = 0
         self._sealed_bytes = 0
+        return True
+
+    def _drop_missing_locked(self) -> tuple[int, int]:
+        """Parts gone from disk: their rows move from ``spilled`` to ``evicted``, so the counts
+        still add up and the readers read what is left. Returns (parts, rows) lost."""
+        if self._spill is None or not self._spill.paths:
+            return 0, 0
+        gone, lost = self._spill.drop_missing()
+        self._spilled -= lost
+        self._evicted += lost
+        return gone, lost
+
+    def _check_parts_locked(self) -> None:
+        """Before the spill parts are read: leave out (and count) any that disappeared."""
+        gone, lost = self._drop_missing_locked()
+        if gone:
+            assert self._spill is not None
+            self._spill_errors += 1
+            self._notices.append(
+                f"{gone} spill part files are missing from {os.fspath(self._spill.directory)!r}:"
+                f" their {lost} rows are gone (counted in stats.evicted)")
+
+    def take_notices(self) -> list[str]:
+        """What happened to this store that its owner should report (spill failures, the
+        first bad header block), each once."""
+        if not self._notices:
+            return []
+        with self._lock:
+            notices, self._notices = self._notices, []
+        return notices
+
+    @property
+    def spill_error(self) -> str | None:
+        """Why spilling stopped, or None while it works (or without spill)."""
+        return self._spill.error if self._spill is not None else None
 
     # -- reader side (any thread) ------------------------------------------------------------
     def flush_spill(self) -> None:
         """Write everything held in memory to the spill directory (no-op without spill)."""
         with self._lock:
             self._seal_locked()
-            if self._spill_dir is not None:
-                self._spill_locked()
+            if self._spill_on and not self._spill_locked():
+                self._enforce_locked()
 
     def finish(self) -> None:
         """The capture ended: seal its tail; a spill capture also writes every row it still
         holds in memory, so the spill directory alone holds the whole capture."""
-        if self._spill_dir is None:
+        if not self._spill_on:
             self.seal()
         else:
             self.flush_spill()
@@ -346,8 +432,9 @@ class CaptureStore:
         """A consistent snapshot of every stored row (spilled parts first, oldest first)."""
         with self._lock:
             self._seal_locked()
+            self._check_parts_locked()
             batches = list(self._sealed)
-            parts = list(self._spill_parts)
+            parts = list(self._spill.paths) if self._spill is not None else []
         tables = [pq.read_table(p, schema=SCHEMA) for p in parts]
         tables.append(pa.Table.from_batches(batches, SCHEMA))
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -360,7 +447,8 @@ class CaptureStore:
         batch at the end. Unlike :meth:`table` nothing is sealed early.
         """
         with self._lock:
-            parts = list(self._spill_parts)
+            self._check_parts_locked()
+            parts = list(self._spill.paths) if self._spill is not None else []
             batches = list(self._sealed)
             if self._open:
                 batches.append(_seal(self._open, self._open_times))
@@ -370,6 +458,7 @@ class CaptureStore:
         """Forget stored rows (counters of what was received and evicted stay)."""
         with self._lock:
             self._evicted += self._sealed_rows + len(self._open)
+            self._bad_headers += self._open_bad_headers()
             self._open = []
             self._open_times = []
             self._sealed.clear()
@@ -386,8 +475,29 @@ class CaptureStore:
                 spilled=self._spilled,
                 evicted=self._evicted,
                 bytes=self._sealed_bytes + sum(len(r[3]) + len(r[0]) for r in self._open),
+                bad_headers=self._bad_headers + self._open_bad_headers(),
+                spill_errors=self._spill_errors,
             )
+
+    def _open_bad_headers(self) -> int:
+        """Bad header blocks among the rows not sealed yet (counted when sealed)."""
+        if not any(map(_COL2, self._open)):  # one C-level pass when no row has headers
+            return 0
+        return sum(1 for r in self._open if r[2] and r[2][:8] != HDR_LINE)
 
     def __len__(self) -> int:
         with self._lock:
             return self._sealed_rows + len(self._open) + self._spilled
+
+
+def read_spill_dir(path: str | os.PathLike[str]) -> pa.Table:
+    """Every row of a spill directory. One capture's rows come in the order they arrived (as
+    ``sub.to_pandas()`` gives them); the rows of several captures (runs, or subscriptions
+    sharing the directory) are merged by receive time, as ``conn.to_pandas()`` does, so
+    ``last=`` takes the newest."""
+    captures = spill_files(path)
+    tables = [pq.read_table(f, schema=SCHEMA) for parts in captures for f in parts]
+    if not tables:
+        return SCHEMA.empty_table()
+    table = pa.concat_tables(tables)
+    return table.sort_by("time") if len(captures) > 1 else table  # a stable sort

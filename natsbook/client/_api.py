@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..capture._frames import filter_table, to_frame
-from ..capture._store import DEFAULT_BUDGET, SCHEMA
+from ..capture._store import DEFAULT_BUDGET, read_spill_dir
 from ..errors import BadInputError
 from ._connection import Connection
 from ._engine import DEFAULT_PENDING_SIZE, DEFAULT_RECONNECT_BUFFER
@@ -122,17 +121,14 @@ def read_capture(path: str | os.PathLike[str], decode: str = "auto", *, last: in
                  since: Any = None, subject: str | None = None) -> pd.DataFrame:
     """Read a capture written by ``Subscription.to_parquet`` or a spill directory.
 
-    Gives the same DataFrame as ``Subscription.to_pandas`` with the same arguments.
+    Gives the same DataFrame as ``Subscription.to_pandas`` with the same arguments. A spill
+    directory holding several captures (runs, or subscriptions sharing it) gives their rows
+    merged by receive time, as ``Connection.to_pandas`` does, so ``last=`` is the newest.
     """
     p = Path(path)
     if not p.exists():
         raise BadInputError(f"no capture at {os.fspath(path)!r} - give a .parquet file or a "
                             "spill directory")
-    if p.is_dir():
-        parts = sorted(p.glob("*.parquet"))
-        tables = [pq.read_table(f, schema=SCHEMA) for f in parts]
-        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
-    else:
-        table = pq.read_table(p)
+    table = read_spill_dir(p) if p.is_dir() else pq.read_table(p)
     table = filter_table(table, subject=subject, since=since, last=last)
     return to_frame(table, decode)

@@ -412,7 +412,8 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
 
         Raises:
             BadInputError: a row cannot be folded back (a ``json_error`` row, two columns
-                filling one key, a cell with no JSON form); the message names the column.
+                filling one key, a cell with no JSON form; the message names the column), or
+                a row has a ``header_error`` while headers come from the frame.
         """
         from ..capture._replay import publish_frame
 

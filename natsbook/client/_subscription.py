@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from ..capture._frames import filter_table, to_frame
 from ..capture._store import CaptureStore
+from ..errors import ProtocolError
 from ..wire._msg import Msg
 from ..wire._protocol import RawMsg
 from ..wire._runs import MsgRun
@@ -41,6 +42,11 @@ class SubStats:
     Capture: ``received == stored + evicted`` (``stored`` includes rows spilled to Parquet).
     Callback: ``received == delivered + pending + dropped`` (``dropped``: pending limit hit).
     ``late``: messages that arrived after the subscription ended; not part of ``received``.
+    ``bad_headers``: messages whose header block is not NATS headers (part of ``received``:
+    a capture keeps them as rows flagged by ``header_error``; a callback is not called for
+    them, they count in ``callback_errors`` too). ``spill_errors``: failed spill writes
+    (spilling then stops for that capture, which evicts instead) and spill files found
+    missing; the reason is in ``sub.errors`` and ``conn.errors``.
     """
 
     received: int
@@ -53,6 +59,8 @@ class SubStats:
     callback_errors: int
     bytes: int
     late: int = 0
+    bad_headers: int = 0
+    spill_errors: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -108,6 +116,8 @@ class Subscription(SubAnalysisMethods):
         self._busy = 0  # rows taken by the dispatcher and not yet handed over
         self._discard = False
         self._errors = 0
+        self._bad_headers = 0  # counted by the dispatcher (a capture's store counts its own)
+        #: What went wrong in this subscription: callback exceptions, storage errors.
         self.errors: deque[str] = deque(maxlen=20)
         # Guards every counter above (and the store's append): a stats snapshot taken under it
         # always adds up, whatever the I/O and dispatcher threads are doing.
@@ -121,6 +131,20 @@ class Subscription(SubAnalysisMethods):
     # -- called by the reader thread ---------------------------------------------------------
     def _deliver(self, rows: list[RawMsg], now: float, t_ns: int) -> bool:
         """Take a batch from the reader. Returns False once max_msgs is reached."""
+        more = self._take(rows, now, t_ns)
+        store = self.store
+        if store is not None and store._notices:
+            self._report_store()  # outside the lock: a storage error is reported, not raised
+        return more
+
+    def _report_store(self) -> None:
+        """Report what the store noticed (a failed spill write, a bad header block)."""
+        assert self.store is not None
+        for text in self.store.take_notices():
+            self.errors.append(text)
+            self._conn._report(f"capture on {self.subject!r}: {text}")
+
+    def _take(self, rows: list[RawMsg], now: float, t_ns: int) -> bool:
         with self._cond:
             if type(rows) is MsgRun and (self.store is None or self._sink is not None
                                          or self._thread is not None
@@ -211,7 +235,13 @@ class Subscription(SubAnalysisMethods):
                 try:
                     # Inside the try: a malformed header block is this message's error (counted
                     # and reported), never the end of the dispatcher.
-                    cb(Msg.from_raw(*row, time=t, sid=self.sid, conn=self._conn))
+                    try:
+                        msg = Msg.from_raw(*row, time=t, sid=self.sid, conn=self._conn)
+                    except ProtocolError:
+                        with self._cond:
+                            self._bad_headers += 1
+                        raise
+                    cb(msg)
                 except Exception as exc:  # reported, never fatal to the dispatcher
                     self._failed(exc)
                 finally:
@@ -240,6 +270,7 @@ class Subscription(SubAnalysisMethods):
             self._cond.notify_all()
         if self.store is not None:
             self.store.finish()
+            self._report_store()
 
     def _join(self, timeout: float) -> None:
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -253,7 +284,8 @@ class Subscription(SubAnalysisMethods):
         if last is None:
             return None
         raw, t = last
-        return Msg.from_raw(*raw, time=t, sid=self.sid, conn=self._conn)
+        # Lenient: a bad header block gives headers=None and Msg.header_error, not an error.
+        return Msg.from_raw(*raw, time=t, sid=self.sid, conn=self._conn, lenient=True)
 
     @property
     def stats(self) -> SubStats:
@@ -275,6 +307,8 @@ class Subscription(SubAnalysisMethods):
                 callback_errors=self._errors,
                 bytes=st.bytes if st else 0,
                 late=self.late,
+                bad_headers=st.bad_headers if st else self._bad_headers,
+                spill_errors=st.spill_errors if st else 0,
             )
 
     def wait_pending(self, timeout: float = 5.0) -> bool:
@@ -306,7 +340,10 @@ class Subscription(SubAnalysisMethods):
         return self.store
 
     def to_arrow(self) -> Any:
-        return self._require_store().table()
+        table = self._require_store().table()
+        if self.store is not None and self.store._notices:
+            self._report_store()
+        return table
 
     def to_pandas(self, decode: str = "auto", *, last: int | None = None, since: Any = None,
                   subject: str | None = None) -> pd.DataFrame:
@@ -343,7 +380,7 @@ class Subscription(SubAnalysisMethods):
             raw = (row["subject"].encode(), row["reply"].encode() if row["reply"] else None,
                    row["headers"], row["payload"])
             t = row["time"].timestamp() if row["time"] is not None else 0.0
-            out.append(Msg.from_raw(*raw, time=t, sid=self.sid, conn=self._conn))
+            out.append(Msg.from_raw(*raw, time=t, sid=self.sid, conn=self._conn, lenient=True))
         return out
 
     def __len__(self) -> int:

@@ -34,7 +34,7 @@ from ..capture import ATTR, CAPTURE, REPORT, mark
 __all__ = ["ReportDict", "capture_html", "install", "mark", "plural", "report_html"]
 
 #: Metadata columns left out of the display when empty in every row.
-_METADATA = ("sub", "reply", "headers", "json_error")
+_METADATA = ("sub", "reply", "headers", "header_error", "json_error")
 _TIME_COLUMNS = ("time", "created", "start", "now")
 
 _CSS = """<style>

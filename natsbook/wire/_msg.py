@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from ..errors import BadHeaderError, BadInputError
-from ._protocol import parse_headers
+from ._protocol import header_block_error, parse_headers
 
 __all__ = ["Headers", "Msg", "encode_payload"]
 
@@ -73,19 +73,29 @@ class Msg:
     time: float = 0.0
     sid: int = 0
     _conn: Any = field(default=None, repr=False, compare=False)
+    #: Why the header block is not NATS headers (then ``headers`` is None), for a message read
+    #: back from a capture (``sub.messages()``, ``sub.last_msg``); None otherwise.
+    header_error: str | None = None
 
     @classmethod
     def from_raw(cls, subject: bytes, reply: bytes | None, hdr: bytes | None, payload: bytes,
-                 time: float = 0.0, sid: int = 0, conn: Any = None) -> Msg:
+                 time: float = 0.0, sid: int = 0, conn: Any = None, *,
+                 lenient: bool = False) -> Msg:
+        """The message of a raw row. A header block that is not NATS headers raises
+        ProtocolError, or with `lenient` gives ``headers=None`` and the reason in
+        ``header_error`` (the payload is delivered, as nats.go does)."""
         headers = None
         status = None
         description = ""
+        bad = None
         if hdr:
-            status, description, items = parse_headers(hdr)
-            headers = Headers(items)
+            bad = header_block_error(hdr) if lenient else None
+            if bad is None:
+                status, description, items = parse_headers(hdr)
+                headers = Headers(items)
         return cls(subject.decode("utf-8", "replace"), payload,
                    reply.decode("utf-8", "replace") if reply else None, headers,
-                   status, description, time, sid, conn)
+                   status, description, time, sid, conn, bad)
 
     def text(self) -> str:
         return self.data.decode("utf-8")

@@ -29,6 +29,7 @@ __all__ = [
     "encode_pub",
     "encode_sub",
     "encode_unsub",
+    "header_block_error",
     "parse_headers",
 ]
 
@@ -134,10 +135,25 @@ def decode_info(line: bytes) -> dict[str, Any]:
     return info
 
 
+def header_block_error(block: bytes) -> str | None:
+    """Why `block` is not a NATS header block (the text ``parse_headers`` raises), or None.
+
+    Only the first line is checked: that is the one thing ``parse_headers`` refuses (lines
+    without a ``:`` are skipped, as nats.go does).
+    """
+    if block[:8] == HDR_LINE:
+        return None
+    first = bytes(block[:200]).decode("utf-8", "replace").split("\r\n", 1)[0]
+    return f"header block does not start with NATS/1.0: {first[:40]!r}"
+
+
 def parse_headers(block: bytes) -> tuple[int | None, str, list[tuple[str, str]]]:
     """Parse a header block into (status code or None, status description, [(key, value)]).
 
     Repeated keys are kept in order; nothing collapses.
+
+    Raises:
+        ProtocolError: the block does not start with ``NATS/1.0`` (see header_block_error).
     """
     text = block.decode("utf-8", "replace")
     lines = text.split("\r\n")
@@ -145,7 +161,7 @@ def parse_headers(block: bytes) -> tuple[int | None, str, list[tuple[str, str]]]
     status: int | None = None
     description = ""
     if not first.startswith("NATS/1.0"):
-        raise ProtocolError(f"header block does not start with NATS/1.0: {first[:40]!r}")
+        raise ProtocolError(header_block_error(block) or "header block is not NATS/1.0")
     rest = first[8:].strip()
     if rest:
         code, _, description = rest.partition(" ")

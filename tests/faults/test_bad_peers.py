@@ -10,7 +10,9 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
 import natsbook
@@ -68,7 +70,94 @@ def test_malformed_header_block_is_a_callback_error(conn: natsbook.Connection, p
     wait_for(lambda: seen == [b"ok"], what="the good message after the bad one")
     st = sub.stats
     assert st.callback_errors == 1 and st.received == st.delivered == 2
+    assert st.bad_headers == 1
     assert any("NATS/1.0" in text for text in sub.errors)
+
+
+#: The issue's bad publish: a 7-byte header block that is not NATS/1.0, and no payload.
+BAD_HPUB = b"HPUB %b 7 7\r\nXYZ\r\n\r\n\r\n"
+
+
+def test_malformed_header_block_is_one_flagged_row_in_every_reader(
+        conn: natsbook.Connection, peer: RawPeer, subject: str, tmp_path: Path) -> None:
+    """One client publishing a header block that is not NATS/1.0 through a real server: the
+    capture keeps it as a row (headers None, the reason in header_error, the raw block in
+    the capture), counts it, and every reader of the capture still works."""
+    sub = conn.subscribe(f"{subject}.>", spill=tmp_path / "spill")
+    cb_seen: list[bytes] = []
+    cb = conn.subscribe(f"{subject}.>", callback=lambda m: cb_seen.append(m.data),
+                        capture=False)
+    good = b'NATS/1.0\r\nK: v\r\n\r\n'
+    peer.send(b"PUB %b.ok 8\r\n{\"i\": 0}\r\n" % subject.encode())
+    peer.send(BAD_HPUB % f"{subject}.bad".encode())
+    peer.send(b"HPUB %b.ok %d %d\r\n%b{\"i\": 2}\r\n"
+              % (subject.encode(), len(good), len(good) + 8, good))
+    peer.send(BAD_HPUB % f"{subject}.bad".encode())  # the newest row is a bad one
+    wait_for(lambda: sub.received == 4 and cb.stats.delivered == 4, what="all four")
+    assert sub.stats.bad_headers == 2 and cb.stats.bad_headers == 2
+    assert cb_seen == [b'{"i": 0}', b'{"i": 2}'] and cb.stats.callback_errors == 2
+
+    reason = "header block does not start with NATS/1.0: 'XYZ'"
+    for decode in ("auto", "json", "text", "bytes"):
+        df = sub.to_pandas(decode)
+        assert len(df) == 4, decode
+        assert list(df.columns[:6]) == ["time", "subject", "reply", "headers", "header_error",
+                                        "size"]
+        assert df["header_error"].isna().tolist() == [True, False, True, False]
+        assert df["header_error"].iloc[1] == reason
+        assert df["headers"].tolist() == [None, None, {"K": ["v"]}, None]
+        assert df["size"].tolist() == [8, 0, 8, 0]
+    js = sub.to_pandas("json")
+    assert js["i"].iloc[0] == 0 and js["i"].iloc[2] == 2
+    assert js["json_error"].tolist() == [False] * 4  # empty payloads are not JSON errors
+    assert sub.to_pandas("json", last=1)["header_error"].tolist() == [reason]
+    assert "header_error" not in sub.to_pandas("json", last=2).iloc[:1].dropna(axis=1).columns
+
+    every = conn.to_pandas("text")
+    assert len(every) == 4 and every["header_error"].notna().sum() == 2
+
+    msgs = sub.messages()
+    assert [m.header_error for m in msgs] == [None, reason, None, reason]
+    assert msgs[1].headers is None and msgs[1].data == b"" and msgs[2].headers["K"] == "v"
+    last = sub.last_msg
+    assert last is not None and last.header_error == reason and last.headers is None
+
+    # The raw block is kept: Arrow, SQL and the spilled parts hold it as it came.
+    assert sub.to_arrow()["headers"].to_pylist()[1] == b"XYZ\r\n\r\n"
+    raw = sub.sql("SELECT headers FROM messages WHERE subject LIKE '%.bad'")
+    assert raw["headers"].tolist() == ["XYZ\r\n\r\n"] * 2
+
+    # A live view's frame is built by the same code.
+    from natsbook.capture._live import Refresher
+
+    results: list[Any] = []
+    errors: list[str] = []
+    ref = Refresher(sub, lambda df: df["header_error"].notna().sum(), every=0.1,
+                    on_result=results.append, on_error=errors.append).start()
+    wait_for(lambda: results or errors, what="a render")
+    ref.stop()
+    assert errors == [] and results[0] == 2
+
+    # Replay refuses to send a bad row back as if its headers were fine; without them it goes.
+    with pytest.raises(BadInputError, match="row 1 has a header_error"):
+        conn.publish_frame(sub.to_pandas("bytes"), subject=f"{subject}_replay")
+    back = conn.subscribe(f"{subject}_replay")
+    ok = sub.to_pandas("bytes")
+    assert conn.publish_frame(ok[ok["header_error"].isna()], subject=f"{subject}_replay") == 2
+    wait_for(lambda: back.received == 2, what="the replayed rows")
+    assert back.to_pandas("json")["i"].tolist() == [0, 2]
+
+    # Spilled and read back: the same frame.
+    sub.unsubscribe()
+    frame = sub.to_pandas("json")
+    pd.testing.assert_frame_equal(natsbook.read_capture(tmp_path / "spill", "json"), frame)
+    assert natsbook.sql("SELECT count(*) AS n FROM messages", tmp_path / "spill")["n"][0] == 4
+
+    # Reported once (a row, not a connection problem), and the connection never dropped.
+    assert any(reason in text for _, text in conn.errors)
+    assert any(reason in text for text in sub.errors)
+    assert conn.status == "connected" and conn.gaps().empty
+    assert conn.stats["reconnects"] == 0
 
 
 def test_broken_reply_fails_the_request_not_the_connection(conn: natsbook.Connection,
