@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYER = {"_subjects": "wire", "_msg": "wire", "_protocol": "wire", "_runs": "wire",
          "_frames": "capture",
          "_store": "capture", "_jsondecode": "capture", "_transport": "client",
-         "_engine": "client", "_reconnect": "client"}
+         "_engine": "client", "_sendqueue": "client", "_reconnect": "client"}
 
 #: Module -> the fast test files that pin its behaviour.
 MODULES: dict[str, list[str]] = {
@@ -56,6 +56,10 @@ MODULES: dict[str, list[str]] = {
                    "tests/faults/test_auth_tls_failures.py", "tests/test_websocket.py"],
     "_engine": ["tests/test_engine_exact.py", "tests/test_engine_peers_exact.py",
                 "tests/test_pubsub.py", "tests/test_promises.py"],
+    # The send queue (split from _engine for issue 24; its EQUIVALENT entries still carry
+    # _engine's names and numbers until the next mutation run re-derives them).
+    "_sendqueue": ["tests/test_engine_exact.py", "tests/test_engine_peers_exact.py",
+                   "tests/test_pubsub.py", "tests/test_promises.py"],
     "_reconnect": ["tests/test_reconnect_exact.py", "tests/test_reconnect_pool_exact.py",
                    "tests/test_reconnect_reasons.py", "tests/test_reconnect.py",
                    "tests/test_promises.py"],

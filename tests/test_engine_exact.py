@@ -18,12 +18,14 @@ import pytest
 
 import natsbook
 from natsbook import Connection, LocalServer
+from natsbook.client._sendqueue import _count_pubs
 from natsbook.errors import (
     ConnectionClosedError,
     NotConnectedError,
     ProtocolError,
     RequestTimeout,
 )
+from natsbook.wire._protocol import PING, encode_headers, encode_pub, encode_sub
 from tests.support.waiting import wait_for
 
 
@@ -165,9 +167,27 @@ def test_reconnect_buffer_bound_is_exact(fresh_server: LocalServer, subject: str
             f"natsbook: disconnected from {fresh_server.url} and the reconnect buffer is full "
             f"({3 * frame} bytes) - wait for the reconnect (conn.status) or raise "
             "reconnect_buffer_size")
-        assert c.stats["out_msgs"] == 3
+        # Queued, not written: pending, not "out" (issue 24: stats never call a message
+        # sent that was not written).
+        assert (c.stats["out_msgs"], c.stats["pending_msgs"]) == (0, 3)
+        c.close()  # reconnecting: nothing to wait for; the buffer is dropped and counted
+        assert (c.stats["out_msgs"], c.stats["pending_msgs"], c.stats["unsent_msgs"]) == (0, 0, 3)
+        assert c.errors[-1][1] == (f"closed with 3 published messages ({3 * frame} bytes) not "
+                                   f"sent to {fresh_server.url}: counted in "
+                                   "stats['unsent_msgs']")
     finally:
         c.close()
+
+
+def test_messages_in_a_joined_frame_are_counted_by_their_sizes() -> None:
+    """A request_batch frame joins many PUB/HPUB frames: a drop or a close counts each one
+    (by the size on its line, whatever the payload holds), and no control frame."""
+    frames = [encode_pub(b"a.b", None, b"PUB x 5\r\nfake\r\n", None),
+              encode_pub(b"a", b"r.1", b"", encode_headers([("K", "1 2 3")])),
+              encode_pub(b"s", b"HPUB 1 2", b"x" * 1000, None)]
+    assert _count_pubs(b"".join(frames)) == 3
+    assert [_count_pubs(f) for f in frames] == [1, 1, 1]
+    assert _count_pubs(PING) == _count_pubs(encode_sub("a", 1)) == 0
 
 
 def test_identity_numbers_and_inbox(conn: Connection, subject: str) -> None:

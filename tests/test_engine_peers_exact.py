@@ -331,6 +331,7 @@ def test_a_fresh_connection(fake: Callable[..., FakeServer]) -> None:
         assert (opts["name"], opts["echo"], opts["user"], opts["pass"]) == ("eng", False, "u", "p")
         assert c.stats == {"in_msgs": 0, "in_bytes": 0, "out_msgs": 0, "out_bytes": 0,
                            "reconnects": 0, "errors": 0, "pending_bytes": 0,
+                           "pending_msgs": 0, "unsent_msgs": 0,
                            "unknown_sid_msgs": 0, "late_replies": 0, "rtt_ms": None}
         assert c.capture_budget.max_bytes == 12345
         assert wait_for(lambda: len(seen) == 2, 2)

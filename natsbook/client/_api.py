@@ -61,7 +61,10 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
             doubling with jitter) / reconnect_wait_max: reconnect policy.
         reconnect_buffer_size: bytes of publishes kept while disconnected (8 MiB); past it
             publish() raises NotConnectedError.
-        pending_size: bytes queued for the socket before publish() waits (backpressure).
+        pending_size: bytes queued for the socket before publish() waits (backpressure);
+            control frames count too. Besides, at most 64 KiB of the I/O thread's own PONG /
+            PING frames are queued at a time: past that the server is not reading, and the
+            connection is dropped as slow (reconnecting, like any other loss).
         error_callback: called with a text for each asynchronous error (also kept in
             ``conn.errors`` and logged to the ``natsbook`` logger).
         capture_budget: bytes all captures of this connection may hold together (1 GiB;

@@ -126,8 +126,11 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
         frame = encode_sub(sub.subject, sub.sid, sub.queue)
         if sub.max_msgs is not None:
             frame += encode_unsub(sub.sid, sub.max_msgs)
+        deadline = time.monotonic() + timeout
         try:
             with self._lock:
+                # The SUB counts against the send queue's bound like a publish.
+                self._wait_for_room(timeout)
                 self._subs[sub.sid] = sub
                 self._by_sid[str(sub.sid).encode()] = sub
                 if not sub.internal:
@@ -138,7 +141,7 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
                     self._out_bytes += len(frame)
             if connected:
                 self._wake()
-                self.flush(timeout)
+                self.flush(max(deadline - time.monotonic(), 0.0))
         except BaseException:
             self._release(sub)
             raise
@@ -227,13 +230,13 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
     def drain(self, timeout: float = 10.0) -> DrainReport:
         """Unsubscribe everything, let callbacks finish, send what is queued, then close.
 
-        Interrupted (Ctrl-C), it closes at once, as ``close()`` would."""
+        Interrupted (Ctrl-C), it closes at once, without waiting for the server."""
         self._check_open()
         subs = self.subscriptions
         try:
             return self._drain(subs, timeout)
         except BaseException:
-            self.close()
+            self._close(time.monotonic(), 5.0)
             for sub in subs:  # taken off the list already, so close() did not see them
                 sub._stop(discard=True)
             raise
@@ -273,13 +276,53 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
             errors.append(str(exc))
         with self._lock:
             unsent = self._out_bytes + sum(len(f) for f in self._inflight) - self._inflight_sent
-        self.close()
+        self._close(deadline, 5.0)
         return DrainReport(undelivered, unsent, tuple(errors))
 
     def close(self, timeout: float = 5.0) -> None:
-        """Close now: stop the I/O thread, drop what was not sent, stop callbacks."""
+        """Send what was published, then close: stop the I/O thread and callbacks.
+
+        Messages published but not yet confirmed are flushed first: sent, and confirmed by
+        a PING/PONG round trip (what nats.go's Drain() waits for; its Close() flushes its
+        buffer to the socket), within `timeout` seconds, so a server that stops reading
+        cannot hold close() longer. What could not be written by then is dropped, counted in
+        ``stats["unsent_msgs"]`` and reported in ``conn.errors``. While reconnecting nothing
+        is waited for: the reconnect buffer is dropped and counted (as nats.go does).
+        ``with natsbook.connect(...) as conn:`` closes this way.
+
+        Args:
+            timeout: seconds to wait for the server to take what was published; stopping
+                the I/O thread and each callback thread is given up to the same again (at
+                most 2 s per callback thread).
+        """
+        self._close(time.monotonic() + timeout, timeout)
+
+    def _close(self, flush_deadline: float, timeout: float) -> None:
         if self._status == "closed" and (self._thread is None or not self._thread.is_alive()):
             return
+        try:
+            self._flush_published(flush_deadline)
+        finally:
+            self._close_now(timeout)
+
+    def _flush_published(self, deadline: float) -> None:
+        """Before closing: flush unless every published message was confirmed already (no
+        round trip to wait for on a quiet connection). A failure is counted by the close."""
+        if self._status != "connected" or threading.current_thread() is self._thread:
+            return
+        with self._lock:
+            if self._published_msgs() <= self._confirmed_msgs:
+                return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            self.flush(left)
+        except NatsbookError:
+            pass
+
+    def _close_now(self, timeout: float) -> None:
+        """Stop the I/O thread, count what was not sent, stop callbacks."""
         with self._lock:
             self._stop.set()  # under the lock: _resume checks it there
         self._wake(force=True)
@@ -289,6 +332,9 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
         try:
             self._shutdown_socket()
             self._set_closed(self._closed_reason or "close() was called")
+            if io is None or not io.is_alive() or io is threading.current_thread():
+                # Else the I/O thread counts it when it ends (it sees the status closed).
+                self._drop_unsent()
             with self._lock:
                 subs = list(self._subs.values())
                 self._subs.clear()
@@ -340,13 +386,29 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
 
     @property
     def stats(self) -> dict[str, Any]:
+        """Counters of this connection.
+
+        ``out_msgs`` / ``out_bytes``: messages and bytes written to the socket (a message
+        counts once wholly written, never when only queued). ``pending_msgs``: published
+        messages not yet wholly written; ``pending_bytes``: bytes queued that the writer has
+        not taken yet (control frames included). ``unsent_msgs``: messages dropped because
+        the connection closed before they could be written (close()'s timeout ran out, or
+        reconnecting gave up). Every message publish() accepted is in exactly one of
+        ``out_msgs``, ``pending_msgs`` and ``unsent_msgs``, in every snapshot. A written
+        message may still be lost if the connection drops before the server reads it:
+        ``flush()`` confirms, ``gaps()`` shows drops.
+        """
         with self._lock:
             out_pending = self._out_bytes
+            out_msgs = self._out_msgs
+            pending_msgs = self._out_msgs_queued + self._inflight_msgs
+            unsent_msgs = self._unsent_msgs
         return {
             "in_msgs": self._in_msgs, "in_bytes": self._in_bytes,
-            "out_msgs": self._out_msgs, "out_bytes": self._out_bytes_total,
+            "out_msgs": out_msgs, "out_bytes": self._out_bytes_total,
             "reconnects": self._reconnects, "errors": len(self.errors),
-            "pending_bytes": out_pending, "unknown_sid_msgs": self._unknown_sid,
+            "pending_bytes": out_pending, "pending_msgs": pending_msgs,
+            "unsent_msgs": unsent_msgs, "unknown_sid_msgs": self._unknown_sid,
             "late_replies": self._late_replies,
             "rtt_ms": None if self._rtt is None else round(self._rtt * 1000, 3),
         }

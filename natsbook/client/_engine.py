@@ -1,15 +1,7 @@
 """The engine under Connection: its state, the I/O thread's read / write / dispatch loop and
-the send queue. One thread owns the socket, reads and writes (an SSL object must not be used
-from two threads at once), woken through a pipe when the user queues something to send; the
-kernel's thread only queues frames and waits with timeouts.
-
-One shortcut, for plain TCP only: when nothing is queued or half-sent, the caller sends its
-frame itself, under the engine's lock (so no other frame can get between), instead of waking
-the I/O thread through the pipe. Waking the I/O thread was most of a request's cost (profiled:
-the pipe write plus two thread switches per frame). What the socket does not take at once
-becomes the I/O thread's half-sent batch, exactly as if it had started sending it, so ordering
-and the reconnect buffer are unchanged. TLS (and any wrapped transport) always goes through
-the I/O thread.
+the send queue (in ``_sendqueue.py``). One thread owns the socket, reads and writes (an SSL
+object must not be used from two threads at once), woken through a pipe when the user queues
+something to send; the kernel's thread only queues frames and waits with timeouts.
 """
 
 from __future__ import annotations
@@ -34,9 +26,7 @@ from ..errors import (
     ConnectError,
     ConnectionClosedError,
     NatsbookError,
-    NotConnectedError,
     ProtocolError,
-    Timeout,
     TLSError,
     WebSocketUpgradeError,
 )
@@ -48,7 +38,8 @@ from ..wire._protocol import (
     Parser,
     RawMsg,
 )
-from ._events import Gap, _ErrorReports, _live, _Lost, _pending, _Waiter
+from ._events import Gap, _live, _Lost, _pending, _Waiter
+from ._sendqueue import _SendQueue
 from ._subscription import Subscription
 from ._transport import Credentials, ServerURL, TLSOptions, add_discovered, handshake
 
@@ -62,10 +53,10 @@ DEFAULT_RECONNECT_BUFFER = 8 * 1024 * 1024
 #: Bytes queued for the socket while connected; past this publish() waits (backpressure).
 DEFAULT_PENDING_SIZE = 32 * 1024 * 1024
 RECV_SIZE = 1 << 20
-_PUB_PREFIXES = (b"PUB ", b"HPUB ")
 _B62 = string.ascii_letters + string.digits
 
-class _Engine(_ErrorReports):
+
+class _Engine(_SendQueue):
     """State, the I/O loop and the send queue (reconnecting is added by _Reconnecting)."""
 
     def __init__(self, servers: list[ServerURL], creds: Credentials, tls: TLSOptions, *,
@@ -101,11 +92,7 @@ class _Engine(_ErrorReports):
         self._wake_pending = False
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._inflight: list[bytes] = []
-        self._inflight_data = b""
-        self._inflight_sent = 0
+        self._init_send_queue()
         self._pongs: deque[_Waiter | None] = deque()
         self._outstanding_pings = 0
         self._parser = Parser()
@@ -259,6 +246,8 @@ class _Engine(_ErrorReports):
                         self._read(sock)
                 if _pending(sock):
                     self._read(sock)
+                if self._slow:  # nothing more is written to a server that does not read
+                    raise _Lost(self._slow)
                 if self._inflight or self._out:
                     self._write(sock)
                 if self._lame:
@@ -269,10 +258,9 @@ class _Engine(_ErrorReports):
                     if self._outstanding_pings >= self.max_outstanding_pings:
                         raise _Lost(f"stale connection: no PONG to {self._outstanding_pings} "
                                     f"PINGs over {self._outstanding_pings * self.ping_interval:g}s")
-                    with self._lock:
-                        self._outstanding_pings += 1
-                        self._pongs.append(None)
-                        self._out.append(PING)
+                    if not self._queue_own(PING, keepalive=True):
+                        raise _Lost(self._slow)
+                    self._outstanding_pings += 1
         finally:
             sel.close()
 
@@ -288,70 +276,8 @@ class _Engine(_ErrorReports):
                             (f" after -ERR {self._last_err!r}" if self._last_err else ""))
             self._in_bytes += len(data)
             self._process(data)
-            if len(data) < RECV_SIZE and not _pending(sock):
+            if self._slow or (len(data) < RECV_SIZE and not _pending(sock)):
                 return
-
-    def _write(self, sock: socket.socket) -> None:
-        join = False
-        if not self._inflight:
-            with self._lock:
-                # Checked again under the lock: a caller's direct send may just have left a
-                # half-sent frame there.
-                if not self._inflight:
-                    if not self._out:
-                        return
-                    self._inflight = self._out
-                    self._inflight_sent = 0
-                    self._out = []
-                    self._out_bytes = 0
-                    self._cond.notify_all()
-                    join = True
-        if join:
-            # Joined once per batch of frames, not again after every partial send.
-            self._inflight_data = b"".join(self._inflight)
-        view = memoryview(self._inflight_data)[self._inflight_sent:]
-        sent = 0
-        try:
-            while view:
-                try:
-                    n = sock.send(view[: 1 << 20])
-                except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError,
-                        ssl.SSLWantReadError):
-                    return
-                self._inflight_sent += n
-                sent += n
-                view = view[n:]
-        finally:
-            if sent:
-                with self._lock:  # callers' direct sends count here too
-                    self._out_bytes_total += sent
-        # _inflight last: a caller takes an empty _inflight as "nothing half-sent".
-        self._inflight_data = b""
-        self._inflight_sent = 0
-        self._inflight = []
-
-    def _send_direct(self, frame: bytes) -> int:
-        """Under the lock: send `frame` from the caller's thread when that keeps the order
-        (plain TCP, connected, nothing queued or half-sent). Returns 0: not sent, queue it;
-        1: sent; 2: partly sent, now the I/O thread's half-sent batch (wake it)."""
-        sock = self._direct_sock
-        if sock is None or self._out or self._inflight or self._status != "connected":
-            return 0
-        try:
-            n = sock.send(frame)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError:
-            return 0  # the I/O thread finds out why; the frame waits in the queue
-        self._out_bytes_total += n
-        if n == len(frame):
-            return 1
-        if n == 0:
-            return 0
-        self._inflight_data = frame
-        self._inflight_sent = n
-        self._inflight = [frame]
-        return 2
 
     def _process(self, data: bytes) -> None:
         try:
@@ -366,8 +292,7 @@ class _Engine(_ErrorReports):
             self._deliver_groups(groups)
         for op, arg in ctrl:
             if op == "PING":
-                with self._lock:
-                    self._out.append(PONG)
+                self._queue_own(PONG)
             elif op == "PONG":
                 self._outstanding_pings = 0
                 with self._lock:
@@ -453,44 +378,6 @@ class _Engine(_ErrorReports):
         for w in waiters:
             w.lost = True
             w.event.set()
-
-    # ------------------------------------------------------------------ sending
-    def _queue(self, frame: bytes, timeout: float | None = None, *, msgs: int = 0,
-               direct: bool = False) -> None:
-        """Queue `frame` for the I/O thread (waiting for room while connected); `msgs`: how
-        many messages it carries, counted in ``stats["out_msgs"]`` under the same lock.
-        `direct`: the caller waits for an answer to this frame, so send it now when nothing is
-        queued (plain publishes are left to the I/O thread, which sends them in batches)."""
-        with self._lock:
-            if self._status != "reconnecting" and self._out_bytes > self.pending_size:
-                deadline = time.monotonic() + (timeout if timeout is not None else 10.0)
-                while self._out_bytes > self.pending_size and self._status == "connected":
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise Timeout("the server is not taking data fast enough (send buffer "
-                                      f"of {self.pending_size} bytes full) - slow down publishing")
-                    self._cond.wait(left)
-            # Checked after any wait: the state may have changed meanwhile.
-            if self._status == "closed":
-                raise ConnectionClosedError(
-                    f"connection is closed ({self._closed_reason or 'close() was called'}) - "
-                    "open a new one with natsbook.connect()")
-            if self._status == "reconnecting" and \
-                    self._out_bytes + len(frame) > self.reconnect_buffer_size:
-                raise NotConnectedError(
-                    f"disconnected from {self._server.url} and the reconnect buffer is full "
-                    f"({self.reconnect_buffer_size} bytes) - wait for the reconnect "
-                    "(conn.status) or raise reconnect_buffer_size")
-            self._out_msgs += msgs
-            sent = self._send_direct(frame) if direct else 0
-            if sent == 1:
-                return
-            was_empty = not self._out
-            if not sent:
-                self._out.append(frame)
-                self._out_bytes += len(frame)
-        if was_empty:
-            self._wake()
 
     def _add_reconnect_hook(self, hook: Callable[[], Any]) -> None:
         with self._lock:

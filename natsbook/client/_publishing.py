@@ -93,6 +93,9 @@ class _Publishing(_Reconnecting):
         then it is a barrier on the new server only: publishes the old one had not processed
         when the connection dropped may be lost, and ``conn.gaps()`` shows that interval.
 
+        Its PING counts against the send queue's bound like a publish: while the queue is past
+        ``pending_size`` it waits for room (within `timeout`).
+
         Raises:
             FlushTimeout: no answer within `timeout`.
         """
@@ -101,13 +104,15 @@ class _Publishing(_Reconnecting):
             self._check_open()
             waiter = _Waiter()
             with self._lock:
-                while self._status != "connected":
+                while self._status != "connected" or self._out_bytes > self.pending_size:
                     left = deadline - time.monotonic()
                     if left <= 0 or self._status == "closed":
                         self._check_open()
                         raise FlushTimeout(timeout)
                     self._cond.wait(left)
                 start = time.perf_counter()
+                # The PONG confirms every message queued before this PING.
+                mark = self._published_msgs()
                 self._pongs.append(waiter)
                 direct = self._send_direct(PING)
                 was_empty = not self._out and direct != 1
@@ -126,10 +131,17 @@ class _Publishing(_Reconnecting):
                 raise FlushTimeout(timeout)
             if not waiter.lost:
                 self._rtt = time.perf_counter() - start
+                with self._lock:
+                    self._confirmed_msgs = max(self._confirmed_msgs, mark)
                 return self._rtt
             if time.monotonic() >= deadline:
                 self._check_open()
                 raise FlushTimeout(timeout)
+
+    def _published_msgs(self) -> int:
+        """Under the lock: every message publish() (or request) accepted on this connection:
+        written, queued, half-sent or dropped at close."""
+        return self._out_msgs + self._out_msgs_queued + self._inflight_msgs + self._unsent_msgs
 
     def _drop_waiter(self, waiter: _Waiter) -> None:
         """Forget an abandoned flush: its PONG still arrives in order, for no one."""

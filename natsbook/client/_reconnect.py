@@ -24,7 +24,8 @@ from ..wire._protocol import (
     encode_sub,
     encode_unsub,
 )
-from ._engine import _PUB_PREFIXES, RECV_SIZE, Gap, _Engine, _Lost, _Waiter, log
+from ._engine import RECV_SIZE, Gap, _Engine, _Lost, _Waiter, log
+from ._sendqueue import _PUB_PREFIXES, _count_pubs
 from ._transport import ServerURL, handshake
 
 __all__: list[str] = []
@@ -67,6 +68,10 @@ class _Reconnecting(_Engine):
             if not self._reconnect_loop():
                 break
         self._shutdown_socket()
+        if self._status == "closed":
+            # Gave up reconnecting, or close() stopped waiting for this thread: nothing writes
+            # any more, so what is left was never sent. (Else close() counts it.)
+            self._drop_unsent()
         if self._stop.is_set() and self._closed_fds_deferred:
             self._cleanup_fds()  # close() left the wake pipe to this thread
 
@@ -77,20 +82,21 @@ class _Reconnecting(_Engine):
             self._status = "reconnecting"
             self._direct_sock = None
             self._gaps.append(Gap(now, None, self._server.url, reason))
-            unsent: list[bytes] = []
-            sent = self._inflight_sent
-            pos = 0
-            for frame in self._inflight:
-                end = pos + len(frame)
-                if end > sent and frame.startswith(_PUB_PREFIXES):
-                    unsent.append(frame)
-                pos = end
+            # Publishes not wholly written go out again after the reconnect; frames written
+            # whole count as sent (the server may not have processed them: see gaps()).
+            unsent = self._unsent_pubs()
+            again = sum(_count_pubs(f) for f in unsent)
+            self._out_msgs += self._inflight_msgs - again
+            self._out_msgs_queued += again
+            self._inflight_msgs = 0
             unsent.extend(f for f in self._out if f.startswith(_PUB_PREFIXES))
             self._inflight = []
             self._inflight_data = b""
             self._inflight_sent = 0
             self._out = unsent
             self._out_bytes = sum(len(f) for f in unsent)
+            self._out_own_bytes = 0
+            self._slow = ""
             waiters = list(self._pongs)
             self._pongs.clear()
             self._outstanding_pings = 0
@@ -221,7 +227,10 @@ class _Reconnecting(_Engine):
             sent = self._inflight_sent
             frames.extend(self._out)
             self._inflight, self._inflight_sent, self._inflight_data = [], 0, b""
-            self._out, self._out_bytes = [], 0
+            self._out, self._out_bytes, self._out_own_bytes = [], 0, 0
+            # Counted as half-sent while they go to the lame duck.
+            self._inflight_msgs += self._out_msgs_queued
+            self._out_msgs_queued = 0
             frames.extend(encode_unsub(sid) for sid in self._subs)
             if self._resp_sid is not None:
                 frames.append(encode_unsub(int(self._resp_sid)))
@@ -230,8 +239,9 @@ class _Reconnecting(_Engine):
             self._cond.notify_all()
         try:
             old.settimeout(max(deadline - time.monotonic(), 0.05))
+            outgoing = memoryview(b"".join(frames))[sent:]
             try:
-                old.sendall(memoryview(b"".join(frames))[sent:])
+                old.sendall(outgoing)
             except (OSError, ssl.SSLError):
                 # Publishes not known to be out go to the new server (as after a disconnect).
                 pos, again = 0, []
@@ -242,7 +252,15 @@ class _Reconnecting(_Engine):
                 with self._lock:
                     self._out[:0] = again
                     self._out_bytes = sum(len(f) for f in self._out)
+                    n = sum(_count_pubs(f) for f in again)
+                    self._out_msgs += self._inflight_msgs - n
+                    self._out_msgs_queued += n
+                    self._inflight_msgs = 0
                 raise
+            with self._lock:
+                self._out_bytes_total += len(outgoing)
+                self._out_msgs += self._inflight_msgs
+                self._inflight_msgs = 0
             while not marker.event.is_set():
                 old.settimeout(max(deadline - time.monotonic(), 0.01))
                 data = old.recv(RECV_SIZE)
@@ -267,6 +285,7 @@ class _Reconnecting(_Engine):
                 old.close()
             except OSError:
                 pass
+            self._slow = ""  # the lame duck's, not the new server's
             self._adopt(new, new_info, bytes(buf), new_server)
             self._reconnects += 1
             self._last_err = ""

@@ -7,6 +7,7 @@ port). Each accepted connection runs a script; every wait here is bounded.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -14,14 +15,16 @@ from collections.abc import Callable
 import pytest
 
 import natsbook
-from natsbook.errors import ConnectError, NatsbookError, ProtocolError, TLSError
+from natsbook.errors import ConnectError, FlushTimeout, NatsbookError, ProtocolError, TLSError
 from tests.support.fake_server import (
     INFO,
     FakeServer,
     Script,
     after_connect_sends,
     handshake_sends,
+    hello,
     keep_open,
+    ping_flood,
     read_until,
     well_behaved,
     well_behaved_for,
@@ -200,3 +203,104 @@ def test_recovers_on_a_sane_server_after_garbage(fake: Callable[..., FakeServer]
         assert any("protocol error" in t for _, t in conn.errors)
     finally:
         conn.close()
+
+
+# ---------------------------------------------------------------- a server that never reads
+#: What the send queue may hold of the I/O thread's own PONG / PING frames.
+BOUND = 64 * 1024
+SLOW = re.compile(r"slow connection: the server does not read what we send \((\d+) bytes of "
+                  rf"our PONG/PING frames queued, bound {BOUND}; (\d+) bytes queued in all\)")
+
+
+def watch_pending(conn: natsbook.Connection, until: Callable[[], bool],
+                  timeout: float) -> int:
+    """Poll the send queue's size until `until()`; the largest size seen."""
+    most = 0
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, f"not within {timeout:g}s: {conn.stats}"
+        most = max(most, conn.stats["pending_bytes"])
+        time.sleep(0.005)
+    return most
+
+
+def test_ping_flood_is_bounded_and_declared_slow(fake: Callable[..., FakeServer]) -> None:
+    """A server that floods PINGs and never reads: the PONGs owed count against the send
+    queue's bound; past it the connection is declared slow (issue 24: RSS grew 130 -> 629 MiB
+    in 16 s queueing millions of PONGs). A huge max_payload in its INFO changes nothing."""
+    srv = fake(ping_flood(INFO.replace(b'"max_payload":1048576', b'"max_payload":1000000000')))
+    conn = natsbook.connect(srv.url, reconnect=False, ping_interval=60)
+    try:
+        most = watch_pending(conn, lambda: conn.is_closed, timeout=30)
+        assert most <= BOUND
+        reason = conn.gaps()["reason"].tolist()
+        assert len(reason) == 1
+        m = SLOW.fullmatch(reason[0])
+        assert m is not None, reason
+        # It stopped at the bound: the next PONG would not fit.
+        assert BOUND - len(b"PONG\r\n") < int(m[1]) == int(m[2]) <= BOUND
+        assert f"disconnected from {srv.url}: {reason[0]}" in [t for _, t in conn.errors]
+        assert conn.stats["pending_bytes"] == 0
+    finally:
+        conn.close()
+    assert conn._thread is not None and not conn._thread.is_alive()
+
+
+def test_ping_flood_then_reconnect(fake: Callable[..., FakeServer]) -> None:
+    """Declared slow, the connection is lost like any other (as nats.go treats a stalled
+    write): it reconnects, and what was published meanwhile goes to the next server."""
+    got: list[bytes] = []
+
+    def slow_to_answer(peer: socket.socket) -> None:
+        time.sleep(0.5)  # a reconnect that takes a while: publishes wait in the buffer
+        hello(peer)
+        got.append(read_until(peer, b"PING\r\n"))  # the buffered publish, then flush's PING
+        peer.sendall(b"PONG\r\n")
+        keep_open(peer, 5)
+
+    srv = fake(ping_flood(), slow_to_answer)
+    conn = natsbook.connect(srv.url, ping_interval=60, reconnect_wait=0.02)
+    try:
+        most = watch_pending(conn, lambda: conn.status == "reconnecting", timeout=30)
+        assert most <= BOUND
+        conn.publish("kept", b"published during the gap")
+        wait_for(lambda: conn.stats["reconnects"] == 1, timeout=10)
+        conn.flush(5)
+        assert SLOW.fullmatch(conn.gaps()["reason"].iloc[0])
+        assert got[0] == b"PUB kept 24\r\npublished during the gap\r\nPING\r\n"
+        st = conn.stats
+        assert (st["out_msgs"], st["pending_msgs"], st["unsent_msgs"]) == (1, 0, 0)
+    finally:
+        conn.close()
+
+
+def test_flush_against_a_full_send_queue_adds_nothing(fake: Callable[..., FakeServer]) -> None:
+    """flush()'s PING counts against the same bound as publishes: while the queue is past
+    pending_size it waits for room (FlushTimeout), instead of queueing PINGs without end."""
+    srv = fake(lambda p: (hello(p), time.sleep(10)))
+    conn = natsbook.connect(srv.url, reconnect=False, ping_interval=60, pending_size=100_000)
+    try:
+        # Publish until the queue is past pending_size and the socket takes nothing more
+        # (socket buffers hold a few MB).
+        written, since = -1, time.monotonic()
+        deadline = since + 20
+        while True:
+            assert time.monotonic() < deadline, conn.stats
+            st = conn.stats
+            if st["pending_bytes"] <= 100_000:
+                conn.publish("a", b"x" * 100_000)
+            elif st["out_bytes"] != written:
+                written, since = st["out_bytes"], time.monotonic()
+            elif time.monotonic() - since > 0.2:
+                break
+            else:
+                time.sleep(0.01)
+        queued = conn.stats["pending_bytes"]
+        assert queued > 100_000
+        for _ in range(100):
+            with pytest.raises(FlushTimeout):
+                conn.flush(0.005)
+        assert conn.stats["pending_bytes"] == queued
+        assert conn.stats["pending_msgs"] > 0
+    finally:
+        conn.close(timeout=0.5)

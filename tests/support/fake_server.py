@@ -23,7 +23,9 @@ __all__ = [
     "handshake_sends",
     "hello",
     "keep_open",
+    "ping_flood",
     "read_until",
+    "reads_later",
     "well_behaved",
     "well_behaved_for",
 ]
@@ -163,4 +165,33 @@ def after_connect_sends(data: bytes, then_close: bool = False) -> Script:
             peer.close()
         else:
             keep_open(peer, 5)
+    return script
+
+
+def ping_flood(info: bytes = INFO, chunks: int = 1000) -> Script:
+    """A handshake, then PINGs as fast as the client takes them, never reading a byte (it
+    never reads our PONGs). At most `chunks` x 10,000 PINGs: bounded even against a client
+    that keeps reading forever; a send that stalls 5 s (the peer timeout) ends it too."""
+    def script(peer: socket.socket) -> None:
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.sendall(info)
+        read_until(peer, b"PING\r\n")
+        peer.sendall(b"PONG\r\n")
+        flood = b"PING\r\n" * 10_000
+        for _ in range(chunks):
+            peer.sendall(flood)
+    return script
+
+
+def reads_later(go: threading.Event, got: list[bytes], wait: float = 10.0) -> Script:
+    """A handshake, then not a byte read until `go` is set (at most `wait` s): a server that
+    stops reading. Then it reads everything until the client's socket is closed and appends
+    what came after the handshake to `got`."""
+    def script(peer: socket.socket) -> None:
+        hello(peer)
+        go.wait(wait)
+        buf = bytearray()
+        while chunk := peer.recv(1 << 20):
+            buf += chunk
+        got.append(bytes(buf))
     return script
