@@ -18,8 +18,8 @@ from ._context import NatsContext, load_context
 from ._magic_support import (
     _AUTH_KEYS,
     _INPUT_VAR_RE,
+    _magic_errors,
     _parse,
-    _usage_errors,
 )
 from ._magics_base import NatsMagicsBase
 from ._scrub import scrub_cell
@@ -111,7 +111,7 @@ class ConnectMagics(NatsMagicsBase):
 
         kwargs: dict[str, Any] = {}
         ctx: NatsContext | None = None
-        with _usage_errors():
+        with _magic_errors():
             if args.context is not None:
                 ctx = load_context(args.context)
             elif not args.urls and os.environ.get("NATS_CONTEXT", "").strip():
@@ -139,7 +139,7 @@ class ConnectMagics(NatsMagicsBase):
         elif os.environ.get("NATS_URL", "").strip():
             kwargs["servers"] = None  # connect() reads $NATS_URL
         else:
-            with _usage_errors():
+            with _magic_errors():
                 if self.server is None or not self.server.running:
                     self.server = natsbook.local_server()
                     started = "started"
@@ -147,7 +147,7 @@ class ConnectMagics(NatsMagicsBase):
                     started = "reusing"
             kwargs["servers"] = self.server.url
 
-        with _usage_errors():
+        with _magic_errors():
             conn = natsbook.connect(name=args.name, connect_timeout=self.timeout, **kwargs)
         old, self.conn = self.conn, conn
         if old is not None:

@@ -21,13 +21,13 @@ from ._magic_support import (
     _headers,
     _int_arg,
     _LiveStatus,
+    _magic_errors,
     _parse,
     _parse_payload_line,
     _render_payload,
     _reply_msg,
     _seconds_arg,
     _shown_here,
-    _usage_errors,
 )
 from ._magics_base import NatsMagicsBase
 
@@ -78,7 +78,7 @@ class MessagingMagics(NatsMagicsBase):
         header_lines = [_Counted(self._template(h, counter=counted)) for h in args.header or []]
         fixed_headers = _headers([h.fill(0) for h in header_lines])
         size = 0
-        with _usage_errors():
+        with _magic_errors():
             for i in range(1, args.count + 1):
                 data = body.fill(i)
                 hdrs = (_headers([h.fill(i) for h in header_lines])
@@ -106,7 +106,7 @@ class MessagingMagics(NatsMagicsBase):
                             " (the capture's max_msgs: it stops after that many)")
         _check_name(args.name)
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             sub = conn.subscribe(args.subject, queue=args.queue, max_msgs=args.max,
                                  timeout=self.timeout)
         if args.name:
@@ -140,7 +140,7 @@ class MessagingMagics(NatsMagicsBase):
         if (args.subject is None) == (not args.all):
             raise UsageError("give a SUBJECT or --all (see %nats_subs for the active captures)")
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             if args.all:
                 subs = conn.subscriptions
                 for sub in subs:
@@ -190,7 +190,7 @@ class MessagingMagics(NatsMagicsBase):
         args.last = _int_arg("--last", args.last, 1, MAX_ROWS)
         _check_name(args.name)
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             if args.pattern is not None:
                 natsbook.check_subscribe(args.pattern)
             frame = conn.to_pandas(args.decode or self.decode.lower(), last=args.last,
@@ -240,7 +240,7 @@ class MessagingMagics(NatsMagicsBase):
         body = cell.rstrip("\r\n") if cell is not None else self._expand(args.payload)
         headers = _headers([self._expand(h) or "" for h in args.header or []])
         if replies is not None:
-            with _usage_errors():
+            with _magic_errors():
                 frame = conn.request_many(subject, body or "", max_replies=replies,
                                           max_wait=timeout, headers=headers,
                                           decode=self.decode.lower())
@@ -248,7 +248,7 @@ class MessagingMagics(NatsMagicsBase):
                   f"{subject!r} (asked for {replies}, waited at most {timeout:g}s)")
             return frame
         if count is not None:
-            with _usage_errors():
+            with _magic_errors():
                 start = time.perf_counter()
                 frame = conn.request_batch(subject, [body or ""] * count,
                                            concurrency=concurrency or 100, timeout=timeout,
@@ -256,7 +256,7 @@ class MessagingMagics(NatsMagicsBase):
                 elapsed = time.perf_counter() - start
             print(latency_summary(frame, subject, concurrency or 100, elapsed))
             return frame
-        with _usage_errors():
+        with _magic_errors():
             start = time.perf_counter()
             msg = conn.request(subject, body or "", timeout=timeout, headers=headers)
             rtt = time.perf_counter() - start
