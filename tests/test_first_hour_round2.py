@@ -92,3 +92,50 @@ def test_request_timeout_still_a_timeout(nats: TestingShell, conn: Connection,
     conn.flush()
     with pytest.raises(RequestTimeout, match="wire-tap"):
         nats.run_cell(f"%nats_req {subject}.silent hi --timeout 0.2")
+
+
+# -- item 4: the request load test -------------------------------------------------------------
+def test_request_batch_rows_name_the_request_subject(conn: Connection, subject: str) -> None:
+    conn.serve(f"{subject}.svc", lambda m: m.data)
+    conn.subscribe(f"{subject}.silent")  # hears requests, never answers
+    conn.flush()
+    df = conn.request_batch(f"{subject}.svc", [b"a", b"b", b"c"], timeout=5)
+    assert df["error"].isna().all()
+    assert df["subject"].tolist() == [f"{subject}.svc"] * 3  # not the reply inbox
+    assert df["reply"].str.startswith("_INBOX.").all() and df["reply"].nunique() == 3
+    late = conn.request_batch(f"{subject}.silent", [b"x"], timeout=0.2)
+    assert late["subject"].tolist() == [f"{subject}.silent"]
+    assert late["error"].tolist() == ["RequestTimeout"]
+    many = conn.request_many(f"{subject}.svc", b"q", max_replies=1, max_wait=5)
+    assert many["subject"].tolist() == [f"{subject}.svc"]
+    assert many["reply"].str.startswith("_INBOX.").all()
+
+
+def test_simulated_services_answer_concurrently(server: LocalServer, nats: TestingShell,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from natsbook.lab.simulator import Simulator
+
+    prefix = f"t{id(capsys)}"
+    with natsbook.connect(server.url) as c, Simulator(
+            c, devices=2, rate=1, workers=0, job_rate=0, prefix=prefix, seed=1) as sim:
+        assert sim.stats["responders"] == 8
+        capsys.readouterr()
+        nats.run_cell("df = %nats_req svc.lookup th-001 --count 200 --concurrency 50")
+        out = capsys.readouterr().out
+        df = nats.user_ns["df"]
+        assert df["error"].isna().all() and (df["subject"] == "svc.lookup").all()
+        # several lookups were handled at the same time (one responder would make this 1)
+        assert sim.stats["busy_max"] > 1
+        assert "rate set by " in out  # the summary says what set the pace
+    with pytest.raises(natsbook.errors.BadInputError, match="responders"):
+        Simulator(server.url, responders=0)
+
+
+def test_rate_limit_line() -> None:
+    from natsbook.notebook._magics_messaging import rate_limit
+
+    # 1000 requests in 1 s at 100 ms each: 100 in flight, the window of 100 was full
+    assert rate_limit(1000, 100, 1.0, 100.0).startswith("rate set by the responders")
+    # 1000 requests in 1 s at 1 ms each: 1 of 100 in flight, the client set the pace
+    assert rate_limit(1000, 100, 1.0, 1.0).startswith("rate set by this client")
+    assert rate_limit(50, 100, 0.1, 5.0).startswith("rate set by the slowest reply")

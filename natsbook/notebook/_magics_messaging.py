@@ -294,7 +294,28 @@ def latency_summary(frame: pd.DataFrame, subject: str, concurrency: int,
         q = ok.quantile([0.5, 0.9, 0.99])
         lines.append(f"  latency ms: min {ok.min():.3f}  p50 {q[0.5]:.3f}  p90 {q[0.9]:.3f}  "
                      f"p99 {q[0.99]:.3f}  max {ok.max():.3f}")
+        lines.append("  " + rate_limit(n, concurrency, elapsed, float(ok.mean())))
     return "\n".join(lines)
+
+
+def rate_limit(n: int, concurrency: int, elapsed: float, mean_ms: float) -> str:
+    """What set the pace of a request_batch run, from Little's law: the requests in flight on
+    average are the rate times the mean latency. A full window means the responders' answer
+    time (their queue included) set the rate; a window far from full means this process
+    (sending, receiving, the kernel's CPU) did."""
+    window = min(concurrency, n)
+    in_flight = n / max(elapsed, 1e-9) * mean_ms / 1000.0
+    if n <= concurrency:
+        return (f"rate set by the slowest reply: all {n:,} requests went out at once "
+                f"(--concurrency {concurrency}); send more (--count) to measure a rate")
+    if in_flight >= 0.8 * window:
+        return (f"rate set by the responders: the window was full ({in_flight:,.0f} of "
+                f"{concurrency} in flight on average, {mean_ms:.2f} ms each) - add "
+                "responders to the service's queue group; raise --concurrency only if the "
+                "latency stays flat as it grows")
+    return (f"rate set by this client: {in_flight:,.1f} of {concurrency} allowed requests "
+            f"were in flight on average ({mean_ms:.2f} ms each) - sending and receiving in "
+            "this process set the pace, not the service")
 
 
 def _counter_fields(text: str) -> list[str | None]:
