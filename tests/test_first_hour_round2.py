@@ -139,3 +139,48 @@ def test_rate_limit_line() -> None:
     # 1000 requests in 1 s at 1 ms each: 1 of 100 in flight, the client set the pace
     assert rate_limit(1000, 100, 1.0, 1.0).startswith("rate set by this client")
     assert rate_limit(50, 100, 0.1, 5.0).startswith("rate set by the slowest reply")
+
+
+# -- item 1: an explorer watching '>' ----------------------------------------------------------
+def test_stop_all_ends_every_watch_even_with_its_output_cleared(
+        conn: Connection, subject: str, nats: TestingShell,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from natsbook.notebook.widgets import SubjectExplorer, dashboard
+
+    d = dashboard(conn)
+    lone = SubjectExplorer(conn, pattern=f"{subject}.>", autostart=True)
+    sub = conn.subscribe(f"{subject}.live")
+    view = sub.live(len, every=0.2)
+    try:
+        assert d.explorer.warning.value == ""  # nothing to warn about before Start
+        d.explorer.watch(">")
+        box = d.explorer.warning.value
+        assert "nb-exp-warning" in box and "<code>&gt;</code>" in box
+        assert "no responders" in box and "natsbook.stop_all()" in box
+        assert "%nats_close --explorers" in box
+        with pytest.raises(RequestTimeout):
+            conn.request(f"{subject}.nobody", timeout=0.2)
+        # The user re-ran the cell: the panels are out of sight, only stop_all reaches them.
+        stopped = natsbook.stop_all()
+        assert stopped["explorers"] == 2 and stopped["live_views"] >= 1
+        assert d.explorer.sub is None and lone.sub is None and not view.running
+        assert d.explorer.warning.value == "" and lone.warning.value == ""
+        with pytest.raises(NoRespondersError):
+            conn.request(f"{subject}.nobody", timeout=2)
+        assert natsbook.stop_all() == {"explorers": 0, "live_views": 0}
+        # the same from a magic, which leaves the magics' connection open
+        d.explorer.watch(">")
+        capsys.readouterr()
+        nats.run_cell("%nats_close --explorers")
+        assert "stopped 1 explorer watch" in capsys.readouterr().out
+        assert d.explorer.sub is None
+        nats.run_cell("%nats_close --explorers")
+        assert "no explorer was watching" in capsys.readouterr().out
+        magics = nats.magics_manager.registry["NatsMagics"]
+        assert magics.conn is not None and magics.conn.is_connected
+        with pytest.raises(UsageError):
+            nats.run_cell("%nats_close --explorer-typo")
+    finally:
+        view.close()
+        lone.close()
+        d.close()

@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import trustme
-from IPython.core.error import UsageError
 
 import natsbook
 from natsbook import Connection, LocalServer

@@ -15,6 +15,7 @@ import natsbook
 
 from ..errors import NatsbookError
 from ._context import NatsContext, load_context
+from ._display import plural
 from ._magic_support import (
     _AUTH_KEYS,
     _INPUT_VAR_RE,
@@ -202,11 +203,25 @@ class ConnectMagics(NatsMagicsBase):
             "server_info": info,
         }
 
+    @magic_arguments()
+    @argument("--explorers", action="store_true",
+              help="only stop every subject-explorer watch of this kernel (dashboards' and "
+                   "standalone ones, also those whose output was cleared); the connection "
+                   "stays open")
     @line_magic
     def nats_close(self, line: str) -> None:
-        """Close the connection (and stop the embedded server %nats_connect started)."""
-        if line.strip():
-            raise UsageError("%nats_close takes no arguments")
+        """Close the connection (and stop the embedded server %nats_connect started).
+
+        ``--explorers``: stop every explorer watch of this kernel instead. A watch on ``>``
+        makes requests to unserved subjects (from any client of the server) wait for their
+        timeout instead of failing with "no responders".
+        """
+        args = _parse(self.nats_close, line)
+        if args.explorers:
+            stopped = natsbook.stop_all()["explorers"]
+            print(f"natsbook: stopped {plural(stopped, 'explorer watch', 'explorer watches')}"
+                  if stopped else "natsbook: no explorer was watching")
+            return
         conn = self.conn
         if conn is None and self.server is None:
             print("natsbook: not connected - nothing to close")

@@ -4,7 +4,8 @@
 simulator, its JupyterLab settings) over a temp copy of ``notebooks/``. Headless Debian
 chromium at 1400x1000 opens each example, runs all cells and checks that no cell shows an
 error or anything on stderr. 01-quickstart's dashboard must stay live; with it open in that
-kernel, a request to an unserved subject still fails with no responders within 1 s.
+kernel, a request to an unserved subject still fails with no responders within 1 s; then its
+explorer watches ``>`` while every other example runs (they must pass all the same).
 Screenshots of the dashboard's tabs, the explorer on a telemetry subject, a capture frame and
 ``%nats_server varz`` go to ``artifacts/screenshots/`` (kept out of the repo).
 """
@@ -199,6 +200,16 @@ def test_every_example_runs_clean(lab_page: Any, natsbook_lab: dict[str, Any]) -
         with pytest.raises(NoRespondersError):
             other.request("nobody.home.e2e", "hi", timeout=5)
         assert time.monotonic() - start < 1.0
+
+    # Now the explorer watches everything, as a new user's would (issue 26): every subject has
+    # a listener, so no request gets "no responders" - and every other example must still
+    # pass Run All. The panel says so in a warning box.
+    dash.locator(".nb-exp-watch").click()  # stop telemetry.>
+    expect(dash.locator(".nb-exp-summary")).to_contain_text("not watching", timeout=15_000)
+    dash.locator(".nb-exp-pattern input").fill(">")
+    dash.locator(".nb-exp-watch").click()
+    expect(dash.locator(".nb-exp-summary")).to_contain_text("watching >", timeout=15_000)
+    expect(dash.locator(".nb-exp-warning")).to_contain_text("no responders", timeout=15_000)
 
     for name in EXAMPLES:
         if name == "01-quickstart.ipynb":
