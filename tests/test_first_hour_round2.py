@@ -184,3 +184,52 @@ def test_stop_all_ends_every_watch_even_with_its_output_cleared(
         view.close()
         lone.close()
         d.close()
+
+
+# -- item 8: small things ----------------------------------------------------------------------
+def test_ids_and_sequence_numbers_have_no_thousands_separators(conn: Connection,
+                                                               subject: str) -> None:
+    from natsbook.notebook._display import capture_html, report_html
+
+    sub = conn.subscribe(f"{subject}.>")
+    conn.publish(f"{subject}.dev", {"seq": 12345, "count": 23456, "device_id": 34567,
+                                    "temperature": 21.5})
+    conn.flush()
+    sub.wait_pending(5)
+    df = sub.to_pandas()
+    html = capture_html(df)
+    seq_col = next(c for c in df.columns if c.rsplit(".", 1)[-1] == "seq")
+    assert df[seq_col].iloc[0] == 12345
+    assert ">12345<" in html and ">12,345<" not in html  # the payload's sequence number
+    assert ">34567<" in html  # an id
+    assert ">23,456<" in html  # an amount keeps its separator
+    report = report_html({"port": 4222, "cid": 10234, "in_msgs": 12345})
+    assert ">4222<" in report and ">10234<" in report and ">12,345<" in report
+
+
+def test_notebook_02_latency_is_never_negative(server: LocalServer) -> None:
+    """02 computes delivery latency as receive `time` minus the reading's `ts`: both this
+    machine's wall clock, so never negative - unless `ts` is rounded past the send time."""
+    from pathlib import Path
+
+    import nbformat
+
+    from natsbook.lab.simulator import Simulator
+    from tests.support.waiting import wait_for
+
+    nb = nbformat.read(Path(__file__).parent.parent / "notebooks" / "02-telemetry-analysis.ipynb",
+                       as_version=4)
+    cell = next(c.source for c in nb.cells
+                if c.cell_type == "code" and 'good["latency_ms"]' in c.source)
+    prefix = f"t{id(nb)}"
+    with natsbook.connect(server.url) as c:
+        sub = c.subscribe(f"{prefix}.>")
+        with Simulator(c, devices=4, rate=40, services=False, workers=0, job_rate=0,
+                       malformed_rate=0, anomaly_rate=0, prefix=prefix, seed=3):
+            wait_for(lambda: len(sub) >= 400, timeout=30, what="400 readings")
+        c.flush()
+        df = sub.to_pandas()
+    ns: dict[str, object] = {"good": df[~df["json_error"]].copy()}
+    exec(cell, ns)  # the notebook's own code
+    latency = ns["good"]["latency_ms"]  # type: ignore[index]
+    assert len(latency) >= 400 and latency.min() >= 0, latency.describe()

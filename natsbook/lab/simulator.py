@@ -194,7 +194,9 @@ class Simulator:
             kind = "malformed"
         body = {
             "device": dev.name, "site": dev.site, "seq": dev.seq,
-            "ts": round(now if now is not None else time.time(), 3),
+            # Microseconds: a reading's clock rounded to the millisecond can be up to 0.5 ms
+            # later than its send time, more than a local delivery takes (negative latency).
+            "ts": round(now if now is not None else time.time(), 6),
             "temperature": round(temp, 2), "humidity": round(min(max(hum, 0.0), 100.0), 1),
             "battery": round(dev.battery, 1), "status": status,
         }
