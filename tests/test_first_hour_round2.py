@@ -233,3 +233,28 @@ def test_notebook_02_latency_is_never_negative(server: LocalServer) -> None:
     exec(cell, ns)  # the notebook's own code
     latency = ns["good"]["latency_ms"]  # type: ignore[index]
     assert len(latency) >= 400 and latency.min() >= 0, latency.describe()
+
+
+@pytest.mark.parametrize(("values", "ticks"), [
+    ([17.414, 90.006], ["0", "20", "40", "60", "80", "100"]),
+    ([21.3, 21.9], ["21.2", "21.4", "21.6", "21.8", "22.0"]),
+    ([20.5, 25.5], ["20", "22", "24", "26"]),
+    ([0.0012, 0.0047], ["0.001", "0.002", "0.003", "0.004", "0.005"]),
+    ([-3.2, 2.7], ["-4", "-2", "0", "2", "4"]),
+    ([5.0, 5.0], ["4.0", "4.5", "5.0", "5.5", "6.0"]),
+    ([float("nan")], []),
+])
+def test_plot_y_axis_has_nice_ticks(values: list[float], ticks: list[str]) -> None:
+    from natsbook.notebook.widgets.plot import LinePlot, nice_ticks
+
+    got, labels = nice_ticks(values)
+    assert labels == ticks
+    finite = [v for v in values if v == v]
+    if finite:  # the ticks cover the data
+        assert got[0] <= min(finite) and got[-1] >= max(finite)
+    plot = LinePlot()
+    try:
+        plot.x, plot.y = list(range(len(values))), values
+        assert plot.ylabels == ticks and plot.yticks == got
+    finally:
+        plot.close()
