@@ -7,7 +7,8 @@ error or anything on stderr. 01-quickstart's dashboard must stay live; with it o
 kernel, a request to an unserved subject still fails with no responders within 1 s; then its
 explorer watches ``>`` while every other example runs (they must pass all the same).
 Screenshots of the dashboard's tabs, the explorer on a telemetry subject, a capture frame and
-``%nats_server varz`` go to ``artifacts/screenshots/`` (kept out of the repo).
+``%nats_server varz`` go to ``artifacts/screenshots/`` (kept out of the repo). The page must
+log no console error on the way.
 """
 
 from __future__ import annotations
@@ -145,10 +146,16 @@ def test_every_example_runs_clean(lab_page: Any, natsbook_lab: dict[str, Any]) -
     from playwright.sync_api import expect
 
     page = lab_page
+    # Every error the page logs (issue 26: "Cannot read properties of null (reading
+    # 'processLuminoMessage')" from a widget view whose model was closed).
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console.append(f"uncaught: {e}"))
     assert "01-quickstart.ipynb" in EXAMPLES and len(EXAMPLES) >= 6
     # 01 first: its dashboard stays live in that kernel while the others run.
     first = _run_all(page, natsbook_lab, "01-quickstart.ipynb")
     assert not _errors(first), _errors(first)
+    assert not console, "01-quickstart.ipynb: console errors:\n" + "\n".join(console)
     dash = first.locator(".nb-dashboard")
     expect(dash).to_be_visible(timeout=30_000)
     status = dash.locator(".nb-status")
@@ -217,6 +224,7 @@ def test_every_example_runs_clean(lab_page: Any, natsbook_lab: dict[str, Any]) -
         panel = _run_all(page, natsbook_lab, name)
         errors = _errors(panel)
         assert not errors, f"{name}: error output:\n" + "\n---\n".join(errors)
+        assert not console, f"{name}: console errors:\n" + "\n".join(console)
         frames = panel.locator(".nb-frame")
         if name.startswith("02-"):
             frame = frames.first
@@ -243,3 +251,4 @@ def test_every_example_runs_clean(lab_page: Any, natsbook_lab: dict[str, Any]) -
     # The dashboard is still live after every other notebook ran.
     expect(first.locator(".nb-dashboard .nb-status")).to_contain_text("connected",
                                                                       timeout=15_000)
+    assert not console, "console errors:\n" + "\n".join(console)
