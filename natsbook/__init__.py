@@ -56,6 +56,7 @@ __all__ = [
     "monitor",
     "read_capture",
     "sql",
+    "stop_all",
     "unload_ipython_extension",
 ]
 
@@ -76,6 +77,28 @@ def dashboard(conn: Connection, **kwargs: object) -> object:
     from .notebook.widgets import dashboard as _dashboard
 
     return _dashboard(conn, **kwargs)
+
+
+def stop_all() -> dict[str, int]:
+    """Stop every subject-explorer watch and every live view running in this kernel: a
+    dashboard's or a standalone one, shown or with its output cleared (re-running a cell
+    clears it, but the watch goes on). What they show stays; connections stay open.
+
+    An explorer watching ``>`` is a listener on every subject, so requests to subjects
+    nobody serves wait for their timeout instead of failing with "no responders" - for
+    every client of the server - until it stops. ``%nats_close --explorers`` does the same
+    for the explorers.
+
+    Returns:
+        How many were running: ``{"explorers": n, "live_views": m}``.
+    """
+    import sys
+
+    # Nothing to stop unless the widgets were imported (and no import of ipywidgets here).
+    explorer = sys.modules.get("natsbook.notebook.widgets.explorer")
+    live = sys.modules.get("natsbook.notebook.widgets.live")
+    return {"explorers": explorer.stop_explorers() if explorer is not None else 0,
+            "live_views": live.stop_live_views() if live is not None else 0}
 
 
 def load_ipython_extension(ipython: object) -> None:

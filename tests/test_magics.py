@@ -59,7 +59,7 @@ def test_connect_replaces_and_closes_previous(nats: TestingShell, server: natsbo
 
 def test_failed_connect_keeps_previous(nats: TestingShell, magics: NatsMagics) -> None:
     first = magics.conn
-    with pytest.raises(UsageError, match="natsbook:"):
+    with pytest.raises(natsbook.errors.ConnectError, match="natsbook:"):
         nats.run_cell("%nats_connect nats://127.0.0.1:1")
     assert magics.conn is first and first is not None and first.is_connected
 
@@ -292,11 +292,11 @@ def test_req_line_and_cell(nats: TestingShell, responder: str,
 
 
 def test_req_errors(nats: TestingShell, responder: str, subject: str) -> None:
-    with pytest.raises(UsageError, match=r"no reply on .* within 0\.2s"):
+    with pytest.raises(natsbook.errors.RequestTimeout, match=r"no reply on .* within 0\.2s"):
         nats.run_cell(f"%nats_req {subject}.silent hi --timeout 0.2")
-    with pytest.raises(UsageError, match="no responders"):
+    with pytest.raises(natsbook.errors.NoRespondersError, match="no responders"):
         nats.run_cell(f"%nats_req {subject}.nobody hi")
-    with pytest.raises(UsageError, match="exploded"):
+    with pytest.raises(natsbook.errors.ServiceError, match="exploded"):
         nats.run_cell(f"%nats_req {responder} boom")
     with pytest.raises(UsageError, match="bad subject"):
         nats.run_cell("%nats_req 'a b' hi")
@@ -368,7 +368,7 @@ def test_config_timeout_and_decode(nats: TestingShell, responder: str, subject: 
                                    magics: NatsMagics) -> None:
     nats.run_cell("%config NatsMagics.timeout = 0.3")
     assert magics.timeout == 0.3
-    with pytest.raises(UsageError, match=r"within 0\.3s"):
+    with pytest.raises(natsbook.errors.RequestTimeout, match=r"within 0\.3s"):
         nats.run_cell(f"%nats_req {subject}.silent hi")
     nats.run_cell(f"%nats_sub {subject}.d -o s")
     nats.run_cell(f"%nats_pub {subject}.d '{{\"a\": 1}}'")
@@ -455,11 +455,11 @@ def test_live_status_off(nats: TestingShell, subject: str, magics: NatsMagics,
 # ---------------------------------------------------------------------------- credentials
 def test_wrong_credentials(ip: TestingShell, token_server: natsbook.LocalServer,
                            capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(UsageError, match="authorization violation") as exc:
+    with pytest.raises(natsbook.errors.AuthError, match="authorization violation") as exc:
         ip.run_cell(f"%nats_connect {token_server.url} --token wrong-token-xyz")
     assert "check token/user/password" in str(exc.value)
     assert "wrong-token-xyz" not in str(exc.value)
-    with pytest.raises(UsageError, match="authorization violation"):
+    with pytest.raises(natsbook.errors.AuthError, match="authorization violation"):
         ip.run_cell(f"%nats_connect {token_server.url}")
     captured = capsys.readouterr()
     assert "wrong-token-xyz" not in captured.out + captured.err
@@ -505,7 +505,7 @@ def test_secrets_never_shown(ip: TestingShell, token_server: natsbook.LocalServe
     with pytest.raises(UsageError) as exc:
         ip.run_cell(f"%nats_connect {url} --tokn {SECRET}")
     assert SECRET not in str(exc.value) and "not shown" in str(exc.value)
-    with pytest.raises(UsageError):
+    with pytest.raises(natsbook.errors.AuthError):
         ip.run_cell(f"%nats_connect {url} --user admin --password {PASSWORD}")
     ip.run_cell("%history -n -g nats_connect")
     captured = capsys.readouterr()
@@ -611,7 +611,7 @@ def test_context(ip: TestingShell, token_server: natsbook.LocalServer, server:
     # a URL argument wins over the context's; flags win over its credentials
     ip.run_cell(f"%nats_connect {server.url} --context plain")
     assert magics.conn.connected_url == server.url
-    with pytest.raises(UsageError, match="authorization violation"):
+    with pytest.raises(natsbook.errors.AuthError, match="authorization violation"):
         ip.run_cell("%nats_connect --context secure --token wrong")
     captured = capsys.readouterr()
     assert SECRET not in captured.out + captured.err
@@ -710,7 +710,8 @@ def test_nkey_and_mutual_tls_flags_and_context(ip: TestingShell, magics: NatsMag
         ip.run_cell(f"%nats_connect {url} --nkey {seed_file} --tls-ca {f['ca']} "
                     f"--tls-cert {f['cli']} --tls-key {f['cli_key']}")
         assert magics.conn is not None and magics.conn.is_connected
-        with pytest.raises(UsageError, match="natsbook:"):  # no client certificate
+        # no client certificate
+        with pytest.raises(natsbook.errors.ConnectError, match="natsbook:"):
             ip.run_cell(f"%nats_connect {url} --nkey {seed_file} --tls-ca {f['ca']}")
         write_context(tmp_path / "xdg", "mtls", {
             "url": url, "nkey": str(seed_file), "ca": f["ca"], "cert": f["cli"],
@@ -768,5 +769,5 @@ def test_req_replies_and_count(nats: TestingShell, responder: str, subject: str,
         nats.run_cell(f"%nats_req {responder} hi --count 3 --replies 2")
     with pytest.raises(UsageError, match="--concurrency goes with --count"):
         nats.run_cell(f"%nats_req {responder} hi --concurrency 3")
-    with pytest.raises(UsageError, match="no responders"):
+    with pytest.raises(natsbook.errors.NoRespondersError, match="no responders"):
         nats.run_cell(f"%nats_req {subject}.nobody hi --replies 2")

@@ -37,7 +37,7 @@ def test_streams_and_history(nats: TestingShell, stream: tuple[str, str]) -> Non
     assert nats.user_ns["h"] is hist
     last = nats.run_cell(f"%nats_stream {name} --last 3").result
     assert list(last["i"]) == [17, 18, 19]
-    with pytest.raises(UsageError, match="did you mean"):
+    with pytest.raises(natsbook.errors.NotFoundError, match="did you mean"):
         nats.run_cell(f"%nats_stream {name}X")
     with pytest.raises(UsageError, match="takes no arguments"):
         nats.run_cell("%nats_streams foo")
@@ -83,7 +83,7 @@ def test_kv_magic(nats: TestingShell, server: natsbook.LocalServer) -> None:
     assert frame.set_index("key").loc["k1", "value"] == "v2"
     hist = nats.run_cell(f"%nats_kv {bucket} k1").result
     assert list(hist["revision"]) == sorted(hist["revision"]) and len(hist) == 2
-    with pytest.raises(UsageError, match="not found"):
+    with pytest.raises(natsbook.errors.NotFoundError, match="not found"):
         nats.run_cell("%nats_kv nosuchbucket")
 
 
@@ -103,7 +103,7 @@ def test_server_magic(nats: TestingShell, server: natsbook.LocalServer,
     health = nats.run_cell("%nats_server healthz").result
     assert health["status"] == "ok"
     magics.monitor_url = ""
-    with pytest.raises(UsageError, match="cannot reach"):
+    with pytest.raises(natsbook.errors.MonitorError, match="cannot reach"):
         nats.run_cell("%nats_server varz --url http://127.0.0.1:1")
 
 

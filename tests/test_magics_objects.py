@@ -8,13 +8,14 @@ import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 
+from natsbook.errors import NotFoundError
 from tests.conftest import TestingShell
 
 
 def test_nats_obj_verbs(nats: TestingShell, subject: str, tmp_path) -> None:
     src = tmp_path / "in.bin"
     src.write_bytes(os.urandom(300_000))
-    with pytest.raises(UsageError, match="not found"):
+    with pytest.raises(NotFoundError, match="not found"):
         nats.run_cell(f"%nats_obj {subject}")
     meta = nats.run_cell(f"%nats_obj {subject} data/in.bin --put {src} --create").result
     assert (meta["size"], meta["chunks"]) == (300_000, 3)
@@ -29,7 +30,7 @@ def test_nats_obj_verbs(nats: TestingShell, subject: str, tmp_path) -> None:
     assert nats.run_cell(f"%nats_obj {subject} data/in.bin --delete").result is None
     assert nats.run_cell(f"%nats_obj {subject}").result.empty
     assert nats.run_cell(f"%nats_obj {subject} --deleted").result["deleted"].tolist() == [True]
-    with pytest.raises(UsageError, match="deleted"):
+    with pytest.raises(NotFoundError, match="deleted"):
         nats.run_cell(f"%nats_obj {subject} data/in.bin --bytes")
     with pytest.raises(UsageError, match="No such file"):
         nats.run_cell(f"%nats_obj {subject} x --put {tmp_path / 'missing'}")

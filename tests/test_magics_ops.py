@@ -44,9 +44,9 @@ def test_nats_consumers(nats: TestingShell, server: natsbook.LocalServer, subjec
         assert isinstance(info, dict) and info["num_pending"] == 5 and nats.user_ns["ci"] is info
         lag = nats.run_cell(f"%nats_consumers {stream} --watch 0.2 --every 0.1").result
         assert isinstance(lag, pd.DataFrame) and len(lag) == 3 and (lag["pending"] == 5).all()
-        with pytest.raises(UsageError, match="did you mean 'work'"):
+        with pytest.raises(natsbook.errors.NotFoundError, match="did you mean 'work'"):
             nats.run_cell(f"%nats_consumers {stream} wrok")
-        with pytest.raises(UsageError, match="not found"):
+        with pytest.raises(natsbook.errors.NotFoundError, match="not found"):
             nats.run_cell(f"%nats_consumers {stream}X")
         with pytest.raises(UsageError, match="--watch"):
             nats.run_cell(f"%nats_consumers {stream} --watch soon")

@@ -10,12 +10,14 @@ runs only when asked (``tests/run_nbval.sh`` asks, so nbval still exercises it).
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+import natsbook
 from natsbook import LocalServer
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -45,3 +47,32 @@ def test_run_all_leaves_the_display_alive(name: str, server: LocalServer, tmp_pa
     client.execute()
     out = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
     assert out.strip() == "alive", (name, nb.cells[-1].outputs)
+
+
+@pytest.mark.parametrize("name", ["01-quickstart.ipynb", "03-request-reply.ipynb"])
+def test_run_all_while_an_explorer_watches_everything(name: str, server: LocalServer,
+                                                      tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 26: an Explorer watching ``>`` (another kernel's dashboard, say) makes the server
+    see interest on every subject, so requests nobody serves time out instead of failing with
+    "no responders". The examples still pass Run All."""
+    from natsbook.errors import RequestTimeout
+    from natsbook.notebook.widgets import SubjectExplorer
+
+    with natsbook.connect(server.url, name="someone-elses-dashboard") as other:
+        explorer = SubjectExplorer(other, pattern=">", autostart=True)
+        try:
+            with pytest.raises(RequestTimeout):  # the wire-tap is in place
+                other.request(f"t{uuid.uuid4().hex[:12]}.nobody", timeout=0.2)
+            shutil.copy(NOTEBOOKS / name, tmp_path / name)
+            nb = nbformat.read(tmp_path / name, as_version=4)
+            monkeypatch.setenv("NATS_URL", server.url)
+            monkeypatch.setenv("NATSBOOK_CLEANUP", "1")
+            NotebookClient(nb, timeout=120, kernel_name="python3",
+                           resources={"metadata": {"path": str(tmp_path)}}).execute()
+            timeouts = [o for c in nb.cells if c.cell_type == "code"
+                        for o in c.get("outputs", [])
+                        if "RequestTimeout - " in "".join(o.get("text", ""))]
+            assert timeouts, "the notebook's unserved request should have met the wire-tap"
+        finally:
+            explorer.close()

@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import trustme
-from IPython.core.error import UsageError
 
 import natsbook
 from natsbook import Connection, LocalServer
@@ -46,13 +45,13 @@ def test_nats_req_timeout_is_measured_by_the_clock(nats: TestingShell, conn: Con
     conn.subscribe(f"{subject}.silent")
     conn.flush()
     start = time.monotonic()
-    with pytest.raises(UsageError, match=r"within 0\.2s"):
+    with pytest.raises(natsbook.errors.RequestTimeout, match=r"within 0\.2s"):
         nats.run_cell(f"%nats_req {subject}.silent hi --timeout {TIMEOUT}")
     elapsed = time.monotonic() - start
     assert TIMEOUT * 0.9 <= elapsed < TIMEOUT_BOUND
     nats.run_cell(f"%config NatsMagics.timeout = {TIMEOUT}")
     start = time.monotonic()
-    with pytest.raises(UsageError, match=r"within 0\.2s"):
+    with pytest.raises(natsbook.errors.RequestTimeout, match=r"within 0\.2s"):
         nats.run_cell(f"%nats_req {subject}.silent hi")
     assert TIMEOUT * 0.9 <= time.monotonic() - start < TIMEOUT_BOUND
 

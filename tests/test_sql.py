@@ -267,7 +267,7 @@ def test_nats_sql_cell_magic(nats, magics, subject):
     result = nats.run_cell("%%nats_sql\nSELECT count(*) AS n FROM messages WHERE sub = "
                            f"'{subject}.>'").result
     assert int(result["n"][0]) == 4
-    with pytest.raises(UsageError, match="SQL query failed"):
+    with pytest.raises(natsbook.errors.QueryError, match="SQL query failed"):
         nats.run_cell("%%nats_sql\nSELECT nope FROM cells")
     with pytest.raises(UsageError, match="the cell is the query"):
         nats.run_cell("%%nats_sql -o x\n  \n")

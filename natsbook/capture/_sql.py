@@ -36,6 +36,7 @@ This module imports no widget code (the live views build on it from the notebook
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,6 +208,20 @@ def _to_frame(rel: Any) -> pd.DataFrame:
     return frame
 
 
+_SUGGESTION = re.compile(r'\s*Did you mean "([^"]*)"\?')
+
+
+def _public_detail(detail: str, parts: list[_Part]) -> str:
+    """DuckDB's message without a "Did you mean" that names a table the user cannot use (one
+    of natsbook's own views, a DuckDB catalog table): only ``messages`` and capture names."""
+    visible = {"messages"} | {p.name.lower() for p in parts if p.name}
+
+    def keep(m: re.Match[str]) -> str:
+        return m.group(0) if m.group(1).lower() in visible else ""
+
+    return _SUGGESTION.sub(keep, detail)
+
+
 def run(query: str, parts: list[_Part]) -> pd.DataFrame:
     """Run `query` in a fresh DuckDB database holding `parts`; the result as a DataFrame
     (empty when the last statement returns no rows, e.g. a ``CREATE``)."""
@@ -223,6 +238,6 @@ def run(query: str, parts: list[_Part]) -> pd.DataFrame:
             rel = con.sql(query)
             return pd.DataFrame() if rel is None else _to_frame(rel)
         except duckdb.Error as exc:
-            raise QueryError(query, str(exc).strip()) from None
+            raise QueryError(query, _public_detail(str(exc).strip(), parts)) from None
     finally:
         con.close()

@@ -105,14 +105,15 @@ class _Slot:
             done.wake.set()
 
 
-def _table(times: list[int | None], rows: list[RawMsg | None]) -> pa.Table:
-    """Reply rows (None: no reply) as a capture table."""
-    subj = [r[0].decode("utf-8", "replace") if r else None for r in rows]
-    reply = [r[1].decode("utf-8", "replace") if r and r[1] else None for r in rows]
+def _table(subject: str, inboxes: list[str], times: list[int | None],
+           rows: list[RawMsg | None]) -> pa.Table:
+    """One capture row per request (None in `rows`: no reply): ``subject`` is the request's
+    subject and ``reply`` the inbox it asked to be answered on (where the reply arrived), so
+    a row reads as the request it stands for; headers and payload are the reply's."""
     return pa.Table.from_arrays([
         pa.array(times, pa.int64()).cast(SCHEMA.field("time").type),
-        pa.array(subj, pa.string()),
-        pa.array(reply, pa.string()),
+        pa.array([subject] * len(rows), pa.string()),
+        pa.array(inboxes, pa.string()),
         pa.array([r[2] if r else None for r in rows], pa.binary()),
         pa.array([r[3] if r else None for r in rows], pa.binary()),
     ], schema=SCHEMA)
@@ -150,6 +151,7 @@ def request_batch(conn: Connection, subject: str, payloads: Iterable[Any], *,
     done = _Done()
     slots: list[_Slot | None] = [None] * n
     tokens: list[str] = [""] * n
+    inboxes: list[str] = [""] * n
     sent_at = [0.0] * n
     latency: list[float | None] = [None] * n
     errors: list[str | None] = [None] * n
@@ -174,6 +176,7 @@ def request_batch(conn: Connection, subject: str, payloads: Iterable[Any], *,
                     for i in range(next_i, end):
                         token = str(next(conn._resp_tokens))
                         tokens[i] = token
+                        inboxes[i] = prefix + token
                         slot = slots[i] = _Slot(done, i)
                         resp_map[token] = slot  # type: ignore[assignment]
                         frames.append(encode_pub(subj, (prefix + token).encode(),
@@ -254,7 +257,7 @@ def request_batch(conn: Connection, subject: str, payloads: Iterable[Any], *,
             bar.close(finished)
     times = [None if s is None or s.row is None else int(s.t_recv * 1e9) for s in slots]
     rows = [None if s is None else s.row for s in slots]
-    df = to_frame(_table(times, rows), decode, extra=[
+    df = to_frame(_table(subject, inboxes, times, rows), decode, extra=[
         ("latency_ms", pa.array(latency, pa.float64())),
         ("error", pa.array(errors, pa.string())),
         ("error_code", pa.array(codes, pa.int64())),
@@ -312,7 +315,7 @@ def request_many(conn: Connection, subject: str, data: Any = b"", *,
     finally:
         conn._release(sub)
     times: list[int | None] = [int(t * 1e9) for t in at]
-    return to_frame(_table(times, list(got)), decode, extra=[
+    return to_frame(_table(subject, [inbox] * len(got), times, list(got)), decode, extra=[
         ("latency_ms", pa.array([(t - start) * 1000.0 for t in at_mono], pa.float64())),
     ])
 
@@ -340,8 +343,9 @@ class BatchMethods:
             progress: show a progress bar (default: on for runs of 2,000 or more).
 
         Returns:
-            One row per payload, in input order: the reply as a capture row shows it (its
-            receive ``time``, ``subject``, ``headers``, ``size``, data), ``latency_ms`` and
+            One row per payload, in input order: ``subject`` (the request's), ``reply`` (the
+            inbox the reply came to), the reply's receive ``time``, ``headers``, ``size`` and
+            data as a capture row shows them, ``latency_ms`` and
             ``error``: None, or the error's class name (``RequestTimeout``,
             ``NoRespondersError``, ``ServiceError``: a ``Nats-Service-Error`` header,
             ``ProtocolError``: a malformed reply header block); ``error_code``: the
@@ -369,7 +373,8 @@ class BatchMethods:
         `stall`, no reply came for `stall` seconds after the first one, whichever is first.
 
         Returns:
-            One row per reply in arrival order, as a capture row shows it, with
+            One row per reply in arrival order, as a capture row shows it (``subject``: the
+            request's, ``reply``: the inbox every reply came to), with
             ``latency_ms`` (since the request was sent). No reply within `max_wait`: an empty
             frame.
 

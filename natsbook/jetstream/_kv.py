@@ -169,7 +169,7 @@ class KV:
             self.info = stream_info(conn, self.stream, timeout=timeout)
         except NotFoundError:
             raise _not_found("bucket", bucket, kv_buckets(conn), "create it with "
-                             f"natsbook.jetstream._kv.create_kv(conn, {bucket!r})") from None
+                             f"conn.kv({bucket!r}, create=True)") from None
         self.direct = bool(self.info.get("config", {}).get("allow_direct"))
 
     # -- single keys -------------------------------------------------------------------------

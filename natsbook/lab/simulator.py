@@ -8,9 +8,10 @@ and a background thread::
                                 stuck sensor reading 85.0; about 1 in 200 is malformed: truncated
                                 JSON, key=value text or binary junk). Injected readings carry a
                                 ``Sim-Injected: anomaly|malformed`` header: the ground truth.
-    svc.time / svc.echo /       request/reply services (queue group "svc") with a realistic,
-    svc.lookup / svc.stats      variable latency; svc.lookup answers a 404 service error for an
-                                unknown device.
+    svc.time / svc.echo /       request/reply services (queue group "svc", `responders`
+    svc.lookup / svc.stats      members each, so requests are answered concurrently) with a
+                                realistic, variable latency; svc.lookup answers a 404 service
+                                error for an unknown device.
     jobs.<kind>                 jobs published at ``job_rate``; a pool of workers (queue group
                                 "workers") takes each one, publishes ``results.<kind>`` and
                                 replies when the job was sent as a request.
@@ -80,6 +81,9 @@ class Simulator:
         anomaly_rate: fraction of readings that are anomalies.
         malformed_rate: fraction of readings whose payload is not valid JSON.
         services: serve ``svc.time``, ``svc.echo``, ``svc.lookup`` and ``svc.stats``.
+        responders: members of each service's queue group, each answering on its own thread:
+            a load test (``%nats_req svc.echo --count 10000``) measures the client, not one
+            busy responder.
         workers: size of the ``jobs.>`` worker pool (queue group ``workers``); 0 for none.
         job_rate: jobs published per second on ``jobs.<kind>`` (0: none; workers still
             answer jobs that others send).
@@ -95,7 +99,8 @@ class Simulator:
     def __init__(self, conn: Connection | str | None = None, *, devices: int = 6,
                  rate: float = 1.0, sites: Sequence[str] = DEFAULT_SITES,
                  anomaly_rate: float = 0.01, malformed_rate: float = 0.005,
-                 services: bool = True, workers: int = 3, job_rate: float = 0.5,
+                 services: bool = True, responders: int = 8, workers: int = 3,
+                 job_rate: float = 0.5,
                  latency: float = 1.0, prefix: str = "telemetry",
                  seed: int | None = None, inject_every: float = 0.0) -> None:
         if not isinstance(devices, int) or devices < 0:
@@ -109,6 +114,9 @@ class Simulator:
             raise BadInputError("anomaly_rate + malformed_rate must not exceed 1")
         if workers < 0 or job_rate < 0 or latency < 0 or not inject_every >= 0:
             raise BadInputError("workers, job_rate, latency and inject_every must be >= 0")
+        if not isinstance(responders, int) or responders < 1:
+            raise BadInputError(f"responders={responders!r} must be an int >= 1 (members of "
+                                "each service's queue group)")
         if not sites:
             raise BadInputError("sites must name at least one site")
         self._conn_arg = conn
@@ -118,6 +126,8 @@ class Simulator:
         self.anomaly_rate = anomaly_rate
         self.malformed_rate = malformed_rate
         self.services = services
+        self.responders = responders
+        self._busy = 0
         self.workers = workers
         self.job_rate = job_rate
         self.latency = latency
@@ -184,7 +194,9 @@ class Simulator:
             kind = "malformed"
         body = {
             "device": dev.name, "site": dev.site, "seq": dev.seq,
-            "ts": round(now if now is not None else time.time(), 3),
+            # Microseconds: a reading's clock rounded to the millisecond can be up to 0.5 ms
+            # later than its send time, more than a local delivery takes (negative latency).
+            "ts": round(now if now is not None else time.time(), 6),
             "temperature": round(temp, 2), "humidity": round(min(max(hum, 0.0), 100.0), 1),
             "battery": round(dev.battery, 1), "status": status,
         }
@@ -220,9 +232,12 @@ class Simulator:
             conn = self.conn
             if self.services:
                 for name in SERVICES:
-                    self._subs.append(conn.subscribe(f"svc.{name}", queue="svc",
-                                                     capture=False,
-                                                     callback=self._service(name)))
+                    # One dispatcher thread per subscription: `responders` members answer
+                    # side by side, as a service scaled out with a queue group does.
+                    for _ in range(self.responders):
+                        self._subs.append(conn.subscribe(f"svc.{name}", queue="svc",
+                                                         capture=False,
+                                                         callback=self._service(name)))
             for w in range(self.workers):
                 self._subs.append(conn.subscribe("jobs.>", queue="workers", capture=False,
                                                  callback=self._worker(f"worker-{w + 1}")))
@@ -346,6 +361,7 @@ class Simulator:
             if not msg.reply:
                 return
             self._count_service(name)
+            self._enter()
             try:
                 reply: Any = self._answer(name, msg)
             except LookupError as exc:
@@ -354,6 +370,8 @@ class Simulator:
                 msg.respond(str(exc), headers={"Nats-Service-Error": str(exc),
                                                "Nats-Service-Error-Code": "404"})
                 return
+            finally:
+                self._leave()
             if isinstance(reply, Msg):
                 msg.respond(reply.data, headers=reply.headers.to_dict() if reply.headers
                             else None)
@@ -408,7 +426,7 @@ class Simulator:
     # -- statistics ----------------------------------------------------------------------------
     def _reset_stats(self) -> None:
         self._stats = {"published": 0, "anomalies": 0, "malformed": 0, "jobs_published": 0,
-                       "jobs_done": {}, "requests": {}, "errors": 0}
+                       "jobs_done": {}, "requests": {}, "errors": 0, "busy_max": 0}
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -419,14 +437,25 @@ class Simulator:
             req = self._stats["requests"]
             req[name] = req.get(name, 0) + 1
 
+    def _enter(self) -> None:
+        with self._lock:
+            self._busy += 1
+            self._stats["busy_max"] = max(self._stats["busy_max"], self._busy)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._busy -= 1
+
     @property
     def stats(self) -> dict[str, Any]:
         """Counters: published, anomalies, malformed, jobs_published, jobs_done (per worker),
-        requests (per service), errors, devices, rate, uptime_s."""
+        requests (per service), errors, busy_max (most requests the services handled at
+        once), responders (per service), devices, rate, uptime_s."""
         with self._lock:
             out = dict(self._stats)
             out["jobs_done"] = dict(out["jobs_done"])
             out["requests"] = dict(out["requests"])
+        out["responders"] = self.responders if self.services else 0
         out["devices"] = len(self.devices)
         out["rate"] = self.rate
         out["uptime_s"] = round(time.time() - self._started_at, 3) if self._started_at else 0.0

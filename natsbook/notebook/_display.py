@@ -11,6 +11,8 @@ DataFrames renders tagged frames from a display-only copy:
 - metadata columns that are empty in every row (``reply``, ``headers``, ``json_error``) are
   left out, with a note naming them;
 - floats in plain notation (no ``1.795952e+09``) with at most 3 decimals;
+- counts with thousands separators, but never identifiers and sequence numbers (``seq``,
+  ``stream_seq``, ``sid``, ``cid``, ``port``, ...): ``12345``, not ``12,345``;
 - so that the simulator's telemetry fits a 1400 px JupyterLab without horizontal scrolling.
 
 One-row monitoring results (``%nats_server varz``, a single connection) are tagged ``report``
@@ -31,7 +33,7 @@ import pandas as pd
 # The tag a frame carries in ``DataFrame.attrs`` is set by the layer that makes the frame.
 from ..capture import ATTR, CAPTURE, REPORT, mark
 
-__all__ = ["ReportDict", "capture_html", "install", "mark", "plural", "report_html"]
+__all__ = ["ReportDict", "capture_html", "install", "is_id", "mark", "plural", "report_html"]
 
 #: Metadata columns left out of the display when empty in every row.
 _METADATA = ("sub", "reply", "headers", "header_error", "json_error")
@@ -80,6 +82,20 @@ def _is_empty(col: pd.Series) -> bool:
 _EPOCH_NAMES = ("ts", "time", "timestamp", "epoch")
 
 
+#: Numbers that name or order something (an id, a sequence number, a port), not amounts: shown
+#: without thousands separators.
+_ID_NAMES = frozenset({"seq", "sid", "cid", "id", "pid", "port", "revision", "sequence", "gen",
+                       "generation", "client_id", "server_id"})
+_ID_SUFFIXES = ("_seq", "_sid", "_cid", "_id", "_port", "_pid", "_revision")
+
+
+def is_id(name: str) -> bool:
+    """Whether a column or report key (dotted names by their last part) holds identifiers or
+    sequence numbers rather than amounts."""
+    base = str(name).rsplit(".", 1)[-1].lower()
+    return base in _ID_NAMES or base.endswith(_ID_SUFFIXES)
+
+
 def _is_epoch(name: str, col: pd.Series) -> bool:
     """A float column of epoch seconds (2001..2096) named like a clock."""
     base = name.rsplit(".", 1)[-1].lower()
@@ -89,7 +105,7 @@ def _is_epoch(name: str, col: pd.Series) -> bool:
     return not values.empty and bool(values.between(1e9, 4e9).all())
 
 
-def _fmt_float(col: pd.Series) -> pd.Series:
+def _fmt_float(col: pd.Series, separators: bool = True) -> pd.Series:
     values = col.dropna()
     decimals = 0
     for d in (0, 1, 2, 3):
@@ -98,7 +114,7 @@ def _fmt_float(col: pd.Series) -> pd.Series:
         if ((scaled - scaled.round()).abs() < 1e-6 * scaled.abs().clip(lower=1)).all():
             break
     big = not values.empty and values.abs().max() >= 1e7  # epoch seconds: no separators
-    fmt = f"{{:.{decimals}f}}" if big else f"{{:,.{decimals}f}}"
+    fmt = f"{{:.{decimals}f}}" if big or not separators else f"{{:,.{decimals}f}}"
     return col.map(lambda v: "" if pd.isna(v) else fmt.format(v))
 
 
@@ -139,9 +155,10 @@ def _display_copy(df: pd.DataFrame, hidden: list[str]
             out[key] = stamps.dt.strftime("%H:%M:%S.%f").str[:-3].fillna("")
             notes.append(f"{html.escape(key)}: epoch seconds, shown as UTC time")
         elif pd.api.types.is_float_dtype(col):
-            out[key] = _fmt_float(col)
+            out[key] = _fmt_float(col, separators=not is_id(key))
         elif pd.api.types.is_integer_dtype(col):
-            out[key] = col.map(lambda v: "" if pd.isna(v) else f"{v:,}")
+            spec = "" if is_id(key) else ","
+            out[key] = col.map(lambda v, spec=spec: "" if pd.isna(v) else f"{v:{spec}}")
         elif key == "headers":
             out[key] = col.map(_fmt_headers)
             left.add(key)
@@ -268,6 +285,8 @@ def _fmt_value(key: str, value: Any) -> str:
         if any(w in key for w in ("bytes", "mem", "memory", "storage", "max_payload",
                                   "max_pending")) and value >= 1024:
             return f"{_fmt_bytes(float(value))} ({value:,})"
+        if is_id(key):
+            return f"{value}"
         return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
     if isinstance(value, Mapping | list) and not value:
         return "-"

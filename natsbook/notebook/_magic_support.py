@@ -19,7 +19,7 @@ import orjson
 from IPython.core.error import UsageError
 
 from .. import Msg
-from ..errors import ConnectionClosedError, NatsbookError
+from ..errors import BadInputError, ConnectionClosedError, NatsbookError
 from ._display import plural
 
 if TYPE_CHECKING:
@@ -35,15 +35,47 @@ _AUTH_KEYS = ("token", "user", "password", "creds", "nkey_seed")
 _SHOW_CHARS = 20_000
 
 
+#: Set on a natsbook error that a magic raised: shown as one line (see `show_magic_error`).
+_FROM_MAGIC = "_natsbook_from_magic"
+
+
 @contextlib.contextmanager
-def _usage_errors() -> Iterator[None]:
-    """Turn library errors into one-line UsageErrors (the message already says what to do)."""
+def _magic_errors() -> Iterator[None]:
+    """The magic boundary. What the line asked for was wrong (a ``BadInputError``: a bad
+    subject, payload, name or flag value): a ``UsageError``. It failed at run time (no
+    responders, a timeout, a refused connection, a stream that does not exist): the natsbook
+    error itself, marked so that `show_magic_error` prints it as one line, no traceback."""
     try:
         yield
-    except ConnectionClosedError as exc:
-        raise UsageError(f"{exc} (in the notebook: %nats_connect)") from None
-    except NatsbookError as exc:
+    except BadInputError as exc:
         raise UsageError(str(exc)) from None
+    except NatsbookError as exc:
+        if isinstance(exc, ConnectionClosedError) and "%nats_connect" not in str(exc):
+            exc.args = (f"{exc} (in the notebook: %nats_connect)",)
+        setattr(exc, _FROM_MAGIC, True)
+        raise exc.with_traceback(None) from None
+
+
+def show_magic_error(shell: Any, etype: type[BaseException], value: BaseException, tb: Any,
+                     tb_offset: int | None = None) -> None:
+    """IPython's custom exception handler for ``NatsbookError`` (``set_custom_exc``): an
+    error a magic raised shows as one line, ``NoRespondersError: natsbook: no responders on
+    ...``, as a ``UsageError`` does; one from the user's own code keeps its full traceback."""
+    if getattr(value, _FROM_MAGIC, False):
+        shell._showtraceback(etype, value, [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"])
+    else:
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+
+
+def install_error_display(shell: Any) -> None:
+    """Let `show_magic_error` show natsbook errors, unless another handler is installed."""
+    if not shell.custom_exceptions:
+        shell.set_custom_exc((NatsbookError,), show_magic_error)
+
+
+def uninstall_error_display(shell: Any) -> None:
+    if shell.custom_exceptions == (NatsbookError,):
+        shell.set_custom_exc((), None)
 
 
 def _parse(func: Any, line: str) -> Any:

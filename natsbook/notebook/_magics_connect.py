@@ -15,11 +15,12 @@ import natsbook
 
 from ..errors import NatsbookError
 from ._context import NatsContext, load_context
+from ._display import plural
 from ._magic_support import (
     _AUTH_KEYS,
     _INPUT_VAR_RE,
+    _magic_errors,
     _parse,
-    _usage_errors,
 )
 from ._magics_base import NatsMagicsBase
 from ._scrub import scrub_cell
@@ -111,7 +112,7 @@ class ConnectMagics(NatsMagicsBase):
 
         kwargs: dict[str, Any] = {}
         ctx: NatsContext | None = None
-        with _usage_errors():
+        with _magic_errors():
             if args.context is not None:
                 ctx = load_context(args.context)
             elif not args.urls and os.environ.get("NATS_CONTEXT", "").strip():
@@ -139,7 +140,7 @@ class ConnectMagics(NatsMagicsBase):
         elif os.environ.get("NATS_URL", "").strip():
             kwargs["servers"] = None  # connect() reads $NATS_URL
         else:
-            with _usage_errors():
+            with _magic_errors():
                 if self.server is None or not self.server.running:
                     self.server = natsbook.local_server()
                     started = "started"
@@ -147,7 +148,7 @@ class ConnectMagics(NatsMagicsBase):
                     started = "reusing"
             kwargs["servers"] = self.server.url
 
-        with _usage_errors():
+        with _magic_errors():
             conn = natsbook.connect(name=args.name, connect_timeout=self.timeout, **kwargs)
         old, self.conn = self.conn, conn
         if old is not None:
@@ -202,11 +203,25 @@ class ConnectMagics(NatsMagicsBase):
             "server_info": info,
         }
 
+    @magic_arguments()
+    @argument("--explorers", action="store_true",
+              help="only stop every subject-explorer watch of this kernel (dashboards' and "
+                   "standalone ones, also those whose output was cleared); the connection "
+                   "stays open")
     @line_magic
     def nats_close(self, line: str) -> None:
-        """Close the connection (and stop the embedded server %nats_connect started)."""
-        if line.strip():
-            raise UsageError("%nats_close takes no arguments")
+        """Close the connection (and stop the embedded server %nats_connect started).
+
+        ``--explorers``: stop every explorer watch of this kernel instead. A watch on ``>``
+        makes requests to unserved subjects (from any client of the server) wait for their
+        timeout instead of failing with "no responders".
+        """
+        args = _parse(self.nats_close, line)
+        if args.explorers:
+            stopped = natsbook.stop_all()["explorers"]
+            print(f"natsbook: stopped {plural(stopped, 'explorer watch', 'explorer watches')}"
+                  if stopped else "natsbook: no explorer was watching")
+            return
         conn = self.conn
         if conn is None and self.server is None:
             print("natsbook: not connected - nothing to close")

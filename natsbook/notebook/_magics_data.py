@@ -14,7 +14,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 import natsbook
 
 from ._display import REPORT, ReportDict, mark
-from ._magic_support import MAX_ROWS, MAX_SEQ, _check_name, _int_arg, _parse, _usage_errors
+from ._magic_support import MAX_ROWS, MAX_SEQ, _check_name, _int_arg, _magic_errors, _parse
 from ._magics_base import NatsMagicsBase
 
 
@@ -29,7 +29,7 @@ class DataMagics(NatsMagicsBase):
         if line.strip():
             raise UsageError("%nats_streams takes no arguments")
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             frame = conn.streams(timeout=self.timeout)
         if frame.empty:
             # An empty frame shows only a bare header: say what it means and what to do.
@@ -62,7 +62,7 @@ class DataMagics(NatsMagicsBase):
         args.start_seq = _int_arg("--start-seq", args.start_seq, 1, MAX_SEQ)
         _check_name(args.name)
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             frame = conn.stream_history(args.stream, subject=args.subject, since=args.since,
                                         until=args.until, last=args.last,
                                         start_seq=args.start_seq,
@@ -83,7 +83,7 @@ class DataMagics(NatsMagicsBase):
         args = _parse(self.nats_kv, line)
         _check_name(args.name)
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             bucket = conn.kv(args.bucket)
             if args.key is not None:
                 frame = bucket.history(args.key)
@@ -111,7 +111,7 @@ class DataMagics(NatsMagicsBase):
         _check_name(args.name)
         mon = None if args.url else self._system_monitor()
         if mon is not None:
-            with _usage_errors():
+            with _magic_errors():
                 result = getattr(mon, args.endpoint)()
             self._bind(args.name, result)
             self._limit_display(len(result))
@@ -125,7 +125,7 @@ class DataMagics(NatsMagicsBase):
         if not url:
             raise UsageError("no monitoring URL - pass --url http://HOST:8222 or "
                              "%config NatsMagics.monitor_url = '...'")
-        with _usage_errors():
+        with _magic_errors():
             result = getattr(natsbook.monitor(url, timeout=self.timeout), args.endpoint)()
         if isinstance(result, pd.DataFrame) and len(result) == 1:
             mark(result, REPORT)  # display only: a vertical report, like `nats server info`
@@ -158,5 +158,5 @@ class DataMagics(NatsMagicsBase):
         if line.strip():
             raise UsageError("%nats_panel takes no arguments")
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             return natsbook.dashboard(conn)

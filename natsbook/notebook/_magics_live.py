@@ -12,7 +12,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import cell_magic, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._magic_support import _check_name, _parse, _usage_errors
+from ._magic_support import _check_name, _magic_errors, _parse
 from ._magics_base import NatsMagicsBase
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class LiveMagics(NatsMagicsBase):
             raise UsageError("%%nats_sql: the cell is the query - e.g. SELECT subject, "
                              "count(*) FROM messages GROUP BY subject")
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             frame = conn.sql(cell)
         self._bind(args.name, frame)
         self._limit_display(len(frame))
@@ -113,7 +113,7 @@ class LiveMagics(NatsMagicsBase):
         fn: Any = cell if args.sql or _SQL_START.match(cell) else \
             _function(cell, self._shell.user_ns)
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             source = self._target(conn, args.target)
             view = source.live(fn, every=every, decode=args.decode or self.decode.lower(),
                                title=args.title)

@@ -21,13 +21,13 @@ from ._magic_support import (
     _headers,
     _int_arg,
     _LiveStatus,
+    _magic_errors,
     _parse,
     _parse_payload_line,
     _render_payload,
     _reply_msg,
     _seconds_arg,
     _shown_here,
-    _usage_errors,
 )
 from ._magics_base import NatsMagicsBase
 
@@ -78,7 +78,7 @@ class MessagingMagics(NatsMagicsBase):
         header_lines = [_Counted(self._template(h, counter=counted)) for h in args.header or []]
         fixed_headers = _headers([h.fill(0) for h in header_lines])
         size = 0
-        with _usage_errors():
+        with _magic_errors():
             for i in range(1, args.count + 1):
                 data = body.fill(i)
                 hdrs = (_headers([h.fill(i) for h in header_lines])
@@ -106,7 +106,7 @@ class MessagingMagics(NatsMagicsBase):
                             " (the capture's max_msgs: it stops after that many)")
         _check_name(args.name)
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             sub = conn.subscribe(args.subject, queue=args.queue, max_msgs=args.max,
                                  timeout=self.timeout)
         if args.name:
@@ -140,7 +140,7 @@ class MessagingMagics(NatsMagicsBase):
         if (args.subject is None) == (not args.all):
             raise UsageError("give a SUBJECT or --all (see %nats_subs for the active captures)")
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             if args.all:
                 subs = conn.subscriptions
                 for sub in subs:
@@ -190,7 +190,7 @@ class MessagingMagics(NatsMagicsBase):
         args.last = _int_arg("--last", args.last, 1, MAX_ROWS)
         _check_name(args.name)
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             if args.pattern is not None:
                 natsbook.check_subscribe(args.pattern)
             frame = conn.to_pandas(args.decode or self.decode.lower(), last=args.last,
@@ -240,7 +240,7 @@ class MessagingMagics(NatsMagicsBase):
         body = cell.rstrip("\r\n") if cell is not None else self._expand(args.payload)
         headers = _headers([self._expand(h) or "" for h in args.header or []])
         if replies is not None:
-            with _usage_errors():
+            with _magic_errors():
                 frame = conn.request_many(subject, body or "", max_replies=replies,
                                           max_wait=timeout, headers=headers,
                                           decode=self.decode.lower())
@@ -248,7 +248,7 @@ class MessagingMagics(NatsMagicsBase):
                   f"{subject!r} (asked for {replies}, waited at most {timeout:g}s)")
             return frame
         if count is not None:
-            with _usage_errors():
+            with _magic_errors():
                 start = time.perf_counter()
                 frame = conn.request_batch(subject, [body or ""] * count,
                                            concurrency=concurrency or 100, timeout=timeout,
@@ -256,7 +256,7 @@ class MessagingMagics(NatsMagicsBase):
                 elapsed = time.perf_counter() - start
             print(latency_summary(frame, subject, concurrency or 100, elapsed))
             return frame
-        with _usage_errors():
+        with _magic_errors():
             start = time.perf_counter()
             msg = conn.request(subject, body or "", timeout=timeout, headers=headers)
             rtt = time.perf_counter() - start
@@ -294,7 +294,28 @@ def latency_summary(frame: pd.DataFrame, subject: str, concurrency: int,
         q = ok.quantile([0.5, 0.9, 0.99])
         lines.append(f"  latency ms: min {ok.min():.3f}  p50 {q[0.5]:.3f}  p90 {q[0.9]:.3f}  "
                      f"p99 {q[0.99]:.3f}  max {ok.max():.3f}")
+        lines.append("  " + rate_limit(n, concurrency, elapsed, float(ok.mean())))
     return "\n".join(lines)
+
+
+def rate_limit(n: int, concurrency: int, elapsed: float, mean_ms: float) -> str:
+    """What set the pace of a request_batch run, from Little's law: the requests in flight on
+    average are the rate times the mean latency. A full window means the responders' answer
+    time (their queue included) set the rate; a window far from full means this process
+    (sending, receiving, the kernel's CPU) did."""
+    window = min(concurrency, n)
+    in_flight = n / max(elapsed, 1e-9) * mean_ms / 1000.0
+    if n <= concurrency:
+        return (f"rate set by the slowest reply: all {n:,} requests went out at once "
+                f"(--concurrency {concurrency}); send more (--count) to measure a rate")
+    if in_flight >= 0.8 * window:
+        return (f"rate set by the responders: the window was full ({in_flight:,.0f} of "
+                f"{concurrency} in flight on average, {mean_ms:.2f} ms each) - add "
+                "responders to the service's queue group; raise --concurrency only if the "
+                "latency stays flat as it grows")
+    return (f"rate set by this client: {in_flight:,.1f} of {concurrency} allowed requests "
+            f"were in flight on average ({mean_ms:.2f} ms each) - sending and receiving in "
+            "this process set the pace, not the service")
 
 
 def _counter_fields(text: str) -> list[str | None]:

@@ -9,7 +9,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._magic_support import _check_name, _parse, _usage_errors
+from ._magic_support import _check_name, _magic_errors, _parse
 from ._magics_base import NatsMagicsBase
 
 
@@ -41,7 +41,7 @@ class ObjectMagics(NatsMagicsBase):
                              f"--{actions[0]}")
         conn = self._require()
         try:
-            with _usage_errors():
+            with _magic_errors():
                 store = conn.object_store(args.bucket, create=args.create,
                                           timeout=max(self.timeout, 5.0))
                 result: Any

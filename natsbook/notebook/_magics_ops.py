@@ -8,7 +8,7 @@ from typing import Any
 from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._magic_support import _check_name, _parse, _seconds_arg, _usage_errors
+from ._magic_support import _check_name, _magic_errors, _parse, _seconds_arg
 from ._magics_base import NatsMagicsBase
 
 #: The longest ``--watch`` (the cell blocks while it samples).
@@ -33,7 +33,7 @@ class OpsMagics(NatsMagicsBase):
         timeout = _seconds_arg("--timeout", args.timeout, 60.0) or 1.0
         _check_name(args.name)
         conn = self._require()
-        with _usage_errors():
+        with _magic_errors():
             frame = conn.services(args.service, timeout=timeout)
         self._bind(args.name, frame)
         self._limit_display(len(frame))
@@ -59,7 +59,7 @@ class OpsMagics(NatsMagicsBase):
         _check_name(args.name)
         conn = self._require()
         result: Any
-        with _usage_errors():
+        with _magic_errors():
             if watch is not None:
                 result = conn.consumer_lag(args.stream, args.consumer, every=every,
                                            duration=watch, timeout=self.timeout)

@@ -23,8 +23,10 @@
                        (the cell: SQL, or Python over `df`; re-rendered as messages arrive)
 
 Every magic goes through the public API (:func:`natsbook.connect` and ``Connection`` methods).
-Options live on the ``NatsMagics`` class: ``%config NatsMagics.timeout = 2``. Library errors
-become ``UsageError`` (one line with a hint, no traceback). Secrets given to ``%nats_connect``
+Options live on the ``NatsMagics`` class: ``%config NatsMagics.timeout = 2``. A wrong line
+(a bad subject, flag or payload) is a ``UsageError``; a failure at run time (no responders, a
+timeout, a refused connection) is the natsbook error itself, shown as one line with its hint
+(no traceback wall). Secrets given to ``%nats_connect``
 are never printed, and are replaced by ``***`` in this session's input history.
 
 The verbs live in families, one module each: ``_magics_connect`` (connection and
@@ -41,6 +43,7 @@ from typing import Any
 
 from IPython.core.magic import magics_class
 
+from ._magic_support import install_error_display, uninstall_error_display
 from ._magics_connect import ConnectMagics
 from ._magics_data import DataMagics
 from ._magics_live import LiveMagics
@@ -79,6 +82,7 @@ def load_ipython_extension(ipython: Any) -> None:
     from ._display import install
 
     install(ipython)
+    install_error_display(ipython)
     registry = ipython.magics_manager.registry
     if "NatsMagics" in registry:
         return
@@ -88,6 +92,7 @@ def load_ipython_extension(ipython: Any) -> None:
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext natsbook``: close the connection and any embedded server."""
     magics = ipython.magics_manager.registry.pop("NatsMagics", None)
+    uninstall_error_display(ipython)
     if magics is not None:
         magics.close()
         for kind in ("line", "cell"):

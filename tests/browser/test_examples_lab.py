@@ -4,9 +4,11 @@
 simulator, its JupyterLab settings) over a temp copy of ``notebooks/``. Headless Debian
 chromium at 1400x1000 opens each example, runs all cells and checks that no cell shows an
 error or anything on stderr. 01-quickstart's dashboard must stay live; with it open in that
-kernel, a request to an unserved subject still fails with no responders within 1 s.
+kernel, a request to an unserved subject still fails with no responders within 1 s; then its
+explorer watches ``>`` while every other example runs (they must pass all the same).
 Screenshots of the dashboard's tabs, the explorer on a telemetry subject, a capture frame and
-``%nats_server varz`` go to ``artifacts/screenshots/`` (kept out of the repo).
+``%nats_server varz`` go to ``artifacts/screenshots/`` (kept out of the repo). The page must
+log no console error on the way.
 """
 
 from __future__ import annotations
@@ -144,10 +146,16 @@ def test_every_example_runs_clean(lab_page: Any, natsbook_lab: dict[str, Any]) -
     from playwright.sync_api import expect
 
     page = lab_page
+    # Every error the page logs (issue 26: "Cannot read properties of null (reading
+    # 'processLuminoMessage')" from a widget view whose model was closed).
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console.append(f"uncaught: {e}"))
     assert "01-quickstart.ipynb" in EXAMPLES and len(EXAMPLES) >= 6
     # 01 first: its dashboard stays live in that kernel while the others run.
     first = _run_all(page, natsbook_lab, "01-quickstart.ipynb")
     assert not _errors(first), _errors(first)
+    assert not console, "01-quickstart.ipynb: console errors:\n" + "\n".join(console)
     dash = first.locator(".nb-dashboard")
     expect(dash).to_be_visible(timeout=30_000)
     status = dash.locator(".nb-status")
@@ -200,12 +208,23 @@ def test_every_example_runs_clean(lab_page: Any, natsbook_lab: dict[str, Any]) -
             other.request("nobody.home.e2e", "hi", timeout=5)
         assert time.monotonic() - start < 1.0
 
+    # Now the explorer watches everything, as a new user's would (issue 26): every subject has
+    # a listener, so no request gets "no responders" - and every other example must still
+    # pass Run All. The panel says so in a warning box.
+    dash.locator(".nb-exp-watch").click()  # stop telemetry.>
+    expect(dash.locator(".nb-exp-summary")).to_contain_text("not watching", timeout=15_000)
+    dash.locator(".nb-exp-pattern input").fill(">")
+    dash.locator(".nb-exp-watch").click()
+    expect(dash.locator(".nb-exp-summary")).to_contain_text("watching >", timeout=15_000)
+    expect(dash.locator(".nb-exp-warning")).to_contain_text("no responders", timeout=15_000)
+
     for name in EXAMPLES:
         if name == "01-quickstart.ipynb":
             continue
         panel = _run_all(page, natsbook_lab, name)
         errors = _errors(panel)
         assert not errors, f"{name}: error output:\n" + "\n---\n".join(errors)
+        assert not console, f"{name}: console errors:\n" + "\n".join(console)
         frames = panel.locator(".nb-frame")
         if name.startswith("02-"):
             frame = frames.first
@@ -232,3 +251,4 @@ def test_every_example_runs_clean(lab_page: Any, natsbook_lab: dict[str, Any]) -
     # The dashboard is still live after every other notebook ran.
     expect(first.locator(".nb-dashboard .nb-status")).to_contain_text("connected",
                                                                       timeout=15_000)
+    assert not console, "console errors:\n" + "\n".join(console)

@@ -197,6 +197,8 @@ def test_subscribe_shows_messages_in_table_and_tree(page: Any, server: LocalServ
     page.locator(".nb-exp-watch").click()
     expect(page.locator(".nb-exp-summary")).to_contain_text(f"watching {root}.>",
                                                             timeout=15_000)
+    # ...and says, while it watches, what that does to requests (issue 26)
+    expect(page.locator(".nb-exp-warning")).to_contain_text("no responders", timeout=15_000)
     _tab(page, "Subscribe")
     with natsbook.connect(server.url) as pub:
         for i in range(6):
@@ -222,6 +224,9 @@ def test_subscribe_shows_messages_in_table_and_tree(page: Any, server: LocalServ
     expect(page.locator(".nb-exp-diff")).to_contain_text('+  "temp": 25.5', timeout=15_000)
     expect(page.locator(".nb-plot-last")).to_contain_text("last 25.5 (6 points)",
                                                           timeout=15_000)
+    # nice y ticks for 20.5 .. 25.5, not the padded extremes (issue 26)
+    expect(page.locator(".nb-plot-tick")).to_have_text(["20", "22", "24", "26"],
+                                                       timeout=15_000)
     # Collapse the sensor node from the page: its children disappear.
     tree.locator(f'.nb-tree-row[data-path="{root}.sensor"] .nb-tree-toggle').click()
     expect(leaf).to_have_count(0, timeout=15_000)

@@ -6,25 +6,23 @@ The explorer subscribes on its own (no capture) with a batch callback that only 
 dicts on the subscription's dispatcher thread; the dashboard's timer turns them into trait
 values at <= 10 Hz. It starts only when asked (``autostart=True`` or its Start button), on the
 pattern the user chose: a wildcard wire-tap is a subscriber like any other, so while it runs the
-server delivers requests on matching subjects to it and no longer answers "no responders".
+server delivers requests on matching subjects to it and no longer answers "no responders" - to
+any client of that server. The panel says so in a warning box while it watches, and every
+watch in the process is listed here so that :func:`stop_explorers` (``natsbook.stop_all()``,
+``%nats_close --explorers``) ends them even after their output was cleared.
 """
 
 from __future__ import annotations
 
-import difflib
 import html
-import itertools
 import threading
 import time
-from collections import Counter, deque
-from operator import itemgetter
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
-import orjson
 
 from ...errors import NatsbookError
-from ...wire import RawMsg
 from .._display import plural
 from ._base import (
     Panel,
@@ -38,199 +36,56 @@ from ._base import (
     preview,
     style_widget,
 )
+from ._subjects import SubjectStats, default_field, diff_html, numeric_fields
 from .plot import LinePlot
 from .tree import Node, SubjectTree, build_tree, visible_rows
 
 if TYPE_CHECKING:
     from ...client import Connection, Subscription
-    from ...wire import Msg
 
-__all__ = ["SubjectExplorer", "SubjectStats", "default_field", "diff_html", "numeric_fields"]
+__all__ = ["SubjectExplorer", "SubjectStats", "default_field", "diff_html", "numeric_fields",
+           "stop_explorers", "watching_explorers"]
 
 #: Nodes opened automatically while the tree is smaller than this (a flood stays collapsed).
 AUTO_OPEN_NODES = 200
 #: Rows of the selected subject's message list (below the tree and the plot).
 MESSAGE_ROWS = 8
-#: Rows at the end of each batch whose payloads are kept as "recent" (a flood's last ones).
-_TAIL = 2000
-_SUBJECT = itemgetter(0)
+#: Every explorer that watches now (strong references: a watch whose output was cleared is
+#: still reachable, to be stopped).
+_WATCHING: set[SubjectExplorer] = set()
+_WATCHING_LOCK = threading.Lock()
 
 
-class _Entry:
-    __slots__ = ("count", "last_t", "recent")
-
-    def __init__(self, keep: int) -> None:
-        self.count = 0
-        self.last_t = 0.0
-        # (sequence number on this subject, receive time, payload)
-        self.recent: deque[tuple[int, float, bytes]] = deque(maxlen=keep)
+def watching_explorers() -> list[SubjectExplorer]:
+    """The explorers of this process that watch a pattern now."""
+    with _WATCHING_LOCK:
+        return [e for e in _WATCHING if e.sub is not None and e.sub.active]
 
 
-class SubjectStats:
-    """Per-subject counters and recent payloads, fed by a subscription callback.
-
-    ``add`` runs on the dispatcher thread and touches only these dicts, under a lock that the
-    timer thread takes briefly to copy what it draws.
-    """
-
-    def __init__(self, max_subjects: int = 5000, keep: int = 50) -> None:
-        self.max_subjects = max_subjects
-        self.keep = keep
-        self.lock = threading.Lock()
-        self.subjects: dict[str, _Entry] = {}
-        self.total = 0
-        #: Messages on subjects past `max_subjects` (counted in the total only).
-        self.untracked = 0
-        self.version = 0
-
-    def add(self, msg: Msg) -> None:
-        with self.lock:
-            self.total += 1
-            self.version += 1
-            e = self.subjects.get(msg.subject)
-            if e is None:
-                if len(self.subjects) >= self.max_subjects:
-                    self.untracked += 1
-                    return
-                e = self.subjects[msg.subject] = _Entry(self.keep)
-            e.count += 1
-            e.last_t = msg.time
-            e.recent.append((e.count, msg.time, msg.data))
-
-    def add_batch(self, rows: list[RawMsg], t: float) -> None:
-        """A whole reader batch (the subscription's batch_callback): counts per subject in one
-        C-level pass (Counter), recent payloads only from the batch's tail, so a flood costs
-        little Python per message."""
-        counts = Counter(map(_SUBJECT, rows))
-        tail = rows[-_TAIL:]
-        with self.lock:
-            self.total += len(rows)
-            self.version += 1
-            entries: dict[bytes, _Entry] = {}
-            for subj, n in counts.items():
-                name = subj.decode("utf-8", "replace")
-                e = self.subjects.get(name)
-                if e is None:
-                    if len(self.subjects) >= self.max_subjects:
-                        self.untracked += n
-                        continue
-                    e = self.subjects[name] = _Entry(self.keep)
-                e.count += n
-                e.last_t = t
-                entries[subj] = e
-            # Sequence numbers of the tail, counted back from each subject's new total.
-            later: Counter[bytes] = Counter()
-            recent: list[tuple[_Entry, int, bytes]] = []
-            for row in reversed(tail):
-                e = entries.get(row[0])
-                if e is None:
-                    continue
-                if later[row[0]] < self.keep:
-                    recent.append((e, e.count - later[row[0]], row[3]))
-                later[row[0]] += 1
-            for e, seq, data in reversed(recent):
-                e.recent.append((seq, t, data))
-
-    def clear(self) -> None:
-        with self.lock:
-            self.subjects.clear()
-            self.total = self.untracked = 0
-            self.version += 1
-
-    def counts(self, include_inbox: bool) -> dict[str, int]:
-        with self.lock:
-            return {s: e.count for s, e in self.subjects.items()
-                    if include_inbox or not s.startswith("_INBOX.")}
-
-    def last_values(self) -> dict[str, bytes]:
-        with self.lock:
-            return {s: e.recent[-1][2] for s, e in self.subjects.items() if e.recent}
-
-    def recent(self, prefix: str) -> list[tuple[str, int, float, bytes]]:
-        """Recent messages of `prefix` and every subject below it, oldest first."""
-        below = prefix + "."
-        with self.lock:
-            out = [(s, seq, t, d) for s, e in self.subjects.items()
-                   if s == prefix or s.startswith(below) for seq, t, d in e.recent]
-        out.sort(key=lambda r: r[2])
-        return out
+def stop_explorers() -> int:
+    """Stop every explorer watch in this process (a dashboard's or a standalone one, shown or
+    with its output cleared); what they saw stays. Returns how many were watching."""
+    with _WATCHING_LOCK:
+        explorers = list(_WATCHING)
+    stopped = 0
+    for e in explorers:
+        if e.sub is not None and e.sub.active:
+            stopped += 1
+        e.stop()
+    return stopped
 
 
-def _pretty(data: bytes) -> str:
-    try:
-        return orjson.dumps(orjson.loads(data),
-                            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "\n".join(data[i:i + 16].hex(" ") for i in range(0, len(data), 16))
-
-
-def diff_html(previous: bytes, last: bytes) -> str:
-    """A unified diff (difflib) of two payloads, JSON pretty-printed with sorted keys."""
-    lines = list(difflib.unified_diff(_pretty(previous).splitlines(), _pretty(last).splitlines(),
-                                      "previous", "last", lineterm="", n=2))
-    if not lines:
-        return '<span class="nb-hint">the last two payloads are identical</span>'
-    out = []
-    for line in lines:
-        cls = ""
-        if line.startswith("@@"):
-            cls = "hunk"
-        elif line.startswith("+") and not line.startswith("+++"):
-            cls = "add"
-        elif line.startswith("-") and not line.startswith("---"):
-            cls = "del"
-        out.append(f'<span class="{cls}">{html.escape(line)}</span>' if cls
-                   else html.escape(line))
-    return '<pre class="nb-diff">' + "\n".join(out) + "</pre>"
-
-
-def numeric_fields(data: bytes) -> dict[str, float]:
-    """Numeric values of a JSON payload by dotted path (``"value"`` for a bare number)."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return {}
-    out: dict[str, float] = {}
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, bool):
-            return
-        if isinstance(value, int | float):
-            out[path or "value"] = float(value)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{path}.{k}" if path else str(k))
-
-    walk(obj, "")
-    return out
-
-
-def default_field(fields: list[str], samples: list[dict[str, float]]) -> str | None:
-    """The field worth plotting first: the first (in payload order) whose values vary and do
-    not only go up (a sequence number or a timestamp plots as a diagonal line). While no
-    field has gone down yet (few samples), the first varying one that does not look like a
-    counter (whole numbers) or a clock (epoch seconds); else the first varying, else the
-    first."""
-    if not fields:
-        return None
-    varying: list[str] = []
-    plain: list[str] = []
-    for name in fields:
-        values = [s[name] for s in samples if name in s]
-        if len(set(values)) < 2:
-            continue
-        if any(b < a for a, b in itertools.pairwise(values)):
-            return name
-        varying.append(name)
-        counter = all(v == int(v) for v in values)
-        clock = min(values) >= 1e9
-        if not counter and not clock:
-            plain.append(name)
-    return (plain or varying or fields)[0]
+def warning_html(pattern: str) -> str:
+    """The box shown while an explorer watches `pattern`: what the watch does to requests."""
+    p = html.escape(pattern)
+    return ('<div class="nb-exp-warning" style="background:#fff4e5;border-left:4px solid '
+            '#ef6c00;padding:4px 8px;margin:2px 0 6px;font-size:12px;line-height:1.45">'
+            f"<b>While this watches <code>{p}</code>, the server counts it as a listener on "
+            "every matching subject:</b> a request to a matching subject that nobody serves, "
+            "from any program using this server, waits for its timeout instead of failing at "
+            "once with &quot;no responders&quot;. Press Stop when you are done; "
+            "<code>natsbook.stop_all()</code> or <code>%nats_close --explorers</code> stops "
+            "every explorer of this kernel, also one whose output was cleared.</div>")
 
 
 class SubjectExplorer(Panel):
@@ -267,6 +122,7 @@ class SubjectExplorer(Panel):
         self.show_inbox = W.Checkbox(value=False, description="show _INBOX",
                                      indent=False, layout=W.Layout(width="120px"))
         self.summary = W.HTML()
+        self.warning = W.HTML()
         self.tree = SubjectTree(layout=W.Layout(width="42%", min_width="320px"))
         # The plotted field follows the data until the user picks one for this subject.
         self._user_field: str | None = None
@@ -279,7 +135,8 @@ class SubjectExplorer(Panel):
                                 layout=W.Layout(width="320px"))
         self.plot = LinePlot(layout=W.Layout(width="100%"))
         for w, cls in ((self.pattern, "nb-exp-pattern"), (self.watch_button, "nb-exp-watch"),
-                       (self.summary, "nb-exp-summary"), (self.tree, "nb-exp-tree"),
+                       (self.summary, "nb-exp-summary"), (self.warning, "nb-exp-warn"),
+                       (self.tree, "nb-exp-tree"),
                        (self.title, "nb-exp-title"), (self.messages, "nb-exp-messages"),
                        (self.diff, "nb-exp-diff"), (self.field, "nb-exp-field"),
                        (self.plot, "nb-exp-plot")):
@@ -300,6 +157,7 @@ class SubjectExplorer(Panel):
             style_widget(),
             W.HBox([self.pattern, self.watch_button, self.clear_button, self.show_inbox]),
             self.summary,
+            self.warning,
             W.HBox([self.tree, details], layout=W.Layout(width="100%")),
             W.HTML("<b>Recent messages</b>"), self.messages,
         ]
@@ -315,14 +173,19 @@ class SubjectExplorer(Panel):
         self.sub = self.conn.subscribe(pattern, batch_callback=self.stats.add_batch,
                                        capture=False,
                                        pending_msgs=20_000, pending_bytes=16 * 1024 * 1024)
+        with _WATCHING_LOCK:
+            _WATCHING.add(self)
         self.pattern.value = pattern
         self.watch_button.description = "Stop"
         self.watch_button.icon = "stop"
+        self.warning.value = warning_html(pattern)
         self._mark()
 
     def stop(self) -> None:
         """Stop watching (what was seen stays)."""
         sub, self.sub = self.sub, None
+        with _WATCHING_LOCK:
+            _WATCHING.discard(self)
         if sub is not None and sub.active:
             try:
                 sub.unsubscribe()
@@ -330,6 +193,8 @@ class SubjectExplorer(Panel):
                 pass
         self.watch_button.description = "Start"
         self.watch_button.icon = "eye"
+        self.warning.value = ""
+        self._mark()
 
     def select(self, path: str) -> None:
         """Select a node (what clicking it does)."""
@@ -405,7 +270,9 @@ class SubjectExplorer(Panel):
         sub = self.sub
         if sub is not None and sub.active:
             state = ok_html(f"watching {sub.subject}")
+            up.set(self.warning, value=warning_html(sub.subject))
         else:
+            up.set(self.warning, value="")
             state = ('<span class="nb-hint">not watching - press Start to watch '
                      f"<code>{html.escape(self.pattern.value)}</code> (while it watches, "
                      "requests on matching subjects get no &quot;no responders&quot; answer)"

@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import sys
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,18 @@ from ...capture import Refresher
 if TYPE_CHECKING:
     from ...client import Connection, Subscription
 
-__all__ = ["LiveView", "mimebundle"]
+__all__ = ["LiveView", "mimebundle", "stop_live_views"]
+
+#: Every live view made in this process (weak: a closed, forgotten one just goes away).
+_VIEWS: weakref.WeakSet[LiveView] = weakref.WeakSet()
+
+
+def stop_live_views() -> int:
+    """Stop every live view of this process that still refreshes; returns how many did."""
+    running = [v for v in list(_VIEWS) if v.running]
+    for view in running:
+        view.stop()
+    return len(running)
 
 
 def _is_figure(obj: Any) -> bool:
@@ -91,6 +103,7 @@ class LiveView(W.VBox):
                                     on_state=self._show_state)
         self._button.on_click(lambda _: self.stop())
         self._refresher.start()
+        _VIEWS.add(self)
 
     # -- called on the refresher thread: traits only -------------------------------------
     def _show(self, result: Any) -> None:
