@@ -24,6 +24,7 @@ from ..errors import (
     TLSError,
     WebSocketClosedError,
 )
+from ..wire._info import check_info
 from ..wire._protocol import CRLF, PING, decode_info, encode_connect
 from ._websocket import upgrade
 
@@ -303,9 +304,10 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
         if not line.startswith(b"INFO "):
             raise ProtocolError(f"{url} is not a NATS server (first line {line[:40]!r})")
         try:
-            info = decode_info(line)
+            info = check_info(decode_info(line))
         except ProtocolError as exc:
-            raise ProtocolError(f"{url} sent a bad INFO: {exc}") from None
+            raise ProtocolError(f"{url} sent a bad INFO: "
+                                f"{str(exc).removeprefix('natsbook: ')}") from None
         if not is_tls and not server.websocket:
             offers = info.get("tls_required") or info.get("tls_available")
             if want_tls and not offers:
