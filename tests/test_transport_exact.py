@@ -104,6 +104,19 @@ def test_add_discovered() -> None:
     tok = [parse_url("nats://tk@a:1")]
     add_discovered(tok, tok[0], ["c:3"])
     assert (tok[1].user, tok[1].password, tok[1].token) == (None, None, "tk")
+    # A connection that requires TLS: announced plaintext URLs join as TLS ones.
+    secure = [parse_url("tls://u:pw@a:1")]
+    add_discovered(secure, secure[0], ["nats://b:2", "c:3", "tls://d:4", "ws://e:5"],
+                   TLSOptions(required=True))
+    assert [s.url for s in secure] == ["tls://a:1", "tls://b:2", "tls://c:3", "tls://d:4"]
+    assert (secure[1].user, secure[1].password, secure[1].discovered) == ("u", "pw", True)
+    secure_ws = [parse_url("ws://a:1")]
+    add_discovered(secure_ws, secure_ws[0], ["ws://b:2", "c:3", "wss://d:4"],
+                   TLSOptions(required=True))
+    assert [s.url for s in secure_ws] == ["ws://a:1", "wss://b:2", "wss://c:3", "wss://d:4"]
+    insecure = [parse_url("nats://a:1")]
+    add_discovered(insecure, insecure[0], ["nats://b:2", "c:3", "tls://d:4"], TLSOptions())
+    assert [s.url for s in insecure] == ["nats://a:1", "nats://b:2", "nats://c:3", "tls://d:4"]
 
 
 # ------------------------------------------------------------------ credentials and seeds

@@ -350,7 +350,7 @@ class _Engine(_SendQueue):
             # Clamp: a server claiming a huge max_payload must not unbound our buffers.
             self._parser.max_payload = min(max(mp, 1024) + 64 * 1024, HARD_MAX_FRAME)
         if self._discovery:
-            add_discovered(self._pool, self._server, info.get("connect_urls") or [])
+            add_discovered(self._pool, self._server, info.get("connect_urls") or [], self._tls)
         if info.get("ldm"):
             self._report(f"{self._server.url} entered lame duck mode; moving to another server")
             self._lame = True

@@ -183,9 +183,16 @@ class TLSOptions:
     handshake_first: bool = False
     hostname: str | None = None
     context: ssl.SSLContext | None = None
+    #: TLS on every server of the pool, discovered ones included: set by connect() for a
+    #: tls:// or wss:// URL in the pool (or TLS options, see `wanted`), and by handshake()
+    #: once a server has been spoken to over TLS. Never cleared: no server after that gets
+    #: credentials in plaintext (as nats.go's Secure option, which it also turns on for good
+    #: when a server requires TLS).
+    required: bool = False
 
     @property
     def wanted(self) -> bool:
+        """TLS options were given: TLS on every server."""
         return bool(self.ca or self.cert or self.handshake_first or self.context)
 
     def make_context(self) -> ssl.SSLContext:
@@ -280,12 +287,12 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
     sock: socket.socket = raw
     try:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        want_tls = tls.wanted or server.scheme == "tls"
+        want_tls = tls.wanted or tls.required or server.scheme == "tls"
         is_tls = False
         buf = bytearray()
         if server.websocket:
             # TLS (wss://, or TLS options as nats.go does) wraps the WebSocket, not NATS.
-            if server.scheme == "wss" or tls.wanted:
+            if server.scheme == "wss" or tls.wanted or tls.required:
                 sock = _wrap(sock, tls, server.host, url, deadline, no_tls_hint=(
                     f"TLS was requested (wss:// or TLS options) but {url} does not offer TLS "
                     "on its WebSocket port - refusing to send credentials in plaintext; use "
@@ -311,6 +318,13 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
         if not is_tls and not server.websocket:
             offers = info.get("tls_required") or info.get("tls_available")
             if want_tls and not offers:
+                if server.discovered or not (tls.wanted or server.scheme == "tls"):
+                    # nats.go: "secure connection not available".
+                    found = " (announced by the cluster)" if server.discovered else ""
+                    raise TLSError(f"TLS is required on every server of this connection (a "
+                                   f"tls:// URL, TLS options or a server that required TLS), "
+                                   f"but {url}{found} offers no TLS - refusing to send "
+                                   "credentials in plaintext; enable TLS on that server", url)
                 raise TLSError(f"TLS was requested but {url} offers no TLS - refusing to send "
                                "credentials in plaintext; use nats:// without TLS options, or "
                                "enable TLS on the server", url)
@@ -377,6 +391,8 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
                 continue
             # PING, +OK or anything else: ignore during the handshake
         sock.settimeout(None)
+        if is_tls:
+            tls.required = True  # from now on no server of this connection goes without
         return sock, info, bytes(buf)
     except BaseException:
         try:
@@ -386,14 +402,19 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
         raise
 
 
-def add_discovered(pool: list[ServerURL], current: ServerURL, urls: list[str]) -> None:
+def add_discovered(pool: list[ServerURL], current: ServerURL, urls: list[str],
+                   tls: TLSOptions | None = None) -> None:
     """Add the servers a cluster announced (INFO ``connect_urls``) to `pool`, in place.
 
     nats-server tells a WebSocket client the cluster's WebSocket URLs and a TCP client its
     client ports (as nats.go expects): a URL of the other kind never joins the pool. Announced
     servers carry no credentials: they get those of the first URL we were given (as other NATS
-    clients do), so that a move to them can authenticate.
+    clients do), so that a move to them can authenticate. When the connection's `tls` options
+    require TLS, an announced ``nats://`` / ``ws://`` URL joins as ``tls://`` / ``wss://``, as
+    nats.go adds announced servers with the scheme of a secure connection (handshake() refuses
+    a server that offers no TLS either way).
     """
+    secure = tls is not None and tls.required
     known = {(s.host, s.port) for s in pool}
     for url in urls:
         try:
@@ -402,6 +423,8 @@ def add_discovered(pool: list[ServerURL], current: ServerURL, urls: list[str]) -
             continue
         if s.websocket != current.websocket or (s.host, s.port) in known:
             continue
+        if secure and s.scheme in ("nats", "ws"):
+            s = dataclasses.replace(s, scheme="tls" if s.scheme == "nats" else "wss")
         origin = pool[0]
         if not (s.user or s.token) and (origin.user or origin.token):
             s = dataclasses.replace(s, user=origin.user, password=origin.password,

@@ -13,8 +13,10 @@ import pytest
 import natsbook
 from natsbook import LocalServer
 from natsbook.errors import AuthError, TLSError
+from tests.support.fake_roles import info_line, plain_role, server_tls_context, tls_role
+from tests.support.fake_server import FakeServer
 
-from .helpers import wait_for
+from .helpers import Cluster, monitor, route_port, wait_for
 
 TOKEN = "tok-S3CRET-4a1f9c"
 WRONG_TOKEN = "tok-WRONG-77e0b2"
@@ -176,3 +178,125 @@ def test_bad_tls_files(tmp_path: Path, tls_server: LocalServer,
     missing = tmp_path / "nope.pem"
     exc = _connect_fails(caplog, TLSError, tls_server.url, tls_ca=str(missing))
     assert "cannot load TLS files" in str(exc) and "tls_ca" in str(exc)
+
+
+# -- TLS on every server of the pool ------------------------------------------------------------
+# A connection that is secure (a tls:// URL, a TLS option, or a server that required TLS) never
+# sends credentials to a server that offers no TLS, the servers the cluster announces included:
+# that server is an error for the attempt and the client moves on (nats.go: the Secure option
+# holds for the whole pool; "secure connection not available").
+@pytest.mark.parametrize("announce", ["explicit", "bare"])
+@pytest.mark.parametrize("origin", ["tls-url", "server-required", "tls-option"])
+def test_secure_connection_never_sends_credentials_to_an_announced_plain_server(
+        fake: Callable[..., FakeServer], pki: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, origin: str, announce: str) -> None:
+    """A TLS server announces a plaintext one (connect_urls, as "nats://host:port" or
+    "host:port") and then drops the client. The client tries the announced server and refuses
+    it at its INFO: no CONNECT, no password, ever reaches the plaintext socket; it comes back
+    to the TLS server."""
+    caplog.set_level(logging.DEBUG, logger="natsbook")
+    # The client trusts the test CA without a TLS option (so that a tls:// URL, or the
+    # server's tls_required, is all that asks for TLS).
+    monkeypatch.setenv("SSL_CERT_FILE", pki["ca"])
+    plain_got: list[bytes] = []
+    plain = fake(plain_role(plain_got))
+    where = f"127.0.0.1:{plain.port}"
+    info = info_line(tls_required=True,
+                     connect_urls=[f"nats://{where}" if announce == "explicit" else where])
+    tls_got: list[bytes] = []
+    ctx = server_tls_context(pki)
+    secure = fake(tls_role(ctx, info, tls_got, serve_for=0.3),
+                  tls_role(ctx, info, tls_got, serve_for=10))
+    scheme = "tls" if origin == "tls-url" else "nats"
+    url = f"{scheme}://{USER}:{PASSWORD}@127.0.0.1:{secure.port}"
+    extra = {"tls_ca": pki["ca"]} if origin == "tls-option" else {}
+    conn = natsbook.connect(url, connect_timeout=TIMEOUT, reconnect_wait=0.02, **extra)
+    try:
+        assert len(conn.servers) == 2
+        wait_for(lambda: plain.accepted >= 1 and conn.is_connected and
+                 (secure.accepted >= 2 or plain_got), timeout=10)
+        sent_plain = b"".join(plain_got)
+        assert b"CONNECT" not in sent_plain and PASSWORD.encode() not in sent_plain, sent_plain
+        # The announced server joins the pool as a TLS one (nats.go: the secure scheme).
+        assert conn.servers[1] == f"tls://{where}"
+        assert conn.connected_url == f"{scheme}://127.0.0.1:{secure.port}"
+        # Credentials went over TLS only: twice to the TLS server.
+        assert len(tls_got) == 2 and all(PASSWORD.encode() in g for g in tls_got)
+        refused = [t for _, t in conn.errors if "reconnect refused" in t]
+        assert refused and f"tls://{where} (announced by the cluster) offers no TLS" in \
+            refused[0], refused
+        assert "refusing to send credentials in plaintext" in refused[0]
+        _assert_no_secret(list(conn.errors), caplog.text, conn.servers)
+    finally:
+        conn.close()
+
+
+def test_pool_with_a_tls_url_requires_tls_of_its_plain_urls(
+        fake: Callable[..., FakeServer], pki: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One tls:// URL in the pool: a nats:// URL given beside it must do TLS too (nats.go).
+    The TLS server drops the client; the plaintext one is refused before CONNECT."""
+    monkeypatch.setenv("SSL_CERT_FILE", pki["ca"])
+    plain_got: list[bytes] = []
+    plain = fake(plain_role(plain_got))
+    ctx = server_tls_context(pki)
+    secure = fake(tls_role(ctx, info_line(tls_required=True), [], serve_for=0.3),
+                  tls_role(ctx, info_line(tls_required=True), [], serve_for=10))
+    conn = natsbook.connect([f"tls://{USER}:{PASSWORD}@127.0.0.1:{secure.port}",
+                             f"nats://{USER}:{PASSWORD}@127.0.0.1:{plain.port}"],
+                            connect_timeout=TIMEOUT, reconnect_wait=0.02)
+    try:
+        wait_for(lambda: plain.accepted >= 1 and secure.accepted >= 2 and conn.is_connected,
+                 timeout=10)
+        assert b"CONNECT" not in b"".join(plain_got)
+        assert conn.connected_url == f"tls://127.0.0.1:{secure.port}"
+        refused = [t for _, t in conn.errors if "reconnect refused" in t]
+        assert refused == [
+            "reconnect refused: TLS is required on every server of this connection (a tls:// "
+            "URL, TLS options or a server that required TLS), but "
+            f"nats://127.0.0.1:{plain.port} offers no TLS - refusing to send credentials in "
+            "plaintext; enable TLS on that server"]
+    finally:
+        conn.close()
+
+
+def test_tls_cluster_node_then_plain_node_gets_no_credentials(
+        server_factory: Callable[..., LocalServer], pki: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Real nats-servers: a cluster of a TLS node and a plaintext node. The client connects to
+    the TLS node with nats:// (TLS because the node requires it), learns the plaintext node
+    from its INFO, and the TLS node dies: the client refuses the plaintext node (its INFO
+    offers no TLS) and never authenticates there; it comes back when the TLS node does."""
+    caplog.set_level(logging.DEBUG, logger="natsbook")
+    monkeypatch.setenv("SSL_CERT_FILE", pki["ca"])
+    users = f'authorization {{ users = [ {{user: "{USER}", password: "{PASSWORD}"}} ] }}\n'
+    tls_node = server_factory(
+        f'server_name: secure\n{users}'
+        f'tls {{ cert_file: "{pki["cert"]}", key_file: "{pki["key"]}", timeout: 2 }}\n'
+        "cluster { name: mixed\n listen: 127.0.0.1:-1 }\n")
+    plain_node = server_factory(
+        f"server_name: plain\n{users}cluster {{ name: mixed\n listen: 127.0.0.1:-1\n"
+        f" routes: [ nats-route://127.0.0.1:{route_port(tls_node)} ] }}\n")
+    wait_for(lambda: Cluster.peers(tls_node) and Cluster.peers(plain_node), timeout=15)
+    url = tls_node.url.replace("nats://", f"nats://{USER}:{PASSWORD}@")
+    conn = natsbook.connect(url, connect_timeout=TIMEOUT, reconnect_wait=0.02)
+    try:
+        plain_port = plain_node.url.rsplit(":", 1)[1]
+        wait_for(lambda: any(s.endswith(f":{plain_port}") for s in conn.servers), timeout=10)
+        tls_node.kill()
+        wait_for(lambda: any("offers no TLS" in t for _, t in conn.errors) or
+                 conn.connected_url == plain_node.url, timeout=10)
+        time.sleep(0.3)
+        users_seen = [c.get("authorized_user") for c in
+                      monitor(plain_node, "/connz?state=all&auth=true").get("connections")
+                      or []]
+        assert USER not in users_seen, users_seen
+        assert conn.status == "reconnecting"
+        assert f"tls://127.0.0.1:{plain_port}" in conn.servers
+        tls_node.start()
+        wait_for(lambda: conn.is_connected, timeout=10)
+        assert conn.connected_url == tls_node.url
+        _assert_no_secret(list(conn.errors), caplog.text)
+    finally:
+        conn.close()
+
