@@ -64,19 +64,36 @@ class ServerURL:
         return f"ServerURL({self.url!r})"
 
 
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
 def parse_url(text: str, *, discovered: bool = False) -> ServerURL:
     """Parse ``nats://user:pass@host:port``, ``tls://token@host``, ``host:port``, ``host``,
-    or a WebSocket URL ``ws://host:port/path`` / ``wss://...`` (ports 80 / 443 by default)."""
+    or a WebSocket URL ``ws://host:port/path`` / ``wss://...`` (ports 80 / 443 by default).
+
+    Credentials are split off before the URL parser sees the rest, at the *last* ``@``: a
+    token or password may hold ``#``, ``/``, ``?``, ``@`` or ``:`` as typed (a URL parser would
+    take the text after ``#`` or ``/`` for the host and look the secret up in DNS). The
+    user-info is ``user:password`` split at its first ``:`` (so a password may hold ``:``,
+    a token may not: write it ``%3A``), else a token. ``%XX`` sequences in it are decoded
+    (as nats.go and every URL parser do), so a literal ``%`` followed by two hex digits must be
+    written ``%25``; any other ``%`` is kept as typed. A WebSocket path holding ``@`` must
+    write it ``%40``. No error message quotes the user-info.
+    """
     raw = text.strip()
     if not raw:
         raise BadInputError("empty server URL - e.g. nats://127.0.0.1:4222")
-    if "://" not in raw:
-        raw = "nats://" + raw
-    parts = urlsplit(raw)
-    scheme = parts.scheme.lower()
+    head, sep, rest = raw.partition("://")
+    if not sep or not _SCHEME_RE.fullmatch(head):
+        # No scheme; "://" inside a secret ("user:pa://ss@host") is not one either.
+        head, rest = "nats", raw
+    scheme = head.lower()
+    userinfo, at, hostpart = rest.rpartition("@")
     if scheme not in ("nats", "tls", "ws", "wss"):
-        raise BadInputError(f"unsupported URL scheme {scheme!r} in a server URL - use nats://, "
+        shown = f" {scheme!r}" if not at else ""  # the text before :// may be a secret's
+        raise BadInputError(f"unsupported URL scheme{shown} in a server URL - use nats://, "
                             "tls://, ws:// or wss://")
+    parts = urlsplit(f"{scheme}://{hostpart}")
     path = ""
     if scheme in ("ws", "wss"):
         path = parts.path if parts.path not in ("", "/") else ""
@@ -89,11 +106,12 @@ def parse_url(text: str, *, discovered: bool = False) -> ServerURL:
                             "use nats://host:4222") from None
     host = parts.hostname or "127.0.0.1"
     user = password = token = None
-    if parts.username is not None:
-        if parts.password is not None:
-            user, password = unquote(parts.username), unquote(parts.password)
+    if at:
+        name, colon, secret = userinfo.partition(":")
+        if colon:
+            user, password = unquote(name), unquote(secret)
         else:
-            token = unquote(parts.username)
+            token = unquote(name) or None
     return ServerURL(scheme, host, port, user, password, token, discovered, path)
 
 

@@ -4,15 +4,17 @@ show up in exceptions, reprs, logs or conn.errors."""
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import natsbook
 from natsbook import LocalServer
-from natsbook.errors import AuthError, TLSError
+from natsbook.errors import AuthError, ConnectError, TLSError
 from tests.support.fake_roles import info_line, plain_role, server_tls_context, tls_role
 from tests.support.fake_server import FakeServer
 
@@ -300,3 +302,70 @@ def test_tls_cluster_node_then_plain_node_gets_no_credentials(
     finally:
         conn.close()
 
+
+# -- secrets holding URL characters -----------------------------------------------------------
+URL_TOKEN = "Sup3rS3cretTok#1/x?y@z"
+URL_PASSWORD = "pw#S3cr/et?:@9"
+#: Pieces of the secrets above that a URL parser would take for a host, path or fragment.
+URL_SECRET_PIECES = ("Sup3rS3cretTok", "1/x", "y@z", "S3cretTok#1", "pw#S3cr", "et?:@9",
+                     "S3cr/et")
+
+
+def _assert_no_url_secret(*texts: object) -> None:
+    for text in texts:
+        for piece in URL_SECRET_PIECES:
+            assert piece.lower() not in str(text).lower(), f"{piece!r} leaked in {text!r}"
+
+
+def test_url_secrets_may_hold_url_characters(server_factory: Callable[..., LocalServer],
+                                             subject: str) -> None:
+    """A token or password with #, /, ?, @ (and : in a password) works as typed in the URL;
+    a token with : is written %3A (as in every URL)."""
+    token_srv = server_factory(f'authorization {{ token: "{URL_TOKEN}" }}\n')
+    user_srv = server_factory(
+        f'authorization {{ users = [ {{user: "{USER}", password: "{URL_PASSWORD}"}} ] }}\n')
+    colon_srv = server_factory('authorization { token: "tok:en#1" }\n')
+    for url in (token_srv.url.replace("nats://", f"nats://{URL_TOKEN}@"),
+                token_srv.url.replace("nats://", f"{URL_TOKEN}@"),  # no scheme
+                user_srv.url.replace("nats://", f"nats://{USER}:{URL_PASSWORD}@"),
+                colon_srv.url.replace("nats://", "nats://tok%3Aen#1@")):
+        conn = natsbook.connect(url, connect_timeout=TIMEOUT)
+        try:
+            sub = conn.subscribe(subject)
+            conn.publish(subject, b"x")
+            conn.flush()
+            wait_for(lambda: len(sub) == 1)  # noqa: B023 (used at once)
+            _assert_no_url_secret(conn.servers, conn.connected_url, repr(conn))
+        finally:
+            conn.close()
+
+
+@pytest.mark.parametrize("url", [
+    f"nats://{URL_TOKEN}@127.0.0.1:1",
+    f"nats://{USER}:{URL_PASSWORD}@no-such-host.invalid:4222",
+    f"tls://{URL_TOKEN}@no-such-host.invalid",
+    f"ws://{URL_TOKEN}@no-such-host.invalid/nats",
+], ids=["refused", "user-password", "tls-token", "ws-token"])
+def test_url_secret_is_never_looked_up_nor_shown(url: str, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A URL whose secret holds #, / or ? and whose host is wrong: the error names the host,
+    never the secret, and no DNS lookup is made of any piece of the secret."""
+    caplog.set_level(logging.DEBUG, logger="natsbook")
+    looked_up: list[object] = []
+    real = socket.getaddrinfo
+
+    def spy(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(host)
+        if host != "127.0.0.1":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", spy)
+    with pytest.raises(ConnectError) as info:
+        natsbook.connect(url, connect_timeout=TIMEOUT, reconnect=False)
+    exc = info.value
+    host = "127.0.0.1" if "127.0.0.1" in url else "no-such-host.invalid"
+    assert looked_up == [host]
+    assert f"cannot reach {exc.url}" in str(exc) and f"://{host}:" in str(exc)
+    _assert_no_url_secret(str(exc), repr(exc), exc.args, exc.__cause__, exc.__context__,
+                          caplog.text)
