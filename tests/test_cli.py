@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 import natsbook
-from natsbook.lab import cli
+from natsbook.lab import _run, cli
 
 from ._proc import alive, descendants, free_port, isolated_env, wait_gone, wait_json
 
@@ -188,3 +190,66 @@ def test_find_notebooks_rules(tmp_path: Path) -> None:
     cli.find_notebooks(target)
     assert (target / "01-quickstart.ipynb").read_text() == "{}"
     assert not (target / "02-telemetry-analysis.ipynb").exists()  # not empty: left alone
+
+
+def _spy_os_open(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, int, int, int]]:
+    """Record each os.open: (path, flags, mode asked, mode the file has right after)."""
+    opened: list[tuple[Path, int, int, int]] = []
+    real_open = os.open
+
+    def spy(path: Any, flags: int, mode: int = 0o777, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, flags, mode, *args, **kwargs)
+        opened.append((Path(path), flags, mode, stat.S_IMODE(os.fstat(fd).st_mode)))
+        return fd
+
+    monkeypatch.setattr(os, "open", spy)
+
+    def no_chmod(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"chmod{args}: the file was created with other permissions")
+
+    monkeypatch.setattr(os, "chmod", no_chmod)
+    return opened
+
+
+def test_ready_file_is_private_from_its_creation(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ready file holds the lab's token: its file is created 0600 (O_CREAT | O_EXCL, not
+    chmodded after writing), so no one else can read it at any point, whatever the umask, and
+    it replaces a world-readable file already there."""
+    target = tmp_path / "run" / "ready.json"
+    target.parent.mkdir()
+    target.write_text("old")
+    target.chmod(0o644)
+    opened = _spy_os_open(monkeypatch)
+    old_umask = os.umask(0)  # a file created with the default mode would be world-readable
+    try:
+        _run._write_ready_file(str(target), {"token": "T0KEN", "lab_url": "http://x"})
+    finally:
+        os.umask(old_umask)
+    ours = [o for o in opened if o[0].parent == target.parent]
+    assert len(ours) == 1, opened
+    _path, flags, mode, at_creation = ours[0]
+    assert flags & os.O_CREAT and flags & os.O_EXCL and flags & os.O_NOFOLLOW
+    assert mode == 0o600 and at_creation == 0o600
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert json.loads(target.read_text()) == {"token": "T0KEN", "lab_url": "http://x"}
+    assert [p.name for p in target.parent.iterdir()] == ["ready.json"]  # no temporary left
+
+
+def test_private_files_are_never_written_through_an_existing_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token file (and the ready file's temporary): a file or a symlink already at the
+    path is an error, never written through."""
+    opened = _spy_os_open(monkeypatch)
+    token = tmp_path / "token"
+    _run._write_private(token, "T0KEN")
+    assert token.read_text() == "T0KEN" and stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert opened[0][2:] == (0o600, 0o600)
+    with pytest.raises(FileExistsError):
+        _run._write_private(token, "again")
+    assert token.read_text() == "T0KEN"
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FileExistsError):
+        _run._write_private(link, "x")
+    assert not (tmp_path / "elsewhere").exists()

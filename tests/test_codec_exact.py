@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from natsbook.errors import BadHeaderError, ProtocolError
+from natsbook.wire._info import check_info, info_error
 from natsbook.wire._protocol import (
     MAX_CONTROL_LINE,
     Parser,
@@ -94,6 +95,51 @@ def test_decode_info_errors_exact() -> None:
     with pytest.raises(ProtocolError) as exc:
         decode_info(arr)
     assert str(exc.value) == f"natsbook: INFO is not a JSON object: {arr[:80]!r}"
+
+
+def test_check_info_keeps_good_fields_drops_nulls_ignores_unknown() -> None:
+    info = {"server_id": "S", "server_name": "n", "version": "2.10.0", "proto": 1,
+            "headers": True, "max_payload": 0, "port": -1, "client_id": 0, "ldm": False,
+            "connect_urls": [], "ws_connect_urls": ["h:1", ""], "nonce": None, "jetstream": None,
+            "x": {"any": [1]}, "y": None}
+    assert check_info(info) is info
+    assert "nonce" not in info and "jetstream" not in info  # null: as if absent (nats.go)
+    assert info["y"] is None and info["x"] == {"any": [1]}  # unknown fields: left alone
+    assert info["client_id"] == 0 and info["ws_connect_urls"] == ["h:1", ""]
+
+
+@pytest.mark.parametrize(("key", "value", "want"), [
+    ("server_id", 1, "a string, got int 1"),
+    ("version", 2.1, "a string, got float 2.1"),
+    ("host", ["h"], "a string, got list ['h']"),
+    ("nonce", True, "a string, got bool True"),
+    ("tls_available", 1, "true or false, got int 1"),
+    ("auth_required", "true", "true or false, got str 'true'"),
+    ("jetstream", [], "true or false, got list []"),
+    ("port", "4222", "an integer, got str '4222'"),
+    ("proto", False, "an integer, got bool False"),
+    ("max_payload", 1.0, "an integer, got float 1.0"),
+    ("client_id", -1, "a non-negative integer, got int -1"),
+    ("client_id", True, "a non-negative integer, got bool True"),
+    ("connect_urls", "h:1", "a list of strings, got str 'h:1'"),
+    ("connect_urls", ("h:1",), "a list of strings, got tuple ('h:1',)"),
+    ("connect_urls", ["h:1", None], "a list of strings, got list ['h:1', None]"),
+    ("ws_connect_urls", 0, "a list of strings, got int 0"),
+    # 40 characters of repr are shown as they are; longer ones cut to 37 and "..."
+    ("cluster", 10 ** 39, f"a string, got int {10 ** 39}"),
+    ("cluster", 10 ** 40, f"a string, got int {str(10 ** 40)[:37]}..."),
+])
+def test_check_info_refuses_exactly(key: str, value: object, want: str) -> None:
+    with pytest.raises(ProtocolError) as exc:
+        check_info({"server_id": "S", key: value, "later": 1})
+    assert str(exc.value) == f"natsbook: INFO field {key!r} must be {want}"
+
+
+def test_check_info_names_the_first_bad_field() -> None:
+    with pytest.raises(ProtocolError, match="'port'"):
+        check_info({"port": "x", "max_payload": "y"})
+    assert info_error({"port": "x"}) == "INFO field 'port' must be an integer, got str 'x'"
+    assert info_error({"port": 1, "other": "x"}) is None
 
 
 @pytest.mark.parametrize("line", [b"X\r\n", b"M\r\n", b"\x00\r\n"])

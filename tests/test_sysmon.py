@@ -11,7 +11,7 @@ import pytest
 
 import natsbook
 from natsbook.errors import MonitorError, ServerStartError
-from natsbook.monitor import MissingServersWarning, SystemMonitor, monitor
+from natsbook.ops import MissingServersWarning, SystemMonitor, monitor
 from tests.faults.helpers import Cluster, free_port, wait_for
 
 NAMES = ["n1", "n2", "n3"]

@@ -57,6 +57,19 @@ T = 0.5  # connect_timeout against the fake server
     ("nats://:7", ServerURL("nats", "127.0.0.1", 7)),
     ("nats://u%40x:p%3Aw@h:1", ServerURL("nats", "h", 1, user="u@x", password="p:w")),
     ("nats://t%2Fk@h:1", ServerURL("nats", "h", 1, token="t/k")),
+    # Credentials are split off at the last "@" before the URL parser sees them: #, /, ?, @
+    # and (in a password) : are the secret's own characters, never a host, path or fragment.
+    ("nats://Sup3rS3cretTok#1@h:1", ServerURL("nats", "h", 1, token="Sup3rS3cretTok#1")),
+    ("nats://u:p@ss:w#rd/?x@h:1", ServerURL("nats", "h", 1, user="u", password="p@ss:w#rd/?x")),
+    ("tls://t/k?#@[::1]:5", ServerURL("tls", "::1", 5, token="t/k?#")),
+    ("ws://t#k@h:1/nats?a=1", ServerURL("ws", "h", 1, token="t#k", path="/nats?a=1")),
+    ("u:pa://ss@h", ServerURL("nats", "h", 4222, user="u", password="pa://ss")),
+    ("t@h", ServerURL("nats", "h", 4222, token="t")),
+    # %XX is decoded; any other % is the secret's own
+    ("nats://50%off@h", ServerURL("nats", "h", 4222, token="50%off")),
+    ("nats://a%2541@h", ServerURL("nats", "h", 4222, token="a%41")),
+    ("nats://@h:1", ServerURL("nats", "h", 1)),
+    ("nats://:pw@h:1", ServerURL("nats", "h", 1, user="", password="pw")),
 ])
 def test_parse_url(text: str, want: ServerURL) -> None:
     assert parse_url(text) == want
@@ -70,6 +83,11 @@ def test_parse_url(text: str, want: ServerURL) -> None:
     ("http://h", "natsbook: unsupported URL scheme 'http' in a server URL - use nats://, "
                  "tls://, ws:// or wss://"),
     ("nats://h:99999", "natsbook: bad port in server URL h:... - use nats://host:4222"),
+    # Neither quotes the user-info, nor the text before :// when the URL has user-info.
+    ("nats://S3cr#t:1@h:99999", "natsbook: bad port in server URL h:... - use "
+                                "nats://host:4222"),
+    ("tok://en@h", "natsbook: unsupported URL scheme in a server URL - use nats://, tls://, "
+                   "ws:// or wss://"),
 ])
 def test_parse_url_refuses(text: str, message: str) -> None:
     with pytest.raises(BadInputError) as info:
@@ -104,6 +122,19 @@ def test_add_discovered() -> None:
     tok = [parse_url("nats://tk@a:1")]
     add_discovered(tok, tok[0], ["c:3"])
     assert (tok[1].user, tok[1].password, tok[1].token) == (None, None, "tk")
+    # A connection that requires TLS: announced plaintext URLs join as TLS ones.
+    secure = [parse_url("tls://u:pw@a:1")]
+    add_discovered(secure, secure[0], ["nats://b:2", "c:3", "tls://d:4", "ws://e:5"],
+                   TLSOptions(required=True))
+    assert [s.url for s in secure] == ["tls://a:1", "tls://b:2", "tls://c:3", "tls://d:4"]
+    assert (secure[1].user, secure[1].password, secure[1].discovered) == ("u", "pw", True)
+    secure_ws = [parse_url("ws://a:1")]
+    add_discovered(secure_ws, secure_ws[0], ["ws://b:2", "c:3", "wss://d:4"],
+                   TLSOptions(required=True))
+    assert [s.url for s in secure_ws] == ["ws://a:1", "wss://b:2", "wss://c:3", "wss://d:4"]
+    insecure = [parse_url("nats://a:1")]
+    add_discovered(insecure, insecure[0], ["nats://b:2", "c:3", "tls://d:4"], TLSOptions())
+    assert [s.url for s in insecure] == ["nats://a:1", "nats://b:2", "nats://c:3", "tls://d:4"]
 
 
 # ------------------------------------------------------------------ credentials and seeds

@@ -51,8 +51,11 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
         token / user / password: simple auth.
         creds: path to a JWT ``.creds`` file (signs the server nonce).
         nkey_seed: an NKey user seed (``SU...``) or a path to a file holding it.
-        tls_ca / tls_cert / tls_key: PEM files; any of them (or a tls:// URL) means TLS is
-            required: a plaintext server is an error, never a silent downgrade.
+        tls_ca / tls_cert / tls_key: PEM files; any of them (or a tls:// or wss:// URL)
+            means TLS is required on every server of the pool, those the cluster announces
+            included: a plaintext server is an error for that attempt (no credentials are
+            sent) and the client moves on, never a silent downgrade. So is a plaintext server
+            after one that required TLS.
         tls_handshake_first: do the TLS handshake before the server's INFO.
         connect_timeout: seconds for each connect attempt (socket, TLS, CONNECT/PONG).
         ping_interval / max_outstanding_pings: keepalive; a server that does not answer
@@ -106,6 +109,9 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
     credentials = Credentials(user=user, password=password, token=token, nkey_seed=seed, jwt=jwt)
     tls = TLSOptions(ca=tls_ca, cert=tls_cert, key=tls_key, handshake_first=tls_handshake_first,
                      hostname=tls_hostname, context=tls_context)
+    # One tls:// or wss:// URL, or any TLS option: TLS on every server of the pool, those the
+    # cluster announces included (as nats.go).
+    tls.required = tls.wanted or any(s.scheme in ("tls", "wss") for s in pool)
     if tls_key and not tls_cert:
         raise BadInputError("tls_key= needs tls_cert= (the client certificate) too")
     conn = Connection(

@@ -30,6 +30,7 @@ from ..errors import (
     TLSError,
     WebSocketUpgradeError,
 )
+from ..wire._info import info_error
 from ..wire._msg import Msg
 from ..wire._protocol import (
     HARD_MAX_FRAME,
@@ -159,8 +160,8 @@ class _Engine(_SendQueue):
                 raise
             try:
                 self._adopt(sock, info, rest, server)
-            except ProtocolError:
-                # Garbage right behind the handshake: leave no socket or pipe behind.
+            except BaseException:
+                # Garbage right behind the handshake (or anything): leave no socket or pipe.
                 self._shutdown_socket()
                 self._cleanup_fds()
                 raise
@@ -339,6 +340,9 @@ class _Engine(_SendQueue):
             waiter.event.set()
 
     def _on_info(self, info: dict[str, Any]) -> None:
+        if (bad := info_error(info)) is not None:  # as nats.go: ignored whole; reported
+            self._report(f"ignored an INFO from {self._server.url}: {bad}")
+            return
         self.server_info = {**self.server_info, **info}
         mp = info.get("max_payload")
         if isinstance(mp, int) and mp > 0:
@@ -346,7 +350,7 @@ class _Engine(_SendQueue):
             # Clamp: a server claiming a huge max_payload must not unbound our buffers.
             self._parser.max_payload = min(max(mp, 1024) + 64 * 1024, HARD_MAX_FRAME)
         if self._discovery:
-            add_discovered(self._pool, self._server, info.get("connect_urls") or [])
+            add_discovered(self._pool, self._server, info.get("connect_urls") or [], self._tls)
         if info.get("ldm"):
             self._report(f"{self._server.url} entered lame duck mode; moving to another server")
             self._lame = True

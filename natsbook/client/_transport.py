@@ -24,6 +24,7 @@ from ..errors import (
     TLSError,
     WebSocketClosedError,
 )
+from ..wire._info import check_info
 from ..wire._protocol import CRLF, PING, decode_info, encode_connect
 from ._websocket import upgrade
 
@@ -63,19 +64,36 @@ class ServerURL:
         return f"ServerURL({self.url!r})"
 
 
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
 def parse_url(text: str, *, discovered: bool = False) -> ServerURL:
     """Parse ``nats://user:pass@host:port``, ``tls://token@host``, ``host:port``, ``host``,
-    or a WebSocket URL ``ws://host:port/path`` / ``wss://...`` (ports 80 / 443 by default)."""
+    or a WebSocket URL ``ws://host:port/path`` / ``wss://...`` (ports 80 / 443 by default).
+
+    Credentials are split off before the URL parser sees the rest, at the *last* ``@``: a
+    token or password may hold ``#``, ``/``, ``?``, ``@`` or ``:`` as typed (a URL parser would
+    take the text after ``#`` or ``/`` for the host and look the secret up in DNS). The
+    user-info is ``user:password`` split at its first ``:`` (so a password may hold ``:``,
+    a token may not: write it ``%3A``), else a token. ``%XX`` sequences in it are decoded
+    (as nats.go and every URL parser do), so a literal ``%`` followed by two hex digits must be
+    written ``%25``; any other ``%`` is kept as typed. A WebSocket path holding ``@`` must
+    write it ``%40``. No error message quotes the user-info.
+    """
     raw = text.strip()
     if not raw:
         raise BadInputError("empty server URL - e.g. nats://127.0.0.1:4222")
-    if "://" not in raw:
-        raw = "nats://" + raw
-    parts = urlsplit(raw)
-    scheme = parts.scheme.lower()
+    head, sep, rest = raw.partition("://")
+    if not sep or not _SCHEME_RE.fullmatch(head):
+        # No scheme; "://" inside a secret ("user:pa://ss@host") is not one either.
+        head, rest = "nats", raw
+    scheme = head.lower()
+    userinfo, at, hostpart = rest.rpartition("@")
     if scheme not in ("nats", "tls", "ws", "wss"):
-        raise BadInputError(f"unsupported URL scheme {scheme!r} in a server URL - use nats://, "
+        shown = f" {scheme!r}" if not at else ""  # the text before :// may be a secret's
+        raise BadInputError(f"unsupported URL scheme{shown} in a server URL - use nats://, "
                             "tls://, ws:// or wss://")
+    parts = urlsplit(f"{scheme}://{hostpart}")
     path = ""
     if scheme in ("ws", "wss"):
         path = parts.path if parts.path not in ("", "/") else ""
@@ -88,11 +106,12 @@ def parse_url(text: str, *, discovered: bool = False) -> ServerURL:
                             "use nats://host:4222") from None
     host = parts.hostname or "127.0.0.1"
     user = password = token = None
-    if parts.username is not None:
-        if parts.password is not None:
-            user, password = unquote(parts.username), unquote(parts.password)
+    if at:
+        name, colon, secret = userinfo.partition(":")
+        if colon:
+            user, password = unquote(name), unquote(secret)
         else:
-            token = unquote(parts.username)
+            token = unquote(name) or None
     return ServerURL(scheme, host, port, user, password, token, discovered, path)
 
 
@@ -182,9 +201,16 @@ class TLSOptions:
     handshake_first: bool = False
     hostname: str | None = None
     context: ssl.SSLContext | None = None
+    #: TLS on every server of the pool, discovered ones included: set by connect() for a
+    #: tls:// or wss:// URL in the pool (or TLS options, see `wanted`), and by handshake()
+    #: once a server has been spoken to over TLS. Never cleared: no server after that gets
+    #: credentials in plaintext (as nats.go's Secure option, which it also turns on for good
+    #: when a server requires TLS).
+    required: bool = False
 
     @property
     def wanted(self) -> bool:
+        """TLS options were given: TLS on every server."""
         return bool(self.ca or self.cert or self.handshake_first or self.context)
 
     def make_context(self) -> ssl.SSLContext:
@@ -279,12 +305,12 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
     sock: socket.socket = raw
     try:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        want_tls = tls.wanted or server.scheme == "tls"
+        want_tls = tls.wanted or tls.required or server.scheme == "tls"
         is_tls = False
         buf = bytearray()
         if server.websocket:
             # TLS (wss://, or TLS options as nats.go does) wraps the WebSocket, not NATS.
-            if server.scheme == "wss" or tls.wanted:
+            if server.scheme == "wss" or tls.wanted or tls.required:
                 sock = _wrap(sock, tls, server.host, url, deadline, no_tls_hint=(
                     f"TLS was requested (wss:// or TLS options) but {url} does not offer TLS "
                     "on its WebSocket port - refusing to send credentials in plaintext; use "
@@ -303,12 +329,20 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
         if not line.startswith(b"INFO "):
             raise ProtocolError(f"{url} is not a NATS server (first line {line[:40]!r})")
         try:
-            info = decode_info(line)
+            info = check_info(decode_info(line))
         except ProtocolError as exc:
-            raise ProtocolError(f"{url} sent a bad INFO: {exc}") from None
+            raise ProtocolError(f"{url} sent a bad INFO: "
+                                f"{str(exc).removeprefix('natsbook: ')}") from None
         if not is_tls and not server.websocket:
             offers = info.get("tls_required") or info.get("tls_available")
             if want_tls and not offers:
+                if server.discovered or not (tls.wanted or server.scheme == "tls"):
+                    # nats.go: "secure connection not available".
+                    found = " (announced by the cluster)" if server.discovered else ""
+                    raise TLSError(f"TLS is required on every server of this connection (a "
+                                   f"tls:// URL, TLS options or a server that required TLS), "
+                                   f"but {url}{found} offers no TLS - refusing to send "
+                                   "credentials in plaintext; enable TLS on that server", url)
                 raise TLSError(f"TLS was requested but {url} offers no TLS - refusing to send "
                                "credentials in plaintext; use nats:// without TLS options, or "
                                "enable TLS on the server", url)
@@ -375,6 +409,8 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
                 continue
             # PING, +OK or anything else: ignore during the handshake
         sock.settimeout(None)
+        if is_tls:
+            tls.required = True  # from now on no server of this connection goes without
         return sock, info, bytes(buf)
     except BaseException:
         try:
@@ -384,14 +420,19 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
         raise
 
 
-def add_discovered(pool: list[ServerURL], current: ServerURL, urls: list[str]) -> None:
+def add_discovered(pool: list[ServerURL], current: ServerURL, urls: list[str],
+                   tls: TLSOptions | None = None) -> None:
     """Add the servers a cluster announced (INFO ``connect_urls``) to `pool`, in place.
 
     nats-server tells a WebSocket client the cluster's WebSocket URLs and a TCP client its
     client ports (as nats.go expects): a URL of the other kind never joins the pool. Announced
     servers carry no credentials: they get those of the first URL we were given (as other NATS
-    clients do), so that a move to them can authenticate.
+    clients do), so that a move to them can authenticate. When the connection's `tls` options
+    require TLS, an announced ``nats://`` / ``ws://`` URL joins as ``tls://`` / ``wss://``, as
+    nats.go adds announced servers with the scheme of a secure connection (handshake() refuses
+    a server that offers no TLS either way).
     """
+    secure = tls is not None and tls.required
     known = {(s.host, s.port) for s in pool}
     for url in urls:
         try:
@@ -400,6 +441,8 @@ def add_discovered(pool: list[ServerURL], current: ServerURL, urls: list[str]) -
             continue
         if s.websocket != current.websocket or (s.host, s.port) in known:
             continue
+        if secure and s.scheme in ("nats", "ws"):
+            s = dataclasses.replace(s, scheme="tls" if s.scheme == "nats" else "wss")
         origin = pool[0]
         if not (s.user or s.token) and (origin.user or origin.token):
             s = dataclasses.replace(s, user=origin.user, password=origin.password,

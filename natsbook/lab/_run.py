@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -96,16 +97,37 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to a new file only its owner can read or write: created with mode 0600
+    (O_EXCL: never an existing file, never through a symlink), so it is never readable by
+    others, not even between its creation and a chmod."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            fd = -1  # the file object owns it now
+            f.write(text)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        path.unlink(missing_ok=True)  # ours: O_EXCL created it
+        raise
+
+
 def _write_ready_file(path: str | None, info: dict[str, Any]) -> None:
-    """Write JSON atomically (others poll for the file's existence)."""
+    """Write JSON atomically (others poll for the file's existence): a private temporary file
+    (it holds the lab's token) renamed over the target."""
     if not path:
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.chmod(tmp, 0o600)
-    tmp.replace(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    _write_private(tmp, json.dumps(info, indent=2))
+    try:
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _http_json(url: str, headers: dict[str, str] | None = None,

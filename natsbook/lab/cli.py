@@ -42,6 +42,7 @@ from ._run import (
     _server_summary,
     _sim_summary,
     _start_simulator,
+    _write_private,
     _write_ready_file,
 )
 
@@ -277,8 +278,7 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
             return 0
         token = secrets.token_urlsafe(24)
         token_file = tmp / "token"
-        token_file.write_text(token)
-        token_file.chmod(0o600)
+        _write_private(token_file, token)
         env = dict(os.environ, NATS_URL=url, JUPYTER_TOKEN_FILE=str(token_file),
                    JUPYTER_CONFIG_PATH=_quiet_lab_config(tmp))
         env.pop("JUPYTER_TOKEN", None)

@@ -16,6 +16,7 @@ import pytest
 
 import natsbook
 from natsbook.errors import ConnectError, FlushTimeout, NatsbookError, ProtocolError, TLSError
+from tests.support.fake_roles import info_line, serve_pings, typed_info_then_pong
 from tests.support.fake_server import (
     INFO,
     FakeServer,
@@ -60,6 +61,114 @@ def test_hostile_handshake_fails_fast(fake: Callable[..., FakeServer], script: S
     assert elapsed < CONNECT_TIMEOUT + 2.0, f"took {elapsed:.1f}s"
     assert words in str(info.value), str(info.value)
     assert srv.url in str(info.value)
+
+
+# INFO fields of the wrong JSON type. The fake answers the handshake all the same (PONG to the
+# client's PING), so a client that does not check the INFO gets through it: only the check
+# stops it, and before any CONNECT (credentials) is sent.
+BAD_INFO_CASES = [
+    ("connect-urls-int", {"connect_urls": 5},
+     "INFO field 'connect_urls' must be a list of strings, got int 5"),
+    ("connect-urls-str", {"connect_urls": "abc"},
+     "INFO field 'connect_urls' must be a list of strings, got str 'abc'"),
+    ("connect-urls-item", {"connect_urls": ["127.0.0.1:1", 7]},
+     "INFO field 'connect_urls' must be a list of strings, got list ['127.0.0.1:1', 7]"),
+    ("ws-connect-urls-obj", {"ws_connect_urls": {"a": 1}},
+     "INFO field 'ws_connect_urls' must be a list of strings, got dict {'a': 1}"),
+    ("max-payload-str", {"max_payload": "1MB"},
+     "INFO field 'max_payload' must be an integer, got str '1MB'"),
+    ("max-payload-bool", {"max_payload": True},
+     "INFO field 'max_payload' must be an integer, got bool True"),
+    ("max-payload-float", {"max_payload": 1e6},
+     "INFO field 'max_payload' must be an integer, got float 1000000.0"),
+    ("tls-required-str", {"tls_required": "no"},
+     "INFO field 'tls_required' must be true or false, got str 'no'"),
+    ("nonce-int", {"nonce": 12},
+     "INFO field 'nonce' must be a string, got int 12"),
+    ("ldm-int", {"ldm": 1}, "INFO field 'ldm' must be true or false, got int 1"),
+    ("client-id-negative", {"client_id": -1},
+     "INFO field 'client_id' must be a non-negative integer, got int -1"),
+    ("long-value", {"version": ["x" * 100]},
+     "INFO field 'version' must be a string, got list ['" + "x" * 35 + "..."),
+]
+
+
+@pytest.mark.parametrize(("fields", "words"),
+                         [pytest.param(f, w, id=i) for i, f, w in BAD_INFO_CASES])
+def test_bad_info_field_refused_before_connect(fake: Callable[..., FakeServer],
+                                               fields: dict[str, object], words: str) -> None:
+    """A wrongly typed INFO field: the error names it, nothing is sent to that server (no
+    CONNECT with credentials), nothing joins the pool, within connect_timeout."""
+    got: list[bytes] = []
+    srv = fake(typed_info_then_pong(info_line(**fields), got))
+    start = time.monotonic()
+    with pytest.raises(ConnectError) as info:
+        natsbook.connect(srv.url.replace("nats://", "nats://alice:pw-S3CRET@"),
+                         connect_timeout=CONNECT_TIMEOUT, reconnect=False)
+    assert time.monotonic() - start < CONNECT_TIMEOUT + 2.0
+    assert str(info.value) == f"natsbook: {srv.url} sent a bad INFO: {words}"
+    assert info.value.url == srv.url
+    wait_for(lambda: srv.accepted == 1)
+    time.sleep(0.1)
+    assert b"".join(got) == b"", got
+
+
+@pytest.mark.parametrize("fields", [{"connect_urls": 5}, {"connect_urls": "abc"},
+                                    {"max_payload": "big"}], ids=["int", "str", "payload"])
+def test_failed_connects_leave_no_descriptor_open(fake: Callable[..., FakeServer],
+                                                  fields: dict[str, object]) -> None:
+    """Twenty connects refused at a bad INFO: no socket, no wake-up pipe left behind."""
+    srv = fake(typed_info_then_pong(info_line(**fields), [], seconds=0.5))
+    fds_before = set(os.listdir("/proc/self/fd"))
+    attempts = 20
+    errors = []
+    for _ in range(attempts):
+        with pytest.raises(Exception) as info:  # its kind is checked below
+            natsbook.connect(srv.url, connect_timeout=CONNECT_TIMEOUT, reconnect=False)
+        errors.append(info.value)
+        del info  # the traceback would keep the attempt's frames (and a leaked socket) alive
+    wait_for(lambda: srv.accepted == attempts)
+    # The fake server's own ends of the connections close when their scripts end.
+    wait_for(lambda: all(p.fileno() == -1 for p in srv.peers), timeout=5)
+    assert set(os.listdir("/proc/self/fd")) - fds_before == set()
+    assert all(type(e) is ConnectError and "sent a bad INFO" in str(e) for e in errors), errors
+
+
+def test_bad_info_after_connect_is_ignored_and_reported(fake: Callable[..., FakeServer]) -> None:
+    """INFOs with wrongly typed fields after the handshake are ignored whole, as nats.go does
+    (they corrupt neither the pool nor max_payload nor the lame duck state), each reported and
+    counted; the connection carries on and a later good INFO is taken."""
+    later = (info_line(connect_urls="abc") + info_line(connect_urls=5)
+             + info_line(max_payload="big", connect_urls=["127.0.0.1:2"])
+             + info_line(ldm="yes") + info_line(connect_urls=["127.0.0.1:1"]))
+
+    def script(peer: socket.socket) -> None:
+        hello(peer)
+        peer.sendall(later)
+        serve_pings(peer, 5)
+
+    srv = fake(script)
+    conn = natsbook.connect(srv.url, connect_timeout=CONNECT_TIMEOUT, reconnect=False)
+    try:
+        wait_for(lambda: len(conn.servers) == 2, timeout=5)
+        assert conn.servers == [srv.url, "nats://127.0.0.1:1"]
+        ignored = [t for _, t in conn.errors if "ignored an INFO" in t]
+        assert ignored == [
+            f"ignored an INFO from {srv.url}: INFO field 'connect_urls' must be a list of "
+            "strings, got str 'abc'",
+            f"ignored an INFO from {srv.url}: INFO field 'connect_urls' must be a list of "
+            "strings, got int 5",
+            f"ignored an INFO from {srv.url}: INFO field 'max_payload' must be an integer, got "
+            "str 'big'",
+            f"ignored an INFO from {srv.url}: INFO field 'ldm' must be true or false, got str "
+            "'yes'"]
+        assert conn.stats["errors"] == 4
+        assert conn.max_payload == 1048576 and conn.server_info["max_payload"] == 1048576
+        assert conn.is_connected and not conn._lame
+        conn.flush(5)
+        assert len(conn.gaps()) == 0 and conn.stats["reconnects"] == 0
+    finally:
+        conn.close()
 
 
 def test_tls_required_when_not_asked(fake: Callable[..., FakeServer]) -> None:
