@@ -75,6 +75,34 @@ def test_unknown_option_is_an_error() -> None:
     assert exc.value.code == 2
 
 
+SECRET = "Sup3r#S3cret/t?k"
+
+
+@pytest.mark.parametrize("url", [f"nats://alice:{SECRET}@127.0.0.1:1",
+                                 f"tls://{SECRET}@127.0.0.1:1",
+                                 f"alice:{SECRET}@127.0.0.1:1"])
+def test_lab_and_simulate_never_print_the_urls_secret(tmp_path: Path, url: str) -> None:
+    lab = subprocess.run([*CLI, "lab", "--dry-run", "--port", "0", "--url", url,
+                          "--notebook-dir", str(tmp_path / "nb")], capture_output=True,
+                         text=True, timeout=60, env=isolated_env(tmp_path))
+    assert lab.returncode == 0, lab.stderr
+    assert "***@127.0.0.1:1" in lab.stdout
+    sim = subprocess.run([*CLI, "simulate", "--url", url], capture_output=True, text=True,
+                         timeout=60, env=isolated_env(tmp_path))
+    assert sim.returncode == 1
+    for out in (lab.stdout, lab.stderr, sim.stdout, sim.stderr):
+        assert "S3cret" not in out and "Sup3r" not in out, out
+
+
+def test_redact_url_hides_what_parse_url_takes_for_credentials() -> None:
+    from natsbook.client import redact_url
+
+    assert redact_url("user:pa://ss@host:4222") == "***@host:4222"
+    assert redact_url("nats://u:p@a:1,tls://t@b:2") == "nats://***@a:1,tls://***@b:2"
+    assert redact_url("nats://a:1") == "nats://a:1"
+    assert redact_url(f"wss://{SECRET}@h/path") == "wss://***@h/path"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_server_serves_and_stops_cleanly(tmp_path: Path, sig: int) -> None:
     ready = tmp_path / "ready.json"

@@ -13,6 +13,7 @@ from ._api import connect, read_capture
 from ._connection import Connection, DrainReport, Gap
 from ._server import LocalServer, local_server
 from ._subscription import Subscription, SubStats
+from ._transport import redact_url
 
 __all__ = [
     "Connection",
@@ -24,5 +25,6 @@ __all__ = [
     "connect",
     "local_server",
     "read_capture",
+    "redact_url",
     "sql",
 ]

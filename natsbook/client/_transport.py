@@ -66,6 +66,27 @@ class ServerURL:
 
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
+# Split a URL list only where a new scheme starts, so a password holding "," stays whole.
+_NEXT_URL_RE = re.compile(r",(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def redact_url(url: str) -> str:
+    """`url` (one, or a comma-separated list) with any user, password or token shown as
+    ``***``: everything between the scheme and the last "@" is hidden (where `parse_url`
+    splits credentials off), so a secret holding "@", ":", ",", "#", "/" or "?" is covered
+    too. For printing a URL a user typed."""
+    out = []
+    for part in _NEXT_URL_RE.split(url):
+        scheme, sep, rest = part.partition("://")
+        if not sep or not _SCHEME_RE.fullmatch(scheme.strip()):
+            scheme, sep, rest = "", "", part  # as parse_url: "user:pa://ss@host" has no scheme
+        if "@" in rest:
+            rest = "***@" + rest.rsplit("@", 1)[1]
+        out.append(scheme + sep + rest)
+    return ",".join(out)
+
+
+
 
 def parse_url(text: str, *, discovered: bool = False) -> ServerURL:
     """Parse ``nats://user:pass@host:port``, ``tls://token@host``, ``host:port``, ``host``,

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__
+from ..client import redact_url
 from ..errors import BadInputError, NatsbookError
 from ._run import (
     StatusLine,
@@ -161,7 +162,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             return 1
         try:
             print(f"simulating {len(sim.devices)} devices at {sim.rate:g}/s against "
-                  f"{sim.conn.connected_url if sim.conn else url}: "
+                  f"{sim.conn.connected_url if sim.conn else redact_url(url)}: "
                   f"{sim.prefix}.<site>.<device>, svc.*, jobs.* (Ctrl-C to stop)",
                   file=out, flush=True)
             status = StatusLine(out, not args.quiet)
@@ -251,7 +252,7 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
     cmd = lab_command(port, root, open_browser=not args.no_browser, extra=extra)
     if args.dry_run:
         print("natsbook lab (dry run) would:", file=out)
-        server = f"no, use {args.url}" if args.url else "yes (JetStream, monitoring)"
+        server = f"no, use {redact_url(args.url)}" if args.url else "yes (JetStream, monitoring)"
         print(f"  start nats-server: {server}", file=out)
         print(f"  start the simulator: {'no' if args.no_simulator else 'yes'}", file=out)
         print(f"  open notebooks in: {root}", file=out)
@@ -310,7 +311,7 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
                       f"{LAB_READY_TIMEOUT:g}s:\n{_tail(log_path)}", file=sys.stderr)
                 return 1
         print(f"natsbook {__version__} lab is running", file=out)
-        print(f"  NATS        {url}", file=out)
+        print(f"  NATS        {redact_url(url)}", file=out)
         if monitor_url:
             print(f"  monitoring  {monitor_url}", file=out)
         if sim is not None:

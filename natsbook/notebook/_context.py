@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..client import redact_url
 from ..errors import BadInputError
 
 __all__ = ["NatsContext", "context_dir", "list_contexts", "load_context", "selected_context"]
@@ -28,23 +29,6 @@ _UNSUPPORTED = {
     "socks_proxy": "SOCKS proxies",
     "windows_cert_store": "the Windows certificate store - use \"cert\"/\"key\"/\"ca\" files",
 }
-
-
-# Split a URL list only where a new scheme starts, so a password holding "," stays whole.
-_NEXT_URL_RE = re.compile(r",(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)")
-
-
-def redact_url(url: str) -> str:
-    """`url` (one, or a comma-separated list as in a context) with any user, password or token
-    shown as ``***``: everything between the scheme and the last "@" is hidden, so a password
-    holding "@", ":" or "," is covered too."""
-    out = []
-    for part in _NEXT_URL_RE.split(url):
-        scheme, sep, rest = part.partition("://") if "://" in part else ("", "", part)
-        if "@" in rest:
-            rest = "***@" + rest.rsplit("@", 1)[1]
-        out.append(scheme + sep + rest)
-    return ",".join(out)
 
 
 def config_home() -> Path:
