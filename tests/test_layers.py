@@ -160,3 +160,60 @@ def test_no_module_is_past_the_size_where_it_should_be_split() -> None:
     big = {str(p.relative_to(PKG)): n for p in _sources()
            if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert big == {}
+
+
+def _client_private_names() -> set[str]:
+    """The ``_``-names the client layer defines: its private methods and the ``self._x``
+    attributes of its classes (Connection, Subscription, the engine...)."""
+    names: set[str] = set()
+    for path in (PKG / "client").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = node.name
+            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                  and node.value.id == "self"):
+                name = node.attr
+            else:
+                continue
+            if name.startswith("_") and not name.startswith("__"):
+                names.add(name)
+    return names
+
+
+def private_reaches(source: str, names: set[str]) -> list[str]:
+    """Every ``x._name`` in `source` where ``_name`` is one of the client layer's private
+    names and ``x`` is not the module's own ``self`` / ``cls`` / ``super()``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Attribute) and node.attr in names):
+            continue
+        owner = node.value
+        if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+            continue
+        if (isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name)
+                and owner.func.id == "super"):
+            continue
+        found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_layer_reaches_into_a_connections_private_attributes() -> None:
+    """Other layers use ``conn.internals`` / ``sub.internals`` (client/_internals.py), never
+    a ``_``-attribute of a Connection or Subscription."""
+    names = _client_private_names()
+    found = {}
+    for path in _sources():
+        if _layer(_module_name(path)) in ("client", ""):
+            continue
+        if hits := private_reaches(path.read_text(), names):
+            found[str(path.relative_to(PKG))] = hits
+    assert found == {}
+
+
+def test_the_private_reach_checker_can_fail() -> None:
+    names = _client_private_names()
+    assert {"_subscribe_internal", "_release", "_gaps", "_lock", "_history"} <= names
+    assert private_reaches("conn._release(sub)\nx = sub._conn.is_closed", names) == [
+        "1: conn._release", "2: sub._conn"]
+    assert private_reaches("self._lock\nsuper()._release()\nconn.internals.release(s)",
+                           names) == []

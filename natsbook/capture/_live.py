@@ -109,7 +109,7 @@ class Refresher:
         # since this layer never imports the client layer.
         self._is_conn = callable(getattr(source, "subscribe", None))
         if not self._is_conn:
-            source._require_store()  # type: ignore[union-attr]
+            source.internals.require_store()  # type: ignore[union-attr]
         self._on_result = on_result
         self._on_error = on_error
         self._on_state = on_state
@@ -155,7 +155,7 @@ class Refresher:
         if self._is_conn:
             return bool(self.source.is_closed)  # type: ignore[union-attr]
         sub = self.source
-        return not sub.active or sub._conn.is_closed  # type: ignore[union-attr]
+        return not sub.active or sub.internals.connection_closed  # type: ignore[union-attr]
 
     def _compute(self) -> Any:
         fn = self.fn

@@ -90,7 +90,7 @@ def user_captures(conn: Connection) -> list[Subscription]:
     """Every capture of the connection the user made (active and finished), oldest first.
 
     Internal subscriptions (JetStream reads, KV watches, follow) are left out."""
-    return [s for s in list(conn._history) if s.store is not None and not s.internal]
+    return conn.internals.captures()
 
 
 def version(subs: Sequence[Subscription]) -> int:
@@ -115,7 +115,7 @@ def connection_sql(conn: Connection, query: str) -> pd.DataFrame:
 
 def subscription_sql(sub: Subscription, query: str) -> pd.DataFrame:
     """``sub.sql``: ``messages`` is this capture alone."""
-    sub._require_store()
+    sub.internals.require_store()
     return run(query, _parts([sub]))
 
 

@@ -30,6 +30,7 @@ from ..wire._subjects import check_queue, check_subscribe
 from ._analysis import AnalysisMethods
 from ._batch import BatchMethods
 from ._engine import Gap, _live
+from ._internals import ConnectionInternals
 from ._methods import DataMethods
 from ._publishing import _Publishing
 from ._subscription import DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MSGS, Subscription
@@ -378,6 +379,13 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
     @property
     def connected_url(self) -> str | None:
         return self._server.url if self._status == "connected" else None
+
+    @property
+    def internals(self) -> ConnectionInternals:
+        """natsbook's own layers' interface to this connection (internal inboxes, reconnect
+        hooks, gap counts, error reports); not for notebooks. See
+        ``natsbook/client/_internals.py``."""
+        return ConnectionInternals(self)
 
     @property
     def servers(self) -> list[str]:

@@ -22,6 +22,7 @@ from ..wire._msg import Msg
 from ..wire._protocol import RawMsg
 from ..wire._runs import MsgRun
 from ._analysis import SubAnalysisMethods
+from ._internals import SubscriptionInternals
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -275,6 +276,12 @@ class Subscription(SubAnalysisMethods):
     def _join(self, timeout: float) -> None:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+    @property
+    def internals(self) -> SubscriptionInternals:
+        """natsbook's own layers' interface to this subscription; not for notebooks. See
+        ``natsbook/client/_internals.py``."""
+        return SubscriptionInternals(self)
 
     # -- user API ----------------------------------------------------------------------------
     @property

@@ -91,10 +91,11 @@ class _Batches:
         #: The newest data row received.
         self.last: RawMsg | None = None
         self._n = 0
-        with conn._lock:
-            self._gaps = len(conn._gaps)
-        self.sub: Subscription = conn._subscribe_internal(self.prefix + ".*", sink=self._sink,
-                                                          timeout=timeout)
+        inside = conn.internals
+        with inside.lock:
+            self._gaps = inside.gap_count()
+        self.sub: Subscription = inside.subscribe(self.prefix + ".*", sink=self._sink,
+                                                  timeout=timeout)
 
     def _sink(self, rows: list[RawMsg], now: float) -> None:
         """On the I/O thread: hand the rows over, never block."""
@@ -126,8 +127,8 @@ class _Batches:
             raise JetStreamError(f"a JetStream read got more than {self._max_buffer} bytes ahead "
                                  "of the reading thread; nothing was returned - read in smaller "
                                  "parts (max_rows=, start_seq=)")
-        if len(self.conn._gaps) != self._gaps or self.conn.is_closed:
-            self.conn._check_open()
+        if self.conn.internals.gap_count() != self._gaps or self.conn.is_closed:
+            self.conn.internals.check_open()
             raise JetStreamError("the connection dropped during a JetStream read, so replies "
                                  "may be missing; nothing was returned - read again")
 
@@ -183,7 +184,7 @@ class _Batches:
 
     def close(self) -> None:
         """Release the subscription (never blocks: safe in a finally after Ctrl-C)."""
-        self.conn._release(self.sub)
+        self.conn.internals.release(self.sub)
 
 
 def _direct_read(conn: Connection, stream: str, *, seq: int | None, start_time: str | None,
@@ -328,7 +329,7 @@ class PushCapture:
         self.conn = conn
         self.stream = stream
         self.deliver_subject = conn.new_inbox()
-        self.sub = conn._subscribe_internal(self.deliver_subject,
+        self.sub = conn.internals.subscribe(self.deliver_subject,
                                             store=CaptureStore(max_bytes=max_bytes),
                                             timeout=timeout)
         cfg = {"ack_policy": "none", "mem_storage": True, "num_replicas": 1,
@@ -339,14 +340,14 @@ class PushCapture:
             info = _stream_call(conn, "CONSUMER.CREATE", stream,
                                 {"stream_name": stream, "config": cfg}, timeout)
         except BaseException:
-            conn._release(self.sub)
+            conn.internals.release(self.sub)
             raise
         self.consumer = info["name"]
         self.timeout = timeout
         self._config = cfg
         #: How often the consumer had to be created again after a reconnect.
         self.recreated = 0
-        conn._add_reconnect_hook(self._repair)
+        conn.internals.add_reconnect_hook(self._repair)
 
     def _repair(self) -> None:
         """After a reconnect: if the server lost the consumer (a restart wipes in-memory
@@ -375,7 +376,7 @@ class PushCapture:
                             {"stream_name": self.stream, "config": cfg}, self.timeout)
         self.consumer = info["name"]
         self.recreated += 1
-        self.conn._report(f"the consumer following {self.stream!r} was gone after the "
+        self.conn.internals.report(f"the consumer following {self.stream!r} was gone after the "
                           f"reconnect; created it again from {where}")
 
     def table(self) -> tuple[pa.Table, pa.Array]:
@@ -393,12 +394,12 @@ class PushCapture:
 
     def stop(self) -> None:
         """Delete the consumer and stop the subscription (stored rows stay readable)."""
-        self.conn._remove_reconnect_hook(self._repair)
+        self.conn.internals.remove_reconnect_hook(self._repair)
         if not self.sub.active:
             return
         # Stop receiving first (never blocks), then delete the consumer: interrupted there,
         # nothing is left delivering into this capture.
-        self.conn._release(self.sub)
+        self.conn.internals.release(self.sub)
         try:
             api_request(self.conn, f"CONSUMER.DELETE.{self.stream}.{self.consumer}",
                         timeout=self.timeout)

@@ -97,7 +97,7 @@ def gather(conn: Connection, endpoint: str | None, options: dict[str, Any] | Non
             cond.notify_all()
 
     inbox = conn.new_inbox()
-    sub = conn._subscribe_internal(inbox, sink=sink, timeout=timeout)
+    sub = conn.internals.subscribe(inbox, sink=sink, timeout=timeout)
     out = Gathered()
     seen: set[str] = set()
     try:
@@ -124,7 +124,7 @@ def gather(conn: Connection, endpoint: str | None, options: dict[str, Any] | Non
                 if len(rows) == taken:
                     cond.wait(min(0.05, timeout))
     finally:
-        conn._release(sub)
+        conn.internals.release(sub)
     if not out.replies and not out.errors:
         raise MonitorError(f"no server answered {subject!r} - is this connection a "
                            "system-account user (system_account in the server config)?",

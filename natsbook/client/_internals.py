@@ -1,0 +1,97 @@
+"""The internal interface: what natsbook's other layers need from a connection.
+
+`jetstream` (history reads, follow, KV watches), `ops` (system-account requests) and
+`capture` (SQL and live views over captures) need a few things a notebook user never calls:
+an internal inbox subscription that feeds a sink, a hook run after every reconnect, the
+count of recorded gaps, a line in ``conn.errors``. They get them here, by name, through
+``conn.internals`` and ``sub.internals``, never by reaching for a ``_``-attribute of a
+`Connection` or `Subscription` (``tests/test_layers.py`` checks that no module outside
+``client/`` does). A new need of another layer is a new method here, documented, so that
+what the client layer promises to the layers above it stays in one place.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..capture import CaptureStore
+    from ..wire._protocol import RawMsg
+    from ._connection import Connection
+    from ._subscription import Subscription
+
+__all__ = ["ConnectionInternals", "SubscriptionInternals"]
+
+
+class ConnectionInternals:
+    """``conn.internals``: the connection as natsbook's own layers use it."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The engine's lock: hold it to read the gap count and subscribe without a race."""
+        return self._conn._lock
+
+    def gap_count(self) -> int:
+        """How many disconnected intervals were recorded (grows on every drop)."""
+        return len(self._conn._gaps)
+
+    def subscribe(self, subject: str, *,
+                  sink: Callable[[list[RawMsg], float], Any] | None = None,
+                  store: CaptureStore | None = None,
+                  timeout: float = 10.0) -> Subscription:
+        """A subscription for natsbook's own reads (JetStream history, follow, KV watch,
+        system-account requests): rows go to `sink` (called on the I/O thread; it must only
+        hand them over) and/or `store`. Not listed in ``conn.subscriptions`` nor in
+        ``to_pandas()``; restored after a reconnect. End it with :meth:`release`."""
+        return self._conn._subscribe_internal(subject, sink=sink, store=store,
+                                              timeout=timeout)
+
+    def release(self, sub: Subscription) -> None:
+        """End `sub` at once, waiting for nothing (a read that is over, or failed)."""
+        self._conn._release(sub)
+
+    def add_reconnect_hook(self, hook: Callable[[], Any]) -> None:
+        """Run `hook` (on the I/O thread, briefly) after every reconnect."""
+        self._conn._add_reconnect_hook(hook)
+
+    def remove_reconnect_hook(self, hook: Callable[[], Any]) -> None:
+        self._conn._remove_reconnect_hook(hook)
+
+    def report(self, text: str) -> None:
+        """Record `text` in ``conn.errors`` and the ``natsbook`` logger (and the user's
+        error callback)."""
+        self._conn._report(text)
+
+    def check_open(self) -> None:
+        """Raise ConnectionClosedError (saying why it closed) when the connection is closed."""
+        self._conn._check_open()
+
+    def captures(self) -> list[Subscription]:
+        """Every user capture of this connection, ended ones included, oldest first (what
+        ``conn.to_pandas()`` and ``conn.sql()`` read)."""
+        return [s for s in list(self._conn._history) if s.store is not None and not s.internal]
+
+
+class SubscriptionInternals:
+    """``sub.internals``: a subscription as natsbook's own layers use it."""
+
+    __slots__ = ("_sub",)
+
+    def __init__(self, sub: Subscription) -> None:
+        self._sub = sub
+
+    def require_store(self) -> CaptureStore:
+        """The capture's store; BadInputError (saying what to do) for ``capture=False``."""
+        return self._sub._require_store()
+
+    @property
+    def connection_closed(self) -> bool:
+        """Whether the subscription's connection is closed."""
+        return self._sub._conn.is_closed
