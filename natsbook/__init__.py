@@ -30,7 +30,6 @@ from .client import (
 )
 from .client._methods import provide as _provide
 from .errors import NatsbookError
-from .notebook import _display
 from .ops import Monitor, Service, monitor
 from .wire import Headers, Msg, check_publish, check_subscribe, matches
 
@@ -114,6 +113,3 @@ def unload_ipython_extension(ipython: object) -> None:
 
     _unload(ipython)
 
-
-# Capture frames and one-row reports display readably in a notebook (display only).
-_display.install()

@@ -51,3 +51,30 @@ def test_error_tree() -> None:
         cls = getattr(errors, name)
         assert issubclass(cls, errors.NatsbookError), name
         assert name in (errors.__doc__ or "") or name in ("PermissionViolation", "Timeout"), name
+
+
+def test_import_has_no_global_side_effects_and_load_ext_adds_the_display() -> None:
+    """``import natsbook`` in a running IPython changes no formatter (nor sys.meta_path);
+    ``%load_ext natsbook`` registers the capture display. Run in a fresh interpreter: this
+    test session imported natsbook long ago."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import sys
+        import pandas as pd
+        from IPython.core.interactiveshell import InteractiveShell
+        ip = InteractiveShell.instance()
+        html = ip.display_formatter.formatters["text/html"]
+        before = dict(html.type_printers)
+        hooks = list(sys.meta_path)
+        import natsbook
+        assert dict(html.type_printers) == before, "import natsbook registered a formatter"
+        assert list(sys.meta_path) == hooks, "import natsbook changed sys.meta_path"
+        ip.run_line_magic("load_ext", "natsbook")
+        assert html.lookup_by_type(pd.DataFrame).__module__ == "natsbook.notebook._display"
+        print("ok")
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
