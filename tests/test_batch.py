@@ -249,3 +249,20 @@ def test_request_many_no_responders(conn: natsbook.Connection, subject: str) -> 
     assert time.monotonic() - start < 2.0
     with pytest.raises(BadInputError):
         conn.request_many(subject, max_replies=0)
+
+
+def test_service_error_header_names_are_case_sensitive_in_both_paths(
+        conn: natsbook.Connection, server: LocalServer, subject: str) -> None:
+    """request() and request_batch() read Nats-Service-Error alike (case-sensitively, as
+    nats.go): a lower-case name is an ordinary header of a good reply in both."""
+    responder = natsbook.connect(server.url)
+    try:
+        responder.subscribe(subject, callback=lambda m: responder.publish(
+            m.reply, b"fine", headers={"nats-service-error": "lower",
+                                       "nats-service-error-code": "419"}))
+        responder.flush()
+        assert conn.request(subject, b"x", timeout=2).data == b"fine"
+        df = conn.request_batch(subject, [b"a"], timeout=2.0)
+        assert list(df["error"]) == [None] and df["error_code"].isna().all()
+    finally:
+        responder.close()

@@ -53,13 +53,21 @@ def _reply_error(hdr: bytes | None) -> tuple[str, int | None, str] | None:
         return "NoRespondersError", status, description or "no responders"
     text = ""
     code = 500
+    found = False
     for key, value in items:
-        name = key.lower()
-        if name == "nats-service-error" and not text:
-            text = value
-        elif name == "nats-service-error-code" and value.isdigit():
+        # Header names are case-sensitive, as request() and nats.go read them.
+        if key == "Nats-Service-Error" and not found:
+            text, found = value, True
+        elif key == "Nats-Service-Error-Code" and _is_code(value):
             code = int(value)
+    if not found:
+        return None
     return "ServiceError", code, text
+
+
+def _is_code(value: str) -> bool:
+    """A service error code: 1 to 9 ASCII digits (``"²".isdigit()`` is true, int() refuses)."""
+    return value.isascii() and value.isdigit() and len(value) <= 9
 
 
 class _Done:

@@ -335,8 +335,8 @@ class _Engine(_SendQueue):
                 continue
             try:
                 waiter.msg = Msg.from_raw(*row, time=now, conn=self)
-            except ProtocolError as exc:  # the requester gets the error, not the connection
-                waiter.error = str(exc)
+            except Exception as exc:  # a hostile reply: the requester gets the error, never
+                waiter.error = str(exc)  # the connection (the I/O thread must not die of it)
             waiter.event.set()
 
     def _on_info(self, info: dict[str, Any]) -> None:

@@ -225,6 +225,7 @@ class _Publishing(_Reconnecting):
             raise NoRespondersError(subject)
         if msg.headers is not None and "Nats-Service-Error" in msg.headers:
             code = msg.headers.get("Nats-Service-Error-Code", "500")
-            raise ServiceError(subject, int(code) if code.isdigit() else 500,
+            ok = code.isascii() and code.isdigit() and len(code) <= 9  # "²".isdigit() is true
+            raise ServiceError(subject, int(code) if ok else 500,
                                msg.headers["Nats-Service-Error"])
         return msg

@@ -309,7 +309,8 @@ def read_stream(conn: Connection, name: str, *, subject: str | None = None,
                              "false) - use method='consumer' (or 'auto'), or update the stream "
                              "with allow_direct=True", code=400)
     version = tuple(int(x) for x in str(conn.server_info.get("version", "0.0.0"))
-                    .split("-")[0].split(".")[:2] if x.isdigit())
+                    .split("-")[0].split(".")[:2]
+                    if x.isascii() and x.isdigit())
     if method == "auto":
         # Measured (bench/history.py): a whole read through one pull consumer is ~1.8x the
         # batched direct gets; the backward windows of last= stay direct (a consumer per

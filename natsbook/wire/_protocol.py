@@ -165,7 +165,9 @@ def parse_headers(block: bytes) -> tuple[int | None, str, list[tuple[str, str]]]
     rest = first[8:].strip()
     if rest:
         code, _, description = rest.partition(" ")
-        if code.isdigit():
+        # A status is 3 ASCII digits ("503"); "²" passes str.isdigit() and int() refuses it,
+        # so anything else is the description, never an exception.
+        if code.isascii() and code.isdigit() and len(code) <= 3:
             status = int(code)
         else:
             description = rest

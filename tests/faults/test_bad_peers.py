@@ -269,3 +269,83 @@ def test_late_messages_are_counted(conn: natsbook.Connection, subject: str) -> N
     assert (st.received, st.stored, st.late) == (3, 3, 2)
     assert sub._deliver(rows[:2], now, int(now * 1e9)) is False
     assert sub.stats.late == 4 and sub.stats.received == 3
+
+
+#: Status codes that pass str.isdigit() but that int() refuses (a superscript two; more digits
+#: than int() converts), and a 4-digit one: each is a description, never an exception.
+ODD_STATUSES = ["²".encode(), b"9" * 5000, b"1234"]
+
+
+@pytest.mark.parametrize("status", ODD_STATUSES, ids=["superscript", "5000-digits", "4-digits"])
+def test_odd_header_status_is_a_description_in_every_reader(
+        conn: natsbook.Connection, peer: RawPeer, subject: str, status: bytes,
+        tmp_path: Path) -> None:
+    sub = conn.subscribe(f"{subject}.>", spill=tmp_path / "spill")
+    seen: list[natsbook.Msg] = []
+    cb = conn.subscribe(f"{subject}.>", callback=seen.append)
+    hdr = b"NATS/1.0 " + status + b"\r\nK: v\r\n\r\n"
+    peer.send(b"HPUB %b.odd %d %d\r\n%bhi\r\n" % (subject.encode(), len(hdr), len(hdr) + 2,
+                                                 hdr))
+    peer.send(b"PUB %b.ok 2\r\nok\r\n" % subject.encode())
+    conn.flush()
+    assert wait_for(lambda: sub.received == 2 and len(seen) == 2)
+    for decode in ("auto", "json", "text", "bytes"):
+        assert len(sub.to_pandas(decode=decode)) == 2  # type: ignore[arg-type]
+    assert len(conn.to_pandas()) >= 2
+    odd = sub.messages(2)[0]
+    assert odd.data == b"hi" and odd.headers is not None and odd.headers["K"] == "v"
+    assert odd.status is None and seen[0].status is None
+    assert cb.stats.callback_errors == 0
+    sub.unsubscribe()
+    assert len(natsbook.read_capture(tmp_path / "spill")) == 2
+    assert conn.stats["reconnects"] == 0
+
+
+@pytest.mark.parametrize("status", ODD_STATUSES, ids=["superscript", "5000-digits", "4-digits"])
+def test_odd_reply_status_and_service_code_never_kill_the_io_thread(
+        conn: natsbook.Connection, server: natsbook.LocalServer, subject: str,
+        status: bytes) -> None:
+    """A responder (anyone who can publish to our inbox) answers with an odd status line and
+    an odd Nats-Service-Error-Code: request() and request_batch() get an answer or a natsbook
+    error; the connection never drops."""
+    responder = RawPeer(server.url)
+    try:
+        responder.send(b"SUB %b 1\r\n" % subject.encode())
+        stop = threading.Event()
+
+        def answer() -> None:
+            data = b""
+            responder.sock.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    data += responder.sock.recv(65536)
+                except TimeoutError:
+                    continue
+                while b"\r\n" in data:
+                    line, _, data = data.partition(b"\r\n")
+                    if not line.startswith(b"MSG "):
+                        continue
+                    reply = line.split()[3]
+                    size = int(line.split()[-1])
+                    while len(data) < size + 2:
+                        data += responder.sock.recv(65536)
+                    data = data[size + 2:]
+                    hdr = (b"NATS/1.0 " + status + b"\r\nNats-Service-Error: boom\r\n"
+                           b"Nats-Service-Error-Code: " + "²".encode() + b"\r\n\r\n")
+                    responder.sock.sendall(b"HPUB %b %d %d\r\n%b\r\n"
+                                           % (reply, len(hdr), len(hdr), hdr))
+
+        t = threading.Thread(target=answer, daemon=True)
+        t.start()
+        with pytest.raises(natsbook.NatsbookError) as raised:
+            conn.request(subject, b"hi", timeout=5)
+        assert getattr(raised.value, "code", None) == 500
+        df = conn.request_batch(subject, [b"a", b"b"], timeout=5)
+        assert list(df["error"]) == ["ServiceError"] * 2
+        assert df["error_code"].tolist() == [500, 500]
+        stop.set()
+        t.join(5)
+        assert conn.status == "connected" and conn.gaps().empty
+        assert conn.stats["reconnects"] == 0
+    finally:
+        responder.close()
