@@ -205,3 +205,6 @@ def test_tls_requested_but_server_plaintext(url: str, pki: dict[str, str]) -> No
     with pytest.raises(TLSError, match=expect):
         natsbook.connect(url.replace("nats://", "tls://").replace("ws://", "wss://"),
                          connect_timeout=2)
+    # Any tls_* option asks for TLS, tls_hostname alone included: no plaintext fallback.
+    with pytest.raises(TLSError, match=expect):
+        natsbook.connect(url, tls_hostname="localhost", connect_timeout=2)

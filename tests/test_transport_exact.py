@@ -88,6 +88,9 @@ def test_parse_url(text: str, want: ServerURL) -> None:
                                 "nats://host:4222"),
     ("tok://en@h", "natsbook: unsupported URL scheme in a server URL - use nats://, tls://, "
                    "ws:// or wss://"),
+    # urlsplit's own ValueError (an unbalanced IPv6 bracket) is a natsbook error too.
+    ("nats://S3cr#t@[::1", "natsbook: bad host in server URL '[::1' - use nats://host:4222 "
+                           "or nats://[::1]:4222"),
 ])
 def test_parse_url_refuses(text: str, message: str) -> None:
     with pytest.raises(BadInputError) as info:
@@ -189,7 +192,10 @@ def test_load_seed(tmp_path: Path) -> None:
 
 
 def test_tls_options(tmp_path: Path) -> None:
-    assert not TLSOptions().wanted and not TLSOptions(key="k", hostname="h").wanted
+    # Any tls_* option asks for TLS (never a plaintext fallback): tls_key or tls_hostname alone
+    # too.
+    assert not TLSOptions().wanted
+    assert TLSOptions(key="k").wanted and TLSOptions(hostname="h").wanted
     assert TLSOptions(ca="c").wanted and TLSOptions(cert="c").wanted
     assert TLSOptions(handshake_first=True).wanted
     ctx = ssl.create_default_context()

@@ -13,7 +13,7 @@ from ._api import connect, read_capture
 from ._connection import Connection, DrainReport, Gap
 from ._server import LocalServer, local_server
 from ._subscription import Subscription, SubStats
-from ._transport import redact_url
+from ._transport import redact_url, split_urls
 
 __all__ = [
     "Connection",
@@ -26,5 +26,6 @@ __all__ = [
     "local_server",
     "read_capture",
     "redact_url",
+    "split_urls",
     "sql",
 ]

@@ -16,7 +16,7 @@ from ..capture._store import DEFAULT_BUDGET, read_spill_dir
 from ..errors import BadInputError
 from ._connection import Connection
 from ._engine import DEFAULT_PENDING_SIZE, DEFAULT_RECONNECT_BUFFER
-from ._transport import Credentials, TLSOptions, parse_url
+from ._transport import Credentials, TLSOptions, parse_url, split_urls
 
 __all__ = ["connect", "read_capture"]
 
@@ -86,9 +86,9 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
     """
     if servers is None:
         env = os.environ.get("NATS_URL", "").strip()
-        urls = [u for u in env.split(",") if u.strip()] if env else [DEFAULT_URL]
+        urls = split_urls(env) if env else [DEFAULT_URL]
     elif isinstance(servers, str):
-        urls = [u for u in servers.split(",") if u.strip()]
+        urls = split_urls(servers)
     else:
         urls = list(servers)
     if not urls:

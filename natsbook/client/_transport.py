@@ -70,6 +70,15 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _NEXT_URL_RE = re.compile(r",(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)")
 
 
+def split_urls(text: str) -> list[str]:
+    """A comma-separated server list as ``connect()`` and ``$NATS_URL`` take it. With
+    credentials in it, a comma splits only where a new ``scheme://`` starts, so a token or
+    password holding "," stays whole (and is never taken for a host name); without any "@",
+    every comma splits (``host1:4222,host2:4222``)."""
+    parts = _NEXT_URL_RE.split(text) if "@" in text else text.split(",")
+    return [p.strip() for p in parts if p.strip()]
+
+
 def redact_url(url: str) -> str:
     """`url` (one, or a comma-separated list) with any user, password or token shown as
     ``***``: everything between the scheme and the last "@" is hidden (where `parse_url`
@@ -114,7 +123,13 @@ def parse_url(text: str, *, discovered: bool = False) -> ServerURL:
         shown = f" {scheme!r}" if not at else ""  # the text before :// may be a secret's
         raise BadInputError(f"unsupported URL scheme{shown} in a server URL - use nats://, "
                             "tls://, ws:// or wss://")
-    parts = urlsplit(f"{scheme}://{hostpart}")
+    try:
+        parts = urlsplit(f"{scheme}://{hostpart}")
+        parts.hostname  # noqa: B018  (an unbalanced "[::1" raises here or above)
+    except ValueError:
+        shown = f" {hostpart!r}" if len(hostpart) <= 200 else ""
+        raise BadInputError(f"bad host in server URL{shown} - use nats://host:4222 or "
+                            "nats://[::1]:4222") from None
     path = ""
     if scheme in ("ws", "wss"):
         path = parts.path if parts.path not in ("", "/") else ""
@@ -232,7 +247,8 @@ class TLSOptions:
     @property
     def wanted(self) -> bool:
         """TLS options were given: TLS on every server."""
-        return bool(self.ca or self.cert or self.handshake_first or self.context)
+        return bool(self.ca or self.cert or self.key or self.hostname or self.handshake_first
+                    or self.context)
 
     def make_context(self) -> ssl.SSLContext:
         if self.context is not None:

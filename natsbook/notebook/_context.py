@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..client import redact_url
+from ..client import redact_url, split_urls
 from ..errors import BadInputError
 
 __all__ = ["NatsContext", "context_dir", "list_contexts", "load_context", "selected_context"]
@@ -96,7 +96,7 @@ class NatsContext:
         """Keyword arguments for :func:`natsbook.connect` (only the settings that are set)."""
         out: dict[str, Any] = {}
         if self.url:
-            out["servers"] = [u.strip() for u in self.url.split(",") if u.strip()]
+            out["servers"] = split_urls(self.url)
         for key, arg in (("token", "token"), ("user", "user"), ("password", "password"),
                          ("creds", "creds"), ("nkey", "nkey_seed"), ("ca", "tls_ca"),
                          ("cert", "tls_cert"), ("key", "tls_key")):

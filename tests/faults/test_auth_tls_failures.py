@@ -304,11 +304,12 @@ def test_tls_cluster_node_then_plain_node_gets_no_credentials(
 
 
 # -- secrets holding URL characters -----------------------------------------------------------
-URL_TOKEN = "Sup3rS3cretTok#1/x?y@z"
-URL_PASSWORD = "pw#S3cr/et?:@9"
-#: Pieces of the secrets above that a URL parser would take for a host, path or fragment.
+URL_TOKEN = "Sup3rS3cretTok#1/x?y@z,w"
+URL_PASSWORD = "pw#S3cr/et?:@9,v"
+#: Pieces of the secrets above that a URL parser (or a split at every comma) would take for a
+#: host, path or fragment.
 URL_SECRET_PIECES = ("Sup3rS3cretTok", "1/x", "y@z", "S3cretTok#1", "pw#S3cr", "et?:@9",
-                     "S3cr/et")
+                     "S3cr/et", "z,w", "9,v", "My,S3cretTok", "S3cretTok@")
 
 
 def _assert_no_url_secret(*texts: object) -> None:
@@ -328,7 +329,9 @@ def test_url_secrets_may_hold_url_characters(server_factory: Callable[..., Local
     for url in (token_srv.url.replace("nats://", f"nats://{URL_TOKEN}@"),
                 token_srv.url.replace("nats://", f"{URL_TOKEN}@"),  # no scheme
                 user_srv.url.replace("nats://", f"nats://{USER}:{URL_PASSWORD}@"),
-                colon_srv.url.replace("nats://", "nats://tok%3Aen#1@")):
+                colon_srv.url.replace("nats://", "nats://tok%3Aen#1@"),
+                # a list whose first URL's token holds "," (split only at a new scheme)
+                token_srv.url.replace("nats://", f"nats://{URL_TOKEN}@") + ",nats://127.0.0.1:1"):
         conn = natsbook.connect(url, connect_timeout=TIMEOUT)
         try:
             sub = conn.subscribe(subject)
@@ -345,7 +348,8 @@ def test_url_secrets_may_hold_url_characters(server_factory: Callable[..., Local
     f"nats://{USER}:{URL_PASSWORD}@no-such-host.invalid:4222",
     f"tls://{URL_TOKEN}@no-such-host.invalid",
     f"ws://{URL_TOKEN}@no-such-host.invalid/nats",
-], ids=["refused", "user-password", "tls-token", "ws-token"])
+    "nats://My,S3cretTok@no-such-host.invalid:4222",
+], ids=["refused", "user-password", "tls-token", "ws-token", "comma-token"])
 def test_url_secret_is_never_looked_up_nor_shown(url: str, monkeypatch: pytest.MonkeyPatch,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     """A URL whose secret holds #, / or ? and whose host is wrong: the error names the host,
