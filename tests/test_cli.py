@@ -281,3 +281,41 @@ def test_private_files_are_never_written_through_an_existing_path(
     with pytest.raises(FileExistsError):
         _run._write_private(link, "x")
     assert not (tmp_path / "elsewhere").exists()
+
+
+def _time_wait_port() -> int:
+    """A loopback port whose only trace is a connection in TIME-WAIT: listened on the way
+    JupyterLab's server listens (SO_REUSEADDR; Linux reuses a TIME-WAIT only when both the
+    old and the new socket set it), one connection accepted and closed by the listening side
+    first (the side that closes first keeps the TIME-WAIT), the listener closed."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        accepted, _ = listener.accept()
+        accepted.close()
+        client.recv(1)  # the server's FIN has arrived
+        client.close()
+    return port
+
+
+def test_a_port_in_time_wait_is_free_for_the_lab() -> None:
+    """A quick restart of `natsbook lab` keeps 8888: JupyterLab's server binds with
+    SO_REUSEADDR, so a port in TIME-WAIT is free for it, and the probe must agree."""
+    port = _time_wait_port()
+    with socket.socket() as plain:  # without SO_REUSEADDR the port looks taken ...
+        with pytest.raises(OSError):
+            plain.bind(("127.0.0.1", port))
+    assert _run._port_free(port)  # ... but JupyterLab would get it
+    # A port someone listens on is still taken, even by a listener with SO_REUSEADDR.
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert not _run._port_free(busy.getsockname()[1])
+    with socket.socket() as wildcard:
+        wildcard.bind(("0.0.0.0", 0))
+        wildcard.listen()
+        assert not _run._port_free(wildcard.getsockname()[1])
