@@ -222,3 +222,25 @@ def test_services_are_nats_micro_services(fconn: natsbook.Connection) -> None:
     assert sorted(pings["instance"]) == [1, 2, 3] and set(pings["service"]) == {"svc"}
     assert set(pings["id"]) == set(frame["id"])
     assert fconn.subscriptions == []  # stop() stopped every instance
+
+
+def test_the_dashboard_services_tab_shows_the_simulator(fconn: natsbook.Connection) -> None:
+    from natsbook.notebook.widgets import ServicesPanel
+    from tests.support.waiting import wait_for
+
+    with Simulator(fconn, devices=1, rate=1, workers=0, job_rate=0, latency=0, responders=2):
+        panel = ServicesPanel(fconn, timeout=1.0)
+        try:
+            assert panel.refresh()
+            wait_for(lambda: "svc.lookup" in panel.table.value, what="the simulator's service")
+            assert panel.frame is not None and panel.frame["id"].nunique() == 2
+            subjects = {v for _label, v in panel.endpoint.options}
+            assert subjects == {"svc.time", "svc.echo", "svc.lookup", "svc.stats", "svc.ping"}
+            panel.endpoint.value = "svc.lookup"
+            panel.payload.value = "th-001"
+            panel.send.click()
+            wait_for(lambda: "TH-" in panel.reply.value or "ENV-" in panel.reply.value,
+                     what="the lookup reply")
+            assert panel.wait_idle()
+        finally:
+            panel.close()
