@@ -82,6 +82,7 @@ def isolated_env(tmp: Path, **extra: str) -> dict[str, str]:
                      ("JUPYTERLAB_SETTINGS_DIR", "settings"), ("JUPYTER_DATA_DIR", "data"),
                      ("IPYTHONDIR", "ipython")):
         env[var] = str(tmp / "jupyter" / sub)
+    env["XDG_DATA_HOME"] = str(tmp / "xdg-data")  # the lab's copy of the examples
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -205,19 +206,99 @@ def test_lab_starts_becomes_ready_and_stops_everything(tmp_path: Path, sig: int)
     assert not ready.exists()
 
 
-def test_find_notebooks_rules(tmp_path: Path) -> None:
-    # A source checkout: the repository's notebooks, in place.
-    assert cli.find_notebooks() == REPO / "notebooks"
-    # An empty directory gets the examples; files already there are never overwritten.
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (hidden ones and checkpoints too) and its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_find_notebooks_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkout = _tree(REPO / "notebooks")
+    # From a source checkout: a per-user copy, never the repository's notebooks/.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    work = cli.find_notebooks()
+    assert work == tmp_path / "data" / "natsbook" / "notebooks" == cli.default_notebook_dir()
+    assert REPO not in work.parents
+    shipped = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+    assert sorted(p.name for p in work.glob("*.ipynb")) == shipped
+    # An empty directory named with --notebook-dir gets the examples.
     target = tmp_path / "mine"
     assert cli.find_notebooks(target) == target
-    names = sorted(p.name for p in target.glob("*.ipynb"))
-    assert "01-quickstart.ipynb" in names
+    assert sorted(p.name for p in target.glob("*.ipynb")) == shipped
+    # The next start: a notebook the user changed is kept (and named), one still as copied
+    # gets the shipped version, a deleted one comes back.
     (target / "01-quickstart.ipynb").write_text("{}")
     (target / "02-telemetry-analysis.ipynb").unlink()
-    cli.find_notebooks(target)
+    old = b'{"cells": [], "old": true}'
+    (target / "03-request-reply.ipynb").write_bytes(old)
+    manifest = json.loads((target / cli.MANIFEST).read_text())
+    manifest["03-request-reply.ipynb"] = hashlib.sha256(old).hexdigest()  # as if copied so
+    (target / cli.MANIFEST).write_text(json.dumps(manifest))
+    root, kept = cli._notebooks(target)
+    assert root == target and kept == ["01-quickstart.ipynb"]
     assert (target / "01-quickstart.ipynb").read_text() == "{}"
-    assert not (target / "02-telemetry-analysis.ipynb").exists()  # not empty: left alone
+    for name in ("02-telemetry-analysis.ipynb", "03-request-reply.ipynb"):
+        assert (target / name).read_bytes() == (REPO / "notebooks" / name).read_bytes()
+    # A folder of the user's own notebooks is used as it is.
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "mine.ipynb").write_text("{}")
+    assert cli.find_notebooks(own) == own
+    assert [p.name for p in own.iterdir()] == ["mine.ipynb"]
+    assert _tree(REPO / "notebooks") == checkout
+
+
+def test_lab_dry_run_from_the_checkout_runs_the_notebooks_elsewhere(tmp_path: Path) -> None:
+    out = subprocess.run([*CLI, "lab", "--dry-run", "--port", "0"], capture_output=True,
+                         text=True, timeout=60, env=isolated_env(tmp_path), cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if "open notebooks in:" in x)
+    root = Path(line.split("open notebooks in:", 1)[1].strip())
+    assert root == tmp_path / "xdg-data" / "natsbook" / "notebooks"
+    assert REPO not in root.parents and "01-quickstart.ipynb" in {p.name for p in
+                                                                  root.iterdir()}
+    assert f"--ServerApp.root_dir={root}" in out.stdout
+
+
+def test_a_lab_run_never_writes_into_the_checkout(tmp_path: Path) -> None:
+    """Run from a source checkout with the default notebook folder: what the user does in
+    JupyterLab (save a notebook, make an Untitled one) lands in the copy; the checkout's
+    notebooks/ are byte for byte what they were."""
+    before = _tree(REPO / "notebooks")
+    ready = tmp_path / "lab.json"
+    proc = subprocess.Popen([*CLI, "lab", "--no-browser", "--port", "0", "--rate", "5",
+                             "--ready-file", str(ready)], env=isolated_env(tmp_path),
+                            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        info = wait_json(ready, proc, timeout=120)
+        root = Path(info["notebook_dir"])
+        assert root == tmp_path / "xdg-data" / "natsbook" / "notebooks"
+        auth = {"Authorization": f"token {info['token']}",
+                "Content-Type": "application/json"}
+        api = f"{info['lab_url']}/api/contents"
+        nb = _get(f"{api}/01-quickstart.ipynb", auth)
+        nb["content"]["cells"][0]["source"] = "edited in the lab"
+        for method, url, body in (
+                ("PUT", f"{api}/01-quickstart.ipynb",
+                 {"type": "notebook", "content": nb["content"]}),   # a save / an autosave
+                ("POST", f"{api}/01-quickstart.ipynb/checkpoints", None),
+                ("POST", api, {"type": "notebook"})):               # File > New: Untitled
+            req = urllib.request.Request(url, method=method, headers=auth,
+                                         data=json.dumps(body).encode() if body else b"")
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                assert resp.status in (200, 201)
+    finally:
+        out = _stop(proc, signal.SIGTERM)
+    assert proc.returncode == 0, out
+    assert "edited in the lab" in (root / "01-quickstart.ipynb").read_text()
+    assert (root / "Untitled.ipynb").exists()
+    assert _tree(REPO / "notebooks") == before
+    # The next start keeps the edited notebook and says so.
+    dry = subprocess.run([*CLI, "lab", "--dry-run", "--port", "0"], capture_output=True,
+                         text=True, timeout=60, env=isolated_env(tmp_path), cwd=REPO)
+    assert "kept your changed 01-quickstart.ipynb" in dry.stdout, dry.stdout
+    assert "edited in the lab" in (root / "01-quickstart.ipynb").read_text()
 
 
 def _spy_os_open(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, int, int, int]]:
@@ -281,3 +362,40 @@ def test_private_files_are_never_written_through_an_existing_path(
     with pytest.raises(FileExistsError):
         _run._write_private(link, "x")
     assert not (tmp_path / "elsewhere").exists()
+
+
+def _time_wait_port() -> int:
+    """A loopback port whose only trace is a connection in TIME-WAIT: listened on the way
+    JupyterLab's server listens (SO_REUSEADDR; Linux reuses a TIME-WAIT only when both the
+    old and the new socket set it), one connection accepted and closed by the listening side
+    first (the side that closes first keeps the TIME-WAIT), the listener closed."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = int(listener.getsockname()[1])
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        accepted, _ = listener.accept()
+        accepted.close()
+        client.recv(1)  # the server's FIN has arrived
+        client.close()
+    return port
+
+
+def test_a_port_in_time_wait_is_free_for_the_lab() -> None:
+    """A quick restart of `natsbook lab` keeps 8888: JupyterLab's server binds with
+    SO_REUSEADDR, so a port in TIME-WAIT is free for it, and the probe must agree."""
+    port = _time_wait_port()
+    with socket.socket() as plain, pytest.raises(OSError):  # without SO_REUSEADDR: taken ...
+        plain.bind(("127.0.0.1", port))
+    assert _run._port_free(port)  # ... but JupyterLab would get it
+    # A port someone listens on is still taken, even by a listener with SO_REUSEADDR.
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert not _run._port_free(busy.getsockname()[1])
+    with socket.socket() as wildcard:
+        wildcard.bind(("0.0.0.0", 0))
+        wildcard.listen()
+        assert not _run._port_free(wildcard.getsockname()[1])

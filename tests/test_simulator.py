@@ -190,3 +190,57 @@ def test_readings_are_reproducible_with_a_seed() -> None:
 def test_bad_arguments(kwargs: dict[str, object]) -> None:
     with pytest.raises(BadInputError):
         Simulator(**kwargs)  # type: ignore[arg-type]
+
+
+def test_services_are_nats_micro_services(fconn: natsbook.Connection) -> None:
+    """svc.* belong to the micro service "svc": each of the `responders` instances answers
+    the service API with its endpoints and counters, and every instance answers svc.ping."""
+    with Simulator(fconn, devices=2, rate=1, workers=0, job_rate=0, seed=5, latency=0.1,
+                   responders=3):
+        fconn.request("svc.time", timeout=5)
+        for _ in range(4):
+            fconn.request("svc.lookup", "th-001", timeout=5)
+        with pytest.raises(ServiceError):
+            fconn.request("svc.lookup", "th-404", timeout=5)
+        pings = fconn.request_many("svc.ping", max_wait=2)
+        frame = fconn.services("svc", timeout=2)
+    assert frame["id"].nunique() == 3 and set(frame["name"]) == {"svc"}
+    assert frame.groupby("id")["endpoint"].apply(sorted).map(tuple).unique().tolist() == [
+        ("echo", "lookup", "ping", "stats", "time")]
+    by_ep = frame.groupby("endpoint")
+    assert set(frame.loc[frame["endpoint"] != "ping", "queue_group"]) == {"svc"}
+    assert set(frame.loc[frame["endpoint"] == "ping", "queue_group"]) == {""}
+    assert (set(frame["subject"])
+            == {"svc.time", "svc.echo", "svc.lookup", "svc.stats", "svc.ping"})
+    assert by_ep["requests"].sum().to_dict() == {"echo": 0, "lookup": 5, "ping": 3,
+                                                 "stats": 0, "time": 1}
+    assert by_ep["errors"].sum()["lookup"] == 1
+    lookup = frame[frame["endpoint"] == "lookup"]
+    assert lookup["last_error"].str.contains("404:unknown device 'th-404'").sum() == 1
+    # svc.ping: one answer per instance, each naming its instance
+    assert len(pings) == 3
+    assert sorted(pings["instance"]) == [1, 2, 3] and set(pings["service"]) == {"svc"}
+    assert set(pings["id"]) == set(frame["id"])
+    assert fconn.subscriptions == []  # stop() stopped every instance
+
+
+def test_the_dashboard_services_tab_shows_the_simulator(fconn: natsbook.Connection) -> None:
+    from natsbook.notebook.widgets import ServicesPanel
+    from tests.support.waiting import wait_for
+
+    with Simulator(fconn, devices=1, rate=1, workers=0, job_rate=0, latency=0, responders=2):
+        panel = ServicesPanel(fconn, timeout=1.0)
+        try:
+            assert panel.refresh()
+            wait_for(lambda: "svc.lookup" in panel.table.value, what="the simulator's service")
+            assert panel.frame is not None and panel.frame["id"].nunique() == 2
+            subjects = {v for _label, v in panel.endpoint.options}
+            assert subjects == {"svc.time", "svc.echo", "svc.lookup", "svc.stats", "svc.ping"}
+            panel.endpoint.value = "svc.lookup"
+            panel.payload.value = "th-001"
+            panel.send.click()
+            wait_for(lambda: "TH-" in panel.reply.value or "ENV-" in panel.reply.value,
+                     what="the lookup reply")
+            assert panel.wait_idle()
+        finally:
+            panel.close()

@@ -83,9 +83,20 @@ class Stopper:
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could listen on `port` now.
+
+    The probe binds the way the server will: with SO_REUSEADDR, as tornado (JupyterLab's
+    server) and nats-server do on POSIX. A port whose last connections are in TIME-WAIT
+    (a lab stopped a moment ago) is free for them, so it is free here; a port someone
+    listens on is not. Windows is left without the flag: there it would let two sockets
+    share a port, and tornado does not set it either.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        if os.name != "nt":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
+            s.listen(1)
         except OSError:
             return False
         return True

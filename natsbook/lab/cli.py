@@ -5,19 +5,27 @@ the telemetry simulator against it, and JupyterLab on the example notebooks with
 (and ``NATSBOOK_MONITOR_URL``) set for the kernels. Ctrl-C (SIGINT) or SIGTERM stops everything
 it started, each child by its own handle, and exits 0.
 
-Where the example notebooks come from (``find_notebooks``):
+Where the example notebooks run (``find_notebooks``): always from a copy, never from where
+they ship, so running them (outputs, autosave, ``Untitled.ipynb``, checkpoints) never writes
+into a source checkout or the installed package.
 
-1. ``--notebook-dir DIR``: used as is; when it holds no notebook yet, the examples are copied in.
-2. A source checkout (``notebooks/`` next to the ``natsbook`` package, beside pyproject.toml):
-   used in place, so edits land in the repository.
-3. An installed wheel (examples bundled as ``natsbook/notebooks``): copied into
-   ``./natsbook-notebooks`` (files already there are kept, never overwritten).
+1. ``--notebook-dir DIR``: the examples are copied in when DIR holds no notebook yet (or is a
+   copy natsbook made before); a folder of other notebooks is used as it is.
+2. Otherwise the per-user copy ``$XDG_DATA_HOME/natsbook/notebooks`` (default
+   ``~/.local/share/natsbook/notebooks``), from a source checkout's ``notebooks/`` or the
+   examples a wheel bundles as ``natsbook/notebooks``.
+
+A copy is refreshed when the examples change, one notebook at a time: a notebook still as
+natsbook copied it is replaced by the new version; one the user changed (edited, or run and
+saved with outputs) is kept and named in the lab's output - delete or rename it to get the new
+version. ``.natsbook-examples.json`` in the copy records what natsbook copied.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -47,11 +55,12 @@ from ._run import (
     _write_ready_file,
 )
 
-__all__ = ["find_notebooks", "main"]
+__all__ = ["default_notebook_dir", "find_notebooks", "main"]
 
 #: The natsbook package (the wheel bundles the examples in its notebooks/ folder).
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-COPY_DIR_NAME = "natsbook-notebooks"
+#: What natsbook copied into a notebook folder: {notebook name: sha256 of the copy}.
+MANIFEST = ".natsbook-examples.json"
 LAB_READY_TIMEOUT = 90.0
 
 
@@ -66,36 +75,68 @@ def _examples_source() -> Path | None:
     return None
 
 
-def _copy_examples(src: Path, dest: Path) -> None:
+def default_notebook_dir() -> Path:
+    """The per-user copy of the examples: ``$XDG_DATA_HOME/natsbook/notebooks``, default
+    ``~/.local/share/natsbook/notebooks``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser().resolve() / "natsbook" / "notebooks"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _copy_examples(src: Path, dest: Path) -> list[str]:
+    """Bring the examples in `dest` up to date with `src`; returns the names of notebooks
+    kept because the user changed them while the shipped version changed too."""
     dest.mkdir(parents=True, exist_ok=True)
+    manifest = dest / MANIFEST
+    try:
+        copied = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        copied = {}
+    if not isinstance(copied, dict):
+        copied = {}
+    kept: list[str] = []
     for nb in sorted(src.glob("*.ipynb")):
         target = dest / nb.name
-        if not target.exists():
-            shutil.copy2(nb, target)
+        new = _sha256(nb)
+        if target.exists():
+            have = _sha256(target)
+            if have != new and copied.get(nb.name) != have:
+                kept.append(nb.name)  # not what natsbook copied: the user's, never replaced
+                continue
+        if not target.exists() or _sha256(target) != new:
+            shutil.copyfile(nb, target)
+        copied[nb.name] = new
+    manifest.write_text(json.dumps(copied, indent=1, sort_keys=True))
+    return kept
 
 
-def find_notebooks(notebook_dir: str | os.PathLike[str] | None = None,
-                   *, cwd: str | os.PathLike[str] | None = None) -> Path:
-    """The directory JupyterLab opens (see the module docstring for the rules).
+def _notebooks(notebook_dir: str | os.PathLike[str] | None) -> tuple[Path, list[str]]:
+    """(the folder JupyterLab opens, the edited examples kept there)."""
+    src = _examples_source()
+    if notebook_dir is not None:
+        dest = Path(notebook_dir).expanduser().resolve()
+        ours = (dest / MANIFEST).exists() or not any(dest.glob("*.ipynb"))
+        kept = _copy_examples(src, dest) if src is not None and ours else []
+        dest.mkdir(parents=True, exist_ok=True)
+        return dest, kept
+    if src is None:
+        raise BadInputError("no example notebooks found (neither a source checkout nor bundled "
+                            "in the package) - reinstall natsbook, or pass --notebook-dir DIR")
+    dest = default_notebook_dir()
+    return dest, _copy_examples(src, dest)
+
+
+def find_notebooks(notebook_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The directory JupyterLab opens, with the examples copied in or refreshed (the rules
+    are in the module docstring).
 
     Raises:
         BadInputError: no example notebooks can be found (a broken install).
     """
-    src = _examples_source()
-    if notebook_dir is not None:
-        dest = Path(notebook_dir).expanduser().resolve()
-        if not any(dest.glob("*.ipynb")) and src is not None:
-            _copy_examples(src, dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        return dest
-    if src is None:
-        raise BadInputError("no example notebooks found (neither a source checkout nor bundled "
-                            "in the package) - reinstall natsbook, or pass --notebook-dir DIR")
-    if src == PACKAGE_DIR.parent / "notebooks":
-        return src
-    dest = Path(cwd or os.getcwd()).resolve() / COPY_DIR_NAME
-    _copy_examples(src, dest)
-    return dest
+    return _notebooks(notebook_dir)[0]
 
 
 # -- natsbook server -------------------------------------------------------------------------
@@ -216,6 +257,11 @@ def _quiet_lab_config(tmp: Path) -> str:
     return os.pathsep.join(p for p in (str(tmp / "config"), rest) if p)
 
 
+def _kept_note(kept: Sequence[str]) -> str:
+    return (f"kept your changed {', '.join(kept)} (the example changed since; delete or "
+            "rename yours to get the new version)")
+
+
 def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     """SIGTERM (Jupyter then shuts its kernels down), SIGKILL to its group if it hangs."""
     if proc.poll() is not None:
@@ -239,7 +285,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
     out = sys.stdout
     try:
-        root = find_notebooks(args.notebook_dir)
+        root, kept = _notebooks(args.notebook_dir)
     except NatsbookError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -256,6 +302,8 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
         print(f"  start nats-server: {server}", file=out)
         print(f"  start the simulator: {'no' if args.no_simulator else 'yes'}", file=out)
         print(f"  open notebooks in: {root}", file=out)
+        if kept:
+            print(f"  {_kept_note(kept)}", file=out)
         print(f"  run: {' '.join(cmd)}", file=out)
         return 0
 
@@ -318,6 +366,8 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
             print(f"  simulator   {len(sim.devices)} devices at {sim.rate:g}/s on "
                   "telemetry.<site>.<device>, svc.*, jobs.*", file=out)
         print(f"  notebooks   {root}", file=out)
+        if kept:
+            print(f"              {_kept_note(kept)}", file=out)
         print(f"  JupyterLab  {base}/lab?token={token}", file=out)
         print(f"  lab log     {log_path}", file=out)
         print("Ctrl-C stops everything.", file=out, flush=True)
@@ -388,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--port", type=int, default=None,
                      help="JupyterLab port (default 8888, or a free one if taken; 0: free)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    lab.add_argument("--notebook-dir", help="open this directory (examples copied in if empty)")
+    lab.add_argument("--notebook-dir",
+                     help="run the notebooks here (the examples are copied in if it has no "
+                          "notebook; default ~/.local/share/natsbook/notebooks)")
     lab.add_argument("--ready-file",
                      help="write URLs, token and PIDs as JSON here once ready (for scripts)")
     lab.add_argument("--dry-run", action="store_true",

@@ -8,10 +8,16 @@ and a background thread::
                                 stuck sensor reading 85.0; about 1 in 200 is malformed: truncated
                                 JSON, key=value text or binary junk). Injected readings carry a
                                 ``Sim-Injected: anomaly|malformed`` header: the ground truth.
-    svc.time / svc.echo /       request/reply services (queue group "svc", `responders`
-    svc.lookup / svc.stats      members each, so requests are answered concurrently) with a
-                                realistic, variable latency; svc.lookup answers a 404 service
-                                error for an unknown device.
+    svc.time / svc.echo /       request/reply endpoints of the NATS micro service "svc"
+    svc.lookup / svc.stats      (``responders`` instances, 8 by default, each endpoint in the
+                                queue group "svc", so requests are answered concurrently) with
+                                a realistic, variable latency; svc.lookup answers a 404 service
+                                error for an unknown device. Each instance answers the service
+                                API ($SRV.PING/INFO/STATS): ``conn.services()``, the
+                                dashboard's Services tab and ``nats micro ls`` list them with
+                                their counters.
+    svc.ping                    answered by every instance (no queue group): a scatter-gather
+                                target, ``%nats_req svc.ping --replies 5``.
     jobs.<kind>                 jobs published at ``job_rate``; a pool of workers (queue group
                                 "workers") takes each one, publishes ``results.<kind>`` and
                                 replies when the job was sent as a request.
@@ -35,17 +41,21 @@ from typing import Any
 import orjson
 
 from ..client import Connection, Subscription, connect
-from ..errors import BadInputError, ConnectionClosedError, NatsbookError
+from ..errors import BadInputError, ConnectionClosedError, NatsbookError, ServiceError
+from ..ops import Service
 from ..wire import Msg
 
-__all__ = ["DEFAULT_SITES", "SERVICES", "STATUSES", "Simulator"]
+__all__ = ["DEFAULT_SITES", "SERVICES", "SERVICE_NAME", "STATUSES", "Simulator"]
 
 #: Sites the devices are spread over, round robin.
 DEFAULT_SITES: tuple[str, ...] = ("berlin", "lisbon", "oslo")
 #: Every value a reading's ``status`` field can take.
 STATUSES: tuple[str, ...] = ("ok", "low_battery", "error")
-#: The request/reply services under ``svc.``.
+#: The request/reply endpoints under ``svc.`` (each in the queue group "svc").
 SERVICES: tuple[str, ...] = ("time", "echo", "lookup", "stats")
+#: The micro service (NATS service API) the endpoints belong to, and its version.
+SERVICE_NAME = "svc"
+SERVICE_VERSION = "1.0.0"
 JOB_KINDS: tuple[str, ...] = ("resize", "report", "backup")
 _SITE_OFFSET = {"berlin": 0.0, "lisbon": 3.0, "oslo": -4.0}
 _MODELS = ("TH-100", "TH-200", "ENV-3")
@@ -80,10 +90,12 @@ class Simulator:
         sites: site names (subject tokens) the devices are spread over.
         anomaly_rate: fraction of readings that are anomalies.
         malformed_rate: fraction of readings whose payload is not valid JSON.
-        services: serve ``svc.time``, ``svc.echo``, ``svc.lookup`` and ``svc.stats``.
-        responders: members of each service's queue group, each answering on its own thread:
-            a load test (``%nats_req svc.echo --count 10000``) measures the client, not one
-            busy responder.
+        services: run the micro service ``svc``: ``svc.time``, ``svc.echo``, ``svc.lookup``,
+            ``svc.stats`` and ``svc.ping``.
+        responders: instances of the service; each endpoint's queue group has one member per
+            instance, each answering on its own thread: a load test
+            (``%nats_req svc.echo --count 10000``) measures the client, not one busy
+            responder.
         workers: size of the ``jobs.>`` worker pool (queue group ``workers``); 0 for none.
         job_rate: jobs published per second on ``jobs.<kind>`` (0: none; workers still
             answer jobs that others send).
@@ -142,6 +154,8 @@ class Simulator:
         self.devices = [self._make_device(i, list(sites)) for i in range(devices)]
         self._by_name = {d.name: d for d in self.devices}
         self._subs: list[Subscription] = []
+        #: The running instances of the micro service ``svc`` (empty when stopped).
+        self.instances: list[Service] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -231,13 +245,22 @@ class Simulator:
                 self.conn = connect(url, name="natsbook-simulator")
             conn = self.conn
             if self.services:
-                for name in SERVICES:
-                    # One dispatcher thread per subscription: `responders` members answer
-                    # side by side, as a service scaled out with a queue group does.
-                    for _ in range(self.responders):
-                        self._subs.append(conn.subscribe(f"svc.{name}", queue="svc",
-                                                         capture=False,
-                                                         callback=self._service(name)))
+                # `responders` instances, as a service scaled out: each endpoint subscription
+                # has its own dispatcher thread, so the queue group answers side by side.
+                for i in range(self.responders):
+                    svc = conn.add_service(
+                        SERVICE_NAME, SERVICE_VERSION,
+                        description="natsbook's simulated services: svc.time, svc.echo, "
+                                    "svc.lookup, svc.stats; svc.ping answers from every "
+                                    "instance",
+                        metadata={"instance": f"{i + 1}/{self.responders}",
+                                  "source": "natsbook simulator"})
+                    self.instances.append(svc)
+                    for name in SERVICES:
+                        svc.endpoint(name, self._service(name), subject=f"svc.{name}",
+                                     queue="svc")
+                    svc.endpoint("ping", self._ping(svc, i + 1), subject="svc.ping",
+                                 queue=None)
             for w in range(self.workers):
                 self._subs.append(conn.subscribe("jobs.>", queue="workers", capture=False,
                                                  callback=self._worker(f"worker-{w + 1}")))
@@ -262,8 +285,11 @@ class Simulator:
     def _cleanup(self) -> None:
         conn = self.conn
         subs, self._subs = self._subs, []
+        instances, self.instances = self.instances, []
         if conn is None or conn.is_closed:
             return
+        for svc in instances:
+            svc.stop()
         for sub in subs:
             try:
                 sub.unsubscribe()
@@ -357,26 +383,26 @@ class Simulator:
         time.sleep(ms * self.latency / 1000.0)
 
     def _service(self, name: str) -> Any:
-        def handle(msg: Msg) -> None:
-            if not msg.reply:
-                return
+        """The endpoint handler: its return value is the reply; a ServiceError it raises is
+        the error reply (Nats-Service-Error headers) and counts in the instance's STATS."""
+        def handle(msg: Msg) -> Any:
             self._count_service(name)
             self._enter()
             try:
-                reply: Any = self._answer(name, msg)
+                return self._answer(name, msg)
             except LookupError as exc:
-                # Answered as a service error by hand: raising would also log the failure,
-                # which lands in whatever notebook cell happens to be running.
-                msg.respond(str(exc), headers={"Nats-Service-Error": str(exc),
-                                               "Nats-Service-Error-Code": "404"})
-                return
+                raise ServiceError(msg.subject, 404, str(exc)) from None
             finally:
                 self._leave()
-            if isinstance(reply, Msg):
-                msg.respond(reply.data, headers=reply.headers.to_dict() if reply.headers
-                            else None)
-            else:
-                msg.respond(reply)
+        return handle
+
+    def _ping(self, svc: Service, instance: int) -> Any:
+        def handle(msg: Msg) -> Any:
+            self._count_service("ping")
+            self._delay(0.3)
+            return {"service": svc.name, "id": svc.id, "instance": instance,
+                    "of": self.responders,
+                    "uptime_s": round(time.time() - svc.started.timestamp(), 3)}
         return handle
 
     def _answer(self, name: str, msg: Msg) -> Any:
