@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import BadInputError
 from . import _sql
@@ -41,7 +40,7 @@ def _snapshot_table(sub: Subscription) -> pa.Table:
     often; sealing each time would leave many tiny batches behind)."""
     assert sub.store is not None
     spilled, batches, _ = sub.store.snapshot()
-    tables = [pq.read_table(p, schema=SCHEMA) for p in spilled]
+    tables = sub.store.read_parts(spilled)
     tables.append(pa.Table.from_batches(batches, SCHEMA))
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 

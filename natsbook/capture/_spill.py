@@ -37,6 +37,8 @@ class SpillParts:
         self._next = 0  # the next part's number (never reused)
         #: Why writing stopped (it never starts again), or None while it works.
         self.error: str | None = None
+        #: (size, mtime) of each part when its footer last read whole.
+        self._checked: dict[Path, tuple[int, int]] = {}
 
     def write(self, table: pa.Table) -> str | None:
         """Write `table` as the next part: None when it is on disk, else why not. The first
@@ -64,11 +66,13 @@ class SpillParts:
         return None
 
     def drop_missing(self) -> tuple[int, int]:
-        """Forget the parts whose file is gone (say, the directory was removed): (parts,
-        rows) forgotten, so the store can count the rows and its readers read what is left."""
+        """Forget the parts whose file is gone (say, the directory was removed) or no longer
+        a whole Parquet file of its rows (truncated, overwritten): (parts, rows) forgotten, so
+        the store can count the rows and its readers read what is left. A part is checked
+        again only when its size or time changed since it last passed (a footer read)."""
         paths, rows, lost = [], [], 0
         for path, n in zip(self.paths, self.rows, strict=True):
-            if path.exists():
+            if self._whole(path, n):
                 paths.append(path)
                 rows.append(n)
             else:
@@ -77,6 +81,31 @@ class SpillParts:
         if gone:
             self.paths, self.rows = paths, rows
         return gone, lost
+
+    def forget(self, path: Path) -> int:
+        """Forget one part a reader could not read; the rows it held (0 if not a part)."""
+        if path not in self.paths:
+            return 0
+        i = self.paths.index(path)
+        del self.paths[i]
+        self._checked.pop(path, None)
+        return self.rows.pop(i)
+
+    def _whole(self, path: Path, rows: int) -> bool:
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        stamp = (st.st_size, st.st_mtime_ns)
+        if self._checked.get(path) == stamp:
+            return True
+        try:
+            ok = pq.read_metadata(path).num_rows == rows
+        except (OSError, pa.ArrowException):
+            ok = False
+        if ok:
+            self._checked[path] = stamp
+        return ok
 
 
 def spill_files(path: str | os.PathLike[str]) -> list[list[Path]]:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..errors import BadInputError
 from ..wire._protocol import HDR_LINE, RawMsg, header_block_error
 from ..wire._runs import MsgRun, RunColumns
 from ._spill import SpillParts, spill_files
@@ -389,14 +390,35 @@ class CaptureStore:
         return gone, lost
 
     def _check_parts_locked(self) -> None:
-        """Before the spill parts are read: leave out (and count) any that disappeared."""
+        """Before the spill parts are read: leave out (and count) any that disappeared or
+        are no longer whole."""
         gone, lost = self._drop_missing_locked()
         if gone:
             assert self._spill is not None
             self._spill_errors += 1
             self._notices.append(
-                f"{gone} spill part files are missing from {os.fspath(self._spill.directory)!r}:"
-                f" their {lost} rows are gone (counted in stats.evicted)")
+                f"{gone} spill part files are missing or unreadable in "
+                f"{os.fspath(self._spill.directory)!r}: their {lost} rows are gone (counted in "
+                "stats.evicted)")
+
+    def read_parts(self, parts: list[Path]) -> list[pa.Table]:
+        """The tables of `parts` (from :meth:`snapshot`), read outside the lock. A part that
+        cannot be read (removed or damaged since the check) is left out and its rows counted
+        as evicted, reported like a missing one: one bad file never breaks a reader."""
+        tables = []
+        for path in parts:
+            try:
+                tables.append(pq.read_table(path, schema=SCHEMA))
+            except (OSError, pa.ArrowException) as exc:
+                with self._lock:
+                    lost = self._spill.forget(path) if self._spill is not None else 0
+                    self._spilled -= lost
+                    self._evicted += lost
+                    self._spill_errors += 1
+                    self._notices.append(
+                        f"spill part {path.name} could not be read ({type(exc).__name__}): its "
+                        f"{lost} rows are gone (counted in stats.evicted)")
+        return tables
 
     def take_notices(self) -> list[str]:
         """What happened to this store that its owner should report (spill failures, the
@@ -435,7 +457,7 @@ class CaptureStore:
             self._check_parts_locked()
             batches = list(self._sealed)
             parts = list(self._spill.paths) if self._spill is not None else []
-        tables = [pq.read_table(p, schema=SCHEMA) for p in parts]
+        tables = self.read_parts(parts)
         tables.append(pa.Table.from_batches(batches, SCHEMA))
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
@@ -496,7 +518,14 @@ def read_spill_dir(path: str | os.PathLike[str]) -> pa.Table:
     sharing the directory) are merged by receive time, as ``conn.to_pandas()`` does, so
     ``last=`` takes the newest."""
     captures = spill_files(path)
-    tables = [pq.read_table(f, schema=SCHEMA) for parts in captures for f in parts]
+    tables = []
+    for f in (f for parts in captures for f in parts):
+        try:
+            tables.append(pq.read_table(f, schema=SCHEMA))
+        except (OSError, pa.ArrowException) as exc:
+            raise BadInputError(f"spill part {os.fspath(f)!r} is not a readable capture part "
+                                f"({type(exc).__name__}: {exc}) - move it out of the directory "
+                                "to read the rest") from None
     if not tables:
         return SCHEMA.empty_table()
     table = pa.concat_tables(tables)

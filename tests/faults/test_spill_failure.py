@@ -120,3 +120,46 @@ def test_failed_spill_write_is_the_captures_error_not_the_connections(
     assert st.received == more == st.stored + st.evicted and st.spill_errors == 1
     assert list(spill.iterdir()) == []
     assert conn.stats["reconnects"] == 0
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "truncate-after-check"])
+def test_a_damaged_spill_part_is_counted_not_fatal(server: natsbook.LocalServer,
+                                                   subject: str, tmp_path: Path,
+                                                   damage: str) -> None:
+    """A part file truncated or overwritten on disk (a bad sector, a torn write, another
+    program) is that capture's loss, counted: every reader of the capture, and of every other
+    capture, keeps working, and the counts add up."""
+    d = tmp_path / "spill"
+    conn = natsbook.connect(server.url)
+    try:
+        sub = conn.subscribe(f"{subject}.a", spill=d, max_bytes=1_000_000)
+        other = conn.subscribe(f"{subject}.b")
+        for _ in range(30_000):
+            conn.publish(f"{subject}.a", b"x" * 100)
+        conn.publish(f"{subject}.b", b"fine")
+        conn.flush(10)
+        assert wait_for(lambda: sub.received == 30_000 and other.received == 1)
+        assert sub.stats.spilled > 0
+        if damage == "truncate-after-check":
+            sub.to_pandas()  # the parts were checked whole once; damaged after that
+        part = sorted(d.glob("*.parquet"))[0]
+        if damage.startswith("truncate"):
+            with open(part, "r+b") as f:
+                f.truncate(100)
+        else:
+            size = part.stat().st_size
+            part.write_bytes(b"\0" * size)  # same size: only a read can tell
+        frame = sub.to_pandas(decode="bytes")
+        st = sub.stats
+        assert st.received == st.stored + st.evicted == 30_000
+        assert len(frame) == st.stored < 30_000
+        assert st.spill_errors >= 1
+        assert any("spill part" in e for _, e in conn.errors)
+        assert len(conn.to_pandas()) == st.stored + 1
+        assert len(sub.messages(st.stored + 5)) == st.stored
+        assert other.to_pandas()["data"].tolist() == ["fine"]
+        with pytest.raises(natsbook.NatsbookError, match="move it out"):
+            natsbook.read_capture(d)
+        assert conn.stats["reconnects"] == 0
+    finally:
+        conn.close()
