@@ -140,6 +140,31 @@ def test_add_discovered() -> None:
     assert [s.url for s in insecure] == ["nats://a:1", "nats://b:2", "nats://c:3", "tls://d:4"]
 
 
+
+def test_add_discovered_prunes_caps_and_skips_bad_urls() -> None:
+    """As nats.go: a discovered server missing from a non-empty announcement leaves the pool,
+    configured servers and the current one never do; an empty announcement (or one of bad
+    URLs only) prunes nothing. At most `cap` discovered servers; bad URLs are returned."""
+    pool = [parse_url("nats://a:1")]
+    assert add_discovered(pool, pool[0], ["b:2", "c:3", "d:4"]) == []
+    current = pool[2]  # connected to a discovered server
+    assert add_discovered(pool, current, ["d:4", "e:5", "a:1"]) == []
+    assert [s.url for s in pool] == ["nats://a:1", "nats://c:3", "nats://d:4", "nats://e:5"]
+    assert add_discovered(pool, current, []) == []
+    assert add_discovered(pool, current, ["[::1", "x:99999"]) == [
+        "ignored an announced server URL '[::1': Invalid IPv6 URL",
+        "ignored an announced server URL 'x:99999': bad port in server URL x:... - use "
+        "nats://host:4222"]
+    assert len(pool) == 4
+    assert add_discovered(pool, pool[0], ["f:6", "g:7", "h:8", "i:9"], cap=2) == [
+        "the cluster announced more than 2 servers: the rest are ignored (at most 2 "
+        "discovered servers join the pool)"]
+    assert [s.url for s in pool] == ["nats://a:1", "nats://f:6", "nats://g:7"]
+    # A secret in a bad URL is not reported.
+    notes = add_discovered(pool, pool[0], ["nats://u:secret@[::1"])
+    assert notes == ["ignored an announced server URL 'nats://***@[::1': Invalid IPv6 URL"]
+
+
 # ------------------------------------------------------------------ credentials and seeds
 def test_credentials_repr_names_kinds_only() -> None:
     assert repr(Credentials()) == "Credentials(none)"

@@ -120,6 +120,11 @@ class _Engine(_SendQueue):
         self._resp_tokens = itertools.count(1)
 
         self._gaps: list[Gap] = []
+        #: What add_discovered skipped and was reported (each once).
+        self._discovery_notes: set[str] = set()
+        #: When each server was last tried or connected to (time.monotonic()): none is tried
+        #: again within reconnect_wait of that (as nats.go's per-server lastAttempt).
+        self._last_attempt: dict[ServerURL, float] = {}
         self.errors: deque[tuple[float, str]] = deque(maxlen=200)
         self._in_msgs = self._in_bytes = self._out_msgs = self._out_bytes_total = 0
         self._reconnects = 0
@@ -184,6 +189,7 @@ class _Engine(_SendQueue):
         self._sock = sock
         self._direct_sock = sock if type(sock) is socket.socket else None
         self._server = server
+        self._last_attempt[server] = time.monotonic()
         self._parser.reset()
         self._on_info(info)
         self._lame = False
@@ -350,7 +356,13 @@ class _Engine(_SendQueue):
             # Clamp: a server claiming a huge max_payload must not unbound our buffers.
             self._parser.max_payload = min(max(mp, 1024) + 64 * 1024, HARD_MAX_FRAME)
         if self._discovery:
-            add_discovered(self._pool, self._server, info.get("connect_urls") or [], self._tls)
+            notes = add_discovered(self._pool, self._server, info.get("connect_urls") or [],
+                                   self._tls)
+            for text in notes:
+                # Each once: a server repeating its INFO must not flood conn.errors.
+                if text not in self._discovery_notes and len(self._discovery_notes) < 32:
+                    self._discovery_notes.add(text)
+                    self._report(text)
         if info.get("ldm"):
             self._report(f"{self._server.url} entered lame duck mode; moving to another server")
             self._lame = True

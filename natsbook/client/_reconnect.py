@@ -121,9 +121,21 @@ class _Reconnecting(_Engine):
                 # Leave a lame-duck (or failed) server for last; start with the next one.
                 i = pool.index(lame)
                 pool = pool[i + 1:] + pool[:i + 1]
+            # As nats.go: no server is tried again within reconnect_wait of its last attempt
+            # or connect, or a server that drops us right after the handshake is reconnected
+            # to in a storm (a success resets the backoff below).
+            members = set(pool)
+            last = self._last_attempt = {s: t for s, t in self._last_attempt.items()
+                                         if s in members}
+            tried = False
             for server in pool:
                 if self._stop.is_set():
                     return False
+                now = time.monotonic()
+                if server in last and now - last[server] < self.reconnect_wait:
+                    continue
+                last[server] = now
+                tried = True
                 try:
                     sock, info, rest = handshake(server, self._creds, self._tls, name=self.name,
                                                  timeout=self.connect_timeout, echo=self._echo)
@@ -146,6 +158,12 @@ class _Reconnecting(_Engine):
                     self._report(f"protocol error from {server.url} on reconnect: {exc}")
                     continue
                 return True
+            if not tried:
+                # Every server was tried (or connected to) too recently: wait for the first
+                # to be due. Not a round: the backoff and max_reconnect_attempts count on.
+                due = min((last.get(s, 0.0) for s in pool), default=0.0) + self.reconnect_wait
+                self._stop.wait(max(due - time.monotonic(), 0.001))
+                continue
             attempt += 1
             if 0 <= self.max_reconnect_attempts < attempt:
                 self._set_closed(f"gave up after {attempt} reconnect rounds")

@@ -457,9 +457,15 @@ def handshake(server: ServerURL, creds: Credentials, tls: TLSOptions, *, name: s
         raise
 
 
+#: At most this many discovered servers join a pool: a cluster announcing more (a hostile or
+#: misconfigured server) cannot grow the pool, or the time each INFO and reconnect takes.
+MAX_DISCOVERED = 256
+
+
 def add_discovered(pool: list[ServerURL], current: ServerURL, urls: list[str],
-                   tls: TLSOptions | None = None) -> None:
-    """Add the servers a cluster announced (INFO ``connect_urls``) to `pool`, in place.
+                   tls: TLSOptions | None = None, cap: int = MAX_DISCOVERED) -> list[str]:
+    """Add the servers a cluster announced (INFO ``connect_urls``) to `pool`, in place, and
+    prune the discovered ones it no longer announces; return what was skipped, to report.
 
     nats-server tells a WebSocket client the cluster's WebSocket URLs and a TCP client its
     client ports (as nats.go expects): a URL of the other kind never joins the pool. Announced
@@ -468,15 +474,37 @@ def add_discovered(pool: list[ServerURL], current: ServerURL, urls: list[str],
     require TLS, an announced ``nats://`` / ``ws://`` URL joins as ``tls://`` / ``wss://``, as
     nats.go adds announced servers with the scheme of a secure connection (handshake() refuses
     a server that offers no TLS either way).
+
+    As nats.go: a discovered server missing from a non-empty announcement leaves the pool
+    (configured servers and `current` never do). At most `cap` discovered servers are kept;
+    an announced URL that does not parse is skipped, never raised.
     """
+    notes: list[str] = []
     secure = tls is not None and tls.required
-    known = {(s.host, s.port) for s in pool}
+    announced: list[ServerURL] = []
     for url in urls:
         try:
             s = parse_url(url if "://" in url else f"{current.scheme}://{url}", discovered=True)
-        except BadInputError:
+        except (BadInputError, ValueError) as exc:
+            text = str(exc).removeprefix("natsbook: ")
+            notes.append(f"ignored an announced server URL {redact_url(url)[:100]!r}: "
+                         f"{text[:200]}")
             continue
-        if s.websocket != current.websocket or (s.host, s.port) in known:
+        if s.websocket != current.websocket:
+            continue
+        announced.append(s)
+    if announced:
+        keep = {(s.host, s.port) for s in announced}
+        pool[:] = [s for s in pool if not s.discovered or s == current
+                   or (s.host, s.port) in keep]
+    known = {(s.host, s.port) for s in pool}
+    count = sum(1 for s in pool if s.discovered)
+    over = False
+    for s in announced:
+        if (s.host, s.port) in known:
+            continue
+        if count >= cap:
+            over = True
             continue
         if secure and s.scheme in ("nats", "ws"):
             s = dataclasses.replace(s, scheme="tls" if s.scheme == "nats" else "wss")
@@ -486,3 +514,8 @@ def add_discovered(pool: list[ServerURL], current: ServerURL, urls: list[str],
                                     token=origin.token)
         pool.append(s)
         known.add((s.host, s.port))
+        count += 1
+    if over:
+        notes.append(f"the cluster announced more than {cap} servers: the rest are ignored "
+                     f"(at most {cap} discovered servers join the pool)")
+    return notes
