@@ -152,7 +152,8 @@ def test_add_discovered_prunes_caps_and_skips_bad_urls() -> None:
     assert [s.url for s in pool] == ["nats://a:1", "nats://c:3", "nats://d:4", "nats://e:5"]
     assert add_discovered(pool, current, []) == []
     assert add_discovered(pool, current, ["[::1", "x:99999"]) == [
-        "ignored an announced server URL '[::1': Invalid IPv6 URL",
+        "ignored an announced server URL '[::1': bad host in server URL '[::1' - use "
+        "nats://host:4222 or nats://[::1]:4222",
         "ignored an announced server URL 'x:99999': bad port in server URL x:... - use "
         "nats://host:4222"]
     assert len(pool) == 4
@@ -162,7 +163,8 @@ def test_add_discovered_prunes_caps_and_skips_bad_urls() -> None:
     assert [s.url for s in pool] == ["nats://a:1", "nats://f:6", "nats://g:7"]
     # A secret in a bad URL is not reported.
     notes = add_discovered(pool, pool[0], ["nats://u:secret@[::1"])
-    assert notes == ["ignored an announced server URL 'nats://***@[::1': Invalid IPv6 URL"]
+    assert notes == ["ignored an announced server URL 'nats://***@[::1': bad host in server "
+                     "URL '[::1' - use nats://host:4222 or nats://[::1]:4222"]
 
 
 # ------------------------------------------------------------------ credentials and seeds

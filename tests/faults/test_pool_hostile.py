@@ -107,7 +107,8 @@ def test_announced_servers_are_capped_and_pruned(fake: Callable[..., FakeServer]
         conn.close()
 
 
-BAD = "ignored an announced server URL '[::1': Invalid IPv6 URL"
+BAD = ("ignored an announced server URL '[::1': bad host in server URL '[::1' - use "
+       "nats://host:4222 or nats://[::1]:4222")
 
 
 def test_unparsable_announced_url_after_connect(fake: Callable[..., FakeServer]) -> None:
