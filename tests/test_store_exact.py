@@ -504,8 +504,8 @@ def test_spill_parts_gone_from_disk_are_counted_not_read(tmp_path: Path) -> None
     st = store.stats
     assert (st.received, st.stored, st.spilled, st.evicted, st.spill_errors) == (6, 4, 4, 2, 1)
     assert store.take_notices() == [
-        f"1 spill part files are missing from {str(tmp_path)!r}: their 2 rows are gone "
-        "(counted in stats.evicted)"]
+        f"1 spill part files are missing or unreadable in {str(tmp_path)!r}: their 2 rows are "
+        "gone (counted in stats.evicted)"]
     assert store.spill_error is None  # the directory still takes parts
     store.append(rows(1, 6), T0)
     store.flush_spill()

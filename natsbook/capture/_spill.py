@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["SpillParts", "spill_files"]
+__all__ = ["SpillParts", "read_part", "spill_files"]
 
 #: A spill part's name: its capture's prefix, then ``-<part number>.parquet``.
 _PART_NAME = re.compile(r"(.+)-(\d+)\.parquet")
@@ -119,3 +119,11 @@ def spill_files(path: str | os.PathLike[str]) -> list[list[Path]]:
         key, number = (m.group(1), int(m.group(2))) if m else (f.name, 0)
         groups.setdefault(key, []).append((number, f.name, f))
     return [[f for _, _, f in sorted(groups[key])] for key in sorted(groups)]
+
+
+def read_part(path: Path, schema: pa.Schema) -> pa.Table | str:
+    """A part file's table, or why it cannot be read (removed or damaged on disk)."""
+    try:
+        return pq.read_table(path, schema=schema)
+    except (OSError, pa.ArrowException) as exc:
+        return f"{type(exc).__name__}: {exc}"

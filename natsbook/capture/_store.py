@@ -26,12 +26,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..errors import BadInputError
 from ..wire._protocol import HDR_LINE, RawMsg, header_block_error
 from ..wire._runs import MsgRun, RunColumns
-from ._spill import SpillParts, spill_files
+from ._spill import SpillParts, read_part, spill_files
 
 __all__ = ["DEFAULT_BUDGET", "DEFAULT_MAX_BYTES", "SCHEMA", "CaptureBudget", "CaptureStore",
            "StoreStats", "read_spill_dir"]
@@ -393,31 +392,27 @@ class CaptureStore:
         """Before the spill parts are read: leave out (and count) any that disappeared or
         are no longer whole."""
         gone, lost = self._drop_missing_locked()
-        if gone:
-            assert self._spill is not None
+        if gone and self._spill is not None:
             self._spill_errors += 1
-            self._notices.append(
-                f"{gone} spill part files are missing or unreadable in "
-                f"{os.fspath(self._spill.directory)!r}: their {lost} rows are gone (counted in "
-                "stats.evicted)")
+            self._notices.append(f"{gone} spill part files are missing or unreadable in "
+                                 f"{os.fspath(self._spill.directory)!r}: their {lost} rows are "
+                                 "gone (counted in stats.evicted)")
 
     def read_parts(self, parts: list[Path]) -> list[pa.Table]:
         """The tables of `parts` (from :meth:`snapshot`), read outside the lock. A part that
-        cannot be read (removed or damaged since the check) is left out and its rows counted
-        as evicted, reported like a missing one: one bad file never breaks a reader."""
+        cannot be read (removed or damaged since the check) is left out, its rows counted as
+        evicted and reported: one bad file never breaks a reader."""
         tables = []
         for path in parts:
-            try:
-                tables.append(pq.read_table(path, schema=SCHEMA))
-            except (OSError, pa.ArrowException) as exc:
-                with self._lock:
-                    lost = self._spill.forget(path) if self._spill is not None else 0
-                    self._spilled -= lost
-                    self._evicted += lost
-                    self._spill_errors += 1
-                    self._notices.append(
-                        f"spill part {path.name} could not be read ({type(exc).__name__}): its "
-                        f"{lost} rows are gone (counted in stats.evicted)")
+            if not isinstance(got := read_part(path, SCHEMA), str):
+                tables.append(got)
+                continue
+            with self._lock:
+                lost = self._spill.forget(path) if self._spill is not None else 0
+                self._spilled, self._evicted = self._spilled - lost, self._evicted + lost
+                self._spill_errors += 1
+                self._notices.append(f"spill part {path.name} could not be read ({got}): its "
+                                     f"{lost} rows are gone (counted in stats.evicted)")
         return tables
 
     def take_notices(self) -> list[str]:
@@ -518,14 +513,11 @@ def read_spill_dir(path: str | os.PathLike[str]) -> pa.Table:
     sharing the directory) are merged by receive time, as ``conn.to_pandas()`` does, so
     ``last=`` takes the newest."""
     captures = spill_files(path)
-    tables = []
-    for f in (f for parts in captures for f in parts):
-        try:
-            tables.append(pq.read_table(f, schema=SCHEMA))
-        except (OSError, pa.ArrowException) as exc:
+    files = [f for parts in captures for f in parts]
+    for f, got in zip(files, tables := [read_part(f, SCHEMA) for f in files], strict=True):
+        if isinstance(got, str):
             raise BadInputError(f"spill part {os.fspath(f)!r} is not a readable capture part "
-                                f"({type(exc).__name__}: {exc}) - move it out of the directory "
-                                "to read the rest") from None
+                                f"({got}) - move it out of the directory to read the rest")
     if not tables:
         return SCHEMA.empty_table()
     table = pa.concat_tables(tables)
