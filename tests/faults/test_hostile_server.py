@@ -105,7 +105,7 @@ def test_bad_info_field_refused_before_connect(fake: Callable[..., FakeServer],
     with pytest.raises(ConnectError) as info:
         natsbook.connect(srv.url.replace("nats://", "nats://alice:pw-S3CRET@"),
                          connect_timeout=CONNECT_TIMEOUT, reconnect=False)
-    assert time.monotonic() - start < CONNECT_TIMEOUT + 2.0
+    assert time.monotonic() - start < CONNECT_TIMEOUT + 10.0  # refused, not hung
     assert str(info.value) == f"natsbook: {srv.url} sent a bad INFO: {words}"
     assert info.value.url == srv.url
     wait_for(lambda: srv.accepted == 1)

@@ -109,8 +109,8 @@ def test_close_on_a_quiet_connection_does_not_wait(fake: Callable[..., FakeServe
     srv = fake(lambda p: (hello(p), keep_open(p, 5)))
     c = natsbook.connect(srv.url, reconnect=False, ping_interval=60)
     start = time.monotonic()
-    c.close(timeout=3.0)
-    assert time.monotonic() - start < 1.0
+    c.close(timeout=30.0)
+    assert time.monotonic() - start < 10.0  # a round trip would have waited the 30 s
     assert c.stats["unsent_msgs"] == 0 and not c.errors
 
 
@@ -132,7 +132,9 @@ def test_close_against_a_server_that_stops_reading(fake: Callable[..., FakeServe
         start = time.monotonic()
         c.close(timeout=1.0)
         elapsed = time.monotonic() - start
-        assert 1.0 <= elapsed < 2.5, f"close took {elapsed:.2f}s"
+        # At least its timeout; at most a hang check (stopping the I/O thread may take the
+        # timeout again, callback threads 2 s each).
+        assert 1.0 <= elapsed < 10.0, f"close took {elapsed:.2f}s"
     finally:
         go.set()
     st = c.stats

@@ -48,6 +48,8 @@ class FakeServer:
         self.port = self.sock.getsockname()[1]
         self.url = f"nats://127.0.0.1:{self.port}"
         self.accepted = 0
+        #: time.monotonic() of each accept, in order
+        self.accepted_at: list[float] = []
         self.stop = threading.Event()
         self.peers: list[socket.socket] = []
         self.thread = threading.Thread(target=self._serve, daemon=True, name="fake-nats")
@@ -61,6 +63,7 @@ class FakeServer:
                 continue
             peer.settimeout(5)
             self.peers.append(peer)
+            self.accepted_at.append(time.monotonic())
             script = self.scripts[min(self.accepted, len(self.scripts) - 1)]
             self.accepted += 1
             threading.Thread(target=self._run, args=(script, peer), daemon=True).start()
