@@ -16,7 +16,7 @@ import pytest
 
 import natsbook
 from natsbook.errors import ConnectError, FlushTimeout, NatsbookError, ProtocolError, TLSError
-from tests.support.fake_roles import info_line, serve_pings, typed_info_then_pong
+from tests.support.fake_roles import info_line, typed_info_then_pong
 from tests.support.fake_server import (
     INFO,
     FakeServer,
@@ -27,6 +27,7 @@ from tests.support.fake_server import (
     keep_open,
     ping_flood,
     read_until,
+    serve_pings,
     well_behaved,
     well_behaved_for,
 )

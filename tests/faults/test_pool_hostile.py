@@ -14,7 +14,7 @@ import pytest
 
 import natsbook
 from natsbook.errors import NatsbookError
-from tests.support.fake_roles import info_line, serve_pings
+from tests.support.fake_roles import info_line
 from tests.support.fake_server import (
     FakeServer,
     Script,
@@ -22,6 +22,7 @@ from tests.support.fake_server import (
     hello,
     ping_flood,
     read_until,
+    serve_pings,
 )
 
 from .helpers import wait_for

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
 from typing import Any
 
 import orjson
 
-from tests.support.fake_server import Script, read_until
+from tests.support.fake_server import Script, read_until, serve_pings
 
-__all__ = ["BASE_INFO", "info_line", "plain_role", "serve_pings", "server_tls_context",
+__all__ = ["BASE_INFO", "info_line", "plain_role", "server_tls_context",
            "tls_role", "typed_info_then_pong"]
 
 #: The INFO fields of tests.support.fake_server.INFO, as a dict to add fields to.
@@ -37,26 +36,6 @@ def server_tls_context(pki: dict[str, str]) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(pki["cert"], pki["key"])
     return ctx
-
-
-def serve_pings(peer: socket.socket, seconds: float, got: list[bytes] | None = None) -> None:
-    """Answer each PING with a PONG for `seconds` (recording what arrives into `got`), or until
-    the client closes."""
-    peer.settimeout(0.05)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            data = peer.recv(65536)
-        except TimeoutError:
-            continue
-        except (ssl.SSLError, OSError):
-            return
-        if not data:
-            return
-        if got is not None:
-            got.append(data)
-        for _ in range(data.count(b"PING\r\n")):
-            peer.sendall(b"PONG\r\n")
 
 
 def tls_role(ctx: ssl.SSLContext, info: bytes, got: list[bytes], serve_for: float) -> Script:

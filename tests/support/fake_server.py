@@ -8,6 +8,7 @@ every wait here is bounded. Tests use the `fake` fixture (import it into the tes
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ __all__ = [
     "ping_flood",
     "read_until",
     "reads_later",
+    "serve_pings",
     "well_behaved",
     "well_behaved_for",
 ]
@@ -136,15 +138,25 @@ def well_behaved(peer: socket.socket) -> None:
 
 def well_behaved_for(peer: socket.socket, seconds: float) -> None:
     hello(peer)
-    peer.settimeout(0.1)
+    serve_pings(peer, seconds)
+
+
+def serve_pings(peer: socket.socket, seconds: float, got: list[bytes] | None = None) -> None:
+    """Answer each PING with a PONG for `seconds` (recording what arrives into `got`), or until
+    the client closes."""
+    peer.settimeout(0.05)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
             data = peer.recv(65536)
         except TimeoutError:
             continue
+        except (ssl.SSLError, OSError):
+            return
         if not data:
             return
+        if got is not None:
+            got.append(data)
         for _ in range(data.count(b"PING\r\n")):
             peer.sendall(b"PONG\r\n")
 
