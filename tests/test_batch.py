@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -15,6 +16,21 @@ import natsbook
 from natsbook import LocalServer
 from natsbook.errors import BadInputError, NoRespondersError, ServiceError
 from natsbook.notebook._magics_messaging import latency_summary
+
+
+@contextmanager
+def answering(server: LocalServer, subject: str, data: bytes,
+              headers: dict[str, str]) -> Iterator[None]:
+    """A responder on its own connection that answers every request on `subject` with
+    `data` and `headers`."""
+    responder = natsbook.connect(server.url)
+    try:
+        responder.subscribe(subject, callback=lambda m: responder.publish(
+            m.reply, data, headers=headers))
+        responder.flush()
+        yield
+    finally:
+        responder.close()
 
 
 class HoldingResponder:
@@ -111,20 +127,14 @@ def test_request_batch_keeps_a_coded_service_error(conn: natsbook.Connection,
                                                    server: LocalServer, subject: str) -> None:
     """A responder's Nats-Service-Error text and Nats-Service-Error-Code reach the row (and
     the %nats_req --count summary), not only the class name."""
-    responder = natsbook.connect(server.url)
-    try:
-        responder.subscribe(subject, callback=lambda m: responder.publish(
-            m.reply, b"", headers={"Nats-Service-Error": "boom: disk on fire",
-                                   "Nats-Service-Error-Code": "418"}))
-        responder.flush()
+    with answering(server, subject, b"", {"Nats-Service-Error": "boom: disk on fire",
+                                          "Nats-Service-Error-Code": "418"}):
         df = conn.request_batch(subject, [b"a", b"b"], timeout=2.0)
         assert list(df["error"]) == ["ServiceError"] * 2
         assert df["error_code"].tolist() == [418, 418]
         assert list(df["error_text"]) == ["boom: disk on fire"] * 2
         summary = latency_summary(df, subject, 100, 0.1)
         assert "ServiceError 418: 'boom: disk on fire' x2" in summary
-    finally:
-        responder.close()
 
 
 def test_request_batch_timeout_rows(conn: natsbook.Connection, subject: str,
@@ -255,14 +265,8 @@ def test_service_error_header_names_are_case_sensitive_in_both_paths(
         conn: natsbook.Connection, server: LocalServer, subject: str) -> None:
     """request() and request_batch() read Nats-Service-Error alike (case-sensitively, as
     nats.go): a lower-case name is an ordinary header of a good reply in both."""
-    responder = natsbook.connect(server.url)
-    try:
-        responder.subscribe(subject, callback=lambda m: responder.publish(
-            m.reply, b"fine", headers={"nats-service-error": "lower",
-                                       "nats-service-error-code": "419"}))
-        responder.flush()
+    with answering(server, subject, b"fine", {"nats-service-error": "lower",
+                                              "nats-service-error-code": "419"}):
         assert conn.request(subject, b"x", timeout=2).data == b"fine"
         df = conn.request_batch(subject, [b"a"], timeout=2.0)
         assert list(df["error"]) == [None] and df["error_code"].isna().all()
-    finally:
-        responder.close()
