@@ -23,7 +23,13 @@ from ..capture._frames import to_frame
 from ..capture._store import SCHEMA
 from ..errors import BadInputError, MaxPayloadError, NoRespondersError, ProtocolError
 from ..wire._msg import encode_payload, header_items
-from ..wire._protocol import RawMsg, encode_headers, encode_pub, parse_headers
+from ..wire._protocol import (
+    RawMsg,
+    encode_headers,
+    encode_pub,
+    parse_headers,
+    service_error_code,
+)
 from ..wire._subjects import check_publish
 
 if TYPE_CHECKING:
@@ -58,16 +64,12 @@ def _reply_error(hdr: bytes | None) -> tuple[str, int | None, str] | None:
         # Header names are case-sensitive, as request() and nats.go read them.
         if key == "Nats-Service-Error" and not found:
             text, found = value, True
-        elif key == "Nats-Service-Error-Code" and _is_code(value):
-            code = int(value)
+        elif key == "Nats-Service-Error-Code" and (number := service_error_code(value)) is not None:
+            code = number
     if not found:
         return None
     return "ServiceError", code, text
 
-
-def _is_code(value: str) -> bool:
-    """A service error code: 1 to 9 ASCII digits (``"²".isdigit()`` is true, int() refuses)."""
-    return value.isascii() and value.isdigit() and len(value) <= 9
 
 
 class _Done:

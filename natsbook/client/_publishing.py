@@ -22,6 +22,7 @@ from ..wire._protocol import (
     encode_headers,
     encode_pub,
     encode_sub,
+    service_error_code,
 )
 from ..wire._subjects import check_publish
 from ._engine import _Waiter
@@ -224,8 +225,7 @@ class _Publishing(_Reconnecting):
         if msg.status == 503:
             raise NoRespondersError(subject)
         if msg.headers is not None and "Nats-Service-Error" in msg.headers:
-            code = msg.headers.get("Nats-Service-Error-Code", "500")
-            ok = code.isascii() and code.isdigit() and len(code) <= 9  # "²".isdigit() is true
-            raise ServiceError(subject, int(code) if ok else 500,
+            code = service_error_code(msg.headers.get("Nats-Service-Error-Code", "500"))
+            raise ServiceError(subject, 500 if code is None else code,
                                msg.headers["Nats-Service-Error"])
         return msg

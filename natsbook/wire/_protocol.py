@@ -147,6 +147,12 @@ def header_block_error(block: bytes) -> str | None:
     return f"header block does not start with NATS/1.0: {first[:40]!r}"
 
 
+def service_error_code(value: str) -> int | None:
+    """A ``Nats-Service-Error-Code`` value as a number: 1 to 9 ASCII digits, else None
+    (``"²".isdigit()`` is true and int() refuses it: a hostile reply is never an exception)."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 9 else None
+
+
 def parse_headers(block: bytes) -> tuple[int | None, str, list[tuple[str, str]]]:
     """Parse a header block into (status code or None, status description, [(key, value)]).
 
