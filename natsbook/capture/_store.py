@@ -222,8 +222,6 @@ class CaptureStore:
         self._spilled = 0
         self._bad_headers = 0  # among sealed rows; the open ones are counted by `stats`
         self._spill = SpillParts(Path(spill)) if spill is not None else None
-        #: Spilling is on until a part cannot be written; then it stays off (see spill_error).
-        self._spill_on = self._spill is not None
         self._spill_errors = 0
         # What the owner should report (taken with take_notices(), outside every lock).
         self._notices: list[str] = []
@@ -364,7 +362,6 @@ class CaptureStore:
         table = pa.Table.from_batches(list(self._sealed), SCHEMA)
         failed = self._spill.write(table)
         if failed is not None:
-            self._spill_on = False
             self._spill_errors += 1
             lost = self._drop_missing_locked()[1]
             if lost:
@@ -423,6 +420,10 @@ class CaptureStore:
         with self._lock:
             notices, self._notices = self._notices, []
         return notices
+
+    @property
+    def _spill_on(self) -> bool:  # until a part cannot be written (spill_error says why)
+        return self._spill is not None and self._spill.error is None
 
     @property
     def spill_error(self) -> str | None:
