@@ -67,7 +67,7 @@ class ServerURL:
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 # Split a URL list only where a new scheme starts, so a password holding "," stays whole.
-_NEXT_URL_RE = re.compile(r",(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)")
+_NEXT_URL_RE = re.compile(rf",(?=\s*{_SCHEME_RE.pattern}://)")
 
 
 def split_urls(text: str) -> list[str]:
@@ -485,7 +485,7 @@ def add_discovered(pool: list[ServerURL], current: ServerURL, urls: list[str],
     for url in urls:
         try:
             s = parse_url(url if "://" in url else f"{current.scheme}://{url}", discovered=True)
-        except (BadInputError, ValueError) as exc:
+        except BadInputError as exc:  # parse_url turns urlsplit's ValueError into it
             text = str(exc).removeprefix("natsbook: ")
             notes.append(f"ignored an announced server URL {redact_url(url)[:100]!r}: "
                          f"{text[:200]}")
