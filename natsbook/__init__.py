@@ -28,7 +28,6 @@ from .client import (
     read_capture,
     sql,
 )
-from .client._methods import provide as _provide
 from .errors import NatsbookError
 from .ops import Monitor, Service, monitor
 from .wire import Headers, Msg, check_publish, check_subscribe, matches
@@ -58,16 +57,6 @@ __all__ = [
     "stop_all",
     "unload_ipython_extension",
 ]
-
-
-def _live_view(target: object, fn: object, **kwargs: object) -> object:
-    # conn.live() / sub.live(): the client layer calls the widget through its method table.
-    from .notebook.widgets.live import LiveView
-
-    return LiveView(target, fn, **kwargs)  # type: ignore[arg-type]
-
-
-_provide(live_view=_live_view)
 
 
 def dashboard(conn: Connection, **kwargs: object) -> object:

@@ -92,7 +92,7 @@ def test_request_batch_keeps_input_order_and_bounds_concurrency(
     # The responder never held more than 20 at once, and did hold exactly 20: the bound.
     assert max(holding.rounds) == 20
     assert sum(holding.rounds) == 95
-    assert not conn._resp_map
+    assert not conn._engine._resp_map
 
 
 def test_request_batch_errors_per_row(conn: natsbook.Connection, server: LocalServer,
@@ -148,7 +148,7 @@ def test_request_batch_timeout_rows(conn: natsbook.Connection, subject: str,
     assert list(df["data"][[0, 2]]) == ["a", "b"]
     assert df["latency_ms"][[1, 3]].isna().all() and df["time"][[1, 3]].isna().all()
     assert 0.5 <= elapsed < 3.0
-    assert not conn._resp_map
+    assert not conn._engine._resp_map
 
 
 def test_request_batch_bad_input_sends_nothing(conn: natsbook.Connection, subject: str) -> None:
@@ -179,7 +179,7 @@ def test_request_batch_ctrl_c_leaves_nothing_in_flight(
         with pytest.raises(KeyboardInterrupt):
             conn.request_batch(subject, [b"x"] * 1000, concurrency=10, timeout=30.0)
         t.join(5)
-        assert not conn._resp_map, "requests still registered after Ctrl-C"
+        assert not conn._engine._resp_map, "requests still registered after Ctrl-C"
         conn.flush()
         silent.flush()
         time.sleep(0.2)
@@ -226,7 +226,7 @@ def test_request_many_max_wait(conn: natsbook.Connection, server: LocalServer,
         elapsed = time.monotonic() - start
         assert sorted(df["data"]) == ["r0", "r1", "r2"]
         assert 0.6 <= elapsed < 2.0
-        assert not [s for s in conn._subs.values() if s.internal], "reply inbox left"
+        assert not [s for s in conn._engine._subs.values() if s.internal], "reply inbox left"
     finally:
         for c in responders:
             c.close()

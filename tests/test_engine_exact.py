@@ -1,4 +1,4 @@
-"""The engine's exact promises (mutation testing of natsbook/client/_engine.py, issue 18).
+"""The engine's exact promises (mutation testing of natsbook/core/_ioloop.py, issue 18).
 
 Counters that stats promises exactly, the reply path (late replies, malformed replies,
 request_batch), the send queue's errors at their boundaries, auto-unsubscribe bookkeeping,
@@ -18,7 +18,7 @@ import pytest
 
 import natsbook
 from natsbook import Connection, LocalServer
-from natsbook.client._sendqueue import _count_pubs
+from natsbook.core._sendqueue import _count_pubs
 from natsbook.errors import (
     ConnectionClosedError,
     NotConnectedError,
@@ -101,7 +101,7 @@ def test_malformed_reply_goes_to_the_requester(conn: Connection, url: str,
         reply = inbox.to_pandas("bytes")["reply"].iloc[0]
         hdr = b"BOGUS\r\n\r\n"
         raw = b"HPUB %s %d %d\r\n%s\r\n" % (reply.encode(), len(hdr), len(hdr), hdr)
-        responder._queue(raw, msgs=1)
+        responder._engine._queue(raw, msgs=1)
         responder.flush()
         t.join(5)
         assert len(result) == 1 and isinstance(result[0], ProtocolError), result
@@ -135,7 +135,8 @@ def test_auto_unsubscribe_forgets_the_subscription(conn: Connection, subject: st
     assert wait_for(lambda: len(keep.to_pandas("bytes")) == 4, 5)
     assert len(sub.to_pandas("bytes")) == 2
     assert sub not in conn.subscriptions and keep in conn.subscriptions
-    assert str(sub.sid).encode() not in conn._by_sid and sub.sid not in conn._subs
+    table = conn._engine._subs
+    assert str(sub.sid).encode() not in table._by_bytes and sub.sid not in table
     assert conn.stats["unknown_sid_msgs"] == 0
 
 
@@ -195,8 +196,8 @@ def test_identity_numbers_and_inbox(conn: Connection, subject: str) -> None:
     try:
         assert fresh.status == "connected"
         assert fresh.subscribe(subject).sid == 1 and fresh.subscribe(subject).sid == 2
-        assert fresh._thread is not None and fresh._thread.name == "natsbook-io"
-        assert fresh._thread.daemon
+        assert fresh._engine._thread is not None and fresh._engine._thread.name == "natsbook-io"
+        assert fresh._engine._thread.daemon
         fresh.serve(f"{subject}.echo", lambda m: m.reply.encode())
         fresh.flush()
         inbox = fresh.request(f"{subject}.echo", b"", timeout=2).data.decode()
@@ -307,10 +308,10 @@ def test_reconnect_hooks_added_and_removed(fresh_server: LocalServer) -> None:
         calls.append("gone")
 
     try:
-        c._add_reconnect_hook(lambda: calls.append("kept"))
-        c._add_reconnect_hook(gone)
-        c._remove_reconnect_hook(gone)
-        c._remove_reconnect_hook(gone)  # removing twice is harmless
+        c._engine._add_reconnect_hook(lambda: calls.append("kept"))
+        c._engine._add_reconnect_hook(gone)
+        c._engine._remove_reconnect_hook(gone)
+        c._engine._remove_reconnect_hook(gone)  # removing twice is harmless
         fresh_server.kill()
         fresh_server.start()
         assert wait_for(lambda: calls == ["kept"], 10)

@@ -1,4 +1,4 @@
-"""The engine against a scripted fake server (mutation testing of natsbook/client/_engine.py,
+"""The engine against a scripted fake server (mutation testing of natsbook/core/_ioloop.py,
 issue 18): what it does when a server misbehaves on cue - refuses, goes silent, sends -ERR,
 unknown sids, garbage, a new INFO - and the texts of the reasons a connection ends.
 """
@@ -91,7 +91,7 @@ def test_info_updates_max_payload_and_pool(fake: Callable[..., FakeServer]) -> N
         assert wait_for(lambda: c.max_payload == 2048, 5)
         assert c.server_info["server_id"] == "FAKE"  # merged, not replaced
         assert c.servers == [srv.url, "nats://127.0.0.1:1"]
-        assert c._parser.max_payload == 2048 + 64 * 1024
+        assert c._engine._parser.max_payload == 2048 + 64 * 1024
         c.publish("a", b"x" * 2048)
         with pytest.raises(natsbook.errors.MaxPayloadError):
             c.publish("a", b"x" * 2049)
@@ -222,7 +222,7 @@ def test_announced_max_payload_is_clamped(fake: Callable[..., FakeServer], annou
                           p.sendall(b"PONG\r\n"), keep_open(p, 2)))
     c = natsbook.connect(srv.url, reconnect=False, ping_interval=60)
     try:
-        assert c.max_payload == limit and c._parser.max_payload == frame
+        assert c.max_payload == limit and c._engine._parser.max_payload == frame
     finally:
         c.close()
 

@@ -17,7 +17,7 @@ def test_all_is_sorted_and_exported() -> None:
 
 def test_public_modules_do_not_leak_private_names() -> None:
     public = {n for n in dir(natsbook) if not n.startswith("_")}
-    layers = {"wire", "capture", "client", "jetstream", "ops", "notebook", "lab"}
+    layers = {"wire", "capture", "core", "client", "jetstream", "ops", "notebook", "lab"}
     allowed = set(natsbook.__all__) | layers | {"errors", "annotations", "magics", "widgets",
                                                 "kv", "monitor", "simulator", "cli"}
     assert public <= allowed, public - allowed
@@ -26,7 +26,7 @@ def test_public_modules_do_not_leak_private_names() -> None:
 def test_each_layer_has_a_small_sorted_public_surface() -> None:
     import importlib
 
-    for name in ("wire", "capture", "client", "jetstream", "ops", "lab"):
+    for name in ("wire", "capture", "core", "client", "jetstream", "ops", "lab"):
         layer = importlib.import_module(f"natsbook.{name}")
         assert len(set(layer.__all__)) == len(layer.__all__), name
         for export in layer.__all__:

@@ -46,8 +46,8 @@ def test_direct_sends_keep_order_with_queued_publishes(server: LocalServer,
     echo = natsbook.connect(server.url)
     # A small send buffer: a big request is taken in parts, so the caller's direct send
     # leaves the rest to the I/O thread (the path under test).
-    assert conn._sock is not None
-    conn._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+    assert conn._engine._sock is not None
+    conn._engine._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
     try:
         echo.serve(f"{subject}.echo", lambda m: str(len(m.data)) + m.data[:8].decode())
         seen = echo.subscribe(f"{subject}.seq")
@@ -83,7 +83,7 @@ def test_publish_head_cache_checks_every_new_subject_and_stays_bounded(
     """A publish loop keeps each valid subject's "PUB <subject> " after checking it once; bad
     subjects are refused every time (never cached), the payload limit is still checked on a
     cached subject, the frames arrive intact, and the cache never passes its bound."""
-    from natsbook.client import _publishing
+    from natsbook.core import _publishing
     from natsbook.errors import MaxPayloadError
 
     with natsbook.connect(server.url) as conn:

@@ -98,7 +98,7 @@ def test_internal_readers_leave_nothing_behind(conn, subject):
     bucket = natskv.create_kv(conn, subject, storage="memory")
     try:
         bucket.put("a", b"1")
-        sids = set(conn._subs)
+        sids = set(conn._engine._subs)
         for method in METHODS:
             assert len(conn.stream_history(name, method=method)) == 500
         assert len(bucket.to_pandas()) == 1
@@ -112,11 +112,11 @@ def test_internal_readers_leave_nothing_behind(conn, subject):
             assert conn.subscriptions == [mine]
             assert set(conn.to_pandas()["sub"]) == {f"{subject}.mine"}
             f.stop()
-        assert set(conn._subs) == sids
+        assert set(conn._engine._subs) == sids
         frame = conn.to_pandas()
         assert frame["subject"].tolist() == [f"{subject}.mine"]
         assert conn.capture_budget.used <= mine.stats.bytes
-        assert not conn._resp_map
+        assert not conn._engine._resp_map
     finally:
         js.delete_stream(conn, name)
         js.delete_stream(conn, bucket.stream)
@@ -130,6 +130,6 @@ def test_read_that_would_be_short_raises(conn, subject, monkeypatch):
         monkeypatch.setattr(_jsread, "READ_BUFFER", 10_000)
         with pytest.raises(JetStreamError, match="nothing was returned"):
             conn.stream_history(name, method="direct")
-        assert not [s for s in conn._subs.values() if s.internal]
+        assert not [s for s in conn._engine._subs.values() if s.internal]
     finally:
         js.delete_stream(conn, name)

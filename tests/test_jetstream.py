@@ -399,6 +399,6 @@ def test_follow_survives_a_server_restart(fresh_server, fresh_url, subject):
         assert f.missed() == 0
         assert any("created it again" in text for _, text in c.errors)
         f.stop()
-        assert f.live._repair not in c._reconnect_hooks
+        assert f.live._repair not in c._engine._reconnect_hooks
     finally:
         c.close()

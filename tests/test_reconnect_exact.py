@@ -1,4 +1,4 @@
-"""Reconnect's exact promises (mutation testing of natsbook/client/_reconnect.py, issue 18).
+"""Reconnect's exact promises (mutation testing of natsbook/core/_reconnect.py, issue 18).
 
 Moving off a lame-duck server make-before-break (a scripted fake server plays the lame duck,
 a real nats-server is where the client moves), the reconnect rounds (how many, how long the
@@ -369,11 +369,11 @@ def test_reconnect_restores_subscriptions_and_requests(fresh_server: LocalServer
         def boom() -> None:
             me = threading.current_thread()
             calls.append("boom")
-            seen.append((me.name, me.daemon, me is not conn._thread))
+            seen.append((me.name, me.daemon, me is not conn._engine._thread))
             raise RuntimeError("hook failed")
 
-        conn._add_reconnect_hook(boom)
-        conn._add_reconnect_hook(lambda: calls.append("next"))
+        conn._engine._add_reconnect_hook(boom)
+        conn._engine._add_reconnect_hook(lambda: calls.append("next"))
         fresh_server.kill()
         fresh_server.start()
         assert wait_for(lambda: conn.is_connected and responder.is_connected, 10)
@@ -422,7 +422,7 @@ def test_close_while_reconnecting(fake: Callable[..., FakeServer]) -> None:
     assert wait_for(lambda: conn.status == "reconnecting", 5)
     conn.close()
     assert conn.is_closed
-    assert conn._thread is not None and not conn._thread.is_alive()
+    assert conn._engine._thread is not None and not conn._engine._thread.is_alive()
 
 
 def test_garbage_behind_a_reconnect_handshake(fake: Callable[..., FakeServer]) -> None:

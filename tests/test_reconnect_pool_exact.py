@@ -1,4 +1,4 @@
-"""Reconnect over a pool of servers, exactly (mutation testing of natsbook/client/_reconnect.py,
+"""Reconnect over a pool of servers, exactly (mutation testing of natsbook/core/_reconnect.py,
 issue 18): which server a reconnect tries first, a flush() in flight across a drop, a
 lame-duck move after an earlier reconnect, the drain's deadline, reconnect=False's reason.
 Scripted fake servers only (see tests/test_reconnect_exact.py for the rest).

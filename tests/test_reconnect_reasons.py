@@ -1,4 +1,4 @@
-"""What a reconnect says and sends (mutation testing of natsbook/client/_reconnect.py, issue
+"""What a reconnect says and sends (mutation testing of natsbook/core/_reconnect.py, issue
 18): the gap's reason after a connection reset over TCP and after a WebSocket close frame,
 the debug log line of each failed reconnect attempt, and the CONNECT options (echo) a
 reconnect sends again."""

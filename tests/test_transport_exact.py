@@ -1,4 +1,4 @@
-"""The transport's exact promises (mutation testing of natsbook/client/_transport.py, issue 18).
+"""The transport's exact promises (mutation testing of natsbook/core/_transport.py, issue 18).
 
 URL parsing, credentials and seeds, TLS options, discovered servers, the CONNECT a client
 sends and every handshake failure's message (what happened and what to do), against the
@@ -22,7 +22,7 @@ import nkeys
 import pytest
 
 import natsbook
-from natsbook.client._transport import (
+from natsbook.core._transport import (
     Credentials,
     ServerURL,
     TLSOptions,
@@ -354,8 +354,8 @@ def test_bytes_after_the_pong_are_kept(fake: Callable[..., FakeServer]) -> None:
         while not got and time.monotonic() < deadline:
             time.sleep(0.01)
         assert got == [b"PONG\r\n"]
-        assert c._sock is not None
-        assert c._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert c._engine._sock is not None
+        assert c._engine._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         c.close()
 

@@ -31,8 +31,8 @@ from wsproto.events import (
 
 import natsbook
 from natsbook import LocalServer
-from natsbook.client._transport import parse_url
-from natsbook.client._websocket import WebSocketStream
+from natsbook.core._transport import parse_url
+from natsbook.core._websocket import WebSocketStream
 from natsbook.errors import (
     ConnectError,
     NotWebSocketError,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from ._frames import ATTR, CAPTURE, META_COLUMNS, REPORT, Decode, filter_table, mark, to_frame
 from ._live import MIN_EVERY, Refresher
 from ._replay import publish_frame
-from ._sql import connection_sql, path_sql, subscription_sql, user_captures
+from ._source import Capture, Publisher
+from ._sql import captures_sql, path_sql
 from ._store import (
     DEFAULT_BUDGET,
     DEFAULT_MAX_BYTES,
@@ -29,17 +30,17 @@ __all__ = [
     "MIN_EVERY",
     "REPORT",
     "SCHEMA",
+    "Capture",
     "CaptureBudget",
     "CaptureStore",
     "Decode",
+    "Publisher",
     "Refresher",
     "StoreStats",
-    "connection_sql",
+    "captures_sql",
     "filter_table",
     "mark",
     "path_sql",
     "publish_frame",
-    "subscription_sql",
     "to_frame",
-    "user_captures",
 ]

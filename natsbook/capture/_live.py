@@ -25,8 +25,7 @@ from ._frames import to_frame
 from ._store import SCHEMA
 
 if TYPE_CHECKING:
-    from ..client._connection import Connection
-    from ..client._subscription import Subscription
+    from ._source import Capture
 
 __all__ = ["MIN_EVERY", "Refresher"]
 
@@ -35,7 +34,7 @@ MIN_EVERY = 0.1
 _POLL = 0.05
 
 
-def _snapshot_table(sub: Subscription) -> pa.Table:
+def _snapshot_table(sub: Capture) -> pa.Table:
     """Every stored row of the capture, without sealing its open tail early (a view polls
     often; sealing each time would leave many tiny batches behind)."""
     assert sub.store is not None
@@ -45,7 +44,7 @@ def _snapshot_table(sub: Subscription) -> pa.Table:
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
-def capture_frame(subs: list[Subscription], decode: str = "auto", *,
+def capture_frame(subs: list[Capture], decode: str = "auto", *,
                   with_sub: bool = False) -> pd.DataFrame:
     """The DataFrame of these captures (oldest first); ``with_sub`` adds the ``sub`` column
     as ``conn.to_pandas()`` does."""
@@ -72,11 +71,18 @@ def capture_frame(subs: list[Subscription], decode: str = "auto", *,
 
 
 class Refresher:
-    """Recompute `fn` over a capture (a Subscription) or every capture of a Connection.
+    """Recompute `fn` over some captures (one subscription's, or every capture of a
+    connection).
 
     Args:
-        source: a Subscription or a Connection.
-        fn: a function of the capture's DataFrame, or a SQL string (run with ``source.sql``).
+        captures: returns the captures to read (called before each render: a connection's
+            list grows).
+        finished: True once nothing more can arrive (the capture ended, the connection
+            closed): the refresher renders what is left and stops, saying `why`.
+        sql: runs `fn` when it is a SQL string (``sub.sql`` or ``conn.sql``).
+        fn: a function of the captures' DataFrame, or a SQL string.
+        with_sub: the frame has a ``sub`` column (as ``conn.to_pandas()``).
+        why: the state shown once `finished` stopped it (``capture ended``).
         every: seconds between two renders at least (>= 0.1).
         on_result: called on the refresher thread with each result.
         on_error: called on the refresher thread with the traceback text of a failed render.
@@ -84,10 +90,11 @@ class Refresher:
         decode: how the DataFrame handed to `fn` decodes payloads.
     """
 
-    def __init__(self, source: Subscription | Connection, fn: Callable[[pd.DataFrame], Any] | str,
-                 *, every: float = 1.0, on_result: Callable[[Any], None],
-                 on_error: Callable[[str], None], on_state: Callable[[str], None] | None = None,
-                 decode: str = "auto") -> None:
+    def __init__(self, captures: Callable[[], list[Capture]], finished: Callable[[], bool],
+                 sql: Callable[[str], pd.DataFrame], fn: Callable[[pd.DataFrame], Any] | str,
+                 *, with_sub: bool = False, why: str = "capture ended", every: float = 1.0,
+                 on_result: Callable[[Any], None], on_error: Callable[[str], None],
+                 on_state: Callable[[str], None] | None = None, decode: str = "auto") -> None:
         if not (isinstance(fn, str) or callable(fn)):
             raise BadInputError("fn must be a function of the capture's DataFrame or a SQL "
                                 "query string")
@@ -100,15 +107,14 @@ class Refresher:
         if not every >= MIN_EVERY:
             raise BadInputError(f"every={every:g} must be >= {MIN_EVERY} s (at most ten "
                                 "renders a second)")
-        self.source = source
+        self._subs = captures
+        self._finished = finished
+        self._sql = sql
+        self._with_sub = with_sub
+        self._why = why
         self.fn = fn
         self.every = every
         self.decode = decode
-        # A Connection (every capture) or one Subscription; told apart by what they can do,
-        # since this layer never imports the client layer.
-        self._is_conn = callable(getattr(source, "subscribe", None))
-        if not self._is_conn:
-            source.internals.require_store()  # type: ignore[union-attr]
         self._on_result = on_result
         self._on_error = on_error
         self._on_state = on_state
@@ -143,28 +149,12 @@ class Refresher:
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
 
-    # -- the thread --------------------------------------------------------------------------
-    def _subs(self) -> list[Subscription]:
-        if self._is_conn:
-            return _sql.user_captures(self.source)  # type: ignore[arg-type]
-        return [self.source]  # type: ignore[list-item]
-
-    def _finished(self) -> bool:
-        """Nothing more can arrive: the connection is closed or the subscription ended."""
-        if self._is_conn:
-            return bool(self.source.is_closed)  # type: ignore[union-attr]
-        sub = self.source
-        return not sub.active or sub.internals.connection_closed  # type: ignore[union-attr]
-
+    # -- the thread ---------------------------------------------------------------------------
     def _compute(self) -> Any:
         fn = self.fn
         if isinstance(fn, str):
-            return self.source.sql(fn)
-        if self._is_conn:
-            frame = capture_frame(self._subs(), self.decode, with_sub=True)
-        else:
-            frame = capture_frame(self._subs(), self.decode)
-        return fn(frame)
+            return self._sql(fn)
+        return fn(capture_frame(self._subs(), self.decode, with_sub=self._with_sub))
 
     def _render(self) -> None:
         self.render_times.append(time.monotonic())
@@ -191,7 +181,7 @@ class Refresher:
             self.last_error = traceback.format_exc()
 
     def _state(self, final: str = "") -> None:
-        n = sum(len(s) for s in self._subs())
+        n = sum(len(s.store) for s in self._subs() if s.store is not None)
         stamp = time.strftime("%H:%M:%S", time.gmtime())
         state = final or "● live"
         self._call(self._on_state, f"{state} · {self.renders} renders · {n:,} rows · "
@@ -210,6 +200,6 @@ class Refresher:
                 seen, last = current, now
                 self._render()
             elif finished and current == seen:
-                why = "capture ended" if not self._is_conn else "connection closed"
+                why = self._why
                 break
         self._state(f"■ stopped ({why})")

@@ -19,7 +19,7 @@ from ._frames import META_COLUMNS
 from ._jsondecode import split_name
 
 if TYPE_CHECKING:
-    from ..client._connection import Connection
+    from ._source import Publisher
 
 __all__ = ["publish_frame"]
 
@@ -113,7 +113,7 @@ def _check_header_errors(df: pd.DataFrame) -> None:
                             "send them without headers")
 
 
-def publish_frame(conn: Connection, df: pd.DataFrame, *, subject: str | None = None,
+def publish_frame(conn: Publisher, df: pd.DataFrame, *, subject: str | None = None,
                   data: str | None = None, headers: str | None = None,
                   rate: float | None = None, progress: bool | None = None,
                   flush_timeout: float = 30.0) -> int:

@@ -50,11 +50,9 @@ from ._spill import spill_files
 from ._store import SCHEMA
 
 if TYPE_CHECKING:
-    from ..client._connection import Connection
-    from ..client._subscription import Subscription
+    from ._source import Capture
 
-__all__ = ["COLUMNS", "check_name", "connection_sql", "path_sql", "subscription_sql",
-           "user_captures", "version"]
+__all__ = ["COLUMNS", "captures_sql", "check_name", "path_sql", "version"]
 
 COLUMNS = ("time", "sub", "subject", "reply", "headers", "size", "data", "payload")
 _RESERVED = {"messages"}
@@ -86,19 +84,12 @@ def check_name(name: str | None) -> None:
                             f"together and names starting with {_PREFIX!r} are natsbook's")
 
 
-def user_captures(conn: Connection) -> list[Subscription]:
-    """Every capture of the connection the user made (active and finished), oldest first.
-
-    Internal subscriptions (JetStream reads, KV watches, follow) are left out."""
-    return conn.internals.captures()
-
-
-def version(subs: Sequence[Subscription]) -> int:
+def version(subs: Sequence[Capture]) -> int:
     """A number that grows whenever any of the captures stored a new row."""
     return sum(s.store.stats.received for s in subs if s.store is not None) + len(subs)
 
 
-def _parts(subs: Sequence[Subscription]) -> list[_Part]:
+def _parts(subs: Sequence[Capture]) -> list[_Part]:
     out = []
     for s in subs:
         if s.store is None:
@@ -108,15 +99,10 @@ def _parts(subs: Sequence[Subscription]) -> list[_Part]:
     return out
 
 
-def connection_sql(conn: Connection, query: str) -> pd.DataFrame:
-    """``conn.sql``: ``messages`` is every user capture of the connection."""
-    return run(query, _parts(user_captures(conn)))
-
-
-def subscription_sql(sub: Subscription, query: str) -> pd.DataFrame:
-    """``sub.sql``: ``messages`` is this capture alone."""
-    sub.internals.require_store()
-    return run(query, _parts([sub]))
+def captures_sql(captures: Sequence[Capture], query: str) -> pd.DataFrame:
+    """``conn.sql`` (every user capture of the connection) and ``sub.sql`` (one capture):
+    ``messages`` is the union of `captures`, and each named one is also its own table."""
+    return run(query, _parts(captures))
 
 
 def path_sql(query: str, path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -1,19 +1,24 @@
-"""The client layer: transport (TLS, auth), the single I/O thread (engine), reconnect, the
-public Connection and Subscription, SQL and live views over captures, the embedded
-nats-server, ``connect()``.
+"""The client layer: the public ``Connection`` (every method stated in one class, delegating
+to the core engine it owns and to the jetstream, ops and capture layers), ``connect()``,
+``read_capture()`` and ``sql()`` over a capture on disk.
 
-Imports the wire and capture layers; higher layers add methods to Connection through
-:func:`natsbook.client._methods.provide`, never by being imported from here.
+Sits above jetstream and ops, so that Connection calls them with ordinary imports.
 """
 
 from __future__ import annotations
 
-from ._analysis import sql
-from ._api import connect, read_capture
-from ._connection import Connection, DrainReport, Gap
-from ._server import LocalServer, local_server
-from ._subscription import Subscription, SubStats
-from ._transport import redact_url, split_urls
+from ..core import (
+    DrainReport,
+    Gap,
+    LocalServer,
+    Subscription,
+    SubStats,
+    local_server,
+    redact_url,
+    split_urls,
+)
+from ._api import connect, read_capture, sql
+from ._connection import Connection
 
 __all__ = [
     "Connection",

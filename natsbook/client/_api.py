@@ -1,4 +1,4 @@
-"""Entry points: connect() and read_capture()."""
+"""Entry points: connect(), read_capture() and sql() over a capture on disk."""
 
 from __future__ import annotations
 
@@ -11,14 +11,22 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ..capture import path_sql
 from ..capture._frames import filter_table, to_frame
 from ..capture._store import DEFAULT_BUDGET, read_spill_dir
+from ..core import (
+    DEFAULT_PENDING_SIZE,
+    DEFAULT_RECONNECT_BUFFER,
+    Credentials,
+    Engine,
+    TLSOptions,
+    parse_url,
+    split_urls,
+)
 from ..errors import BadInputError
 from ._connection import Connection
-from ._engine import DEFAULT_PENDING_SIZE, DEFAULT_RECONNECT_BUFFER
-from ._transport import Credentials, TLSOptions, parse_url, split_urls
 
-__all__ = ["connect", "read_capture"]
+__all__ = ["connect", "read_capture", "sql"]
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
@@ -114,7 +122,7 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
     tls.required = tls.wanted or any(s.scheme in ("tls", "wss") for s in pool)
     if tls_key and not tls_cert:
         raise BadInputError("tls_key= needs tls_cert= (the client certificate) too")
-    conn = Connection(
+    engine = Engine(
         pool, credentials, tls, name=name, connect_timeout=connect_timeout,
         ping_interval=ping_interval, max_outstanding_pings=max_outstanding_pings,
         reconnect=reconnect, max_reconnect_attempts=max_reconnect_attempts,
@@ -122,8 +130,8 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
         reconnect_buffer_size=reconnect_buffer_size, pending_size=pending_size, echo=echo,
         discovery=discovery, error_callback=error_callback, capture_budget=capture_budget,
     )
-    conn._connect_first()
-    return conn
+    engine.start()
+    return Connection(engine)
 
 
 def read_capture(path: str | os.PathLike[str], decode: str = "auto", *, last: int | None = None,
@@ -141,3 +149,23 @@ def read_capture(path: str | os.PathLike[str], decode: str = "auto", *, last: in
     table = read_spill_dir(p) if p.is_dir() else pq.read_table(p)
     table = filter_table(table, subject=subject, since=since, last=last)
     return to_frame(table, decode)
+
+
+def sql(query: str, path: str | os.PathLike[str]) -> pd.DataFrame:
+    """SQL over a capture on disk, no connection needed.
+
+    Args:
+        query: DuckDB SQL; the table ``messages`` holds the capture's rows (columns ``time,
+            sub, subject, reply, headers, size, data, payload``; ``sub`` is NULL here).
+        path: a spill directory (``subscribe(..., spill=DIR)``) or a file written by
+            ``Subscription.to_parquet``. Parts are read lazily, so captures larger than memory
+            can be aggregated.
+
+    Returns:
+        The query's result as a DataFrame.
+
+    Raises:
+        QueryError: DuckDB refused or failed the query (its message is in ``.detail``).
+        BadInputError: no capture at `path`.
+    """
+    return path_sql(query, path)

@@ -1,58 +1,171 @@
-"""Connection: the public API over the engine (publish, subscribe, request/reply, serve, flush,
-drain, close, state, captures as DataFrames)."""
+"""Connection: the public API of natsbook, stated in one place.
+
+Every public method is written here and delegates, with ordinary imports, to the layer that
+does the work: the engine it owns (:class:`natsbook.core.Engine`: publish, subscribe,
+requests, closing), ``natsbook.jetstream``, ``natsbook.ops`` and ``natsbook.capture``. This
+layer sits above them all; they take any :class:`natsbook.core.Link`, never a Connection.
+"""
 
 from __future__ import annotations
 
 import os
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from ..capture._frames import filter_table, to_frame
-from ..capture._sql import check_name
-from ..capture._store import DEFAULT_MAX_BYTES, CaptureStore
-from ..errors import (
-    BadInputError,
-    NatsbookError,
+from .. import jetstream, ops
+from ..capture import (
+    DEFAULT_MAX_BYTES,
+    SCHEMA,
+    CaptureBudget,
+    captures_sql,
+    filter_table,
+    publish_frame,
+    to_frame,
 )
-from ..wire._msg import Msg
-from ..wire._protocol import (
-    RawMsg,
-    encode_sub,
-    encode_unsub,
+from ..core import (
+    DEFAULT_PENDING_BYTES,
+    DEFAULT_PENDING_MSGS,
+    ConnectionInternals,
+    DrainReport,
+    Engine,
+    Subscription,
+    request_batch,
+    request_many,
 )
-from ..wire._subjects import check_queue, check_subscribe
-from ._analysis import AnalysisMethods
-from ._batch import BatchMethods
-from ._engine import Gap, _live
-from ._internals import ConnectionInternals
-from ._methods import DataMethods
-from ._publishing import _Publishing
-from ._subscription import DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MSGS, Subscription
+from ..jetstream import KV, Follow, ObjectStore, PubAck
+from ..ops import Service
+from ..wire import Msg
+from ..wire._protocol import RawMsg
 
-__all__ = ["Connection", "DrainReport", "Gap"]
+__all__ = ["Connection"]
 
 
-@dataclass(slots=True, frozen=True)
-class DrainReport:
-    """What drain() could not deliver; all zero means nothing was lost."""
-
-    undelivered_callbacks: int
-    unsent_bytes: int
-    errors: tuple[str, ...]
-
-    @property
-    def clean(self) -> bool:
-        return not (self.undelivered_callbacks or self.unsent_bytes or self.errors)
-
-
-class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
+class Connection:
     """A NATS connection. Create with :func:`natsbook.connect`."""
+
+    __slots__ = ("__weakref__", "_engine")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # ------------------------------------------------------------------ publish / request
+    def publish(self, subject: str, data: Any = b"", *, reply: str | None = None,
+                headers: Mapping[str, Any] | None = None) -> None:
+        """Publish a message. Returns once queued; ``flush()`` waits until the server has it.
+
+        Args:
+            subject: a concrete subject (no wildcards).
+            data: bytes-like, str (UTF-8), or a dict/list/number (sent as JSON).
+            reply: optional reply subject.
+            headers: mapping of key -> value or list of values (repeated keys are kept);
+                numbers are sent as text (``5`` -> "5"), bools as "true"/"false".
+
+        Raises:
+            BadSubjectError, BadHeaderError, MaxPayloadError, BadInputError: bad input; nothing
+                was sent.
+            NotConnectedError: reconnecting and the reconnect buffer is full.
+            ConnectionClosedError: the connection was closed.
+        """
+        self._engine.publish(subject, data, reply=reply, headers=headers)
+
+    def flush(self, timeout: float = 10.0) -> float:
+        """Barrier: returns once the server has processed everything sent before it.
+
+        Returns the round-trip time in seconds. Waits through a reconnect within `timeout`;
+        then it is a barrier on the new server only: publishes the old one had not processed
+        when the connection dropped may be lost, and ``conn.gaps()`` shows that interval.
+
+        Its PING counts against the send queue's bound like a publish: while the queue is past
+        ``pending_size`` it waits for room (within `timeout`).
+
+        Raises:
+            FlushTimeout: no answer within `timeout`.
+        """
+        return self._engine.flush(timeout)
+
+    def rtt(self, timeout: float = 5.0) -> float:
+        """Round-trip time to the server in seconds (one PING/PONG)."""
+        return self._engine.rtt(timeout)
+
+    def new_inbox(self) -> str:
+        """A unique inbox subject for this connection."""
+        return self._engine.new_inbox()
+
+    def request(self, subject: str, data: Any = b"", *, timeout: float = 5.0,
+                headers: Mapping[str, Any] | None = None) -> Msg:
+        """Send a request and wait for the first reply.
+
+        Raises:
+            NoRespondersError: nobody is subscribed to `subject`.
+            RequestTimeout: no reply within `timeout` seconds.
+            ServiceError: the responder answered with a Nats-Service-Error header.
+        """
+        return self._engine.request(subject, data, timeout=timeout, headers=headers)
+
+    def request_batch(self, subject: str, payloads: Iterable[Any], *, concurrency: int = 100,
+                      timeout: float = 5.0, headers: Mapping[str, Any] | None = None,
+                      decode: str = "auto", progress: bool | None = None) -> pd.DataFrame:
+        """Send every payload as a request, at most `concurrency` in flight, and collect the
+        replies: the notebook way to load-test a service and look at its latencies.
+
+        Runs on the calling thread (no thread per request). Ctrl-C stops it: requests not yet
+        sent are taken back, those in flight are forgotten (a late reply counts in
+        ``stats["late_replies"]``), and nothing more is sent.
+
+        Args:
+            subject: the service's subject.
+            payloads: one request per item (bytes, str, or a dict/list/number as JSON).
+            concurrency: requests in flight at most.
+            timeout: seconds each request waits for its reply.
+            headers: sent with every request.
+            decode: how to show reply payloads, as in ``to_pandas``.
+            progress: show a progress bar (default: on for runs of 2,000 or more).
+
+        Returns:
+            One row per payload, in input order: ``subject`` (the request's), ``reply`` (the
+            inbox the reply came to), the reply's receive ``time``, ``headers``, ``size`` and
+            data as a capture row shows them, ``latency_ms`` and
+            ``error``: None, or the error's class name (``RequestTimeout``,
+            ``NoRespondersError``, ``ServiceError``: a ``Nats-Service-Error`` header,
+            ``ProtocolError``: a malformed reply header block); ``error_code``: the
+            service's ``Nats-Service-Error-Code`` (500 when it sent none) or the status
+            (503); ``error_text``: what ``request()`` would have raised with (the
+            service's ``Nats-Service-Error`` text, ``no responders``, ``no reply within
+            ...``).
+
+        Raises:
+            BadSubjectError, BadInputError, MaxPayloadError: bad input; nothing was sent.
+            ConnectionClosedError: the connection closed during the run.
+        """
+        return request_batch(self._engine, subject, payloads, concurrency=concurrency,
+                             timeout=timeout, headers=headers, decode=decode,
+                             progress=progress)
+
+    def request_many(self, subject: str, data: Any = b"", *, max_replies: int | None = None,
+                     max_wait: float = 1.0, stall: float | None = None,
+                     headers: Mapping[str, Any] | None = None,
+                     decode: str = "auto") -> pd.DataFrame:
+        """Scatter-gather: send one request and collect every reply (nats.js ``requestMany``,
+        ``nats req --replies``).
+
+        Collects until `max_replies` replies arrived, or `max_wait` seconds passed, or, with
+        `stall`, no reply came for `stall` seconds after the first one, whichever is first.
+
+        Returns:
+            One row per reply in arrival order, as a capture row shows it (``subject``: the
+            request's, ``reply``: the inbox every reply came to), with
+            ``latency_ms`` (since the request was sent). No reply within `max_wait`: an empty
+            frame.
+
+        Raises:
+            NoRespondersError: nobody is subscribed to `subject`.
+            BadSubjectError, BadInputError, MaxPayloadError: bad input; nothing was sent.
+        """
+        return request_many(self._engine, subject, data, max_replies=max_replies, max_wait=max_wait,
+                            stall=stall, headers=headers, decode=decode)
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, subject: str, *, queue: str | None = None, max_msgs: int | None = None,
@@ -82,119 +195,22 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
             name: a table name for this capture in ``conn.sql()`` (``FROM readings``); a
                 later capture given the same name takes it over.
         """
-        self._check_open()
-        check_subscribe(subject)
-        check_name(name)
-        if queue is not None:
-            check_queue(queue)
-        if max_msgs is not None and (not isinstance(max_msgs, int) or max_msgs < 1):
-            raise BadInputError(f"max_msgs={max_msgs!r} must be a positive int or None")
-        if callback is not None and not callable(callback):
-            raise BadInputError("callback must be callable (it receives one Msg)")
-        if batch_callback is not None and (callback is not None or not callable(batch_callback)):
-            raise BadInputError("batch_callback must be callable and comes instead of callback")
-        store = (CaptureStore(max_rows=max_rows, max_bytes=max_bytes, spill=spill,
-                              budget=self.capture_budget)
-                 if capture else None)
-        sid = next(self._sids)
-        sub = Subscription(self, sid, subject, queue, max_msgs, store, callback,
-                           pending_msgs=pending_msgs, pending_bytes=pending_bytes,
-                           batch_callback=batch_callback)
-        sub.name = name
-        return self._start(sub, timeout)
-
-    def _subscribe_internal(self, subject: str, *,
-                            sink: Callable[[list[RawMsg], float], Any] | None = None,
-                            store: CaptureStore | None = None,
-                            timeout: float = 10.0) -> Subscription:
-        """A subscription for natsbook's own reads (JetStream history, follow, KV watch).
-
-        Rows go to `sink` (called on the I/O thread; it must only hand them over) and/or to
-        `store`, which the caller makes outside the capture budget. Not listed in
-        ``subscriptions``, not part of ``to_pandas()``; restored after a reconnect like any
-        other. The caller unsubscribes it when its read ends.
-        """
-        self._check_open()
-        check_subscribe(subject)
-        sid = next(self._sids)
-        sub = Subscription(self, sid, subject, None, None, store, None, sink=sink,
-                           internal=True)
-        return self._start(sub, timeout)
-
-    def _start(self, sub: Subscription, timeout: float) -> Subscription:
-        """Register `sub`, send its SUB and wait until the server has it. On any failure,
-        Ctrl-C included, the subscription is taken back: no orphan keeps receiving."""
-        frame = encode_sub(sub.subject, sub.sid, sub.queue)
-        if sub.max_msgs is not None:
-            frame += encode_unsub(sub.sid, sub.max_msgs)
-        deadline = time.monotonic() + timeout
-        try:
-            with self._lock:
-                # The SUB counts against the send queue's bound like a publish.
-                self._wait_for_room(timeout)
-                self._subs[sub.sid] = sub
-                self._by_sid[str(sub.sid).encode()] = sub
-                if not sub.internal:
-                    self._history.append(sub)
-                connected = self._status == "connected"
-                if connected:
-                    self._out.append(frame)
-                    self._out_bytes += len(frame)
-            if connected:
-                self._wake()
-                self.flush(max(deadline - time.monotonic(), 0.0))
-        except BaseException:
-            self._release(sub)
-            raise
-        return sub
-
-    def _release(self, sub: Subscription) -> None:
-        """End a subscription without waiting for anything: one whose subscribe() did not
-        complete (timeout, Ctrl-C), or an internal reader whose read is over."""
-        with self._lock:
-            self._subs.pop(sub.sid, None)
-            self._by_sid.pop(str(sub.sid).encode(), None)
-            if not sub.internal and sub in self._history:
-                self._history.remove(sub)
-        sub._stop(discard=True)
-        # The SUB may still reach the server: take it back (an UNSUB of an unknown sid is
-        # harmless).
-        self._queue_nowait(encode_unsub(sub.sid))
+        return self._engine.subscribe(
+            subject, queue=queue, max_msgs=max_msgs, callback=callback, capture=capture,
+            max_rows=max_rows, max_bytes=max_bytes, spill=spill, pending_msgs=pending_msgs,
+            pending_bytes=pending_bytes, batch_callback=batch_callback, timeout=timeout,
+            name=name)
 
     def unsubscribe(self, sub: Subscription | str, *, max_msgs: int | None = None) -> None:
         """Unsubscribe now, or after `max_msgs` messages in total (auto-unsubscribe)."""
-        if isinstance(sub, str):
-            matching = [s for s in self.subscriptions if s.subject == sub]
-            if not matching:
-                raise BadInputError(f"no active subscription on {sub!r} - see conn.subscriptions")
-            for s in matching:
-                self.unsubscribe(s, max_msgs=max_msgs)
-            return
-        if not sub.active:
-            return
-        with sub._cond:  # checked and set in one step against the I/O thread's count
-            later = max_msgs is not None and max_msgs > sub.received
-            if later:
-                sub.max_msgs = max_msgs
-        if later:
-            assert max_msgs is not None
-            if self._status == "connected":
-                # The server counts from its own SUB; while reconnecting, the re-subscribe
-                # sends the remaining limit itself.
-                self._queue(encode_unsub(sub.sid, max_msgs - sub._base))
-            return
-        self._forget(sub)
-        if self._status == "connected":
-            self._queue(encode_unsub(sub.sid))
+        self._engine.unsubscribe(sub, max_msgs=max_msgs)
 
     @property
     def subscriptions(self) -> list[Subscription]:
         """Active subscriptions (user ones; the request inbox and natsbook's own JetStream
         readers are internal)."""
-        with self._lock:
-            return [s for s in self._subs.values() if not s.internal]
+        return self._engine.subscriptions
 
-    # ------------------------------------------------------------------ request / reply
     def serve(self, subject: str, handler: Callable[[Msg], Any], *, queue: str | None = None,
               capture: bool = False, **kwargs: Any) -> Subscription:
         """Answer requests on `subject` with `handler(msg)`'s return value.
@@ -204,81 +220,14 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
         ``Nats-Service-Error`` / ``Nats-Service-Error-Code: 500`` headers; the responder keeps
         serving. Use ``queue=`` to run a pool of workers.
         """
-        if not callable(handler):
-            raise BadInputError("handler must be callable: it receives a Msg, returns the reply")
-
-        def respond(msg: Msg) -> None:
-            if not msg.reply:
-                return
-            try:
-                result = handler(msg)
-            except Exception as exc:
-                self.publish(msg.reply, str(exc).encode("utf-8", "replace"), headers={
-                    "Nats-Service-Error": f"{type(exc).__name__}: {exc}".replace("\r", " ")
-                    .replace("\n", " "),
-                    "Nats-Service-Error-Code": "500",
-                })
-                raise
-            if isinstance(result, Msg):
-                self.publish(msg.reply, result.data,
-                             headers=result.headers.to_dict() if result.headers else None)
-            else:
-                self.publish(msg.reply, result)
-
-        return self.subscribe(subject, queue=queue, callback=respond, capture=capture, **kwargs)
+        return self._engine.serve(subject, handler, queue=queue, capture=capture, **kwargs)
 
     # ------------------------------------------------------------------ closing
     def drain(self, timeout: float = 10.0) -> DrainReport:
         """Unsubscribe everything, let callbacks finish, send what is queued, then close.
 
         Interrupted (Ctrl-C), it closes at once, without waiting for the server."""
-        self._check_open()
-        subs = self.subscriptions
-        try:
-            return self._drain(subs, timeout)
-        except BaseException:
-            self._close(time.monotonic(), 5.0)
-            for sub in subs:  # taken off the list already, so close() did not see them
-                sub._stop(discard=True)
-            raise
-
-    def _drain(self, subs: list[Subscription], timeout: float) -> DrainReport:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            self._status = "draining" if self._status == "connected" else self._status
-        for sub in subs:
-            with self._lock:
-                self._subs.pop(sub.sid, None)
-            if self._status in ("connected", "draining"):
-                with self._lock:
-                    frame = encode_unsub(sub.sid)
-                    self._out.append(frame)
-                    self._out_bytes += len(frame)
-        self._wake()
-        errors: list[str] = []
-        try:
-            with self._lock:
-                if self._status == "draining":
-                    self._status = "connected"
-            self.flush(max(deadline - time.monotonic(), 0.01))
-        except NatsbookError as exc:
-            errors.append(str(exc))
-        for sub in subs:
-            sub._stop()
-        undelivered = 0
-        for sub in subs:
-            sub.wait_pending(max(deadline - time.monotonic(), 0.0))
-            undelivered += sub.stats.pending
-        # Publishes made by callbacks while draining.
-        try:
-            if self._status == "connected":
-                self.flush(max(deadline - time.monotonic(), 0.01))
-        except NatsbookError as exc:
-            errors.append(str(exc))
-        with self._lock:
-            unsent = self._out_bytes + sum(len(f) for f in self._inflight) - self._inflight_sent
-        self._close(deadline, 5.0)
-        return DrainReport(undelivered, unsent, tuple(errors))
+        return self._engine.drain(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what was published, then close: stop the I/O thread and callbacks.
@@ -296,65 +245,7 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
                 the I/O thread and each callback thread is given up to the same again (at
                 most 2 s per callback thread).
         """
-        self._close(time.monotonic() + timeout, timeout)
-
-    def _close(self, flush_deadline: float, timeout: float) -> None:
-        if self._status == "closed" and (self._thread is None or not self._thread.is_alive()):
-            return
-        try:
-            self._flush_published(flush_deadline)
-        finally:
-            self._close_now(timeout)
-
-    def _flush_published(self, deadline: float) -> None:
-        """Before closing: flush unless every published message was confirmed already (no
-        round trip to wait for on a quiet connection). A failure is counted by the close."""
-        if self._status != "connected" or threading.current_thread() is self._thread:
-            return
-        with self._lock:
-            if self._published_msgs() <= self._confirmed_msgs:
-                return
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        try:
-            self.flush(left)
-        except NatsbookError:
-            pass
-
-    def _close_now(self, timeout: float) -> None:
-        """Stop the I/O thread, count what was not sent, stop callbacks."""
-        with self._lock:
-            self._stop.set()  # under the lock: _resume checks it there
-        self._wake(force=True)
-        io = self._thread
-        if io is not None and io is not threading.current_thread():
-            io.join(timeout)
-        try:
-            self._shutdown_socket()
-            self._set_closed(self._closed_reason or "close() was called")
-            if io is None or not io.is_alive() or io is threading.current_thread():
-                # Else the I/O thread counts it when it ends (it sees the status closed).
-                self._drop_unsent()
-            with self._lock:
-                subs = list(self._subs.values())
-                self._subs.clear()
-                self._by_sid.clear()
-            for sub in subs:
-                try:
-                    sub._stop(discard=True)
-                except Exception as exc:  # one broken capture must not keep the rest open
-                    self._report(f"closing {sub.subject!r}: {type(exc).__name__}: {exc}")
-            for sub in subs:
-                sub._join(min(timeout, 2.0))
-        finally:
-            if io is not None and io.is_alive():
-                # Still inside a handshake: the I/O thread closes the pipe when it ends, so its
-                # fd numbers are not reused under it.
-                self._closed_fds_deferred = True
-            elif self._wake_r >= 0:
-                self._cleanup_fds()
-            _live.discard(self)
+        self._engine.close(timeout)
 
     def __enter__(self) -> Connection:
         return self
@@ -366,31 +257,24 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
     @property
     def status(self) -> str:
         """"connected", "reconnecting", "draining" or "closed"."""
-        return self._status
+        return self._engine.status
 
     @property
     def is_connected(self) -> bool:
-        return self._status == "connected"
+        return self._engine.is_connected
 
     @property
     def is_closed(self) -> bool:
-        return self._status == "closed"
+        return self._engine.is_closed
 
     @property
     def connected_url(self) -> str | None:
-        return self._server.url if self._status == "connected" else None
-
-    @property
-    def internals(self) -> ConnectionInternals:
-        """natsbook's own layers' interface to this connection (internal inboxes, reconnect
-        hooks, gap counts, error reports); not for notebooks. See
-        ``natsbook/client/_internals.py``."""
-        return ConnectionInternals(self)
+        return self._engine.connected_url
 
     @property
     def servers(self) -> list[str]:
         """The server pool (configured and discovered), credentials left out."""
-        return [s.url for s in self._pool]
+        return self._engine.servers
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -406,59 +290,94 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
         message may still be lost if the connection drops before the server reads it:
         ``flush()`` confirms, ``gaps()`` shows drops.
         """
-        with self._lock:
-            out_pending = self._out_bytes
-            out_msgs = self._out_msgs
-            pending_msgs = self._out_msgs_queued + self._inflight_msgs
-            unsent_msgs = self._unsent_msgs
-        return {
-            "in_msgs": self._in_msgs, "in_bytes": self._in_bytes,
-            "out_msgs": out_msgs, "out_bytes": self._out_bytes_total,
-            "reconnects": self._reconnects, "errors": len(self.errors),
-            "pending_bytes": out_pending, "pending_msgs": pending_msgs,
-            "unsent_msgs": unsent_msgs, "unknown_sid_msgs": self._unknown_sid,
-            "late_replies": self._late_replies,
-            "rtt_ms": None if self._rtt is None else round(self._rtt * 1000, 3),
-        }
+        return self._engine.stats
+
+    @property
+    def server_info(self) -> dict[str, Any]:
+        """The server's INFO (checked field by field), as of the last connect."""
+        return self._engine.server_info
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload the server takes (its INFO ``max_payload``)."""
+        return self._engine.max_payload
+
+    @property
+    def errors(self) -> Any:
+        """The newest 200 asynchronous errors as ``(time, text)`` (also logged to the
+        ``natsbook`` logger)."""
+        return self._engine.errors
+
+    @property
+    def name(self) -> str | None:
+        """The client name sent in CONNECT (what ``connz`` shows)."""
+        return self._engine.name
+
+    @property
+    def capture_budget(self) -> CaptureBudget:
+        """The one byte bound over every capture of this connection."""
+        return self._engine.capture_budget
+
+    @property
+    def internals(self) -> ConnectionInternals:
+        """natsbook's own layers' interface to this connection (internal inboxes, reconnect
+        hooks, gap counts, error reports); not for notebooks. See
+        ``natsbook/core/_internals.py``."""
+        return self._engine.internals
 
     def gaps(self) -> pd.DataFrame:
         """Disconnected intervals as a DataFrame: start, end (NaT while ongoing), duration,
         server, reason."""
-        with self._lock:
-            rows = [(g.start, g.end, g.server, g.reason) for g in self._gaps]
-        frame = pd.DataFrame({
-            "start": pd.to_datetime(pd.Series([r[0] for r in rows], dtype="float64"), unit="s",
-                                    utc=True),
-            "end": pd.to_datetime(pd.Series([r[1] for r in rows], dtype="float64"), unit="s",
-                                  utc=True),
-            "server": pd.Series([r[2] for r in rows], dtype="str"),
-            "reason": pd.Series([r[3] for r in rows], dtype="str"),
-        })
-        frame.insert(2, "duration", frame["end"] - frame["start"])
-        return frame
+        return self._engine.gaps()
 
+    # ------------------------------------------------------------------ captures
     def to_pandas(self, decode: str = "auto", *, last: int | None = None, since: Any = None,
                   subject: str | None = None) -> pd.DataFrame:
         """Messages of every capture on this connection (active and finished), oldest first,
         with a ``sub`` column naming the subscription's subject pattern."""
         tables = []
-        with self._lock:
-            history = list(self._history)
-        for sub in history:
-            if sub.store is None:
-                continue
+        for sub in self._engine.internals.captures():
+            assert sub.store is not None
             t = sub.store.table()
             tables.append(t.append_column("sub", pa.array([sub.subject] * t.num_rows,
                                                           pa.string())))
         if not tables:
-            from ..capture._store import SCHEMA
-
             table = SCHEMA.empty_table().append_column("sub", pa.array([], pa.string()))
         else:
             table = pa.concat_tables(tables).sort_by("time")
         table = filter_table(table, subject=subject, since=since, last=last)
         # Through `extra`, so a payload key "sub" gets its own column (data.sub).
         return to_frame(table.drop_columns(["sub"]), decode, extra=[("sub", table["sub"])])
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """Run DuckDB SQL over every capture of this connection.
+
+        The table ``messages`` holds every row of every capture you made (active, finished and
+        spilled to Parquet; the connection's internal subscriptions are left out), with the
+        columns ``time, sub, subject, reply, headers, size, data, payload``: ``data`` is the
+        payload as text (``data::JSON ->> 'temp'``; ``TRY_CAST(data AS JSON)`` is NULL for a
+        payload that is not JSON), ``payload`` its raw bytes. A capture made with
+        ``subscribe(..., name="readings")`` is also the table ``readings``. The in-memory
+        batches are scanned in place, without a copy.
+
+        Returns:
+            The query's result as a DataFrame.
+
+        Raises:
+            QueryError: DuckDB refused or failed the query (its message is in ``.detail``).
+        """
+        return captures_sql(self._engine.internals.captures(), query)
+
+    def live(self, fn: Callable[[pd.DataFrame], Any] | str, *, every: float = 1.0,
+             decode: str = "auto", title: str | None = None) -> Any:
+        """A view of ``fn(frame)`` over every capture (``frame`` as ``conn.to_pandas()``, with
+        a ``sub`` column), or of a SQL query's result, re-rendered at most every `every`
+        seconds and only when new rows arrived. See :meth:`Subscription.live`."""
+        # A live view is a widget: an import of the front end, made when it is asked for
+        # (tests/test_layers.py names it as the one exception to the layer rules).
+        from ..notebook.widgets.live import LiveView
+
+        return LiveView(self, fn, every=every, decode=decode, title=title)
 
     def publish_frame(self, df: pd.DataFrame, *, subject: str | None = None,
                       data: str | None = None, headers: str | None = None,
@@ -485,12 +404,122 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
                 filling one key, a cell with no JSON form; the message names the column), or
                 a row has a ``header_error`` while headers come from the frame.
         """
-        from ..capture._replay import publish_frame
-
         return publish_frame(self, df, subject=subject, data=data, headers=headers, rate=rate,
                              progress=progress)
 
+    # ------------------------------------------------------------------ JetStream
+    def streams(self, *, timeout: float = 5.0) -> pd.DataFrame:
+        """Every stream: name, subjects, messages, bytes, first/last seq and time, consumers,
+        storage."""
+        return jetstream.streams(self, timeout=timeout)
+
+    def stream_info(self, name: str, *, timeout: float = 5.0) -> dict[str, Any]:
+        """The stream's config and state as the JetStream API returns them."""
+        return jetstream.stream_info(self, name, timeout=timeout)
+
+    def stream_subjects(self, name: str, filter: str = ">", *,
+                        timeout: float = 5.0) -> pd.DataFrame:
+        """Stored message counts per subject (the data for a subject tree)."""
+        return jetstream.stream_subjects(self, name, filter, timeout=timeout)
+
+    def stream_history(self, name: str, *, subject: str | None = None,
+                       start_seq: int | None = None, since: Any = None, until: Any = None,
+                       last: int | None = None, max_rows: int | None = None,
+                       decode: str = "auto", method: str = "auto",
+                       progress: bool | None = None, timeout: float = 10.0) -> pd.DataFrame:
+        """A stream's stored messages as a capture DataFrame with ``seq`` and stored ``time``.
+        See :func:`natsbook.jetstream.stream_history` for the arguments."""
+        return jetstream.stream_history(
+            self, name, subject=subject, start_seq=start_seq, since=since, until=until,
+            last=last, max_rows=max_rows, decode=decode, method=method, progress=progress,
+            timeout=timeout)
+
+    def follow(self, name: str, *, subject: str | None = None, start_seq: int | None = None,
+               since: Any = None, last: int | None = None, history: bool = True,
+               max_bytes: int | None = None, progress: bool | None = None,
+               timeout: float = 10.0) -> Follow:
+        """History then live, with no gap and no duplicate at the seam. See
+        :func:`natsbook.jetstream.follow`."""
+        return jetstream.follow(self, name, subject=subject, start_seq=start_seq, since=since,
+                                last=last, history=history, max_bytes=max_bytes,
+                                progress=progress, timeout=timeout)
+
+    def js_publish(self, subject: str, data: Any = b"", *,
+                   headers: Mapping[str, Any] | None = None, msg_id: str | None = None,
+                   expected_stream: str | None = None, expected_last_seq: int | None = None,
+                   expected_last_subject_seq: int | None = None,
+                   timeout: float = 5.0) -> PubAck:
+        """Publish into a stream and wait for the ack (stream, seq, duplicate). See
+        :func:`natsbook.jetstream.js_publish`."""
+        return jetstream.js_publish(
+            self, subject, data, headers=headers, msg_id=msg_id,
+            expected_stream=expected_stream, expected_last_seq=expected_last_seq,
+            expected_last_subject_seq=expected_last_subject_seq, timeout=timeout)
+
+    def kv(self, bucket: str, *, create: bool = False, history: int = 1,
+           ttl: float | None = None, storage: str = "file", max_bytes: int = -1,
+           max_value_size: int = -1, description: str | None = None,
+           timeout: float = 5.0) -> KV:
+        """A KV bucket; ``create=True`` creates it if missing, with the other options (see
+        :func:`natsbook.jetstream.create_kv`).
+
+        Raises:
+            NotFoundError: no such bucket and ``create=False`` ("did you mean" in the message).
+        """
+        if create:
+            return jetstream.create_kv(self, bucket, history=history, ttl=ttl, storage=storage,
+                                       max_bytes=max_bytes, max_value_size=max_value_size,
+                                       description=description, timeout=timeout)
+        return jetstream.kv(self, bucket, timeout=timeout)
+
+    def add_consumer(self, stream: str, name: str, *,
+                     filter_subject: str | list[str] | None = None,
+                     ack_policy: str = "explicit", deliver_policy: str = "all",
+                     timeout: float = 5.0, **config: Any) -> dict[str, Any]:
+        """Create (or update) a durable pull consumer; returns its info. Other JetStream
+        consumer options go in `config` by their API names (``max_deliver=5``). See
+        :func:`natsbook.jetstream.add_consumer`."""
+        return jetstream.add_consumer(self, stream, name, filter_subject=filter_subject,
+                                      ack_policy=ack_policy, deliver_policy=deliver_policy,
+                                      timeout=timeout, **config)
+
+    def consumers(self, stream: str, *, timeout: float = 5.0) -> pd.DataFrame:
+        """Every consumer of `stream`: pending, ack pending, redelivered, delivered and
+        ack-floor sequences, last active, paused."""
+        return jetstream.consumers(self, stream, timeout=timeout)
+
+    def consumer_info(self, stream: str, name: str, *, timeout: float = 5.0) -> dict[str, Any]:
+        """The consumer's info as the JetStream API returns it."""
+        return jetstream.consumer_info(self, stream, name, timeout=timeout)
+
+    def delete_consumer(self, stream: str, name: str, *, timeout: float = 5.0) -> None:
+        """Delete a consumer of `stream`."""
+        jetstream.delete_consumer(self, stream, name, timeout=timeout)
+
+    def consumer_lag(self, stream: str, consumer: str | None = None, *, every: float = 1.0,
+                     duration: float = 10.0, timeout: float = 5.0) -> pd.DataFrame:
+        """Pending and ack-pending per consumer sampled over time (blocks for `duration`)."""
+        return jetstream.consumer_lag(self, stream, consumer, every=every, duration=duration,
+                                      timeout=timeout)
+
+    def object_store(self, bucket: str, *, create: bool = False,
+                     timeout: float = 5.0) -> ObjectStore:
+        """An object store bucket (``create=True`` creates it if missing): ``.list()``,
+        ``.put(name, data_or_path)``, ``.get(name[, path])``, ``.delete(name)``,
+        ``.info(name)``. See :mod:`natsbook.jetstream._objstore`."""
+        return jetstream.object_store(self, bucket, create=create, timeout=timeout)
+
+    # ------------------------------------------------------------------ services
+    def services(self, name: str | None = None, *, timeout: float = 1.0) -> pd.DataFrame:
+        """Every running NATS service instance (any official client's micro library), one row
+        per endpoint. See :func:`natsbook.ops._services.services`."""
+        return ops.services(self, name, timeout=timeout)
+
+    def add_service(self, name: str, version: str, *, description: str = "",
+                    metadata: Mapping[str, str] | None = None) -> Service:
+        """Run a NATS service from this connection; add endpoints with
+        ``.endpoint(name, handler)``. See :class:`natsbook.ops._services.Service`."""
+        return ops.add_service(self, name, version, description=description, metadata=metadata)
+
     def __repr__(self) -> str:
-        where = self._server.url
-        return (f"<natsbook.Connection {where} {self._status} "
-                f"subs={len(self._subs)} in={self._in_msgs} out={self._out_msgs}>")
+        return repr(self._engine)

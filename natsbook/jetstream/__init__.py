@@ -7,13 +7,12 @@
 - :mod:`._consumers`: consumers and their lag;
 - :mod:`._objstore`: the object store (chunked like the official clients).
 
-Importing this package also gives ``Connection`` its JetStream methods (``conn.streams()``,
-``conn.kv()``, ...): one implementation, registered with the client layer's method table.
+``Connection``'s JetStream methods (``conn.streams()``, ``conn.kv()``, ...) call these
+functions; they take any :class:`natsbook.core.Link` (a Connection is one).
 """
 
 from __future__ import annotations
 
-from ..client._methods import provide as _provide
 from ._consumers import (
     add_consumer,
     consumer_info,
@@ -77,9 +76,3 @@ __all__ = [
     "stream_subjects",
     "streams",
 ]
-
-_provide(streams=streams, stream_info=stream_info, stream_subjects=stream_subjects,
-         stream_history=stream_history, follow=follow, js_publish=js_publish, kv=kv,
-         create_kv=create_kv, consumers=consumers, consumer_info=consumer_info,
-         add_consumer=add_consumer, delete_consumer=delete_consumer, consumer_lag=consumer_lag,
-         object_store=object_store)

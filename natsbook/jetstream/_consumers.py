@@ -20,7 +20,7 @@ from ._jsapi import (
 )
 
 if TYPE_CHECKING:
-    from ..client._connection import Connection
+    from ..core import Link
 
 __all__ = ["CONSUMER_COLUMNS", "LAG_COLUMNS", "add_consumer", "consumer_info", "consumer_lag",
            "consumer_names", "consumers", "delete_consumer"]
@@ -70,12 +70,12 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.sort_values("name", ignore_index=True)
 
 
-def _list(conn: Connection, stream: str, timeout: float) -> list[dict[str, Any]]:
+def _list(conn: Link, stream: str, timeout: float) -> list[dict[str, Any]]:
     return paged(lambda offset: _stream_call(conn, "CONSUMER.LIST", stream, {"offset": offset},
                                              timeout=timeout), "consumers")
 
 
-def consumers(conn: Connection, stream: str, *, timeout: float = 5.0) -> pd.DataFrame:
+def consumers(conn: Link, stream: str, *, timeout: float = 5.0) -> pd.DataFrame:
     """Every consumer of `stream`, one row each.
 
     Returns:
@@ -91,14 +91,14 @@ def consumers(conn: Connection, stream: str, *, timeout: float = 5.0) -> pd.Data
     return _frame([_row(info) for info in _list(conn, stream, timeout)])
 
 
-def consumer_names(conn: Connection, stream: str, *, timeout: float = 5.0) -> list[str]:
+def consumer_names(conn: Link, stream: str, *, timeout: float = 5.0) -> list[str]:
     """Names of the consumers of `stream`, sorted."""
     return sorted(paged(lambda offset: _stream_call(conn, "CONSUMER.NAMES", stream,
                                                     {"offset": offset}, timeout=timeout),
                         "consumers"))
 
 
-def consumer_info(conn: Connection, stream: str, name: str, *,
+def consumer_info(conn: Link, stream: str, name: str, *,
                   timeout: float = 5.0) -> dict[str, Any]:
     """The consumer's info as the JetStream API returns it (``config``, ``delivered``,
     ``ack_floor``, ``num_pending``...).
@@ -126,7 +126,7 @@ def _check_consumer(name: Any) -> None:
                             "spaces, '.', '*' or '>'")
 
 
-def add_consumer(conn: Connection, stream: str, name: str, *,
+def add_consumer(conn: Link, stream: str, name: str, *,
                  filter_subject: str | list[str] | None = None, ack_policy: str = "explicit",
                  deliver_policy: str = "all", timeout: float = 5.0,
                  **config: Any) -> dict[str, Any]:
@@ -148,7 +148,7 @@ def add_consumer(conn: Connection, stream: str, name: str, *,
     return _create(conn, stream, name, cfg, timeout)
 
 
-def _create(conn: Connection, stream: str, name: str, cfg: dict[str, Any],
+def _create(conn: Link, stream: str, name: str, cfg: dict[str, Any],
             timeout: float) -> dict[str, Any]:
     try:
         return api_request(conn, f"CONSUMER.CREATE.{stream}.{name}",
@@ -159,7 +159,7 @@ def _create(conn: Connection, stream: str, name: str, cfg: dict[str, Any],
         raise
 
 
-def delete_consumer(conn: Connection, stream: str, name: str, *, timeout: float = 5.0) -> None:
+def delete_consumer(conn: Link, stream: str, name: str, *, timeout: float = 5.0) -> None:
     """Delete the consumer `name` of `stream`.
 
     Raises:
@@ -169,7 +169,7 @@ def delete_consumer(conn: Connection, stream: str, name: str, *, timeout: float 
     api_request(conn, f"CONSUMER.DELETE.{stream}.{name}", timeout=timeout)
 
 
-def consumer_lag(conn: Connection, stream: str, consumer: str | None = None, *,
+def consumer_lag(conn: Link, stream: str, consumer: str | None = None, *,
                  every: float = 1.0, duration: float = 10.0,
                  timeout: float = 5.0) -> pd.DataFrame:
     """Sample the consumers' pending and ack-pending counts every `every` seconds for

@@ -14,7 +14,7 @@ import orjson
 from ..errors import BadInputError, JetStreamError, NoRespondersError, NotFoundError
 
 if TYPE_CHECKING:
-    from ..client._connection import Connection
+    from ..core import Link
 
 __all__ = ["API", "api_request", "check_bucket", "paged", "stream_names"]
 
@@ -23,7 +23,7 @@ _NO_JS = ("JetStream is not enabled on this server (or for this account) - start
           "with -js, e.g. natsbook.local_server(jetstream=True)")
 
 
-def api_request(conn: Connection, subject: str, payload: Any = None, *,
+def api_request(conn: Link, subject: str, payload: Any = None, *,
                 timeout: float = 5.0) -> dict[str, Any]:
     """Call ``$JS.API.<subject>`` and return the decoded JSON answer.
 
@@ -43,7 +43,7 @@ def api_request(conn: Connection, subject: str, payload: Any = None, *,
     return body
 
 
-def stream_names(conn: Connection, *, timeout: float = 5.0) -> list[str]:
+def stream_names(conn: Link, *, timeout: float = 5.0) -> list[str]:
     """Names of every stream in the account, sorted."""
     return sorted(paged(lambda offset: api_request(conn, "STREAM.NAMES", {"offset": offset},
                                                    timeout=timeout), "streams"))
@@ -78,7 +78,7 @@ def _not_found(kind: str, name: str, candidates: list[str], create: str) -> NotF
     return err
 
 
-def _stream_not_found(conn: Connection, name: str) -> NotFoundError:
+def _stream_not_found(conn: Link, name: str) -> NotFoundError:
     try:
         names = stream_names(conn)
     except JetStreamError:
@@ -87,7 +87,7 @@ def _stream_not_found(conn: Connection, name: str) -> NotFoundError:
                       "natsbook.jetstream.add_stream(conn, name, subjects)")
 
 
-def _stream_call(conn: Connection, subject: str, name: str, payload: Any = None,
+def _stream_call(conn: Link, subject: str, name: str, payload: Any = None,
                  timeout: float = 5.0) -> dict[str, Any]:
     """``api_request`` on ``<subject>.<name>``; a missing stream raises NotFoundError."""
     _check_name(name)

@@ -29,8 +29,7 @@ from ._jsparse import _parse_acked
 
 if TYPE_CHECKING:
     from .._progress import Progress
-    from ..client._connection import Connection
-    from ..client._subscription import Subscription
+    from ..core import Link, Subscription
 
 __all__ = ["BATCH_BYTES", "PushCapture"]
 
@@ -74,7 +73,7 @@ class _Batches:
     a short table.
     """
 
-    def __init__(self, conn: Connection, timeout: float, *,
+    def __init__(self, conn: Link, timeout: float, *,
                  max_buffer: int | None = None) -> None:
         self.conn = conn
         self.timeout = timeout
@@ -187,7 +186,7 @@ class _Batches:
         self.conn.internals.release(self.sub)
 
 
-def _direct_read(conn: Connection, stream: str, *, seq: int | None, start_time: str | None,
+def _direct_read(conn: Link, stream: str, *, seq: int | None, start_time: str | None,
                  subject: str | None, stop_seq: int, max_rows: int | None,
                  batch: int, progress: Progress, timeout: float) -> pa.Table:
     api = f"{API}DIRECT.GET.{stream}"
@@ -226,7 +225,7 @@ def _direct_read(conn: Connection, stream: str, *, seq: int | None, start_time: 
         reader.close()
 
 
-def _consumer_read(conn: Connection, stream: str, *, seq: int | None, start_time: str | None,
+def _consumer_read(conn: Link, stream: str, *, seq: int | None, start_time: str | None,
                    subject: str | None, stop_seq: int, max_rows: int | None,
                    batch: int, progress: Progress, timeout: float) -> pa.Table:
     cfg: dict[str, Any] = {"ack_policy": "none", "mem_storage": True, "num_replicas": 1,
@@ -276,7 +275,7 @@ def _consumer_read(conn: Connection, stream: str, *, seq: int | None, start_time
         _delete_consumer(conn, stream, name, timeout, wait=done)
 
 
-def _delete_consumer(conn: Connection, stream: str, name: str, timeout: float,
+def _delete_consumer(conn: Link, stream: str, name: str, timeout: float,
                      wait: bool) -> None:
     """Delete an ephemeral consumer. After a failure or Ctrl-C, only send the request (the
     server may be the reason we are here, and the consumer expires by itself anyway)."""
@@ -290,7 +289,7 @@ def _delete_consumer(conn: Connection, stream: str, name: str, timeout: float,
         pass  # an inactive ephemeral consumer goes away by itself
 
 
-def _first_at(conn: Connection, name: str, ts: pd.Timestamp, direct: bool,
+def _first_at(conn: Link, name: str, ts: pd.Timestamp, direct: bool,
               timeout: float) -> int | None:
     """Sequence of the first message stored at or after `ts` (None: there is none)."""
     if direct:
@@ -324,7 +323,7 @@ class PushCapture:
     ``conn.subscriptions`` or in ``conn.to_pandas()``.
     """
 
-    def __init__(self, conn: Connection, stream: str, config: dict[str, Any], *,
+    def __init__(self, conn: Link, stream: str, config: dict[str, Any], *,
                  timeout: float = 5.0, max_bytes: int | None = None) -> None:
         self.conn = conn
         self.stream = stream

@@ -28,7 +28,7 @@ from ._jsread import PushCapture, _Batches
 from ._streams import add_stream, js_publish, read_stream, stream_info
 
 if TYPE_CHECKING:
-    from ..client._connection import Connection
+    from ..core import Link
 
 __all__ = ["KV", "KVEntry", "KVWatch", "create_kv", "kv", "kv_buckets"]
 
@@ -65,12 +65,12 @@ class KVEntry:
         return orjson.loads(self.value)
 
 
-def kv_buckets(conn: Connection) -> list[str]:
+def kv_buckets(conn: Link) -> list[str]:
     """Names of the key-value buckets in the account."""
     return [n[3:] for n in stream_names(conn) if n.startswith("KV_")]
 
 
-def create_kv(conn: Connection, bucket: str, *, history: int = 1, ttl: float | None = None,
+def create_kv(conn: Link, bucket: str, *, history: int = 1, ttl: float | None = None,
               storage: str = "file", max_bytes: int = -1, max_value_size: int = -1,
               description: str | None = None, timeout: float = 5.0) -> KV:
     """Create a bucket (or update a compatible one) and return it.
@@ -94,7 +94,7 @@ def create_kv(conn: Connection, bucket: str, *, history: int = 1, ttl: float | N
     return KV(conn, bucket, timeout=timeout)
 
 
-def kv(conn: Connection, bucket: str, *, timeout: float = 5.0) -> KV:
+def kv(conn: Link, bucket: str, *, timeout: float = 5.0) -> KV:
     """Open an existing bucket.
 
     Raises:
@@ -158,7 +158,7 @@ def _kv_frame(table: pa.Table, prefix: str, decode: str, include_deleted: bool) 
 class KV:
     """A key-value bucket: ``conn.kv(bucket)`` or ``natsbook.jetstream.kv(conn, bucket)``."""
 
-    def __init__(self, conn: Connection, bucket: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, conn: Link, bucket: str, *, timeout: float = 5.0) -> None:
         check_bucket(bucket)
         self.conn = conn
         self.bucket = bucket

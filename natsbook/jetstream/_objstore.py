@@ -40,7 +40,7 @@ from ._jsread import _Batches, _delete_consumer
 from ._streams import add_stream, js_publish, purge_stream, read_stream, stream_info
 
 if TYPE_CHECKING:
-    from ..client._connection import Connection
+    from ..core import Link
 
 __all__ = ["CHUNK_SIZE", "ObjectStore", "create_object_store",
            "object_store", "object_stores"]
@@ -79,12 +79,12 @@ def _same_digest(recorded: str, actual: str) -> bool:
         return False
 
 
-def object_stores(conn: Connection) -> list[str]:
+def object_stores(conn: Link) -> list[str]:
     """Names of the object store buckets in the account."""
     return [n[4:] for n in stream_names(conn) if n.startswith("OBJ_")]
 
 
-def create_object_store(conn: Connection, bucket: str, *, description: str | None = None,
+def create_object_store(conn: Link, bucket: str, *, description: str | None = None,
                         ttl: float | None = None, storage: str = "file", replicas: int = 1,
                         max_bytes: int = -1, timeout: float = 5.0) -> ObjectStore:
     """Create a bucket (or update a compatible one) configured like the official clients'."""
@@ -98,7 +98,7 @@ def create_object_store(conn: Connection, bucket: str, *, description: str | Non
     return ObjectStore(conn, bucket, timeout=timeout)
 
 
-def object_store(conn: Connection, bucket: str, *, create: bool = False,
+def object_store(conn: Link, bucket: str, *, create: bool = False,
                  timeout: float = 5.0) -> ObjectStore:
     """An object store bucket (``create=True`` creates it when missing).
 
@@ -113,7 +113,7 @@ def object_store(conn: Connection, bucket: str, *, create: bool = False,
 class ObjectStore:
     """An object store bucket. Open with ``conn.object_store(bucket)``."""
 
-    def __init__(self, conn: Connection, bucket: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, conn: Link, bucket: str, *, timeout: float = 5.0) -> None:
         check_bucket(bucket)
         self.conn = conn
         self.bucket = bucket
@@ -363,7 +363,7 @@ def _show(progress: bool | None, size: int) -> bool | None:
     return False if progress is None and size < PROGRESS_MIN_BYTES else progress
 
 
-def _chunks(conn: Connection, stream: str, subject: str, count: int, chunk: int,
+def _chunks(conn: Link, stream: str, subject: str, count: int, chunk: int,
             timeout: float) -> Any:
     """Yield the `count` chunks stored on `subject`, in order, pulled about READ_BYTES at a
     time by an ephemeral consumer; at most one batch is held at once."""

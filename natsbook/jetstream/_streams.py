@@ -44,7 +44,7 @@ from ._jsread import (
 )
 
 if TYPE_CHECKING:
-    from ..client._connection import Connection
+    from ..core import Link
 
 __all__ = [
     "Follow",
@@ -73,7 +73,7 @@ PROGRESS_MIN_ROWS = 50_000
 
 
 # ------------------------------------------------------------------------------ stream admin
-def stream_info(conn: Connection, name: str, *, timeout: float = 5.0) -> dict[str, Any]:
+def stream_info(conn: Link, name: str, *, timeout: float = 5.0) -> dict[str, Any]:
     """The stream's info as the server sends it (``config``, ``state``, ``created``...).
 
     Raises:
@@ -89,7 +89,7 @@ def _ts(value: Any) -> pd.Timestamp | None:
     return pd.Timestamp(value)
 
 
-def streams(conn: Connection, *, timeout: float = 5.0) -> pd.DataFrame:
+def streams(conn: Link, *, timeout: float = 5.0) -> pd.DataFrame:
     """Every stream as one row: name, subjects, messages, bytes, first/last seq and time,
     consumers, storage, retention, replicas, allow_direct, created."""
     rows: list[dict[str, Any]] = []
@@ -116,7 +116,7 @@ def streams(conn: Connection, *, timeout: float = 5.0) -> pd.DataFrame:
     return frame.sort_values("name", ignore_index=True)
 
 
-def stream_subjects(conn: Connection, name: str, filter: str = ">", *,
+def stream_subjects(conn: Link, name: str, filter: str = ">", *,
                     timeout: float = 5.0) -> pd.DataFrame:
     """Stored messages per subject (subject, messages), sorted by subject."""
     counts: dict[str, int] = {}
@@ -132,7 +132,7 @@ def stream_subjects(conn: Connection, name: str, filter: str = ">", *,
     return frame.sort_values("subject", ignore_index=True)
 
 
-def add_stream(conn: Connection, name: str, subjects: list[str] | str | None = None, *,
+def add_stream(conn: Link, name: str, subjects: list[str] | str | None = None, *,
                storage: str = "file", allow_direct: bool = True, timeout: float = 5.0,
                **config: Any) -> dict[str, Any]:
     """Create a stream (or update it when it exists with a compatible config).
@@ -153,12 +153,12 @@ def add_stream(conn: Connection, name: str, subjects: list[str] | str | None = N
         raise
 
 
-def delete_stream(conn: Connection, name: str, *, timeout: float = 5.0) -> None:
+def delete_stream(conn: Link, name: str, *, timeout: float = 5.0) -> None:
     """Delete a stream and everything it stores."""
     _stream_call(conn, "STREAM.DELETE", name, timeout=timeout)
 
 
-def purge_stream(conn: Connection, name: str, *, subject: str | None = None,
+def purge_stream(conn: Link, name: str, *, subject: str | None = None,
                  timeout: float = 5.0) -> int:
     """Remove stored messages (all, or only `subject`'s); returns how many were purged."""
     body = _stream_call(conn, "STREAM.PURGE", name, {"filter": subject} if subject else None,
@@ -177,7 +177,7 @@ class PubAck:
     domain: str | None = None
 
 
-def js_publish(conn: Connection, subject: str, data: Any = b"", *,
+def js_publish(conn: Link, subject: str, data: Any = b"", *,
                headers: Mapping[str, Any] | None = None, msg_id: str | None = None,
                expected_stream: str | None = None, expected_last_seq: int | None = None,
                expected_last_subject_seq: int | None = None,
@@ -279,7 +279,7 @@ def _as_time(value: Any) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def read_stream(conn: Connection, name: str, *, subject: str | None = None,
+def read_stream(conn: Link, name: str, *, subject: str | None = None,
                 start_seq: int | None = None, since: Any = None, until: Any = None,
                 last: int | None = None, max_rows: int | None = None, method: str = "auto",
                 progress: bool | None = None, timeout: float = 10.0,
@@ -354,7 +354,7 @@ def read_stream(conn: Connection, name: str, *, subject: str | None = None,
         bar.close()
 
 
-def stream_history(conn: Connection, name: str, *, subject: str | None = None,
+def stream_history(conn: Link, name: str, *, subject: str | None = None,
                    start_seq: int | None = None, since: Any = None, until: Any = None,
                    last: int | None = None, max_rows: int | None = None,
                    decode: str = "auto", method: str = "auto", progress: bool | None = None,
@@ -399,7 +399,7 @@ class Follow:
     exactly once. Call ``stop()`` (or use ``with``) to end the live part.
     """
 
-    def __init__(self, conn: Connection, stream: str, history: pa.Table, seam: int,
+    def __init__(self, conn: Link, stream: str, history: pa.Table, seam: int,
                  live: PushCapture) -> None:
         self.stream = stream
         self.history = history
@@ -441,7 +441,7 @@ class Follow:
                 f"seam={self.seam} live={self.live.sub.received}>")
 
 
-def follow(conn: Connection, name: str, *, subject: str | None = None,
+def follow(conn: Link, name: str, *, subject: str | None = None,
            start_seq: int | None = None, since: Any = None, last: int | None = None,
            history: bool = True, max_bytes: int | None = None, progress: bool | None = None,
            timeout: float = 10.0) -> Follow:

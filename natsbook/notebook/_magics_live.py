@@ -130,9 +130,7 @@ class LiveMagics(NatsMagicsBase):
             return value
         if target == "messages":
             return conn
-        from ..capture import user_captures
-
-        for sub in reversed(user_captures(conn)):
+        for sub in reversed(conn.internals.captures()):
             if sub.name == target:
                 return sub
         return conn.subscribe(target, timeout=self.timeout)

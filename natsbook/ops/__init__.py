@@ -1,13 +1,12 @@
 """Operating a NATS system: server monitoring as DataFrames (over HTTP, or through the system
 account for every server of a cluster) and NATS services (the micro protocol).
 
-Importing this package gives ``Connection`` its ``services()`` / ``add_service()`` methods
-through the client layer's method table.
+``Connection.services()`` / ``add_service()`` call these functions; they take any
+:class:`natsbook.core.Link` (a Connection is one).
 """
 
 from __future__ import annotations
 
-from ..client._methods import provide as _provide
 from ._monitor import (
     MissingServersWarning,
     Monitor,
@@ -30,5 +29,3 @@ __all__ = [
     "parse_duration",
     "services",
 ]
-
-_provide(services=services, add_service=add_service)

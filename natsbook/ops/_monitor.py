@@ -26,16 +26,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
+from ..core import Link
 from ..errors import BadInputError, MonitorError
 from ._monframes import CONNZ_FIRST, parse_duration, records, stack
 from ._sysmon import Gathered, gather, sys_options
-
-if TYPE_CHECKING:
-    from ..client._connection import Connection
 
 __all__ = ["MissingServersWarning", "Monitor", "MonitorError", "SystemMonitor", "monitor",
            "parse_duration"]
@@ -325,7 +323,7 @@ class SystemMonitor(Monitor):
         expected: server names that must answer (e.g. the whole cluster's).
     """
 
-    def __init__(self, conn: Connection, *, timeout: float = 2.0, stall: float = 0.5,
+    def __init__(self, conn: Link, *, timeout: float = 2.0, stall: float = 0.5,
                  expected: list[str] | None = None) -> None:
         self.conn = conn
         self.timeout = timeout
@@ -400,9 +398,7 @@ def monitor(url: Any = None, *, timeout: float | None = None, stall: float = 0.5
     Raises:
         MonitorError: the connection is not a system-account user (nobody answers).
     """
-    from ..client._connection import Connection
-
-    if isinstance(url, Connection):
+    if isinstance(url, Link):
         return SystemMonitor(url, timeout=2.0 if timeout is None else timeout, stall=stall,
                              expected=expected)
     if expected is not None:

@@ -33,8 +33,7 @@ from ..errors import BadInputError, NatsbookError
 from ..wire._msg import Msg, encode_payload
 
 if TYPE_CHECKING:
-    from ..client._connection import Connection
-    from ..client._subscription import Subscription
+    from ..core import Link, Subscription
 
 __all__ = ["COLUMNS", "Endpoint", "Service", "add_service", "services"]
 
@@ -90,7 +89,7 @@ def _rfc3339(t: datetime) -> str:
 
 
 # ------------------------------------------------------------------------------ discovery
-def _gather(conn: Connection, subjects: list[str], timeout: float) -> list[list[Msg]]:
+def _gather(conn: Link, subjects: list[str], timeout: float) -> list[list[Msg]]:
     """Publish an empty request to each subject and collect every answer (scatter-gather).
 
     Returns when each subject has answered and gone quiet for ``STALL`` seconds, when the
@@ -197,7 +196,7 @@ def _frame(infos: list[dict[str, Any]], stats: list[dict[str, Any]]) -> pd.DataF
     return frame.sort_values(["name", "id", "endpoint"], ignore_index=True, na_position="first")
 
 
-def services(conn: Connection, name: str | None = None, *,
+def services(conn: Link, name: str | None = None, *,
              timeout: float = 1.0) -> pd.DataFrame:
     """Every running service instance (or those called `name`), one row per endpoint.
 
@@ -268,7 +267,7 @@ class Service:
     """A running service instance: its endpoints answer requests, the instance answers the
     service API (PING, INFO, STATS). Made by ``conn.add_service(name, version)``."""
 
-    def __init__(self, conn: Connection, name: str, version: str, *, description: str = "",
+    def __init__(self, conn: Link, name: str, version: str, *, description: str = "",
                  metadata: Mapping[str, str] | None = None) -> None:
         self.conn = conn
         self.name = _check_name("service", name)
@@ -442,7 +441,7 @@ class Service:
                 f"endpoints={self.endpoints}>")
 
 
-def add_service(conn: Connection, name: str, version: str, *, description: str = "",
+def add_service(conn: Link, name: str, version: str, *, description: str = "",
                 metadata: Mapping[str, str] | None = None) -> Service:
     """Start a service instance answering the service API; add endpoints with
     ``.endpoint(name, handler)``.

@@ -27,7 +27,7 @@ import orjson
 from ..errors import MonitorError, NatsbookError, NoRespondersError
 
 if TYPE_CHECKING:
-    from ..client._connection import Connection
+    from ..core import Link
     from ..wire._protocol import RawMsg
 
 __all__ = ["ENDPOINTS", "Gathered", "gather", "is_system", "sys_options"]
@@ -37,7 +37,7 @@ PING = "$SYS.REQ.SERVER.PING"
 SETTLE = 0.05
 ENDPOINTS = ("varz", "connz", "subsz", "jsz", "healthz", "routez", "gatewayz", "leafz",
              "accountz")
-#: Connection states as the system request encodes them (HTTP: ?state=open|closed|all).
+#: Link states as the system request encodes them (HTTP: ?state=open|closed|all).
 _STATES = {"open": 0, "closed": 1, "all": 2}
 #: HTTP query parameter -> system request option, where the names differ.
 _RENAME = {"subs": "subscriptions", "acc": "account", "accs": "accounts",
@@ -75,7 +75,7 @@ def sys_options(endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def gather(conn: Connection, endpoint: str | None, options: dict[str, Any] | None = None, *,
+def gather(conn: Link, endpoint: str | None, options: dict[str, Any] | None = None, *,
            timeout: float = 2.0, stall: float = 0.5, expected: Iterable[str] = ()
            ) -> Gathered:
     """Send ``$SYS.REQ.SERVER.PING[.<ENDPOINT>]`` and collect every server's reply.
@@ -155,7 +155,7 @@ def _take(raw: RawMsg, out: Gathered, seen: set[str]) -> None:
     out.replies.append((server, data))
 
 
-def is_system(conn: Connection, timeout: float = 1.0) -> bool:
+def is_system(conn: Link, timeout: float = 1.0) -> bool:
     """True when `conn` can make system requests (a system-account user)."""
     try:
         conn.request(PING + ".HEALTHZ", b"{}", timeout=timeout)

@@ -106,7 +106,7 @@ def test_secrets_stay_hidden_while_connected_and_on_refused_reconnects(
         conn.flush()
         assert len(sub) == 1 or wait_for(lambda: len(sub) == 1)
         _assert_no_secret(repr(conn), conn.servers, conn.connected_url, conn.stats,
-                          conn._pool, conn._creds, sub)
+                          conn._engine._pool, conn._engine._creds, sub)
         # The server comes back with another password: reconnects are refused.
         user_server.config = (f'authorization {{ users = [ {{user: "{USER}", '
                               f'password: "{WRONG_PASSWORD}"}} ] }}\n')

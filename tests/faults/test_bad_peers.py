@@ -132,7 +132,8 @@ def test_malformed_header_block_is_one_flagged_row_in_every_reader(
 
     results: list[Any] = []
     errors: list[str] = []
-    ref = Refresher(sub, lambda df: df["header_error"].notna().sum(), every=0.1,
+    ref = Refresher(lambda: [sub], lambda: not sub.active, sub.sql,
+                    lambda df: df["header_error"].notna().sum(), every=0.1,
                     on_result=results.append, on_error=errors.append).start()
     wait_for(lambda: results or errors, what="a render")
     ref.stop()
@@ -223,8 +224,8 @@ def test_close_during_a_reconnect_handshake_stays_closed() -> None:
         time.sleep(0.2)  # inside the slow handshake now
         conn.close(timeout=0.2)
         assert conn.status == "closed"
-        wait_for(lambda: not conn._thread.is_alive(), what="I/O thread end")  # type: ignore[union-attr]
-        assert conn.status == "closed" and conn._wake_r == -1
+        wait_for(lambda: not conn._engine._thread.is_alive(), what="I/O thread end")  # type: ignore[union-attr]
+        assert conn.status == "closed" and conn._engine._wake_r == -1
         with pytest.raises(ConnectionClosedError):
             conn.publish("a", b"x")
     finally:

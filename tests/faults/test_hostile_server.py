@@ -165,7 +165,7 @@ def test_bad_info_after_connect_is_ignored_and_reported(fake: Callable[..., Fake
             "'yes'"]
         assert conn.stats["errors"] == 4
         assert conn.max_payload == 1048576 and conn.server_info["max_payload"] == 1048576
-        assert conn.is_connected and not conn._lame
+        assert conn.is_connected and not conn._engine._info.lame_duck
         conn.flush(5)
         assert len(conn.gaps()) == 0 and conn.stats["reconnects"] == 0
     finally:
@@ -226,12 +226,12 @@ def test_hostile_bytes_after_connect(fake: Callable[..., FakeServer], data: byte
         assert any(words in t for t in texts), texts
         gaps = conn.gaps()
         assert len(gaps) == 1 and words in gaps["reason"].iloc[0]
-        assert conn._parser.buffered <= 128 * 1024, "nothing unbounded kept"
+        assert conn._engine._parser.buffered <= 128 * 1024, "nothing unbounded kept"
         with pytest.raises(NatsbookError, match="closed"):
             conn.publish("a.b", b"x")
     finally:
         conn.close()
-    assert conn._thread is not None and not conn._thread.is_alive()
+    assert conn._engine._thread is not None and not conn._engine._thread.is_alive()
 
 
 def test_incomplete_frame_then_silence_is_detected(fake: Callable[..., FakeServer]) -> None:
@@ -295,7 +295,7 @@ def test_garbage_on_reconnect_does_not_kill_the_reader(fake: Callable[..., FakeS
         wait_for(lambda: srv.accepted >= 3, timeout=10)
         wait_for(lambda: conn.is_connected, timeout=5)
         conn.flush(5)
-        assert conn._thread is not None and conn._thread.is_alive()
+        assert conn._engine._thread is not None and conn._engine._thread.is_alive()
         assert any("protocol error" in t for _, t in conn.errors), list(conn.errors)
     finally:
         conn.close()
@@ -353,7 +353,7 @@ def test_ping_flood_is_bounded_and_declared_slow(fake: Callable[..., FakeServer]
         assert conn.stats["pending_bytes"] == 0
     finally:
         conn.close()
-    assert conn._thread is not None and not conn._thread.is_alive()
+    assert conn._engine._thread is not None and not conn._engine._thread.is_alive()
 
 
 def test_ping_flood_then_reconnect(fake: Callable[..., FakeServer]) -> None:

@@ -51,10 +51,11 @@ def ctrl_c(after: float | Callable[[], bool]) -> Iterator[None]:
 
 
 def assert_clean(conn: natsbook.Connection) -> None:
-    with conn._lock:
-        assert all(w is None for w in conn._pongs), "an abandoned flush still registered"
-        assert not conn._resp_map, "an abandoned request still registered"
-        left = [s for s in conn._subs.values() if s.subject.startswith("_INBOX.")]
+    with conn._engine._lock:
+        owed = conn._engine._pings._owed
+        assert all(w is None for w in owed), "an abandoned flush still registered"
+        assert not conn._engine._resp_map, "an abandoned request still registered"
+        left = [s for s in conn._engine._subs.values() if s.subject.startswith("_INBOX.")]
         assert not left, "internal reader left subscribed"
 
 
@@ -89,7 +90,7 @@ def test_ctrl_c_in_subscribe_leaves_no_orphan_capture(frozen, subject):
     with ctrl_c(0.3):
         conn.subscribe(subject, timeout=10)
     assert conn.subscriptions == []
-    assert conn._by_sid == {} and conn._history == []
+    assert len(conn._engine._subs) == 0 and conn._engine._history == []
     srv.signal(signal.SIGCONT)
     conn.publish(subject, b"after")
     conn.flush(10)
@@ -102,7 +103,7 @@ def test_ctrl_c_in_flush_or_request(frozen, subject, call):
     srv, conn = frozen
     if call == "request":
         srv.signal(signal.SIGCONT)
-        conn._ensure_resp_sub(5)  # the reply inbox exists: the request itself waits
+        conn._engine._ensure_resp_sub(5)  # the reply inbox exists: the request itself waits
         freeze(srv)
     with ctrl_c(0.3):
         if call == "flush":
@@ -145,7 +146,7 @@ def test_ctrl_c_in_a_history_read(server_factory: Callable[..., LocalServer], su
                      timeout=30)
 
             def reading() -> Any:
-                return [s for s in list(conn._subs.values())
+                return [s for s in list(conn._engine._subs.values())
                         if s.subject.startswith("_INBOX.") and s.received]
 
             with ctrl_c(reading):

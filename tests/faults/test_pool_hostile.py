@@ -27,7 +27,7 @@ from tests.support.fake_server import (
 
 from .helpers import wait_for
 
-MAX_DISCOVERED = 256  # natsbook.client._transport.MAX_DISCOVERED (checked below)
+MAX_DISCOVERED = 256  # natsbook.core._transport.MAX_DISCOVERED (checked below)
 
 
 def _urls(first: int, n: int) -> list[str]:
@@ -57,7 +57,7 @@ def test_no_reconnect_storm_to_a_server_that_drops_us(fake: Callable[..., FakeSe
         assert conn.stats["reconnects"] >= attempts - 2  # the last may be mid-handshake
     finally:
         conn.close()
-    assert conn._thread is not None and not conn._thread.is_alive()
+    assert conn._engine._thread is not None and not conn._engine._thread.is_alive()
 
 
 def test_close_interrupts_the_wait_between_reconnects(fake: Callable[..., FakeServer]) -> None:
@@ -69,9 +69,9 @@ def test_close_interrupts_the_wait_between_reconnects(fake: Callable[..., FakeSe
     assert srv.accepted == 1  # not tried again within reconnect_wait
     started = time.monotonic()
     conn.close()
-    assert conn._thread is not None
-    conn._thread.join(5)
-    assert not conn._thread.is_alive() and time.monotonic() - started < 5
+    assert conn._engine._thread is not None
+    conn._engine._thread.join(5)
+    assert not conn._engine._thread.is_alive() and time.monotonic() - started < 5
 
 
 def test_announced_servers_are_capped_and_pruned(fake: Callable[..., FakeServer]) -> None:
@@ -95,7 +95,7 @@ def test_announced_servers_are_capped_and_pruned(fake: Callable[..., FakeServer]
     srv = fake(script)
     conn = natsbook.connect(srv.url, reconnect=False, ping_interval=60)
     try:
-        from natsbook.client import _transport
+        from natsbook.core import _transport
         assert getattr(_transport, "MAX_DISCOVERED", MAX_DISCOVERED) == MAX_DISCOVERED
         conn.flush(10)  # its PONG comes after the storm of INFOs
         servers = conn.servers

@@ -205,7 +205,7 @@ def test_soak_threads(server_factory: Callable[..., LocalServer], subject: str) 
             assert st.received == total, (sub.subject, st, total)
             assert adds_up(st, capture, callback) and st.pending == 0
         assert both.stats.evicted > 0, "the budget / bounds were exercised"
-        assert set(conn._subs) == {both.sid, plain.sid, batched.sid}
+        assert set(conn._engine._subs) == {both.sid, plain.sid, batched.sid}
         print(f"soak: {time.monotonic() - flood_start:.1f}s, {total} flooded, "
               f"{len(churned)} churned, reads {reads}, {snapshots[0]} snapshots, "
               f"to_pandas {workers[-1].runs}")

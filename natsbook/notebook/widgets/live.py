@@ -22,9 +22,11 @@ import ipywidgets as W
 import pandas as pd
 
 from ...capture import Refresher
+from ...client import Connection
 
 if TYPE_CHECKING:
-    from ...client import Connection, Subscription
+    from ...capture import Capture
+    from ...client import Subscription
 
 __all__ = ["LiveView", "mimebundle", "stop_live_views"]
 
@@ -98,9 +100,21 @@ class LiveView(W.VBox):
         self.add_class("nb-live")
         #: The newest successful result of `fn` (None before the first one).
         self.result: Any = None
-        self._refresher = Refresher(source, fn, every=every, decode=decode,
-                                    on_result=self._show, on_error=self._show_error,
-                                    on_state=self._show_state)
+        captures: Callable[[], list[Capture]]
+        if isinstance(source, Connection):
+            conn = source
+            captures = conn.internals.captures  # type: ignore[assignment]
+            self._refresher = Refresher(
+                captures, lambda: conn.is_closed, conn.sql, fn, with_sub=True,
+                why="connection closed", every=every, decode=decode, on_result=self._show,
+                on_error=self._show_error, on_state=self._show_state)
+        else:
+            sub = source
+            sub.internals.require_store()
+            self._refresher = Refresher(
+                lambda: [sub], lambda: not sub.active or sub.internals.connection_closed,
+                sub.sql, fn, every=every, decode=decode, on_result=self._show,
+                on_error=self._show_error, on_state=self._show_state)
         self._button.on_click(lambda _: self.stop())
         self._refresher.start()
         _VIEWS.add(self)

@@ -16,16 +16,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..capture._frames import filter_table, to_frame
+from ..capture._sql import captures_sql
 from ..capture._store import CaptureStore
 from ..errors import ProtocolError
 from ..wire._msg import Msg
 from ..wire._protocol import RawMsg
 from ..wire._runs import MsgRun
-from ._analysis import SubAnalysisMethods
 from ._internals import SubscriptionInternals
 
 if TYPE_CHECKING:
-    from ._connection import Connection
+    from ._engine import Engine
 
 __all__ = ["SubStats", "Subscription"]
 
@@ -67,13 +67,13 @@ class SubStats:
         return asdict(self)
 
 
-class Subscription(SubAnalysisMethods):
+class Subscription:
     """A live subscription. Create with ``Connection.subscribe``."""
 
     #: The capture's table name in SQL (``subscribe(..., name=...)``), or None.
     name: str | None = None
 
-    def __init__(self, conn: Connection, sid: int, subject: str, queue: str | None,
+    def __init__(self, conn: Engine, sid: int, subject: str, queue: str | None,
                  max_msgs: int | None, store: CaptureStore | None,
                  callback: Callable[[Msg], Any] | None, *, pending_msgs: int = DEFAULT_PENDING_MSGS,
                  pending_bytes: int = DEFAULT_PENDING_BYTES,
@@ -389,6 +389,42 @@ class Subscription(SubAnalysisMethods):
             t = row["time"].timestamp() if row["time"] is not None else 0.0
             out.append(Msg.from_raw(*raw, time=t, sid=self.sid, conn=self._conn, lenient=True))
         return out
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """Run DuckDB SQL over this capture alone (the table ``messages``; its name too, if it
+        has one). Columns as in :meth:`natsbook.Connection.sql`.
+
+        Raises:
+            QueryError: DuckDB refused or failed the query (its message is in ``.detail``).
+            BadInputError: the subscription was made with ``capture=False``.
+        """
+        self._require_store()
+        return captures_sql([self], query)
+
+    def live(self, fn: Callable[[pd.DataFrame], Any] | str, *, every: float = 1.0,
+             decode: str = "auto", title: str | None = None) -> Any:
+        """A widget showing ``fn(frame)``, refreshed as messages arrive.
+
+        Args:
+            fn: a function of the capture's DataFrame (``sub.to_pandas(decode)``) returning a
+                DataFrame (shown as a table), a matplotlib figure (shown as an image) or
+                anything with a rich repr; or a SQL string, run with :meth:`sql`.
+            every: re-render at most every this many seconds (>= 0.1), and only when new rows
+                arrived. Rendering runs on the view's own thread, never the kernel's or the
+                I/O thread; an exception in `fn` is shown in place and the view keeps going.
+            decode: payload decoding of the frame handed to `fn`.
+            title: an optional heading.
+
+        Returns:
+            The view (a ``natsbook.notebook.widgets.LiveView``, an ipywidgets VBox). Its Stop
+            button, ``view.stop()`` or ``view.close()`` stop it; it stops by itself once the
+            capture has ended.
+        """
+        # A live view is a widget: the one import of a front end by a runtime layer, made
+        # when it is asked for (tests/test_layers.py names it as the only exception).
+        from ..notebook.widgets.live import LiveView
+
+        return LiveView(self, fn, every=every, decode=decode, title=title)
 
     def __len__(self) -> int:
         return len(self.store) if self.store is not None else 0

@@ -30,15 +30,14 @@ from ..errors import (
     TLSError,
     WebSocketUpgradeError,
 )
-from ..wire._info import info_error
 from ..wire._msg import Msg
 from ..wire._protocol import (
-    HARD_MAX_FRAME,
     PING,
     PONG,
     Parser,
     RawMsg,
 )
+from ..wire._session import PingTracker, ServerState, SidTable
 from ._events import Gap, _live, _Lost, _pending, _Waiter
 from ._sendqueue import _SendQueue
 from ._subscription import Subscription
@@ -57,7 +56,7 @@ RECV_SIZE = 1 << 20
 _B62 = string.ascii_letters + string.digits
 
 
-class _Engine(_SendQueue):
+class _IOLoop(_SendQueue):
     """State, the I/O loop and the send queue (reconnecting is added by _Reconnecting)."""
 
     def __init__(self, servers: list[ServerURL], creds: Credentials, tls: TLSOptions, *,
@@ -94,8 +93,8 @@ class _Engine(_SendQueue):
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._init_send_queue()
-        self._pongs: deque[_Waiter | None] = deque()
-        self._outstanding_pings = 0
+        #: Who each PONG answers, and keepalive PINGs unanswered (wire/_session.py).
+        self._pings: PingTracker[_Waiter] = PingTracker(max_outstanding_pings)
         self._parser = Parser()
         self._sock: socket.socket | None = None
         #: The socket callers may send on themselves (plain TCP, connected, not moving off a
@@ -104,14 +103,12 @@ class _Engine(_SendQueue):
         self._server: ServerURL = servers[0]
         self._status = "connecting"
         self._closed_reason = ""
-        self._lame = False
         self._last_err = ""
-        self.server_info: dict[str, Any] = {}
-        self.max_payload = 1024 * 1024
+        #: The server's INFO as it evolves, lame duck mode included (wire/_session.py).
+        self._info = ServerState()
 
-        self._sids = itertools.count(1)
-        self._subs: dict[int, Subscription] = {}
-        self._by_sid: dict[bytes, Subscription] = {}
+        #: Subscriptions by sid (wire/_session.py); messages for unknown sids counted there.
+        self._subs: SidTable[Subscription] = SidTable()
         self._history: list[Subscription] = []
         self._inbox_prefix = "_INBOX." + "".join(secrets.choice(_B62) for _ in range(22))
         self._resp_prefix = self._inbox_prefix + ".R."
@@ -128,7 +125,6 @@ class _Engine(_SendQueue):
         self.errors: deque[tuple[float, str]] = deque(maxlen=200)
         self._in_msgs = self._in_bytes = self._out_msgs = self._out_bytes_total = 0
         self._reconnects = 0
-        self._unknown_sid = 0
         self._late_replies = 0
         self._rtt: float | None = None
         self._thread: threading.Thread | None = None
@@ -140,8 +136,18 @@ class _Engine(_SendQueue):
         self._callback_queue: deque[str] = deque(maxlen=1000)
         self._callback_thread: threading.Thread | None = None
 
+    @property
+    def server_info(self) -> dict[str, Any]:
+        return self._info.info
+
+    @property
+    def max_payload(self) -> int:
+        return self._info.max_payload
+
     # ------------------------------------------------------------------ connect / lifecycle
-    def _connect_first(self) -> None:
+    def start(self) -> None:
+        """Connect to the first server that answers and start the I/O thread (fails fast:
+        no retry loop on the first connect)."""
         errors: list[str] = []
         upgrade_error: WebSocketUpgradeError | None = None
         for server in list(self._pool):
@@ -192,8 +198,8 @@ class _Engine(_SendQueue):
         self._last_attempt[server] = time.monotonic()
         self._parser.reset()
         self._on_info(info)
-        self._lame = False
-        self._outstanding_pings = 0
+        self._info.reset()
+        self._pings.reset()
         if rest:
             self._process(rest)
 
@@ -257,17 +263,19 @@ class _Engine(_SendQueue):
                     raise _Lost(self._slow)
                 if self._inflight or self._out:
                     self._write(sock)
-                if self._lame:
+                if self._info.lame_duck:
                     raise _Lost("server entered lame duck mode")
                 now = time.monotonic()
                 if now >= next_ping:
                     next_ping = now + self.ping_interval
-                    if self._outstanding_pings >= self.max_outstanding_pings:
-                        raise _Lost(f"stale connection: no PONG to {self._outstanding_pings} "
-                                    f"PINGs over {self._outstanding_pings * self.ping_interval:g}s")
-                    if not self._queue_own(PING, keepalive=True):
+                    with self._lock:  # the PING and the PONG it is owed, in one step
+                        stale = self._pings.keepalive()
+                        queued = stale is None and self._queue_own(PING)
+                    if stale is not None:
+                        raise _Lost(f"stale connection: {stale} over "
+                                    f"{self._pings.outstanding * self.ping_interval:g}s")
+                    if not queued:
                         raise _Lost(self._slow)
-                    self._outstanding_pings += 1
         finally:
             sel.close()
 
@@ -301,9 +309,8 @@ class _Engine(_SendQueue):
             if op == "PING":
                 self._queue_own(PONG)
             elif op == "PONG":
-                self._outstanding_pings = 0
                 with self._lock:
-                    waiter = self._pongs.popleft() if self._pongs else None
+                    waiter = self._pings.pong()
                 if waiter is not None:
                     waiter.event.set()
             elif op == "INFO":
@@ -320,9 +327,8 @@ class _Engine(_SendQueue):
             if sid == self._resp_sid:
                 self._on_replies(rows, now)
                 continue
-            sub = self._by_sid.get(sid)
+            sub = self._subs.lookup(sid, len(rows))
             if sub is None:
-                self._unknown_sid += len(rows)
                 continue
             if not sub._deliver(rows, now, t_ns):
                 self._forget(sub)
@@ -346,26 +352,22 @@ class _Engine(_SendQueue):
             waiter.event.set()
 
     def _on_info(self, info: dict[str, Any]) -> None:
-        if (bad := info_error(info)) is not None:  # as nats.go: ignored whole; reported
-            self._report(f"ignored an INFO from {self._server.url}: {bad}")
+        update = self._info.apply(info)
+        if update.error is not None:  # as nats.go: ignored whole; reported
+            self._report(f"ignored an INFO from {self._server.url}: {update.error}")
             return
-        self.server_info = {**self.server_info, **info}
-        mp = info.get("max_payload")
-        if isinstance(mp, int) and mp > 0:
-            self.max_payload = mp
-            # Clamp: a server claiming a huge max_payload must not unbound our buffers.
-            self._parser.max_payload = min(max(mp, 1024) + 64 * 1024, HARD_MAX_FRAME)
+        if update.max_payload is not None:
+            # Clamped: a server claiming a huge max_payload must not unbound our buffers.
+            self._parser.max_payload = self._info.max_frame
         if self._discovery:
-            notes = add_discovered(self._pool, self._server, info.get("connect_urls") or [],
-                                   self._tls)
+            notes = add_discovered(self._pool, self._server, update.connect_urls, self._tls)
             for text in notes:
                 # Each once: a server repeating its INFO must not flood conn.errors.
                 if text not in self._discovery_notes and len(self._discovery_notes) < 32:
                     self._discovery_notes.add(text)
                     self._report(text)
-        if info.get("ldm"):
+        if update.lame_duck:
             self._report(f"{self._server.url} entered lame duck mode; moving to another server")
-            self._lame = True
 
     def _shutdown_socket(self) -> None:
         with self._lock:
@@ -388,8 +390,7 @@ class _Engine(_SendQueue):
 
     def _fail_waiters(self) -> None:
         with self._lock:
-            waiters = [w for w in self._pongs if w is not None] + list(self._resp_map.values())
-            self._pongs.clear()
+            waiters = self._pings.reset() + list(self._resp_map.values())
             self._resp_map.clear()
         for w in waiters:
             w.lost = True
@@ -412,8 +413,7 @@ class _Engine(_SendQueue):
 
     def _forget(self, sub: Subscription) -> None:
         with self._lock:
-            self._subs.pop(sub.sid, None)
-            self._by_sid.pop(str(sub.sid).encode(), None)
+            self._subs.pop(sub.sid)
         sub._stop()
 
     def _run(self) -> None:

@@ -18,9 +18,9 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
 
 from ..errors import ConnectionClosedError, NotConnectedError, Timeout
+from ..wire._session import PingTracker
 from ._events import _ErrorReports, _Waiter
 from ._transport import ServerURL
 
@@ -54,7 +54,7 @@ class _SendQueue(_ErrorReports):
     _closed_reason: str
     _server: ServerURL
     _direct_sock: socket.socket | None
-    _pongs: deque[_Waiter | None]
+    _pings: PingTracker[_Waiter]
     pending_size: int
     reconnect_buffer_size: int
     _out_msgs: int
@@ -152,7 +152,7 @@ class _SendQueue(_ErrorReports):
         self._inflight = [frame]
         return 2
 
-    def _queue_own(self, frame: bytes, *, keepalive: bool = False) -> bool:
+    def _queue_own(self, frame: bytes) -> bool:
         """Queue a control frame of the I/O thread's own (a PONG reply, a keepalive PING).
 
         It counts in the send queue like a publish (publishers wait for room while the queue
@@ -171,8 +171,6 @@ class _SendQueue(_ErrorReports):
                                   f"queued, bound {CONTROL_ROOM}; {self._out_bytes} bytes "
                                   "queued in all)")
                 return False
-            if keepalive:
-                self._pongs.append(None)
             self._out.append(frame)
             self._out_bytes += len(frame)
             self._out_own_bytes += len(frame)

@@ -33,9 +33,9 @@ from ..wire._protocol import (
 from ..wire._subjects import check_publish
 
 if TYPE_CHECKING:
-    from ._connection import Connection
+    from ._engine import Engine
 
-__all__ = ["BatchMethods", "request_batch", "request_many"]
+__all__ = ["request_batch", "request_many"]
 
 _SERVICE_ERROR = b"\r\nnats-service-error:"
 #: Runs this long show a progress bar by default.
@@ -139,7 +139,7 @@ def _check_positive(name: str, value: Any, *, integer: bool = False,
         raise BadInputError(f"{name}={value!r} must be {what}" + (" or None" if none_ok else ""))
 
 
-def request_batch(conn: Connection, subject: str, payloads: Iterable[Any], *,
+def request_batch(conn: Engine, subject: str, payloads: Iterable[Any], *,
                   concurrency: int = 100, timeout: float = 5.0,
                   headers: Mapping[str, Any] | None = None, decode: str = "auto",
                   progress: bool | None = None) -> pd.DataFrame:
@@ -278,7 +278,7 @@ def request_batch(conn: Connection, subject: str, payloads: Iterable[Any], *,
     df["error_text"] = pd.Series(texts, dtype=object, index=df.index)
     return df
 
-def request_many(conn: Connection, subject: str, data: Any = b"", *,
+def request_many(conn: Engine, subject: str, data: Any = b"", *,
                  max_replies: int | None = None, max_wait: float = 1.0,
                  stall: float | None = None, headers: Mapping[str, Any] | None = None,
                  decode: str = "auto") -> pd.DataFrame:
@@ -328,72 +328,3 @@ def request_many(conn: Connection, subject: str, data: Any = b"", *,
     return to_frame(_table(subject, [inbox] * len(got), times, list(got)), decode, extra=[
         ("latency_ms", pa.array([(t - start) * 1000.0 for t in at_mono], pa.float64())),
     ])
-
-
-class BatchMethods:
-    """``request_batch`` and ``request_many`` for Connection (thin: the work is above)."""
-
-    def request_batch(self, subject: str, payloads: Iterable[Any], *, concurrency: int = 100,
-                      timeout: float = 5.0, headers: Mapping[str, Any] | None = None,
-                      decode: str = "auto", progress: bool | None = None) -> pd.DataFrame:
-        """Send every payload as a request, at most `concurrency` in flight, and collect the
-        replies: the notebook way to load-test a service and look at its latencies.
-
-        Runs on the calling thread (no thread per request). Ctrl-C stops it: requests not yet
-        sent are taken back, those in flight are forgotten (a late reply counts in
-        ``stats["late_replies"]``), and nothing more is sent.
-
-        Args:
-            subject: the service's subject.
-            payloads: one request per item (bytes, str, or a dict/list/number as JSON).
-            concurrency: requests in flight at most.
-            timeout: seconds each request waits for its reply.
-            headers: sent with every request.
-            decode: how to show reply payloads, as in ``to_pandas``.
-            progress: show a progress bar (default: on for runs of 2,000 or more).
-
-        Returns:
-            One row per payload, in input order: ``subject`` (the request's), ``reply`` (the
-            inbox the reply came to), the reply's receive ``time``, ``headers``, ``size`` and
-            data as a capture row shows them, ``latency_ms`` and
-            ``error``: None, or the error's class name (``RequestTimeout``,
-            ``NoRespondersError``, ``ServiceError``: a ``Nats-Service-Error`` header,
-            ``ProtocolError``: a malformed reply header block); ``error_code``: the
-            service's ``Nats-Service-Error-Code`` (500 when it sent none) or the status
-            (503); ``error_text``: what ``request()`` would have raised with (the
-            service's ``Nats-Service-Error`` text, ``no responders``, ``no reply within
-            ...``).
-
-        Raises:
-            BadSubjectError, BadInputError, MaxPayloadError: bad input; nothing was sent.
-            ConnectionClosedError: the connection closed during the run.
-        """
-        return request_batch(self._as_batch_conn(), subject, payloads,
-                             concurrency=concurrency, timeout=timeout, headers=headers,
-                             decode=decode, progress=progress)
-
-    def request_many(self, subject: str, data: Any = b"", *, max_replies: int | None = None,
-                     max_wait: float = 1.0, stall: float | None = None,
-                     headers: Mapping[str, Any] | None = None,
-                     decode: str = "auto") -> pd.DataFrame:
-        """Scatter-gather: send one request and collect every reply (nats.js ``requestMany``,
-        ``nats req --replies``).
-
-        Collects until `max_replies` replies arrived, or `max_wait` seconds passed, or, with
-        `stall`, no reply came for `stall` seconds after the first one, whichever is first.
-
-        Returns:
-            One row per reply in arrival order, as a capture row shows it (``subject``: the
-            request's, ``reply``: the inbox every reply came to), with
-            ``latency_ms`` (since the request was sent). No reply within `max_wait`: an empty
-            frame.
-
-        Raises:
-            NoRespondersError: nobody is subscribed to `subject`.
-            BadSubjectError, BadInputError, MaxPayloadError: bad input; nothing was sent.
-        """
-        return request_many(self._as_batch_conn(), subject, data, max_replies=max_replies,
-                            max_wait=max_wait, stall=stall, headers=headers, decode=decode)
-
-    def _as_batch_conn(self) -> Connection:
-        return self  # type: ignore[return-value]

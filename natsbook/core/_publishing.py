@@ -25,7 +25,7 @@ from ..wire._protocol import (
     service_error_code,
 )
 from ..wire._subjects import check_publish
-from ._engine import _Waiter
+from ._ioloop import _Waiter
 from ._reconnect import _Reconnecting
 
 __all__: list[str] = []
@@ -53,21 +53,7 @@ class _Publishing(_Reconnecting):
 
     def publish(self, subject: str, data: Any = b"", *, reply: str | None = None,
                 headers: Mapping[str, Any] | None = None) -> None:
-        """Publish a message. Returns once queued; ``flush()`` waits until the server has it.
-
-        Args:
-            subject: a concrete subject (no wildcards).
-            data: bytes-like, str (UTF-8), or a dict/list/number (sent as JSON).
-            reply: optional reply subject.
-            headers: mapping of key -> value or list of values (repeated keys are kept);
-                numbers are sent as text (``5`` -> "5"), bools as "true"/"false".
-
-        Raises:
-            BadSubjectError, BadHeaderError, MaxPayloadError, BadInputError: bad input; nothing
-                was sent.
-            NotConnectedError: reconnecting and the reconnect buffer is full.
-            ConnectionClosedError: the connection was closed.
-        """
+        """See :meth:`natsbook.Connection.publish`."""
         if self._status == "closed":
             self._check_open()
         if reply is None and not headers and type(data) is bytes:
@@ -88,18 +74,7 @@ class _Publishing(_Reconnecting):
         self._queue(self._build_pub(subject, data, reply, headers), msgs=1)
 
     def flush(self, timeout: float = 10.0) -> float:
-        """Barrier: returns once the server has processed everything sent before it.
-
-        Returns the round-trip time in seconds. Waits through a reconnect within `timeout`;
-        then it is a barrier on the new server only: publishes the old one had not processed
-        when the connection dropped may be lost, and ``conn.gaps()`` shows that interval.
-
-        Its PING counts against the send queue's bound like a publish: while the queue is past
-        ``pending_size`` it waits for room (within `timeout`).
-
-        Raises:
-            FlushTimeout: no answer within `timeout`.
-        """
+        """See :meth:`natsbook.Connection.flush`."""
         deadline = time.monotonic() + timeout
         while True:
             self._check_open()
@@ -114,7 +89,7 @@ class _Publishing(_Reconnecting):
                 start = time.perf_counter()
                 # The PONG confirms every message queued before this PING.
                 mark = self._published_msgs()
-                self._pongs.append(waiter)
+                self._pings.sent(waiter)
                 direct = self._send_direct(PING)
                 was_empty = not self._out and direct != 1
                 if not direct:
@@ -147,10 +122,7 @@ class _Publishing(_Reconnecting):
     def _drop_waiter(self, waiter: _Waiter) -> None:
         """Forget an abandoned flush: its PONG still arrives in order, for no one."""
         with self._lock:
-            for i, w in enumerate(self._pongs):
-                if w is waiter:
-                    self._pongs[i] = None
-                    break
+            self._pings.forget(waiter)
 
     def _queue_nowait(self, frame: bytes) -> None:
         """Queue a control frame without waiting for room (cleanup paths that must not block);
@@ -175,7 +147,7 @@ class _Publishing(_Reconnecting):
         with self._lock:
             if self._resp_sid is not None:
                 return
-            sid = next(self._sids)
+            sid = self._subs.new_sid()
             self._resp_sid = str(sid).encode()
             frame = encode_sub(self._resp_prefix + "*", sid)
             if self._status == "connected":
@@ -191,13 +163,7 @@ class _Publishing(_Reconnecting):
 
     def request(self, subject: str, data: Any = b"", *, timeout: float = 5.0,
                 headers: Mapping[str, Any] | None = None) -> Msg:
-        """Send a request and wait for the first reply.
-
-        Raises:
-            NoRespondersError: nobody is subscribed to `subject`.
-            RequestTimeout: no reply within `timeout` seconds.
-            ServiceError: the responder answered with a Nats-Service-Error header.
-        """
+        """See :meth:`natsbook.Connection.request`."""
         self._check_open()
         start = time.monotonic()
         self._ensure_resp_sub(timeout)

@@ -24,14 +24,14 @@ from ..wire._protocol import (
     encode_sub,
     encode_unsub,
 )
-from ._engine import RECV_SIZE, Gap, _Engine, _Lost, _Waiter, log
+from ._ioloop import RECV_SIZE, Gap, _IOLoop, _Lost, _Waiter, log
 from ._sendqueue import _PUB_PREFIXES, _count_pubs
 from ._transport import ServerURL, handshake
 
 __all__: list[str] = []
 
 
-class _Reconnecting(_Engine):
+class _Reconnecting(_IOLoop):
     """Adds the reconnect machinery to the engine."""
 
     # ------------------------------------------------------------------ I/O thread
@@ -43,7 +43,7 @@ class _Reconnecting(_Engine):
                 reason = "closed"
             except _Lost as exc:
                 reason = str(exc)
-                lame = self._lame
+                lame = self._info.lame_duck
             except ProtocolError as exc:
                 reason = f"protocol error: {exc}"
                 self._report(reason)
@@ -56,7 +56,7 @@ class _Reconnecting(_Engine):
                 break
             if lame and self._sock is not None:
                 # Make before break: the lame duck still serves us while we move.
-                self._lame = False
+                self._info.reset()
                 try:
                     self._move_off_lame_duck()
                 except (NatsbookError, OSError, ssl.SSLError) as exc:
@@ -97,9 +97,7 @@ class _Reconnecting(_Engine):
             self._out_bytes = sum(len(f) for f in unsent)
             self._out_own_bytes = 0
             self._slow = ""
-            waiters = list(self._pongs)
-            self._pongs.clear()
-            self._outstanding_pings = 0
+            waiters = self._pings.reset()
             self._cond.notify_all()
         for w in waiters:
             if w is not None:
@@ -253,7 +251,7 @@ class _Reconnecting(_Engine):
             if self._resp_sid is not None:
                 frames.append(encode_unsub(int(self._resp_sid)))
             frames.append(PING)
-            self._pongs.append(marker)
+            self._pings.sent(marker)
             self._cond.notify_all()
         try:
             old.settimeout(max(deadline - time.monotonic(), 0.05))
@@ -293,12 +291,12 @@ class _Reconnecting(_Engine):
             return
         with self._lock:
             # PONGs the lame duck never sent: those flush() calls retry on the new server.
-            while not marker.event.is_set() and self._pongs:
-                w = self._pongs.popleft()
+            while not marker.event.is_set() and self._pings:
+                w = self._pings.pong()
                 if w is not None:
                     w.lost = True
                     w.event.set()
-            self._pongs.appendleft(None)  # the PING sent with the SUBs on the new socket
+            self._pings.sent_first(None)  # the PING sent with the SUBs on the new socket
             try:
                 old.close()
             except OSError:

@@ -1,5 +1,10 @@
 """The internal interface: what natsbook's other layers need from a connection.
 
+:class:`Link` names the public members of a connection that ``jetstream`` and ``ops`` use
+(publish, request, an internal inbox...): their functions take any Link, which is what lets
+``natsbook.Connection`` - a layer above them - call them with ordinary imports while they
+never import it. Both the public ``Connection`` and the core ``Engine`` are Links.
+
 `jetstream` (history reads, follow, KV watches), `ops` (system-account requests) and
 `capture` (SQL and live views over captures) need a few things a notebook user never calls:
 an internal inbox subscription that feeds a sink, a hook run after every reconnect, the
@@ -12,17 +17,57 @@ what the client layer promises to the layers above it stays in one place.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..capture import CaptureStore
+    from ..wire._msg import Msg
     from ..wire._protocol import RawMsg
-    from ._connection import Connection
+    from ._engine import Engine
     from ._subscription import Subscription
 
-__all__ = ["ConnectionInternals", "SubscriptionInternals"]
+__all__ = ["ConnectionInternals", "Link", "SubscriptionInternals"]
+
+
+@runtime_checkable
+class Link(Protocol):
+    """The members of a connection that the jetstream and ops layers use (see
+    :class:`natsbook.Connection` for what each does)."""
+
+    @property
+    def internals(self) -> ConnectionInternals: ...
+
+    @property
+    def server_info(self) -> dict[str, Any]: ...
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    @property
+    def connected_url(self) -> str | None: ...
+
+    def new_inbox(self) -> str: ...
+
+    def publish(self, subject: str, data: Any = b"", *, reply: str | None = None,
+                headers: Mapping[str, Any] | None = None) -> None: ...
+
+    def request(self, subject: str, data: Any = b"", *, timeout: float = 5.0,
+                headers: Mapping[str, Any] | None = None) -> Msg: ...
+
+    def flush(self, timeout: float = 10.0) -> float: ...
+
+    def subscribe(self, subject: str, *, queue: str | None = None, max_msgs: int | None = None,
+                  callback: Callable[[Msg], Any] | None = None, capture: bool = True,
+                  max_rows: int | None = None, max_bytes: int | None = ...,
+                  spill: str | os.PathLike[str] | None = None, pending_msgs: int = ...,
+                  pending_bytes: int = ...,
+                  batch_callback: Callable[[list[RawMsg], float], Any] | None = None,
+                  timeout: float = 10.0, name: str | None = None) -> Subscription: ...
+
+    def unsubscribe(self, sub: Subscription | str, *, max_msgs: int | None = None) -> None: ...
 
 
 class ConnectionInternals:
@@ -30,7 +75,7 @@ class ConnectionInternals:
 
     __slots__ = ("_conn",)
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Engine) -> None:
         self._conn = conn
 
     @property
