@@ -178,8 +178,8 @@ _EQ_RUNS: dict[str, str] = {
 
 
 _TR = "natsbook.core._transport."
-_EN = "natsbook.core._ioloop.xǁ_IOLoopǁ"
-_RE = "natsbook.core._reconnect.xǁ_Reconnectingǁ"
+_EN = "natsbook.core._ioloop.xǁIOLoopǁ"
+_RE = "natsbook.core._reconnect.xǁReconnectingǁ"
 _REWRAPPED = ("the url of a plain ConnectError from handshake() is never seen: connect() raises a "
               "new one from its text (with the pool's URL), the reconnect loop only logs the "
               "text; only AuthError, TLSError and WebSocketUpgradeError leave as they are")

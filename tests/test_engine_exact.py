@@ -18,7 +18,7 @@ import pytest
 
 import natsbook
 from natsbook import Connection, LocalServer
-from natsbook.core._sendqueue import _count_pubs
+from natsbook.core._sendqueue import count_pubs
 from natsbook.errors import (
     ConnectionClosedError,
     NotConnectedError,
@@ -186,9 +186,9 @@ def test_messages_in_a_joined_frame_are_counted_by_their_sizes() -> None:
     frames = [encode_pub(b"a.b", None, b"PUB x 5\r\nfake\r\n", None),
               encode_pub(b"a", b"r.1", b"", encode_headers([("K", "1 2 3")])),
               encode_pub(b"s", b"HPUB 1 2", b"x" * 1000, None)]
-    assert _count_pubs(b"".join(frames)) == 3
-    assert [_count_pubs(f) for f in frames] == [1, 1, 1]
-    assert _count_pubs(PING) == _count_pubs(encode_sub("a", 1)) == 0
+    assert count_pubs(b"".join(frames)) == 3
+    assert [count_pubs(f) for f in frames] == [1, 1, 1]
+    assert count_pubs(PING) == count_pubs(encode_sub("a", 1)) == 0
 
 
 def test_identity_numbers_and_inbox(conn: Connection, subject: str) -> None:

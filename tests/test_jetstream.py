@@ -357,13 +357,13 @@ def test_column_parse_agrees_with_the_per_row_parse(conn, stream, subject):
                      if i % 3 == 0 else None)
     conn.flush()
     wait_stored(conn, stream, 40)
-    reader = _jsread._Batches(conn, 5.0)
+    reader = _jsread.Batches(conn, 5.0)
     try:
         reader.request(f"$JS.API.DIRECT.GET.{stream}", {"seq": 1, "batch": 100})
         raw = reader.table()
     finally:
         reader.close()
-    fast = _jsparse._parse_direct(raw)
+    fast = _jsparse.parse_direct(raw)
     hdr = raw["headers"].combine_chunks()
     keep = pc.invert(_jsparse._status_mask(hdr))
     payload = raw["payload"].combine_chunks().filter(keep)

@@ -85,7 +85,7 @@ class _Done:
 
 
 class _Slot:
-    """One request of a batch, in the connection's reply map (duck-typed like _Waiter: the
+    """One request of a batch, in the connection's reply map (duck-typed like Waiter: the
     reply router calls take(); closing sets lost and calls event.set())."""
 
     __slots__ = ("done", "index", "lost", "row", "t_mono", "t_recv")

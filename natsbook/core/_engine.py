@@ -29,9 +29,9 @@ from ..wire._protocol import (
     encode_unsub,
 )
 from ..wire._subjects import check_queue, check_subscribe
-from ._events import Gap, _live
+from ._events import Gap, live_connections
 from ._internals import ConnectionInternals
-from ._publishing import _Publishing
+from ._publishing import Publishing
 from ._subscription import DEFAULT_PENDING_BYTES, DEFAULT_PENDING_MSGS, Subscription
 
 __all__ = ["DrainReport", "Engine", "Gap"]
@@ -50,7 +50,7 @@ class DrainReport:
         return not (self.undelivered_callbacks or self.unsent_bytes or self.errors)
 
 
-class Engine(_Publishing):
+class Engine(Publishing):
     """The protocol engine of one connection (see the module's docstring)."""
 
     # ------------------------------------------------------------------ subscriptions
@@ -309,7 +309,7 @@ class Engine(_Publishing):
                 self._closed_fds_deferred = True
             elif self._wake_r >= 0:
                 self._cleanup_fds()
-            _live.discard(self)
+            live_connections.discard(self)
 
     # ------------------------------------------------------------------ state
     @property

@@ -23,26 +23,26 @@ __all__ = ["Gap"]
 
 log = logging.getLogger("natsbook")
 
-_live: weakref.WeakSet[Any] = weakref.WeakSet()
+live_connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 @atexit.register
 def _close_all() -> None:  # pragma: no cover - interpreter shutdown
-    for conn in list(_live):
+    for conn in list(live_connections):
         try:
             conn.close(timeout=1.0)
         except Exception:
             pass
 
 
-def _pending(sock: socket.socket) -> bool:
+def has_pending(sock: socket.socket) -> bool:
     """Bytes readable without the socket polling readable: buffered TLS records, or payload a
     WebSocketStream (see _websocket.py) has already decoded."""
     pending = getattr(sock, "pending", None)
     return bool(pending is not None and pending())
 
 
-class _Lost(Exception):
+class Lost(Exception):
     """The current socket is gone; carries the reason."""
 
 
@@ -77,7 +77,7 @@ class _Signal:
         return self._flag
 
 
-class _Waiter:
+class Waiter:
     __slots__ = ("error", "event", "lost", "msg")
 
     def __init__(self) -> None:
@@ -97,50 +97,53 @@ class Gap:
     reason: str
 
 
-class _ErrorReports:
-    """Mixed into the engine: what went wrong, kept in ``errors`` and told to the user's
-    ``error_callback`` (on a thread of its own, never on the I/O thread or under a lock)."""
+class Reports:
+    """What went wrong on a connection, kept in ``errors`` (the newest 200), logged, and told
+    to the user's ``error_callback`` on a thread of its own (never on the I/O thread or under
+    the engine's lock: the callback may well call back into the connection). The engine owns
+    one; ``conn.errors`` is its ``errors``."""
 
-    errors: deque[tuple[float, str]]
-    _last_err: str
-    _error_callback: Callable[[str], Any] | None
-    _callback_lock: threading.Lock
-    _callback_queue: deque[str]
-    _callback_thread: threading.Thread | None
+    def __init__(self, callback: Callable[[str], Any] | None) -> None:
+        self.errors: deque[tuple[float, str]] = deque(maxlen=200)
+        #: The text of the server's last -ERR (said when the server then closes).
+        self.last_err = ""
+        self._callback = callback
+        self._lock = threading.Lock()
+        self._queue: deque[str] = deque(maxlen=1000)
+        self._thread: threading.Thread | None = None
 
-    def _on_err(self, text: str) -> None:
+    def server_error(self, text: str) -> None:
+        """A -ERR from the server."""
         low = text.lower()
-        self._last_err = text
+        self.last_err = text
         if "permissions violation" in low:
-            self._report(f"permissions violation: {text}")
+            self.report(f"permissions violation: {text}")
         elif "invalid" in low and "subject" in low:
-            self._report(f"server rejected a subject: {text}")
+            self.report(f"server rejected a subject: {text}")
         else:
-            self._report(f"server error: {text}")
+            self.report(f"server error: {text}")
 
-    def _report(self, text: str) -> None:
+    def report(self, text: str) -> None:
         self.errors.append((time.time(), text))
         log.warning("natsbook: %s", text)
-        if self._error_callback is not None:
-            # The user's callback runs on a thread of its own: never on the I/O thread, never
-            # under the engine's lock (it may well call back into the connection).
-            with self._callback_lock:
-                self._callback_queue.append(text)
-                if self._callback_thread is None or not self._callback_thread.is_alive():
-                    self._callback_thread = threading.Thread(
-                        target=self._run_error_callbacks, daemon=True,
+        if self._callback is not None:
+            with self._lock:
+                self._queue.append(text)
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run_callbacks, daemon=True,
                         name="natsbook-error-callback")
-                    self._callback_thread.start()
+                    self._thread.start()
 
-    def _run_error_callbacks(self) -> None:
-        cb = self._error_callback
+    def _run_callbacks(self) -> None:
+        cb = self._callback
         assert cb is not None
         while True:
-            with self._callback_lock:
-                if not self._callback_queue:
-                    self._callback_thread = None
+            with self._lock:
+                if not self._queue:
+                    self._thread = None
                     return
-                text = self._callback_queue.popleft()
+                text = self._queue.popleft()
             try:
                 cb(text)
             except Exception:  # a faulty error callback must not stop the others

@@ -16,7 +16,6 @@ import ssl
 import string
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -38,8 +37,8 @@ from ..wire._protocol import (
     RawMsg,
 )
 from ..wire._session import PingTracker, ServerState, SidTable
-from ._events import Gap, _live, _Lost, _pending, _Waiter
-from ._sendqueue import _SendQueue
+from ._events import Gap, Lost, Reports, Waiter, has_pending, live_connections
+from ._sendqueue import SendQueue
 from ._subscription import Subscription
 from ._transport import Credentials, ServerURL, TLSOptions, add_discovered, handshake
 
@@ -56,8 +55,8 @@ RECV_SIZE = 1 << 20
 _B62 = string.ascii_letters + string.digits
 
 
-class _IOLoop(_SendQueue):
-    """State, the I/O loop and the send queue (reconnecting is added by _Reconnecting)."""
+class IOLoop(SendQueue):
+    """State, the I/O loop and the send queue (reconnecting is added by Reconnecting)."""
 
     def __init__(self, servers: list[ServerURL], creds: Credentials, tls: TLSOptions, *,
                  name: str | None, connect_timeout: float, ping_interval: float,
@@ -81,7 +80,10 @@ class _IOLoop(_SendQueue):
         self.pending_size = pending_size
         self._echo = echo
         self._discovery = discovery
-        self._error_callback = error_callback
+        #: Error reports: ``errors``, the log, the user's error_callback (in _events.py).
+        self._reports = Reports(error_callback)
+        self.errors = self._reports.errors
+        self._report = self._reports.report
         #: One byte bound over every capture of this connection (see CaptureBudget).
         self.capture_budget = CaptureBudget(capture_budget)
 
@@ -94,7 +96,7 @@ class _IOLoop(_SendQueue):
         os.set_blocking(self._wake_w, False)
         self._init_send_queue()
         #: Who each PONG answers, and keepalive PINGs unanswered (wire/_session.py).
-        self._pings: PingTracker[_Waiter] = PingTracker(max_outstanding_pings)
+        self._pings: PingTracker[Waiter] = PingTracker(max_outstanding_pings)
         self._parser = Parser()
         self._sock: socket.socket | None = None
         #: The socket callers may send on themselves (plain TCP, connected, not moving off a
@@ -103,7 +105,6 @@ class _IOLoop(_SendQueue):
         self._server: ServerURL = servers[0]
         self._status = "connecting"
         self._closed_reason = ""
-        self._last_err = ""
         #: The server's INFO as it evolves, lame duck mode included (wire/_session.py).
         self._info = ServerState()
 
@@ -113,7 +114,7 @@ class _IOLoop(_SendQueue):
         self._inbox_prefix = "_INBOX." + "".join(secrets.choice(_B62) for _ in range(22))
         self._resp_prefix = self._inbox_prefix + ".R."
         self._resp_sid: bytes | None = None
-        self._resp_map: dict[str, _Waiter] = {}
+        self._resp_map: dict[str, Waiter] = {}
         self._resp_tokens = itertools.count(1)
 
         self._gaps: list[Gap] = []
@@ -122,7 +123,6 @@ class _IOLoop(_SendQueue):
         #: When each server was last tried or connected to (time.monotonic()): none is tried
         #: again within reconnect_wait of that (as nats.go's per-server lastAttempt).
         self._last_attempt: dict[ServerURL, float] = {}
-        self.errors: deque[tuple[float, str]] = deque(maxlen=200)
         self._in_msgs = self._in_bytes = self._out_msgs = self._out_bytes_total = 0
         self._reconnects = 0
         self._late_replies = 0
@@ -132,9 +132,6 @@ class _IOLoop(_SendQueue):
         #: requests), e.g. to re-create a JetStream consumer the server lost.
         self._reconnect_hooks: list[Callable[[], Any]] = []
         self._closed_fds_deferred = False
-        self._callback_lock = threading.Lock()
-        self._callback_queue: deque[str] = deque(maxlen=1000)
-        self._callback_thread: threading.Thread | None = None
 
     @property
     def server_info(self) -> dict[str, Any]:
@@ -179,7 +176,7 @@ class _IOLoop(_SendQueue):
             self._status = "connected"
             self._thread = threading.Thread(target=self._run, name="natsbook-io", daemon=True)
             self._thread.start()
-            _live.add(self)
+            live_connections.add(self)
             return
         self._cleanup_fds()
         if len(errors) == 1:
@@ -246,7 +243,7 @@ class _IOLoop(_SendQueue):
                                                              if want_write else 0))
                     writing = want_write
                 timeout = max(0.0, next_ping - time.monotonic())
-                if _pending(sock):
+                if has_pending(sock):
                     timeout = 0.0
                 for key, mask in sel.select(min(timeout, 1.0)):
                     if key.fd == self._wake_r:
@@ -257,14 +254,14 @@ class _IOLoop(_SendQueue):
                             pass
                     elif mask & selectors.EVENT_READ:
                         self._read(sock)
-                if _pending(sock):
+                if has_pending(sock):
                     self._read(sock)
                 if self._slow:  # nothing more is written to a server that does not read
-                    raise _Lost(self._slow)
+                    raise Lost(self._slow)
                 if self._inflight or self._out:
                     self._write(sock)
                 if self._info.lame_duck:
-                    raise _Lost("server entered lame duck mode")
+                    raise Lost("server entered lame duck mode")
                 now = time.monotonic()
                 if now >= next_ping:
                     next_ping = now + self.ping_interval
@@ -272,10 +269,10 @@ class _IOLoop(_SendQueue):
                         stale = self._pings.keepalive()
                         queued = stale is None and self._queue_own(PING)
                     if stale is not None:
-                        raise _Lost(f"stale connection: {stale} over "
+                        raise Lost(f"stale connection: {stale} over "
                                     f"{self._pings.outstanding * self.ping_interval:g}s")
                     if not queued:
-                        raise _Lost(self._slow)
+                        raise Lost(self._slow)
         finally:
             sel.close()
 
@@ -287,11 +284,12 @@ class _IOLoop(_SendQueue):
                     ssl.SSLWantWriteError):
                 return
             if not data:
-                raise _Lost("server closed the connection" +
-                            (f" after -ERR {self._last_err!r}" if self._last_err else ""))
+                raise Lost("server closed the connection" +
+                            (f" after -ERR {self._reports.last_err!r}"
+                             if self._reports.last_err else ""))
             self._in_bytes += len(data)
             self._process(data)
-            if self._slow or (len(data) < RECV_SIZE and not _pending(sock)):
+            if self._slow or (len(data) < RECV_SIZE and not has_pending(sock)):
                 return
 
     def _process(self, data: bytes) -> None:
@@ -317,7 +315,7 @@ class _IOLoop(_SendQueue):
                 assert isinstance(arg, dict)
                 self._on_info(arg)
             elif op == "-ERR":
-                self._on_err(str(arg))
+                self._reports.server_error(str(arg))
 
     def _deliver_groups(self, groups: dict[bytes, list[RawMsg]]) -> None:
         now = time.time()
@@ -342,7 +340,7 @@ class _IOLoop(_SendQueue):
             if waiter is None:
                 self._late_replies += 1
                 continue
-            if type(waiter) is not _Waiter:  # a request_batch slot takes the raw row
+            if type(waiter) is not Waiter:  # a request_batch slot takes the raw row
                 waiter.take(row, now)  # type: ignore[attr-defined]
                 continue
             try:
@@ -417,7 +415,7 @@ class _IOLoop(_SendQueue):
         sub._stop()
 
     def _run(self) -> None:
-        """The I/O thread's main loop (see _Reconnecting._run)."""
+        """The I/O thread's main loop (see Reconnecting._run)."""
         raise NotImplementedError
 
     def close(self, timeout: float = 5.0) -> None:

@@ -25,8 +25,8 @@ from ..wire._protocol import (
     service_error_code,
 )
 from ..wire._subjects import check_publish
-from ._ioloop import _Waiter
-from ._reconnect import _Reconnecting
+from ._ioloop import Waiter
+from ._reconnect import Reconnecting
 
 __all__: list[str] = []
 
@@ -36,7 +36,7 @@ _PUB_HEADS: dict[str, bytes] = {}
 _PUB_HEADS_MAX = 4096
 
 
-class _Publishing(_Reconnecting):
+class Publishing(Reconnecting):
     """publish / flush / rtt / request (with the connection's one reply subscription)."""
 
     def _build_pub(self, subject: str, data: Any, reply: str | None,
@@ -78,7 +78,7 @@ class _Publishing(_Reconnecting):
         deadline = time.monotonic() + timeout
         while True:
             self._check_open()
-            waiter = _Waiter()
+            waiter = Waiter()
             with self._lock:
                 while self._status != "connected" or self._out_bytes > self.pending_size:
                     left = deadline - time.monotonic()
@@ -119,7 +119,7 @@ class _Publishing(_Reconnecting):
         written, queued, half-sent or dropped at close."""
         return self._out_msgs + self._out_msgs_queued + self._inflight_msgs + self._unsent_msgs
 
-    def _drop_waiter(self, waiter: _Waiter) -> None:
+    def _drop_waiter(self, waiter: Waiter) -> None:
         """Forget an abandoned flush: its PONG still arrives in order, for no one."""
         with self._lock:
             self._pings.forget(waiter)
@@ -170,7 +170,7 @@ class _Publishing(_Reconnecting):
         token = str(next(self._resp_tokens))
         frame = self._build_pub(subject, data, self._resp_prefix + token, headers,
                                 own_reply=True)
-        waiter = _Waiter()
+        waiter = Waiter()
         try:
             with self._lock:
                 self._resp_map[token] = waiter

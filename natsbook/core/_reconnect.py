@@ -24,14 +24,14 @@ from ..wire._protocol import (
     encode_sub,
     encode_unsub,
 )
-from ._ioloop import RECV_SIZE, Gap, _IOLoop, _Lost, _Waiter, log
-from ._sendqueue import _PUB_PREFIXES, _count_pubs
+from ._ioloop import RECV_SIZE, Gap, IOLoop, Lost, Waiter, log
+from ._sendqueue import PUB_PREFIXES, count_pubs
 from ._transport import ServerURL, handshake
 
 __all__: list[str] = []
 
 
-class _Reconnecting(_IOLoop):
+class Reconnecting(IOLoop):
     """Adds the reconnect machinery to the engine."""
 
     # ------------------------------------------------------------------ I/O thread
@@ -41,7 +41,7 @@ class _Reconnecting(_IOLoop):
             try:
                 self._io_loop()
                 reason = "closed"
-            except _Lost as exc:
+            except Lost as exc:
                 reason = str(exc)
                 lame = self._info.lame_duck
             except ProtocolError as exc:
@@ -85,11 +85,11 @@ class _Reconnecting(_IOLoop):
             # Publishes not wholly written go out again after the reconnect; frames written
             # whole count as sent (the server may not have processed them: see gaps()).
             unsent = self._unsent_pubs()
-            again = sum(_count_pubs(f) for f in unsent)
+            again = sum(count_pubs(f) for f in unsent)
             self._out_msgs += self._inflight_msgs - again
             self._out_msgs_queued += again
             self._inflight_msgs = 0
-            unsent.extend(f for f in self._out if f.startswith(_PUB_PREFIXES))
+            unsent.extend(f for f in self._out if f.startswith(PUB_PREFIXES))
             self._inflight = []
             self._inflight_data = b""
             self._inflight_sent = 0
@@ -236,7 +236,7 @@ class _Reconnecting(_IOLoop):
             return
         # Drain the lame duck: everything queued so far goes there, then UNSUB + PING; the
         # marker is the last PONG owed by the lame duck.
-        marker = _Waiter()
+        marker = Waiter()
         with self._lock:
             self._direct_sock = None  # from here on, frames wait for the new socket
             frames = self._inflight[:]
@@ -263,12 +263,12 @@ class _Reconnecting(_IOLoop):
                 pos, again = 0, []
                 for frame in frames:
                     pos += len(frame)
-                    if pos > sent and frame.startswith(_PUB_PREFIXES):
+                    if pos > sent and frame.startswith(PUB_PREFIXES):
                         again.append(frame)
                 with self._lock:
                     self._out[:0] = again
                     self._out_bytes = sum(len(f) for f in self._out)
-                    n = sum(_count_pubs(f) for f in again)
+                    n = sum(count_pubs(f) for f in again)
                     self._out_msgs += self._inflight_msgs - n
                     self._out_msgs_queued += n
                     self._inflight_msgs = 0
@@ -304,7 +304,7 @@ class _Reconnecting(_IOLoop):
             self._slow = ""  # the lame duck's, not the new server's
             self._adopt(new, new_info, bytes(buf), new_server)
             self._reconnects += 1
-            self._last_err = ""
+            self._reports.last_err = ""
             # Not a disconnect, but while the cluster learns the new interest and forgets the
             # old one, a message routed then can be missing or arrive twice. Say so.
             self._gaps.append(Gap(started, time.time(), lame.url,
@@ -327,7 +327,7 @@ class _Reconnecting(_IOLoop):
             self._reconnects += 1
             if self._gaps and self._gaps[-1].end is None:
                 self._gaps[-1].end = time.time()
-            self._last_err = ""
+            self._reports.last_err = ""
             self._cond.notify_all()
             hooks = list(self._reconnect_hooks)
         self._report(f"reconnected to {server.url}")

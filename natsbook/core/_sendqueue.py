@@ -18,25 +18,26 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 
 from ..errors import ConnectionClosedError, NotConnectedError, Timeout
 from ..wire._session import PingTracker
-from ._events import _ErrorReports, _Waiter
+from ._events import Waiter
 from ._transport import ServerURL
 
 __all__ = ["CONTROL_ROOM"]
 
-_PUB_PREFIXES = (b"PUB ", b"HPUB ")
+PUB_PREFIXES = (b"PUB ", b"HPUB ")
 #: Bytes of the I/O thread's own control frames (PONG replies, keepalive PINGs) the send
 #: queue may hold at once, on top of what publishers fill (see _queue_own).
 CONTROL_ROOM = 64 * 1024
 
 
-def _count_pubs(frame: bytes) -> int:
+def count_pubs(frame: bytes) -> int:
     """Messages in a run of whole PUB/HPUB frames (request_batch queues many as one frame);
     0 for a control frame. Only for the rare paths that split a batch (drop, close)."""
     n = pos = 0
-    while frame.startswith(_PUB_PREFIXES, pos):
+    while frame.startswith(PUB_PREFIXES, pos):
         eol = frame.index(b"\r\n", pos)
         size = int(frame[frame.rindex(b" ", pos, eol) + 1:eol])  # HPUB: the total size
         pos = eol + 2 + size + 2
@@ -44,7 +45,7 @@ def _count_pubs(frame: bytes) -> int:
     return n
 
 
-class _SendQueue(_ErrorReports):
+class SendQueue:
     """The queue, the writer and the message counts; the engine owns the socket and state."""
 
     # The engine's, used here.
@@ -54,7 +55,8 @@ class _SendQueue(_ErrorReports):
     _closed_reason: str
     _server: ServerURL
     _direct_sock: socket.socket | None
-    _pings: PingTracker[_Waiter]
+    _pings: PingTracker[Waiter]
+    _report: Callable[[str], None]
     pending_size: int
     reconnect_buffer_size: int
     _out_msgs: int
@@ -199,7 +201,7 @@ class _SendQueue(_ErrorReports):
         pos = 0
         for frame in self._inflight:
             end = pos + len(frame)
-            if end > sent and frame.startswith(_PUB_PREFIXES):
+            if end > sent and frame.startswith(PUB_PREFIXES):
                 unsent.append(frame)
             pos = end
         return unsent
@@ -209,11 +211,11 @@ class _SendQueue(_ErrorReports):
         are counted in ``stats["unsent_msgs"]`` and reported, and the queues are freed."""
         with self._lock:
             half = self._unsent_pubs()
-            half_msgs = sum(_count_pubs(f) for f in half)
+            half_msgs = sum(count_pubs(f) for f in half)
             self._out_msgs += self._inflight_msgs - half_msgs
             lost = half_msgs + self._out_msgs_queued
             size = sum(map(len, half)) + sum(len(f) for f in self._out
-                                             if f.startswith(_PUB_PREFIXES))
+                                             if f.startswith(PUB_PREFIXES))
             self._unsent_msgs += lost
             self._out, self._out_bytes, self._out_msgs_queued = [], 0, 0
             self._out_own_bytes = 0

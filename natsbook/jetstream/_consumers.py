@@ -11,12 +11,12 @@ import pandas as pd
 
 from ..errors import BadInputError, JetStreamError
 from ._jsapi import (
-    _check_name,
-    _not_found,
-    _stream_call,
-    _stream_not_found,
     api_request,
+    check_name,
+    not_found_error,
     paged,
+    stream_call,
+    stream_not_found,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _list(conn: Link, stream: str, timeout: float) -> list[dict[str, Any]]:
-    return paged(lambda offset: _stream_call(conn, "CONSUMER.LIST", stream, {"offset": offset},
+    return paged(lambda offset: stream_call(conn, "CONSUMER.LIST", stream, {"offset": offset},
                                              timeout=timeout), "consumers")
 
 
@@ -93,7 +93,7 @@ def consumers(conn: Link, stream: str, *, timeout: float = 5.0) -> pd.DataFrame:
 
 def consumer_names(conn: Link, stream: str, *, timeout: float = 5.0) -> list[str]:
     """Names of the consumers of `stream`, sorted."""
-    return sorted(paged(lambda offset: _stream_call(conn, "CONSUMER.NAMES", stream,
+    return sorted(paged(lambda offset: stream_call(conn, "CONSUMER.NAMES", stream,
                                                     {"offset": offset}, timeout=timeout),
                         "consumers"))
 
@@ -106,16 +106,16 @@ def consumer_info(conn: Link, stream: str, name: str, *,
     Raises:
         NotFoundError: no such stream or consumer (with a close name as a suggestion).
     """
-    _check_name(stream)
+    check_name(stream)
     _check_consumer(name)
     try:
         return api_request(conn, f"CONSUMER.INFO.{stream}.{name}", timeout=timeout)
     except JetStreamError as exc:
         if exc.err_code == _STREAM_NOT_FOUND:
-            raise _stream_not_found(conn, stream) from None
+            raise stream_not_found(conn, stream) from None
         if exc.err_code != _CONSUMER_NOT_FOUND:
             raise
-    raise _not_found(f"consumer of stream {stream!r}", name,
+    raise not_found_error(f"consumer of stream {stream!r}", name,
                      consumer_names(conn, stream, timeout=timeout),
                      "the stream has no consumers yet") from None
 
@@ -137,7 +137,7 @@ def add_consumer(conn: Link, stream: str, name: str, *,
         ack_policy / deliver_policy: as the JetStream API spells them.
         **config: any other consumer configuration field (``max_ack_pending=100``...).
     """
-    _check_name(stream)
+    check_name(stream)
     _check_consumer(name)
     cfg: dict[str, Any] = {"durable_name": name, "ack_policy": ack_policy,
                            "deliver_policy": deliver_policy, **config}
@@ -155,7 +155,7 @@ def _create(conn: Link, stream: str, name: str, cfg: dict[str, Any],
                            {"stream_name": stream, "config": cfg}, timeout=timeout)
     except JetStreamError as exc:
         if exc.err_code == _STREAM_NOT_FOUND:
-            raise _stream_not_found(conn, stream) from None
+            raise stream_not_found(conn, stream) from None
         raise
 
 

@@ -69,7 +69,7 @@ def _suggest(name: str, candidates: list[str]) -> str | None:
     return close[0] if close else None
 
 
-def _not_found(kind: str, name: str, candidates: list[str], create: str) -> NotFoundError:
+def not_found_error(kind: str, name: str, candidates: list[str], create: str) -> NotFoundError:
     """``<kind> <name> not found`` with the closest candidate as a suggestion, or, when there
     are no candidates at all, with `create` (how to make one) as the hint."""
     err = NotFoundError(kind, name, _suggest(name, candidates))
@@ -78,24 +78,24 @@ def _not_found(kind: str, name: str, candidates: list[str], create: str) -> NotF
     return err
 
 
-def _stream_not_found(conn: Link, name: str) -> NotFoundError:
+def stream_not_found(conn: Link, name: str) -> NotFoundError:
     try:
         names = stream_names(conn)
     except JetStreamError:
         names = []
-    return _not_found("stream", name, names, "there are no streams yet; create one with "
+    return not_found_error("stream", name, names, "there are no streams yet; create one with "
                       "natsbook.jetstream.add_stream(conn, name, subjects)")
 
 
-def _stream_call(conn: Link, subject: str, name: str, payload: Any = None,
+def stream_call(conn: Link, subject: str, name: str, payload: Any = None,
                  timeout: float = 5.0) -> dict[str, Any]:
     """``api_request`` on ``<subject>.<name>``; a missing stream raises NotFoundError."""
-    _check_name(name)
+    check_name(name)
     try:
         return api_request(conn, f"{subject}.{name}", payload, timeout=timeout)
     except JetStreamError as exc:
         if exc.err_code == 10059 or (exc.code == 404 and "stream not found" in exc.description):
-            raise _stream_not_found(conn, name) from None
+            raise stream_not_found(conn, name) from None
         raise
 
 
@@ -108,7 +108,7 @@ def check_bucket(bucket: str) -> None:
         raise BadInputError(f"bad bucket name {bucket!r}: use letters, digits, '-' and '_'")
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if not isinstance(name, str) or not name or any(c in name for c in " .*>\t\r\n"):
         raise BadInputError(f"bad stream name {name!r}: names cannot be empty or contain "
                             "spaces, '.', '*' or '>'")

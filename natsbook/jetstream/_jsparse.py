@@ -1,9 +1,9 @@
 """JetStream replies -> stored-message tables (SCHEMA columns + ``seq``), with no I/O.
 
 *Batched direct get* replies: the JetStream headers are taken apart column-wise with numpy
-on the raw Arrow buffers (``_parse_direct``), with a per-row fallback for layouts it does not
+on the raw Arrow buffers (``parse_direct``), with a per-row fallback for layouts it does not
 expect (``_parse_direct_slow``; a test keeps the two agreeing). *Consumer deliveries*: the
-stream sequence and time travel in the ``$JS.ACK`` reply subjects (``_parse_acked``). Status
+stream sequence and time travel in the ``$JS.ACK`` reply subjects (``parse_acked``). Status
 messages (end of batch, 404/408, heartbeats) are dropped.
 """
 
@@ -45,12 +45,12 @@ def _build(subject: pa.Array, headers: pa.Array, payload: pa.Array, times: pa.Ar
     })
 
 
-def _empty() -> pa.Table:
+def empty_history() -> pa.Table:
     return _build(pa.array([], pa.string()), pa.array([], pa.binary()), pa.array([], pa.binary()),
                   pa.array([], pa.int64()), pa.array([], pa.int64()))
 
 
-def _parse_direct(raw: pa.Table) -> pa.Table:
+def parse_direct(raw: pa.Table) -> pa.Table:
     """Direct-get replies -> stored messages: subject, seq and time out of the headers, the
     headers the publisher set kept (null when there were none)."""
     hdr = raw["headers"].combine_chunks()
@@ -59,7 +59,7 @@ def _parse_direct(raw: pa.Table) -> pa.Table:
     payload = raw["payload"].combine_chunks().filter(keep)
     n = len(hdr)
     if n == 0:
-        return _empty()
+        return empty_history()
     hdr = pa.concat_arrays([hdr])  # fresh buffers starting at offset 0
     try:
         subject, seq, times, cut = _direct_fields(hdr)
@@ -139,7 +139,7 @@ def _parse_direct_slow(hdr: pa.Array, payload: pa.Array) -> pa.Table:
                   pa.array(seqs, pa.int64()))
 
 
-def _parse_acked(raw: pa.Table) -> tuple[pa.Table, pa.Array, pa.Array]:
+def parse_acked(raw: pa.Table) -> tuple[pa.Table, pa.Array, pa.Array]:
     """Consumer deliveries -> stored messages; also the consumer sequences and pending counts.
 
     Status messages (heartbeats, flow control, 404/408 ends of pulls) are dropped.
@@ -148,7 +148,7 @@ def _parse_acked(raw: pa.Table) -> tuple[pa.Table, pa.Array, pa.Array]:
     keep = pc.fill_null(pc.starts_with(reply, "$JS.ACK."), False)
     t = raw.filter(keep)
     if t.num_rows == 0:
-        return _empty(), pa.array([], pa.int64()), pa.array([], pa.int64())
+        return empty_history(), pa.array([], pa.int64()), pa.array([], pa.int64())
     seq, ns, cseq, pending = _ack_fields(t["reply"].combine_chunks())
     table = _build(t["subject"].combine_chunks(), t["headers"].combine_chunks(),
                    t["payload"].combine_chunks(), ns, seq)
@@ -183,5 +183,5 @@ def _ack_fields(reply: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array, pa.Array
     return sseq, ts, cseq, pending
 
 
-def _parse(raw: pa.Table, method: str) -> pa.Table:
-    return _parse_direct(raw) if method == "direct" else _parse_acked(raw)[0]
+def parse_history(raw: pa.Table, method: str) -> pa.Table:
+    return parse_direct(raw) if method == "direct" else parse_acked(raw)[0]

@@ -2,9 +2,9 @@
 (the parsing into Arrow tables lives in :mod:`natsbook.jetstream._jsparse`).
 
 Two ways in. *Batched direct get* (server >= 2.11, streams with ``allow_direct``): every
-request's replies land in one internal reader (``_Batches``: an internal subscription outside
+request's replies land in one internal reader (``Batches``: an internal subscription outside
 the user's captures and the capture budget, released when the read ends). *Consumer
-deliveries*: an ephemeral consumer with no acks, pulled in batches (``_consumer_read``) or
+deliveries*: an ephemeral consumer with no acks, pulled in batches (``consumer_read``) or
 pushed (``PushCapture``, behind ``follow()`` and KV watches). A history read returns every
 message it asked for or raises.
 """
@@ -24,8 +24,8 @@ from ..capture._store import CaptureStore, text_array
 from ..errors import JetStreamError, NatsbookError, NotFoundError, Timeout
 from ..wire._msg import Msg
 from ..wire._protocol import RawMsg
-from ._jsapi import API, _stream_call, api_request
-from ._jsparse import _parse_acked
+from ._jsapi import API, api_request, stream_call
+from ._jsparse import parse_acked
 
 if TYPE_CHECKING:
     from .._progress import Progress
@@ -39,7 +39,7 @@ BATCH_BYTES = 8 * 1024 * 1024
 
 
 # ---------------------------------------------------------------------------------- reading
-def _rfc3339(ts: pd.Timestamp) -> str:
+def rfc3339(ts: pd.Timestamp) -> str:
     return f"{ts:%Y-%m-%dT%H:%M:%S}.{ts.value % 1_000_000_000:09d}Z"
 
 
@@ -61,7 +61,7 @@ def _raw_table(rows: list[RawMsg]) -> pa.Table:
     })
 
 
-class _Batches:
+class Batches:
     """An internal reader: one internal subscription on ``<inbox>.*``; each request replies to
     its own token, so the end of a batch is simply a status message on that batch's subject.
 
@@ -186,11 +186,11 @@ class _Batches:
         self.conn.internals.release(self.sub)
 
 
-def _direct_read(conn: Link, stream: str, *, seq: int | None, start_time: str | None,
+def direct_read(conn: Link, stream: str, *, seq: int | None, start_time: str | None,
                  subject: str | None, stop_seq: int, max_rows: int | None,
                  batch: int, progress: Progress, timeout: float) -> pa.Table:
     api = f"{API}DIRECT.GET.{stream}"
-    reader = _Batches(conn, timeout)
+    reader = Batches(conn, timeout)
     got = 0
     try:
         req: dict[str, Any] = {"start_time": start_time} if start_time else {"seq": seq or 1}
@@ -225,7 +225,7 @@ def _direct_read(conn: Link, stream: str, *, seq: int | None, start_time: str | 
         reader.close()
 
 
-def _consumer_read(conn: Link, stream: str, *, seq: int | None, start_time: str | None,
+def consumer_read(conn: Link, stream: str, *, seq: int | None, start_time: str | None,
                    subject: str | None, stop_seq: int, max_rows: int | None,
                    batch: int, progress: Progress, timeout: float) -> pa.Table:
     cfg: dict[str, Any] = {"ack_policy": "none", "mem_storage": True, "num_replicas": 1,
@@ -236,11 +236,11 @@ def _consumer_read(conn: Link, stream: str, *, seq: int | None, start_time: str 
         cfg.update(deliver_policy="by_start_sequence", opt_start_seq=max(seq or 1, 1))
     if subject and subject != ">":
         cfg["filter_subject"] = subject
-    info = _stream_call(conn, "CONSUMER.CREATE", stream, {"stream_name": stream, "config": cfg},
+    info = stream_call(conn, "CONSUMER.CREATE", stream, {"stream_name": stream, "config": cfg},
                         timeout)
     name = info["name"]
     total = int(info.get("num_pending", 0))
-    reader = _Batches(conn, timeout)
+    reader = Batches(conn, timeout)
     done = False
     try:
         got = 0
@@ -272,10 +272,10 @@ def _consumer_read(conn: Link, stream: str, *, seq: int | None, start_time: str 
         return table
     finally:
         reader.close()
-        _delete_consumer(conn, stream, name, timeout, wait=done)
+        delete_read_consumer(conn, stream, name, timeout, wait=done)
 
 
-def _delete_consumer(conn: Link, stream: str, name: str, timeout: float,
+def delete_read_consumer(conn: Link, stream: str, name: str, timeout: float,
                      wait: bool) -> None:
     """Delete an ephemeral consumer. After a failure or Ctrl-C, only send the request (the
     server may be the reason we are here, and the consumer expires by itself anyway)."""
@@ -289,17 +289,17 @@ def _delete_consumer(conn: Link, stream: str, name: str, timeout: float,
         pass  # an inactive ephemeral consumer goes away by itself
 
 
-def _first_at(conn: Link, name: str, ts: pd.Timestamp, direct: bool,
+def first_at(conn: Link, name: str, ts: pd.Timestamp, direct: bool,
               timeout: float) -> int | None:
     """Sequence of the first message stored at or after `ts` (None: there is none)."""
     if direct:
-        msg = conn.request(f"{API}DIRECT.GET.{name}", {"start_time": _rfc3339(ts)},
+        msg = conn.request(f"{API}DIRECT.GET.{name}", {"start_time": rfc3339(ts)},
                            timeout=timeout)
         if msg.status is not None or msg.headers is None:
             return None
         return int(msg.headers.get("Nats-Sequence", "0")) or None
     try:
-        body = _stream_call(conn, "STREAM.MSG.GET", name, {"start_time": _rfc3339(ts)}, timeout)
+        body = stream_call(conn, "STREAM.MSG.GET", name, {"start_time": rfc3339(ts)}, timeout)
     except JetStreamError as exc:
         if exc.code == 404 and not isinstance(exc, NotFoundError):
             return None
@@ -336,7 +336,7 @@ class PushCapture:
                "inactive_threshold": INACTIVE_THRESHOLD_NS,
                **config}
         try:
-            info = _stream_call(conn, "CONSUMER.CREATE", stream,
+            info = stream_call(conn, "CONSUMER.CREATE", stream,
                                 {"stream_name": stream, "config": cfg}, timeout)
         except BaseException:
             conn.internals.release(self.sub)
@@ -371,7 +371,7 @@ class PushCapture:
             where = f"stream sequence {next_seq}"
         else:
             where = "its original start"
-        info = _stream_call(self.conn, "CONSUMER.CREATE", self.stream,
+        info = stream_call(self.conn, "CONSUMER.CREATE", self.stream,
                             {"stream_name": self.stream, "config": cfg}, self.timeout)
         self.consumer = info["name"]
         self.recreated += 1
@@ -380,7 +380,7 @@ class PushCapture:
 
     def table(self) -> tuple[pa.Table, pa.Array]:
         """Delivered messages (SCHEMA + seq) and their consumer sequences."""
-        table, cseq, _ = _parse_acked(self.sub.to_arrow())
+        table, cseq, _ = parse_acked(self.sub.to_arrow())
         return table, cseq
 
     def missed(self) -> int:

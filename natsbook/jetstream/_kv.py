@@ -22,9 +22,9 @@ import pyarrow.compute as pc
 
 from ..errors import BadInputError, JetStreamError, NotFoundError
 from ..wire._protocol import parse_headers
-from ._jsapi import API, _not_found, api_request, check_bucket, stream_names
-from ._jsparse import _parse_direct
-from ._jsread import PushCapture, _Batches
+from ._jsapi import API, api_request, check_bucket, not_found_error, stream_names
+from ._jsparse import parse_direct
+from ._jsread import Batches, PushCapture
 from ._streams import add_stream, js_publish, read_stream, stream_info
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ class KV:
         try:
             self.info = stream_info(conn, self.stream, timeout=timeout)
         except NotFoundError:
-            raise _not_found("bucket", bucket, kv_buckets(conn), "create it with "
+            raise not_found_error("bucket", bucket, kv_buckets(conn), "create it with "
                              f"conn.kv({bucket!r}, create=True)") from None
         self.direct = bool(self.info.get("config", {}).get("allow_direct"))
 
@@ -295,14 +295,14 @@ class KV:
             return _last_per_subject(table)
         # One batched multi_last request gives each key's newest message; servers limit how
         # many subjects it may cover, so past that limit read the whole bucket instead.
-        reader = _Batches(self.conn, self.timeout)
+        reader = Batches(self.conn, self.timeout)
         try:
             req = {"multi_last": [self.prefix + ">"],
                    "batch": int(state.get("num_subjects", 0)) + 1,
                    "up_to_seq": int(state.get("last_seq", 0))}
             end = reader.request(f"{API}DIRECT.GET.{self.stream}", req)
             complete = end.status == 204 and int(end.headers.get("Nats-Num-Pending", "0")) == 0
-            table = _parse_direct(reader.table()) if complete else None
+            table = parse_direct(reader.table()) if complete else None
         finally:
             reader.close()
         if table is None:

@@ -35,8 +35,8 @@ from ..errors import (
     NatsbookError,
     NotFoundError,
 )
-from ._jsapi import API, _not_found, _stream_call, check_bucket, stream_names
-from ._jsread import _Batches, _delete_consumer
+from ._jsapi import API, check_bucket, not_found_error, stream_call, stream_names
+from ._jsread import Batches, delete_read_consumer
 from ._streams import add_stream, js_publish, purge_stream, read_stream, stream_info
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class ObjectStore:
         try:
             stream_info(conn, self.stream, timeout=timeout)
         except NotFoundError:
-            raise _not_found("object store", bucket, object_stores(conn), "create it with "
+            raise not_found_error("object store", bucket, object_stores(conn), "create it with "
                              f"conn.object_store({bucket!r}, create=True)") from None
 
     def _meta_subject(self, name: str) -> str:
@@ -140,7 +140,7 @@ class ObjectStore:
         """
         subject = self._meta_subject(name)
         try:
-            body = _stream_call(self.conn, "STREAM.MSG.GET", self.stream,
+            body = stream_call(self.conn, "STREAM.MSG.GET", self.stream,
                                 {"last_by_subj": subject}, self.timeout)
         except JetStreamError as exc:
             if exc.code == 404 and not isinstance(exc, NotFoundError):
@@ -166,7 +166,7 @@ class ObjectStore:
             names = list(self.list()["name"])
         except NatsbookError:
             names = []
-        return _not_found("object", name, names, f"bucket {self.bucket!r} is empty")
+        return not_found_error("object", name, names, f"bucket {self.bucket!r} is empty")
 
     def list(self, *, deleted: bool = False) -> pd.DataFrame:
         """Every object: name, size, chunks, modified, digest, deleted, description, headers
@@ -371,15 +371,15 @@ def _chunks(conn: Link, stream: str, subject: str, count: int, chunk: int,
     cfg = {"ack_policy": "none", "mem_storage": True, "num_replicas": 1,
            "inactive_threshold": 30_000_000_000, "deliver_policy": "all",
            "filter_subject": subject, "max_batch": batch}
-    info = _stream_call(conn, "CONSUMER.CREATE", stream, {"stream_name": stream, "config": cfg},
+    info = stream_call(conn, "CONSUMER.CREATE", stream, {"stream_name": stream, "config": cfg},
                         timeout)
     consumer = info["name"]
     if int(info.get("num_pending", 0)) < count:
-        _delete_consumer(conn, stream, consumer, timeout, wait=True)
+        delete_read_consumer(conn, stream, consumer, timeout, wait=True)
         raise JetStreamError(f"stream {stream!r} holds {info.get('num_pending', 0)} of the "
                              f"{count} chunks on {subject!r} - the object is incomplete")
     # Room for one batch twice over (a chunk larger than the meta says still fits once).
-    reader = _Batches(conn, timeout, max_buffer=2 * batch * max(chunk, CHUNK_SIZE) + READ_BYTES)
+    reader = Batches(conn, timeout, max_buffer=2 * batch * max(chunk, CHUNK_SIZE) + READ_BYTES)
     done = False
     try:
         got = 0
@@ -397,4 +397,4 @@ def _chunks(conn: Link, stream: str, subject: str, count: int, chunk: int,
         done = True
     finally:
         reader.close()
-        _delete_consumer(conn, stream, consumer, timeout, wait=done)
+        delete_read_consumer(conn, stream, consumer, timeout, wait=done)

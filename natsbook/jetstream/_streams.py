@@ -33,14 +33,14 @@ from .._progress import Progress
 from ..capture._frames import to_frame
 from ..capture._store import SCHEMA
 from ..errors import BadInputError, JetStreamError, NoRespondersError
-from ._jsapi import _check_name, _stream_call, api_request, paged, stream_names
-from ._jsparse import _empty, _parse
+from ._jsapi import api_request, check_name, paged, stream_call, stream_names
+from ._jsparse import empty_history, parse_history
 from ._jsread import (
     PushCapture,
-    _consumer_read,
-    _direct_read,
-    _first_at,
-    _rfc3339,
+    consumer_read,
+    direct_read,
+    first_at,
+    rfc3339,
 )
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def stream_info(conn: Link, name: str, *, timeout: float = 5.0) -> dict[str, Any
         NotFoundError: no such stream (the message suggests a close name).
         JetStreamError: JetStream is not enabled.
     """
-    return _stream_call(conn, "STREAM.INFO", name, timeout=timeout)
+    return stream_call(conn, "STREAM.INFO", name, timeout=timeout)
 
 
 def _ts(value: Any) -> pd.Timestamp | None:
@@ -121,7 +121,7 @@ def stream_subjects(conn: Link, name: str, filter: str = ">", *,
     """Stored messages per subject (subject, messages), sorted by subject."""
     counts: dict[str, int] = {}
     while True:
-        info = _stream_call(conn, "STREAM.INFO", name,
+        info = stream_call(conn, "STREAM.INFO", name,
                             {"subjects_filter": filter, "offset": len(counts)}, timeout)
         got = (info.get("state") or {}).get("subjects") or {}
         counts.update(got)
@@ -140,7 +140,7 @@ def add_stream(conn: Link, name: str, subjects: list[str] | str | None = None, *
     Extra keyword arguments are stream config fields as the server names them
     (``max_msgs``, ``max_age`` in ns, ``max_msgs_per_subject``...). Returns the stream info.
     """
-    _check_name(name)
+    check_name(name)
     if isinstance(subjects, str):
         subjects = [subjects]
     cfg = {"name": name, "subjects": subjects or [name], "storage": storage,
@@ -155,13 +155,13 @@ def add_stream(conn: Link, name: str, subjects: list[str] | str | None = None, *
 
 def delete_stream(conn: Link, name: str, *, timeout: float = 5.0) -> None:
     """Delete a stream and everything it stores."""
-    _stream_call(conn, "STREAM.DELETE", name, timeout=timeout)
+    stream_call(conn, "STREAM.DELETE", name, timeout=timeout)
 
 
 def purge_stream(conn: Link, name: str, *, subject: str | None = None,
                  timeout: float = 5.0) -> int:
     """Remove stored messages (all, or only `subject`'s); returns how many were purged."""
-    body = _stream_call(conn, "STREAM.PURGE", name, {"filter": subject} if subject else None,
+    body = stream_call(conn, "STREAM.PURGE", name, {"filter": subject} if subject else None,
                         timeout)
     return int(body.get("purged", 0))
 
@@ -319,12 +319,12 @@ def read_stream(conn: Link, name: str, *, subject: str | None = None,
                   else "consumer")
     first, stop = int(state.get("first_seq", 0)), int(state.get("last_seq", 0))
     if not state.get("messages") or last == 0 or max_rows == 0:
-        return _empty()
+        return empty_history()
     if t_until is not None:
-        after = _first_at(conn, name, t_until + pd.Timedelta(1, "ns"), direct, timeout)
+        after = first_at(conn, name, t_until + pd.Timedelta(1, "ns"), direct, timeout)
         stop = min(stop, after - 1) if after else stop
-    reader = _direct_read if method == "direct" else _consumer_read
-    start_time = _rfc3339(t_since) if t_since is not None else None
+    reader = direct_read if method == "direct" else consumer_read
+    start_time = rfc3339(t_since) if t_since is not None else None
     est = stop - max(start_seq or first, first) + 1
     est = min(est, max_rows or est)
     show = False if progress is None and est < PROGRESS_MIN_ROWS else progress
@@ -334,7 +334,7 @@ def read_stream(conn: Link, name: str, *, subject: str | None = None,
             raw = reader(conn, name, seq=start_seq, start_time=start_time, subject=subject,
                          stop_seq=stop, max_rows=max_rows, batch=BATCH, progress=bar,
                          timeout=timeout)
-            table = _parse(raw, method)
+            table = parse_history(raw, method)
             return table.filter(pc.less_equal(table["seq"], stop))
         # The newest `last`: read windows backwards from the end until enough matched.
         tables: list[pa.Table] = []
@@ -343,12 +343,12 @@ def read_stream(conn: Link, name: str, *, subject: str | None = None,
             lo = max(first, hi - width + 1)
             raw = reader(conn, name, seq=lo, start_time=None, subject=subject, stop_seq=hi,
                          max_rows=None, batch=BATCH, progress=bar, timeout=timeout)
-            t = _parse(raw, method)
+            t = parse_history(raw, method)
             t = t.filter(pc.less_equal(t["seq"], hi))
             tables.insert(0, t)
             have += t.num_rows
             hi, width = lo - 1, width * 4
-        table = pa.concat_tables(tables) if tables else _empty()
+        table = pa.concat_tables(tables) if tables else empty_history()
         return table.slice(max(table.num_rows - last, 0))
     finally:
         bar.close()
@@ -462,7 +462,7 @@ def follow(conn: Link, name: str, *, subject: str | None = None,
         table = read_stream(conn, name, subject=subject, start_seq=start_seq, since=since,
                             last=last, progress=progress, timeout=timeout, info=info)
     else:
-        table = _empty()
+        table = empty_history()
     cfg: dict[str, Any] = {"deliver_policy": "by_start_sequence", "opt_start_seq": seam + 1}
     if subject and subject != ">":
         cfg["filter_subject"] = subject
