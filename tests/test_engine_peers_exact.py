@@ -16,7 +16,6 @@ import pytest
 
 import natsbook
 from natsbook.errors import ConnectionClosedError, RequestTimeout, WebSocketUpgradeError
-from natsbook.wire._protocol import HARD_MAX_FRAME
 from tests.support.fake_scripts import answers_then_reads
 from tests.support.fake_server import (
     INFO,
@@ -204,25 +203,6 @@ def test_unknown_sid_and_partial_delivery_before_bad_bytes(
         assert sub.to_pandas("bytes")["data"].tolist() == [b"x", b"y"]
         assert c.stats["unknown_sid_msgs"] == 2 and c.stats["in_msgs"] == 4
         assert c.gaps()["reason"].iloc[0].startswith("protocol error: ")
-    finally:
-        c.close()
-
-
-@pytest.mark.parametrize(("announced", "limit", "frame"), [
-    (0, 1024 * 1024, HARD_MAX_FRAME),  # 0 is ignored: the defaults stay
-    (10, 10, 1024 + 64 * 1024),
-    (1, 1, 1024 + 64 * 1024),
-    (2000, 2000, 2000 + 64 * 1024),
-    (10**12, 10**12, HARD_MAX_FRAME),
-])
-def test_announced_max_payload_is_clamped(fake: Callable[..., FakeServer], announced: int,
-                                          limit: int, frame: int) -> None:
-    info = INFO.replace(b'"max_payload":1048576', b'"max_payload":%d' % announced)
-    srv = fake(lambda p: (p.sendall(info), read_until(p, b"PING\r\n"),
-                          p.sendall(b"PONG\r\n"), keep_open(p, 2)))
-    c = natsbook.connect(srv.url, reconnect=False, ping_interval=60)
-    try:
-        assert c.max_payload == limit and c._engine._parser.max_payload == frame
     finally:
         c.close()
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from natsbook.errors import ProtocolError
 from natsbook.wire._protocol import HARD_MAX_FRAME, Parser
-from natsbook.wire._session import DEFAULT_MAX_PAYLOAD, PingTracker, ServerState, SidTable
+from natsbook.wire._session import (
+    DEFAULT_MAX_PAYLOAD,
+    ClientSession,
+    PingTracker,
+    ServerState,
+    SidTable,
+)
 
 
 def _ctrl(data: bytes, parser: Parser | None = None) -> list[tuple[str, object]]:
@@ -125,3 +132,67 @@ def test_sids_route_messages_and_unknown_ones_are_counted() -> None:
     assert table.new_sid() == 3, "a sid is never handed out twice"
     table.clear()
     assert len(table) == 0 and table.lookup(b"2") is None
+
+
+# -- the session: bytes in, what to do out --------------------------------------------------------
+def test_server_pings_are_owed_pongs_and_pongs_are_counted() -> None:
+    session: ClientSession[str] = ClientSession()
+    got = session.receive(b"PONG\r\nPONG\r\nPI")
+    assert (got.pings, got.pongs) == (0, 2)
+    got = session.receive(b"NG\r\nPING\r\n-ERR 'Permissions Violation'\r\n")
+    assert (got.pings, got.pongs) == (2, 0) and got.errors == ["Permissions Violation"]
+
+
+def test_info_in_the_stream_updates_the_server_state_and_the_frame_limit() -> None:
+    session: ClientSession[str] = ClientSession()
+    got = session.receive(b'INFO {"server_id":"S","max_payload":2048,'
+                          b'"connect_urls":["127.0.0.1:1"]}\r\nINFO {"x":1}\r\n')
+    first, second = got.infos
+    assert first.max_payload == 2048 and first.connect_urls == ["127.0.0.1:1"]
+    assert second.max_payload is None and second.connect_urls == [], "an INFO without them"
+    assert session.server.info == {"server_id": "S", "max_payload": 2048,
+                                   "connect_urls": ["127.0.0.1:1"], "x": 1}  # merged
+    assert session.parser.max_payload == 2048 + 64 * 1024
+    with pytest.raises(ProtocolError):  # the parser now holds the server to its word
+        session.receive(b"MSG a 1 %d\r\n" % (2048 + 64 * 1024 + 1))
+
+
+@pytest.mark.parametrize(("announced", "limit", "frame"), [
+    (0, DEFAULT_MAX_PAYLOAD, HARD_MAX_FRAME),  # 0 is ignored: the defaults stay
+    (10, 10, 1024 + 64 * 1024),
+    (1, 1, 1024 + 64 * 1024),
+    (2000, 2000, 2000 + 64 * 1024),
+    (10**12, 10**12, HARD_MAX_FRAME),
+])
+def test_announced_max_payload_is_clamped(announced: int, limit: int, frame: int) -> None:
+    session: ClientSession[str] = ClientSession()
+    assert session.parser.max_payload == session.server.max_frame == HARD_MAX_FRAME
+    session.receive(b'INFO {"max_payload":%d}\r\n' % announced)
+    assert session.server.max_payload == limit and session.parser.max_payload == frame
+
+
+def test_lame_duck_info_is_said_once_and_a_bad_info_changes_nothing() -> None:
+    session: ClientSession[str] = ClientSession()
+    bad, ldm = session.receive(b'INFO {"ldm":"yes"}\r\nINFO {"ldm":true}\r\n').infos
+    assert bad.error is not None and "ldm" in bad.error and not bad.lame_duck
+    assert ldm.lame_duck and session.server.lame_duck
+
+
+def test_rows_complete_before_bad_bytes_come_with_the_error() -> None:
+    session: ClientSession[str] = ClientSession()
+    sid = session.subs.new_sid()
+    session.subs.add(sid, "sub-a")
+    with pytest.raises(ProtocolError) as info:
+        session.receive(b"MSG a 98 1\r\nu\r\nMSG a %d 1\r\nx\r\nMSG a %d 1\r\ny\r\n"
+                        b"BOGUS\r\n" % (sid, sid))
+    assert info.value.partial is not None
+    groups = info.value.partial[0]
+    assert [r[3] for r in groups[str(sid).encode()]] == [b"x", b"y"]
+    assert session.subs.lookup(b"98", len(groups[b"98"])) is None and session.subs.unknown == 1
+
+
+def test_a_lost_socket_leaves_flushes_without_a_pong() -> None:
+    session: ClientSession[str] = ClientSession()
+    session.pings.sent("flush")
+    session.pings.keepalive()
+    assert session.lost() == ["flush"] and len(session.pings) == 0

@@ -33,10 +33,9 @@ from ..wire._msg import Msg
 from ..wire._protocol import (
     PING,
     PONG,
-    Parser,
     RawMsg,
 )
-from ..wire._session import PingTracker, ServerState, SidTable
+from ..wire._session import ClientSession, InfoUpdate, SidTable
 from ._events import Gap, Lost, Reports, Waiter, has_pending, live_connections
 from ._sendqueue import SendQueue
 from ._subscription import Subscription
@@ -95,9 +94,14 @@ class IOLoop(SendQueue):
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._init_send_queue()
-        #: Who each PONG answers, and keepalive PINGs unanswered (wire/_session.py).
-        self._pings: PingTracker[Waiter] = PingTracker(max_outstanding_pings)
-        self._parser = Parser()
+        #: The protocol state, without I/O (wire/_session.py): the parser, who each PONG
+        #: answers and keepalive PINGs unanswered, the server's INFO (lame duck mode
+        #: included), the subscriptions by sid. Named below by part.
+        self._session: ClientSession[Waiter] = ClientSession(max_outstanding_pings)
+        self._parser = self._session.parser
+        self._pings = self._session.pings
+        self._info = self._session.server
+        self._subs: SidTable[Subscription] = self._session.subs
         self._sock: socket.socket | None = None
         #: The socket callers may send on themselves (plain TCP, connected, not moving off a
         #: lame duck); None sends everything through the I/O thread.
@@ -105,11 +109,7 @@ class IOLoop(SendQueue):
         self._server: ServerURL = servers[0]
         self._status = "connecting"
         self._closed_reason = ""
-        #: The server's INFO as it evolves, lame duck mode included (wire/_session.py).
-        self._info = ServerState()
 
-        #: Subscriptions by sid (wire/_session.py); messages for unknown sids counted there.
-        self._subs: SidTable[Subscription] = SidTable()
         self._history: list[Subscription] = []
         self._inbox_prefix = "_INBOX." + "".join(secrets.choice(_B62) for _ in range(22))
         self._resp_prefix = self._inbox_prefix + ".R."
@@ -196,7 +196,7 @@ class IOLoop(SendQueue):
         self._parser.reset()
         self._on_info(info)
         self._info.reset()
-        self._pings.reset()
+        self._pings.restart()
         if rest:
             self._process(rest)
 
@@ -294,28 +294,28 @@ class IOLoop(SendQueue):
 
     def _process(self, data: bytes) -> None:
         try:
-            groups, ctrl = self._parser.feed(data)
+            got = self._session.receive(data)
         except ProtocolError as exc:
             # Messages that arrived complete before the bad bytes are still delivered; the
             # error then drops the connection (a gap is recorded).
             if exc.partial is not None:
                 self._deliver_groups(exc.partial[0])
             raise
-        if groups:
-            self._deliver_groups(groups)
-        for op, arg in ctrl:
-            if op == "PING":
-                self._queue_own(PONG)
-            elif op == "PONG":
-                with self._lock:
-                    waiter = self._pings.pong()
+        if got.groups:
+            self._deliver_groups(got.groups)
+        for update in got.infos:
+            self._on_info_update(update)
+        for text in got.errors:
+            self._reports.server_error(text)
+        if got.pongs:  # after INFOs and errors: a woken flush() sees what came before
+            with self._lock:
+                waiters = [self._pings.pong() for _ in range(got.pongs)]
+            for waiter in waiters:
                 if waiter is not None:
                     waiter.event.set()
-            elif op == "INFO":
-                assert isinstance(arg, dict)
-                self._on_info(arg)
-            elif op == "-ERR":
-                self._reports.server_error(str(arg))
+        for _ in range(got.pings):  # a PONG each, as long as the bound on our own frames lets
+            if not self._queue_own(PONG):
+                break
 
     def _deliver_groups(self, groups: dict[bytes, list[RawMsg]]) -> None:
         now = time.time()
@@ -350,7 +350,10 @@ class IOLoop(SendQueue):
             waiter.event.set()
 
     def _on_info(self, info: dict[str, Any]) -> None:
-        update = self._info.apply(info)
+        """The INFO of a handshake (those read later go through the session)."""
+        self._on_info_update(self._info.apply(info))
+
+    def _on_info_update(self, update: InfoUpdate) -> None:
         if update.error is not None:  # as nats.go: ignored whole; reported
             self._report(f"ignored an INFO from {self._server.url}: {update.error}")
             return

@@ -280,7 +280,7 @@ class Subscription:
     @property
     def internals(self) -> SubscriptionInternals:
         """natsbook's own layers' interface to this subscription; not for notebooks. See
-        ``natsbook/client/_internals.py``."""
+        ``natsbook/core/_internals.py``."""
         return SubscriptionInternals(self)
 
     # -- user API ----------------------------------------------------------------------------

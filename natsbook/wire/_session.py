@@ -1,9 +1,11 @@
 """The protocol state of one client connection, without I/O (as h11 keeps its state machine
-free of sockets): PING/PONG accounting, the server's INFO as it evolves, the sid table.
+free of sockets): PING/PONG accounting, the server's INFO as it evolves, the sid table, and
+:class:`ClientSession`, which feeds received bytes through the parser and all three.
 
-The engine (``natsbook/core``) owns one of each, changes them under its lock and does the
-I/O; these classes only remember and decide. Tests drive them with the frames
-:class:`~natsbook.wire._protocol.Parser` makes of plain bytes (``tests/test_session.py``).
+The engine (``natsbook/core``) owns one session, hands it every chunk it reads, and does
+what the result says (deliver these rows, send these bytes, wake these waiters); it changes
+the PING accounting and the sid table under its own lock, since callers' threads register
+flushes and subscriptions. Tests drive a session with plain bytes (``tests/test_session.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from ._info import info_error
-from ._protocol import HARD_MAX_FRAME
+from ._protocol import HARD_MAX_FRAME, Parser, RawMsg
 
 __all__ = ["InfoUpdate", "PingTracker", "ServerState", "SidTable"]
 
@@ -70,6 +72,11 @@ class PingTracker(Generic[T]):
                 self._owed[i] = None
                 return
 
+    def restart(self) -> None:
+        """A new socket: no keepalive PING of the old one is owed (flushes queued for the new
+        socket stay owed)."""
+        self.outstanding = 0
+
     def owed_to(self, waiter: T) -> bool:
         return any(w is waiter for w in self._owed)
 
@@ -107,8 +114,9 @@ class ServerState:
         self.info: dict[str, Any] = {}
         self.max_payload = DEFAULT_MAX_PAYLOAD
         #: The largest frame the parser accepts: the server's max_payload plus room for a
-        #: header line, clamped so that no INFO unbounds the client's buffers.
-        self.max_frame = DEFAULT_MAX_PAYLOAD + 64 * 1024
+        #: header line, clamped so that no INFO unbounds the client's buffers (the parser's
+        #: own bound until an INFO names a max_payload).
+        self.max_frame = HARD_MAX_FRAME
         self.lame_duck = False
 
     def apply(self, info: dict[str, Any]) -> InfoUpdate:
@@ -181,3 +189,57 @@ class SidTable(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._by_sid)
+
+
+@dataclass(slots=True)
+class Received:
+    """What one chunk of received bytes means: the engine delivers `groups` (rows by sid),
+    acts on `infos` and `errors`, wakes the waiters of `pongs` PONGs (in that order), and
+    answers `pings` server PINGs with a PONG each (:data:`PONG`)."""
+
+    groups: dict[bytes, list[RawMsg]]
+    pings: int = 0
+    pongs: int = 0
+    infos: list[InfoUpdate] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class ClientSession(Generic[T]):
+    """The client side of one connection's protocol, bytes in, decisions out.
+
+    ``receive(data)`` parses a chunk (partial frames are kept for the next one) and applies
+    the control frames: a server PING owes a PONG (counted in ``pings``), an INFO updates the server
+    state and the parser's frame limit, a -ERR is reported, PONGs are counted for the engine to
+    match against :attr:`pings`. A ProtocolError from the parser propagates (its ``partial``
+    holds the rows that were complete before the bad bytes)."""
+
+    __slots__ = ("parser", "pings", "server", "subs")
+
+    def __init__(self, max_outstanding_pings: int = 2) -> None:
+        self.parser = Parser()
+        self.pings: PingTracker[T] = PingTracker(max_outstanding_pings)
+        self.server = ServerState()
+        self.subs: SidTable[Any] = SidTable()
+
+    def receive(self, data: bytes) -> Received:
+        groups, ctrl = self.parser.feed(data)
+        out = Received(groups)
+        for op, arg in ctrl:
+            if op == "PING":
+                out.pings += 1
+            elif op == "PONG":
+                out.pongs += 1
+            elif op == "INFO":
+                assert isinstance(arg, dict)
+                update = self.server.apply(arg)
+                if update.max_payload is not None:
+                    self.parser.max_payload = self.server.max_frame
+                out.infos.append(update)
+            elif op == "-ERR":
+                out.errors.append(str(arg))
+        return out
+
+    def lost(self) -> list[T]:
+        """The socket is gone: no PONG is owed any more; returns the waiters left without
+        one (they retry on the next socket, or fail)."""
+        return self.pings.reset()
