@@ -44,6 +44,10 @@ LAZY_FRONT_END = {("natsbook.core._subscription", "natsbook.notebook.widgets.liv
 FRONT_ENDS = {"notebook", "lab"}
 LAYERS = set(RUNTIME_ALLOWED) | FRONT_ENDS
 MAX_LINES = 525  # "~500": a module past this is asking to be split along a seam
+#: Modules long by design, with their own bound: the public Connection states every method
+#: with its signature and docstring in one class (issue 25); each body is one delegation, so
+#: its length is the API's, not logic's. A method with logic of its own belongs in its layer.
+LONG_BY_DESIGN = {"client/_connection.py": 900}
 
 
 def _module_name(path: Path) -> str:
@@ -185,7 +189,8 @@ def test_the_checker_allows_what_the_rules_allow() -> None:
 
 def test_no_module_is_past_the_size_where_it_should_be_split() -> None:
     big = {str(p.relative_to(PKG)): n for p in _sources()
-           if (n := len(p.read_text().splitlines())) > MAX_LINES}
+           if (n := len(p.read_text().splitlines()))
+           > LONG_BY_DESIGN.get(str(p.relative_to(PKG)), MAX_LINES)}
     assert big == {}
 
 
@@ -246,3 +251,30 @@ def test_the_private_reach_checker_can_fail() -> None:
         "1: conn._engine._release", "2: sub._conn"]
     assert private_reaches("self._lock\nsuper()._release()\nconn.internals.release(s)",
                            names) == []
+
+
+def fat_methods(source: str, cls: str = "Connection", most: int = 2) -> list[str]:
+    """Methods of `cls` in `source` with more than `most` statements besides the docstring."""
+    fat = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.ClassDef) and node.name == cls):
+            continue
+        for fn in node.body:
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            body = fn.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                body = body[1:]
+            if len(body) > most:
+                fat.append(f"{fn.name}: {len(body)} statements")
+    return fat
+
+
+def test_connection_methods_only_delegate() -> None:
+    """The public Connection is the API's table of contents: each method states its
+    signature and docs and hands the work to the layer that does it (a statement or two),
+    so that what a method does is one "go to definition" away."""
+    source = (PKG / "client" / "_connection.py").read_text()
+    assert fat_methods(source) == []
+    assert fat_methods("class Connection:\n    def f(self):\n        '''d'''\n        a = 1\n"
+                       "        b = a\n        return b\n") == ["f: 3 statements"]

@@ -8,7 +8,7 @@ Imports the wire layer only; it knows nothing of sockets or connections.
 from __future__ import annotations
 
 from ._frames import ATTR, CAPTURE, META_COLUMNS, REPORT, Decode, filter_table, mark, to_frame
-from ._live import MIN_EVERY, Refresher
+from ._live import MIN_EVERY, Refresher, capture_frame
 from ._replay import publish_frame
 from ._source import Capture, Publisher
 from ._sql import captures_sql, path_sql
@@ -37,6 +37,7 @@ __all__ = [
     "Publisher",
     "Refresher",
     "StoreStats",
+    "capture_frame",
     "captures_sql",
     "filter_table",
     "mark",

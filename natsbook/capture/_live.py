@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -21,13 +21,13 @@ import pyarrow as pa
 
 from ..errors import BadInputError
 from . import _sql
-from ._frames import to_frame
+from ._frames import filter_table, to_frame
 from ._store import SCHEMA
 
 if TYPE_CHECKING:
     from ._source import Capture
 
-__all__ = ["MIN_EVERY", "Refresher"]
+__all__ = ["MIN_EVERY", "Refresher", "capture_frame"]
 
 #: The shortest refresh period: at most ten renders a second reach the browser.
 MIN_EVERY = 0.1
@@ -44,15 +44,18 @@ def _snapshot_table(sub: Capture) -> pa.Table:
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
-def capture_frame(subs: list[Capture], decode: str = "auto", *,
-                  with_sub: bool = False) -> pd.DataFrame:
-    """The DataFrame of these captures (oldest first); ``with_sub`` adds the ``sub`` column
-    as ``conn.to_pandas()`` does."""
+def capture_frame(subs: Sequence[Capture], decode: str = "auto", *, with_sub: bool = False,
+                  last: int | None = None, since: Any = None, subject: str | None = None,
+                  seal: bool = True) -> pd.DataFrame:
+    """The DataFrame of these captures, oldest first: ``conn.to_pandas()`` (``with_sub``: a
+    ``sub`` column naming each row's subscription pattern, right after ``time``) and live
+    views. ``seal=False`` reads each store without sealing its open tail (a view polls often;
+    sealing each time would leave many tiny batches behind)."""
     tables = []
     for s in subs:
         if s.store is None:
             continue
-        t = _snapshot_table(s)
+        t = s.store.table() if seal else _snapshot_table(s)
         if with_sub:
             t = t.append_column("sub", pa.array([s.subject] * t.num_rows, pa.string()))
         tables.append(t)
@@ -60,14 +63,15 @@ def capture_frame(subs: list[Capture], decode: str = "auto", *,
         table = SCHEMA.empty_table()
         if with_sub:
             table = table.append_column("sub", pa.array([], pa.string()))
-    elif len(tables) == 1:
+    elif len(tables) == 1 and not with_sub:
         table = tables[0]
     else:
         table = pa.concat_tables(tables).sort_by("time")
-    frame = to_frame(table, decode)
-    if with_sub:
-        frame.insert(1, "sub", table["sub"].to_pandas())
-    return frame
+    table = filter_table(table, subject=subject, since=since, last=last)
+    if not with_sub:
+        return to_frame(table, decode)
+    # Through `extra`, so a payload key "sub" gets its own column (data.sub).
+    return to_frame(table.drop_columns(["sub"]), decode, extra=[("sub", table["sub"])])
 
 
 class Refresher:
@@ -154,7 +158,7 @@ class Refresher:
         fn = self.fn
         if isinstance(fn, str):
             return self._sql(fn)
-        return fn(capture_frame(self._subs(), self.decode, with_sub=self._with_sub))
+        return fn(capture_frame(self._subs(), self.decode, with_sub=self._with_sub, seal=False))
 
     def _render(self) -> None:
         self.render_times.append(time.monotonic())

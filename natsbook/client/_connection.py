@@ -13,17 +13,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 from .. import jetstream, ops
 from ..capture import (
     DEFAULT_MAX_BYTES,
-    SCHEMA,
     CaptureBudget,
+    capture_frame,
     captures_sql,
-    filter_table,
     publish_frame,
-    to_frame,
 )
 from ..core import (
     DEFAULT_PENDING_BYTES,
@@ -335,19 +332,8 @@ class Connection:
                   subject: str | None = None) -> pd.DataFrame:
         """Messages of every capture on this connection (active and finished), oldest first,
         with a ``sub`` column naming the subscription's subject pattern."""
-        tables = []
-        for sub in self._engine.internals.captures():
-            assert sub.store is not None
-            t = sub.store.table()
-            tables.append(t.append_column("sub", pa.array([sub.subject] * t.num_rows,
-                                                          pa.string())))
-        if not tables:
-            table = SCHEMA.empty_table().append_column("sub", pa.array([], pa.string()))
-        else:
-            table = pa.concat_tables(tables).sort_by("time")
-        table = filter_table(table, subject=subject, since=since, last=last)
-        # Through `extra`, so a payload key "sub" gets its own column (data.sub).
-        return to_frame(table.drop_columns(["sub"]), decode, extra=[("sub", table["sub"])])
+        return capture_frame(self._engine.internals.captures(), decode, with_sub=True,
+                             last=last, since=since, subject=subject)
 
     def sql(self, query: str) -> pd.DataFrame:
         """Run DuckDB SQL over every capture of this connection.
