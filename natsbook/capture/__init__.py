@@ -7,7 +7,17 @@ Imports the wire layer only; it knows nothing of sockets or connections.
 
 from __future__ import annotations
 
-from ._frames import ATTR, CAPTURE, META_COLUMNS, REPORT, Decode, filter_table, mark, to_frame
+from ._frames import (
+    ATTR,
+    CAPTURE,
+    META_COLUMNS,
+    REPORT,
+    TABLE,
+    Decode,
+    filter_table,
+    mark,
+    to_frame,
+)
 from ._live import MIN_EVERY, Refresher
 from ._replay import publish_frame
 from ._sql import connection_sql, path_sql, subscription_sql, user_captures
@@ -29,6 +39,7 @@ __all__ = [
     "MIN_EVERY",
     "REPORT",
     "SCHEMA",
+    "TABLE",
     "CaptureBudget",
     "CaptureStore",
     "Decode",

@@ -20,13 +20,16 @@ from ..wire._protocol import header_block_error, parse_headers
 from ..wire._subjects import matches
 from ._jsondecode import EMPTY, decode_json, parse_payloads
 
-__all__ = ["ATTR", "CAPTURE", "META_COLUMNS", "REPORT", "Decode", "filter_table", "mark",
-           "to_frame"]
+__all__ = ["ATTR", "CAPTURE", "META_COLUMNS", "REPORT", "TABLE", "Decode", "filter_table",
+           "mark", "to_frame"]
 
 #: ``DataFrame.attrs`` key naming how a frame displays in a notebook (the notebook layer's
 #: formatter reads it; the data is never changed for display).
 ATTR = "natsbook.display"
 CAPTURE = "capture"
+#: Any other table natsbook returns (monitoring, JetStream, services, SQL results): the same
+#: display policy as a capture frame.
+TABLE = "table"
 REPORT = "report"
 
 

@@ -46,6 +46,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import BadInputError, QueryError
+from ._frames import TABLE, mark
 from ._spill import spill_files
 from ._store import SCHEMA
 
@@ -205,7 +206,7 @@ def _to_frame(rel: Any) -> pd.DataFrame:
             frame[col] = series.dt.tz_convert("UTC")
         elif pd.api.types.is_datetime64_dtype(series.dtype):
             frame[col] = series.dt.tz_localize("UTC")
-    return frame
+    return mark(frame, TABLE)
 
 
 _SUGGESTION = re.compile(r'\s*Did you mean "([^"]*)"\?')

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..capture import TABLE, mark
 from ..errors import BadInputError, JetStreamError
 from ._jsapi import (
     _check_name,
@@ -67,7 +68,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for col in ("pending", "ack_pending", "redelivered", "waiting", "delivered_stream_seq",
                 "ack_floor_stream_seq"):
         frame[col] = frame[col].astype("int64")
-    return frame.sort_values("name", ignore_index=True)
+    return mark(frame.sort_values("name", ignore_index=True), TABLE)
 
 
 def _list(conn: Connection, stream: str, timeout: float) -> list[dict[str, Any]]:
@@ -215,4 +216,4 @@ def consumer_lag(conn: Connection, stream: str, consumer: str | None = None, *,
         pass
     frame = pd.DataFrame(rows, columns=LAG_COLUMNS)
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    return frame
+    return mark(frame, TABLE)

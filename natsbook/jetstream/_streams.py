@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._progress import Progress
+from ..capture import TABLE, mark
 from ..capture._frames import to_frame
 from ..capture._store import SCHEMA
 from ..errors import BadInputError, JetStreamError, NoRespondersError
@@ -113,7 +114,7 @@ def streams(conn: Connection, *, timeout: float = 5.0) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=cols)
     for c in ("first_time", "last_time", "created"):
         frame[c] = pd.to_datetime(frame[c], utc=True)
-    return frame.sort_values("name", ignore_index=True)
+    return mark(frame.sort_values("name", ignore_index=True), TABLE)
 
 
 def stream_subjects(conn: Connection, name: str, filter: str = ">", *,
@@ -129,7 +130,7 @@ def stream_subjects(conn: Connection, name: str, filter: str = ">", *,
             break
     frame = pd.DataFrame({"subject": pd.Series(list(counts), dtype="str"),
                           "messages": pd.Series(list(counts.values()), dtype="int64")})
-    return frame.sort_values("subject", ignore_index=True)
+    return mark(frame.sort_values("subject", ignore_index=True), TABLE)
 
 
 def add_stream(conn: Connection, name: str, subjects: list[str] | str | None = None, *,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
+from ..capture import TABLE, mark
 from ..errors import BadInputError, NatsbookError
 from ..wire._msg import Msg, encode_payload
 
@@ -194,7 +195,8 @@ def _frame(infos: list[dict[str, Any]], stats: list[dict[str, Any]]) -> pd.DataF
     for col in ("processing_time", "average_processing_time"):
         frame[col] = pd.to_timedelta(frame[col])
     frame["started"] = pd.to_datetime(frame["started"], utc=True, format="ISO8601")
-    return frame.sort_values(["name", "id", "endpoint"], ignore_index=True, na_position="first")
+    return mark(frame.sort_values(["name", "id", "endpoint"], ignore_index=True,
+                                  na_position="first"), TABLE)
 
 
 def services(conn: Connection, name: str | None = None, *,
