@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._frames import (
     ATTR,
     CAPTURE,
+    FOLD,
     META_COLUMNS,
     REPORT,
     TABLE,
@@ -35,6 +36,7 @@ __all__ = [
     "CAPTURE",
     "DEFAULT_BUDGET",
     "DEFAULT_MAX_BYTES",
+    "FOLD",
     "META_COLUMNS",
     "MIN_EVERY",
     "REPORT",

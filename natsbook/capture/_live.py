@@ -201,7 +201,7 @@ class Refresher:
         seen = _sql.version(self._subs())
         last = time.monotonic()
         self._render()
-        why = "stopped"
+        why = ""  # stopped by the user: nothing more to say
         while not self._stop.wait(_POLL):
             finished = self._finished()
             now = time.monotonic()
@@ -212,4 +212,4 @@ class Refresher:
             elif finished and current == seen:
                 why = "capture ended" if not self._is_conn else "connection closed"
                 break
-        self._state(f"■ stopped ({why})")
+        self._state(f"■ stopped ({why})" if why else "■ stopped")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..capture import TABLE, mark
+from ..capture import FOLD, TABLE, mark
 from ..errors import BadInputError, JetStreamError
 from ._jsapi import (
     _check_name,
@@ -68,6 +68,8 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for col in ("pending", "ack_pending", "redelivered", "waiting", "delivered_stream_seq",
                 "ack_floor_stream_seq"):
         frame[col] = frame[col].astype("int64")
+    # display only: settings every consumer shares are said once, above the table
+    frame.attrs[FOLD] = ["durable", "deliver_policy", "ack_policy", "paused", "push"]
     return mark(frame.sort_values("name", ignore_index=True), TABLE)
 
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._progress import Progress
-from ..capture import TABLE, mark
+from ..capture import FOLD, TABLE, mark
 from ..capture._frames import to_frame
 from ..capture._store import SCHEMA
 from ..errors import BadInputError, JetStreamError, NoRespondersError
@@ -114,6 +114,8 @@ def streams(conn: Connection, *, timeout: float = 5.0) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=cols)
     for c in ("first_time", "last_time", "created"):
         frame[c] = pd.to_datetime(frame[c], utc=True)
+    # display only: settings every stream shares are said once, above the table
+    frame.attrs[FOLD] = ["storage", "retention", "replicas", "allow_direct"]
     return mark(frame.sort_values("name", ignore_index=True), TABLE)
 
 

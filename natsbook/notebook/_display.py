@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 # The tag a frame carries in ``DataFrame.attrs`` is set by the layer that makes the frame.
-from ..capture import ATTR, CAPTURE, REPORT, TABLE, mark
+from ..capture import ATTR, CAPTURE, FOLD, REPORT, TABLE, mark
 
 __all__ = ["REPORT", "TABLE", "ReportDict", "capture_html", "frame_html", "human_duration",
            "install", "is_id", "mark", "plural", "report_html"]
@@ -51,7 +51,7 @@ _CSS = """<style>
 .nb-frame{font-size:12px;font-family:var(--jp-ui-font-family,sans-serif);
  font-variant-numeric:tabular-nums;max-width:100%;overflow-x:auto}
 .nb-frame table{border-collapse:collapse;width:auto}
-.nb-frame th,.nb-frame td{white-space:nowrap;padding:1px 4px;text-align:right;
+.nb-frame th,.nb-frame td{white-space:nowrap;padding:1px 3px;text-align:right;
  border-bottom:1px solid var(--jp-border-color2,#eee)}
 .nb-frame thead th{background:var(--jp-layout-color2,#f3f3f3);
  vertical-align:bottom;line-height:1.2;font-size:11px;font-weight:600}
@@ -193,12 +193,9 @@ def human_duration(td: Any) -> str:
 
 
 def _time_strings(key: str, col: pd.Series, precise: bool) -> tuple[pd.Series, str | None]:
-    """A time column's cells (milliseconds when `precise` or when two different times fall in
-    the same second, else seconds) and the note that says the date and zone once."""
+    """A time column's cells (milliseconds when `precise`, else seconds) and the note that
+    says the date and zone once."""
     stamps = col.dropna()
-    if not precise:
-        distinct = stamps.drop_duplicates()
-        precise = bool(distinct.dt.floor("s").duplicated().any())
     clock, cut = ("%H:%M:%S.%f", 3) if precise else ("%H:%M:%S", 0)
     days = {str(d) for d in stamps.dt.date.unique()} if not stamps.empty else set()
     tz = str(getattr(col.dt, "tz", "") or "")
@@ -211,14 +208,14 @@ def _time_strings(key: str, col: pd.Series, precise: bool) -> tuple[pd.Series, s
     return text.fillna(""), note
 
 
-def _display_copy(df: pd.DataFrame, hidden: list[str], precise: bool
-                  ) -> tuple[pd.DataFrame, list[str], set[str]]:
+def _display_copy(df: pd.DataFrame, hidden: list[str], precise: bool,
+                  folded: Mapping[str, str]) -> tuple[pd.DataFrame, list[str], set[str]]:
     """Strings to show, notes to print above them, and the left-aligned columns."""
     notes: list[str] = []
     out = pd.DataFrame(index=df.index)
     left: set[str] = set()
     for name in df.columns:
-        if name in hidden:
+        if name in hidden or name in folded:
             continue
         col = df[name]
         key = str(name)
@@ -268,12 +265,39 @@ def _title(value: str) -> str:
     return f' title="{html.escape(value)}"' if len(value) > 20 else ""
 
 
+def _folded(df: pd.DataFrame, hidden: list[str]) -> dict[str, str]:
+    """Columns the frame's maker allows to fold (``attrs[FOLD]``, e.g. connz's ``kind``,
+    ``lang``, ``version``, a stream's ``storage``) that hold one value in every row: said
+    once in the note instead of repeated down the table."""
+    out: dict[str, str] = {}
+    if not len(df):
+        return out
+    for name in df.attrs.get(FOLD) or ():
+        if name in df.columns and name not in hidden:
+            col = df[name]
+            try:
+                values = col.dropna().unique()
+            except TypeError:  # lists, dicts: not folded
+                continue
+            if len(values) != 1 or not col.notna().all():
+                continue
+            value = values[0]
+            if isinstance(value, bool | np.bool_ | str):
+                out[str(name)] = _cut(value)
+            elif isinstance(value, int | np.integer):
+                out[str(name)] = f"{value}" if is_id(str(name)) else f"{value:,}"
+            elif isinstance(value, pd.Timedelta | np.timedelta64):
+                out[str(name)] = human_duration(value)
+    return out
+
+
 def frame_html(df: pd.DataFrame, *, precise: bool | None = None) -> str:
     """The readable HTML of a natsbook table (head and tail when it is long).
 
     Args:
         df: the frame (not changed).
-        precise: times always to the millisecond (default: for capture frames).
+        precise: times to the millisecond (default: for message rows, the ``capture`` tag),
+            else to the second (connection starts, stream and KV times, samples).
     """
     if precise is None:
         precise = df.attrs.get(ATTR) == CAPTURE
@@ -285,7 +309,11 @@ def frame_html(df: pd.DataFrame, *, precise: bool | None = None) -> str:
         shown = pd.concat([df.iloc[:half], df.iloc[-half:]])
         cut = half
     hidden = [str(c) for c in df.columns if _is_empty(str(c), df[c])]
-    body, notes, left = _display_copy(shown, hidden, precise)
+    folded = _folded(df, hidden)
+    body, notes, left = _display_copy(shown, hidden, precise, folded)
+    if folded:
+        notes.append("in every row: " + ", ".join(
+            f"{html.escape(k)} {html.escape(v)}" for k, v in folded.items()))
     cols = list(body.columns)
     corner = html.escape(str(df.index.name)) if df.index.name is not None else ""
     head = "".join(f'<th class="{"nb-l" if c in left else ""}">{html.escape(c)}</th>'

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..capture import REPORT, TABLE, mark
+from ..capture import FOLD, REPORT, TABLE, mark
 from ..errors import BadInputError, MonitorError
 from ._monframes import CONNZ_FIRST, parse_duration, records, stack
 from ._sysmon import Gathered, gather, sys_options
@@ -157,6 +157,9 @@ class Monitor:
             total += int(data.get("total", len(rows)))
         frame = self._finish(stack(frames))
         frame.attrs["total"] = total
+        # display only: what is the same for every client is said once, above the table
+        frame.attrs[FOLD] = ["kind", "type", "ip", "lang", "version", "account",
+                             "tls_version", "tls_cipher_suite", "pending_bytes"]
         return frame
 
     def closed(self) -> pd.DataFrame:
