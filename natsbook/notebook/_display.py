@@ -41,8 +41,8 @@ import pandas as pd
 # The tag a frame carries in ``DataFrame.attrs`` is set by the layer that makes the frame.
 from ..capture import ATTR, CAPTURE, FOLD, REPORT, TABLE, mark
 
-__all__ = ["REPORT", "TABLE", "ReportDict", "capture_html", "frame_html", "human_duration",
-           "install", "is_id", "mark", "plural", "report_html"]
+__all__ = ["REPORT", "TABLE", "ReportDict", "capture_html", "frame_display_html", "frame_html",
+           "human_duration", "install", "is_id", "mark", "plural", "report_html"]
 
 #: Metadata flags of a capture frame that count as empty when False in every row.
 _METADATA_FLAGS = ("json_error",)
@@ -429,6 +429,11 @@ class ReportDict(dict[str, Any]):
 
     def _repr_html_(self) -> str:
         return report_html(self)
+
+
+def frame_display_html(df: pd.DataFrame) -> str:
+    """The HTML natsbook shows for `df`: its tag's display, else pandas' own."""
+    return _frame_html(df) or ""
 
 
 def _frame_html(df: pd.DataFrame) -> str | None:

@@ -20,12 +20,15 @@ from test_lab import SHOTS, chromium, lab, loopback_page, run_all_cells  # noqa:
 
 pytestmark = pytest.mark.browser
 
-#: Elements (by selector) whose text lies on more than one line: a wrapped token.
+#: Elements whose text (every text node in them) lies on more than one line: a wrapped token.
 WRAPPED_JS = """els => els.filter(e => {
-    const r = document.createRange();
-    r.selectNodeContents(e);
-    const tops = new Set([...r.getClientRects()].filter(x => x.width > 0)
-                         .map(x => Math.round(x.top)));
+    const tops = new Set();
+    const walk = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
+    for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+        const r = document.createRange();
+        r.selectNodeContents(t);
+        for (const x of r.getClientRects()) if (x.width > 0) tops.add(Math.round(x.top));
+    }
     return tops.size > 1;
 }).map(e => e.textContent)"""
 #: Elements whose text is cut (wider than their box).

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 import pandas as pd
 
-from ...capture import Refresher
+from ...capture import ATTR, Refresher
+from .._display import frame_display_html
 
 if TYPE_CHECKING:
     from ...client import Connection, Subscription
@@ -56,6 +57,9 @@ def mimebundle(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             plt.close(obj)
         png = base64.b64encode(buf.getvalue()).decode("ascii")
         return {"image/png": png, "text/plain": repr(obj)}, {}
+    if isinstance(obj, pd.DataFrame) and obj.attrs.get(ATTR):
+        # natsbook's own tables look the same in a view as in a cell, extension loaded or not
+        return {"text/html": frame_display_html(obj), "text/plain": repr(obj)}, {}
     try:
         from IPython import get_ipython
 
@@ -82,6 +86,8 @@ _CSS = """<style>
 .widget-hbox>.nb-live{flex:1 1 0%}
 .nb-live-head{min-width:0;align-items:center;gap:8px}
 .nb-live-title{flex:1 1 auto;min-width:0;overflow:hidden}
+.nb-live-title .widget-html-content,.nb-live-status .widget-html-content{min-width:0;
+ overflow:hidden}
 .nb-live-title .nb-live-title-text{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;
  font-weight:bold}
 .nb-live-stop{flex:0 0 auto;width:auto;min-width:max-content}
@@ -104,7 +110,7 @@ class LiveView(W.VBox):
     def __init__(self, source: Subscription | Connection,
                  fn: Callable[[pd.DataFrame], Any] | str, *, every: float = 1.0,
                  decode: str = "auto", title: str | None = None) -> None:
-        self._status = W.HTML(layout=W.Layout(width="100%")).add_class("nb-live-status")
+        self._status = W.HTML().add_class("nb-live-status")
         self._button = W.Button(description="Stop", icon="stop",
                                 tooltip="stop refreshing this view",
                                 layout=W.Layout(width="auto")).add_class("nb-live-stop")
@@ -113,7 +119,7 @@ class LiveView(W.VBox):
         text = html.escape(title or "")
         self._title = W.HTML(f'{_CSS}<div class="nb-live-title-text" title="{text}">{text}</div>'
                              ).add_class("nb-live-title")
-        head = W.HBox([self._title, self._button], layout=W.Layout(width="100%"))
+        head = W.HBox([self._title, self._button])
         super().__init__([head.add_class("nb-live-head"), self._status, self._error,
                           self._out])
         self.add_class("nb-live")
