@@ -125,6 +125,7 @@ def test_varz_and_jsz_are_grouped_reports(server: LocalServer, shown: object) ->
 
 def test_jetstream_tables(conn: Connection, shown: object) -> None:
     name = f"DISP_{uuid.uuid4().hex[:8]}"
+    kv_name = f"disp_{uuid.uuid4().hex[:8]}"
     natsbook.jetstream.add_stream(conn, name, [f"{name.lower()}.>"])
     try:
         for i in range(3):
@@ -141,12 +142,20 @@ def test_jetstream_tables(conn: Connection, shown: object) -> None:
             assert frame.attrs[ATTR] == TABLE
             html = shown(frame)  # type: ignore[operator]
             assert "nb-frame" in html and not NANOS.search(_plain(html))
-        bucket = conn.kv(f"disp_{uuid.uuid4().hex[:8]}", create=True)
+        lag = shown(conn.consumer_lag(name, every=0.1, duration=0.2))  # type: ignore[operator]
+        assert re.search(r">\d\d:\d\d:\d\d\.\d{3}<", lag)  # samples: milliseconds
+        html = shown(conn.consumers(name))  # type: ignore[operator]
+        created = _headers(html).index("created")
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", _cells(html)[created])  # other times: seconds
+        bucket = conn.kv(kv_name, create=True)
         bucket.put("color", "blue")
         for frame in (bucket.to_pandas(), bucket.history("color")):
             assert frame.attrs[ATTR] == TABLE and "nb-frame" in shown(frame)  # type: ignore[operator]
     finally:
         natsbook.jetstream.delete_stream(conn, name)
+        if kv_name in natsbook.jetstream.kv_buckets(conn):
+            # other tests count on a server without buckets
+            natsbook.jetstream.delete_stream(conn, f"KV_{kv_name}")
 
 
 def test_services_show_durations_for_humans(conn: Connection, shown: object) -> None:

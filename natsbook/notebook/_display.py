@@ -8,8 +8,9 @@ stream history), ``table`` for every other table (monitoring, JetStream, KV, ser
 results, ``%nats_subs``), ``report`` for one record. An IPython ``text/html`` formatter for
 DataFrames renders tagged frames from a display-only copy:
 
-- times to the millisecond (message times always; other times only where two values fall in
-  the same second, else to the second), the date and time zone said once in a note;
+- times to the millisecond in message rows and in ``time`` columns (samples), other times
+  (a connection's start, a stream's last message) to the second; the date and time zone
+  said once in a note;
 - durations for humans: ``47m 04s``, ``1h 02m 03s``, ``22.3 µs``, ``250 ms``;
 - no cell or column name ever wraps (a table wider than the notebook scrolls in its own box);
 - columns that are empty in every row (``None``, ``NaT``, ``""``, ``[]``, ``{}``; a metadata
@@ -220,7 +221,8 @@ def _display_copy(df: pd.DataFrame, hidden: list[str], precise: bool,
         col = df[name]
         key = str(name)
         if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(col):
-            out[key], note = _time_strings(key, col, precise)
+            # a `time` column is when a message arrived or a sample was taken: milliseconds
+            out[key], note = _time_strings(key, col, precise or key == "time")
             if note:
                 notes.append(note)
         elif pd.api.types.is_timedelta64_dtype(col):
@@ -296,8 +298,9 @@ def frame_html(df: pd.DataFrame, *, precise: bool | None = None) -> str:
 
     Args:
         df: the frame (not changed).
-        precise: times to the millisecond (default: for message rows, the ``capture`` tag),
-            else to the second (connection starts, stream and KV times, samples).
+        precise: every time to the millisecond (default: for message rows, the ``capture``
+            tag); otherwise ``time`` columns (samples) to the millisecond and other times
+            (connection starts, stream and KV times) to the second.
     """
     if precise is None:
         precise = df.attrs.get(ATTR) == CAPTURE
