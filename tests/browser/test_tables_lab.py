@@ -44,9 +44,9 @@ def tables_page(lab: str, chromium: str,  # noqa: F811 (the imported fixtures)
         pg.goto(f"{lab}/lab/tree/tables.ipynb?reset")
         pg.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=60_000)
         run_all_cells(pg)
-        # the last cell's table: the connections closed at the end
-        expect(pg.locator(".nb-frame", has_text="Client Closed")).to_have_count(1,
-                                                                               timeout=120_000)
+        # the last cell's output: the connections closed at the end (~5 s of cells)
+        expect(pg.locator(".jp-OutputArea-output", has_text="Client Closed")).to_have_count(
+            1, timeout=90_000)
         yield pg
         pg.screenshot(path=str(SHOTS / "tables-final.png"), full_page=True)
 
