@@ -68,7 +68,7 @@ def test_report_is_vertical_and_grouped() -> None:
     html = report_html(frame)
     for group in ("Server", "Traffic", "Limits", "JetStream"):
         assert f"<caption>{group}</caption>" in html
-    assert "5.0 MiB (5,242,880)" in html and "2m5s" in html and "65,536" in html
+    assert "5.0 MiB (5,242,880)" in html and "2m 05s" in html and "65,536" in html
 
 
 def test_plural() -> None:

@@ -144,6 +144,8 @@ def test_stop_button_close_and_end_of_capture(conn, subject):
     wait_for(lambda: v1.running and v2.running and v3.running and len(_live_threads()) == 3)
     v1._button.click()  # the Stop button, as the front end would
     assert not v1.running and v1._button.disabled
+    # stopped by the user: said once, not "stopped (stopped)"
+    assert "■ stopped ·" in v1._status.value and "(stopped)" not in v1._status.value
     v2.close()
     assert not v2.running and v2.comm is None
     assert len(_live_threads()) == 1

@@ -7,7 +7,18 @@ Imports the wire layer only; it knows nothing of sockets or connections.
 
 from __future__ import annotations
 
-from ._frames import ATTR, CAPTURE, META_COLUMNS, REPORT, Decode, filter_table, mark, to_frame
+from ._frames import (
+    ATTR,
+    CAPTURE,
+    FOLD,
+    META_COLUMNS,
+    REPORT,
+    TABLE,
+    Decode,
+    filter_table,
+    mark,
+    to_frame,
+)
 from ._live import MIN_EVERY, Refresher, capture_frame
 from ._replay import publish_frame
 from ._source import Capture, Publisher
@@ -26,10 +37,12 @@ __all__ = [
     "CAPTURE",
     "DEFAULT_BUDGET",
     "DEFAULT_MAX_BYTES",
+    "FOLD",
     "META_COLUMNS",
     "MIN_EVERY",
     "REPORT",
     "SCHEMA",
+    "TABLE",
     "Capture",
     "CaptureBudget",
     "CaptureStore",

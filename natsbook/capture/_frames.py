@@ -20,14 +20,21 @@ from ..wire._protocol import header_block_error, parse_headers
 from ..wire._subjects import matches
 from ._jsondecode import EMPTY, decode_json, parse_payloads
 
-__all__ = ["ATTR", "CAPTURE", "META_COLUMNS", "REPORT", "Decode", "filter_table", "mark",
-           "to_frame"]
+__all__ = ["ATTR", "CAPTURE", "FOLD", "META_COLUMNS", "REPORT", "TABLE", "Decode",
+           "filter_table", "mark", "to_frame"]
 
 #: ``DataFrame.attrs`` key naming how a frame displays in a notebook (the notebook layer's
 #: formatter reads it; the data is never changed for display).
 ATTR = "natsbook.display"
 CAPTURE = "capture"
+#: Any other table natsbook returns (monitoring, JetStream, services, SQL results): the same
+#: display policy as a capture frame.
+TABLE = "table"
 REPORT = "report"
+#: ``DataFrame.attrs`` key listing columns the display may say once in its note, instead of
+#: repeating them down the table, when they hold the same text in every row (connz's
+#: ``kind``, ``type``, ``ip``, ``lang``, ``version``).
+FOLD = "natsbook.fold"
 
 
 def mark(frame: pd.DataFrame, kind: str) -> pd.DataFrame:

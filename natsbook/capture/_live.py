@@ -195,7 +195,7 @@ class Refresher:
         seen = _sql.version(self._subs())
         last = time.monotonic()
         self._render()
-        why = "stopped"
+        why = ""  # stopped by the user: nothing more to say
         while not self._stop.wait(_POLL):
             finished = self._finished()
             now = time.monotonic()
@@ -206,4 +206,4 @@ class Refresher:
             elif finished and current == seen:
                 why = self._why
                 break
-        self._state(f"■ stopped ({why})")
+        self._state(f"■ stopped ({why})" if why else "■ stopped")

@@ -46,6 +46,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import BadInputError, QueryError
+from ._frames import CAPTURE, TABLE, mark
 from ._spill import spill_files
 from ._store import SCHEMA
 
@@ -191,7 +192,8 @@ def _to_frame(rel: Any) -> pd.DataFrame:
             frame[col] = series.dt.tz_convert("UTC")
         elif pd.api.types.is_datetime64_dtype(series.dtype):
             frame[col] = series.dt.tz_localize("UTC")
-    return frame
+    # rows that are messages display as a capture does (times to the millisecond)
+    return mark(frame, CAPTURE if {"time", "subject"} <= set(frame.columns) else TABLE)
 
 
 _SUGGESTION = re.compile(r'\s*Did you mean "([^"]*)"\?')

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..capture._frames import TABLE, mark
 from ..capture._sql import check_name
 from ..capture._store import DEFAULT_MAX_BYTES, CaptureStore
 from ..errors import (
@@ -370,7 +371,7 @@ class Engine(Publishing):
             "reason": pd.Series([r[3] for r in rows], dtype="str"),
         })
         frame.insert(2, "duration", frame["end"] - frame["start"])
-        return frame
+        return mark(frame, TABLE)
 
     def __repr__(self) -> str:
         where = self._server.url

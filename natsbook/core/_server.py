@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -77,6 +78,12 @@ def find_server_binary() -> str:
                            "(a natsbook dependency) or set NATSBOOK_SERVER_BIN")
 
 
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host.strip("[]"), 0))
+        return int(s.getsockname()[1])
+
+
 class LocalServer:
     """A nats-server child process. Use as a context manager or call stop()."""
 
@@ -129,6 +136,22 @@ class LocalServer:
         """Start (or restart, on the same ports) and wait for "Server is ready"."""
         if self.proc is not None and self.proc.poll() is None:
             return self
+        for attempt in range(3):
+            picked = False
+            if self.monitor and not self.monitor_port:
+                # A port of our choosing rather than nats-server's random one (-m -1): the
+                # server reports its configured http_port in varz, so -1 would show there.
+                self.monitor_port, picked = _free_port(self.host), True
+            try:
+                return self._start_once()
+            except ServerStartError as exc:
+                # Someone took the port between our check and the server's bind: another one.
+                if not (picked and attempt < 2 and "address already in use" in str(exc)):
+                    raise
+                self.monitor_port = None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self) -> LocalServer:
         self._ready.clear()
         self.log.clear()
         self._server_pid = None

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..capture import FOLD, TABLE, mark
 from ..errors import BadInputError, JetStreamError
 from ._jsapi import (
     api_request,
@@ -67,7 +68,9 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for col in ("pending", "ack_pending", "redelivered", "waiting", "delivered_stream_seq",
                 "ack_floor_stream_seq"):
         frame[col] = frame[col].astype("int64")
-    return frame.sort_values("name", ignore_index=True)
+    # display only: settings every consumer shares are said once, above the table
+    frame.attrs[FOLD] = ["durable", "deliver_policy", "ack_policy", "paused", "push"]
+    return mark(frame.sort_values("name", ignore_index=True), TABLE)
 
 
 def _list(conn: Link, stream: str, timeout: float) -> list[dict[str, Any]]:
@@ -215,4 +218,4 @@ def consumer_lag(conn: Link, stream: str, consumer: str | None = None, *,
         pass
     frame = pd.DataFrame(rows, columns=LAG_COLUMNS)
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    return frame
+    return mark(frame, TABLE)

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..capture import TABLE, mark
 from ..errors import BadInputError, JetStreamError, NotFoundError
 from ..wire._protocol import parse_headers
 from ._jsapi import API, api_request, check_bucket, not_found_error, stream_names
@@ -152,7 +153,7 @@ def _kv_frame(table: pa.Table, prefix: str, decode: str, include_deleted: bool) 
         "created": table["time"].to_pandas(),
         "operation": pd.Series(ops, dtype="str"),
     }, columns=_COLUMNS)
-    return frame.reset_index(drop=True)
+    return mark(frame.reset_index(drop=True), TABLE)
 
 
 class KV:

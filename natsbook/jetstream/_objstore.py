@@ -28,6 +28,7 @@ import orjson
 import pandas as pd
 
 from .._progress import Progress
+from ..capture import TABLE, mark
 from ..errors import (
     BadInputError,
     DigestMismatchError,
@@ -193,7 +194,7 @@ class ObjectStore:
         frame["chunks"] = frame["chunks"].astype("int64")
         frame["deleted"] = frame["deleted"].astype(bool)
         frame["modified"] = pd.to_datetime(frame["modified"], utc=True)
-        return frame.sort_values("name", kind="stable").reset_index(drop=True)
+        return mark(frame.sort_values("name", kind="stable").reset_index(drop=True), TABLE)
 
     # -- write -----------------------------------------------------------------------------
     def put(self, name: str, data: bytes | str | os.PathLike[str] | IO[bytes], *,

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._progress import Progress
+from ..capture import FOLD, TABLE, mark
 from ..capture._frames import to_frame
 from ..capture._store import SCHEMA
 from ..errors import BadInputError, JetStreamError, NoRespondersError
@@ -113,7 +114,9 @@ def streams(conn: Link, *, timeout: float = 5.0) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=cols)
     for c in ("first_time", "last_time", "created"):
         frame[c] = pd.to_datetime(frame[c], utc=True)
-    return frame.sort_values("name", ignore_index=True)
+    # display only: settings every stream shares are said once, above the table
+    frame.attrs[FOLD] = ["storage", "retention", "replicas", "allow_direct"]
+    return mark(frame.sort_values("name", ignore_index=True), TABLE)
 
 
 def stream_subjects(conn: Link, name: str, filter: str = ">", *,
@@ -129,7 +132,7 @@ def stream_subjects(conn: Link, name: str, filter: str = ">", *,
             break
     frame = pd.DataFrame({"subject": pd.Series(list(counts), dtype="str"),
                           "messages": pd.Series(list(counts.values()), dtype="int64")})
-    return frame.sort_values("subject", ignore_index=True)
+    return mark(frame.sort_values("subject", ignore_index=True), TABLE)
 
 
 def add_stream(conn: Link, name: str, subjects: list[str] | str | None = None, *,

@@ -113,9 +113,7 @@ class DataMagics(NatsMagicsBase):
         if mon is not None:
             with _magic_errors():
                 result = getattr(mon, args.endpoint)()
-            self._bind(args.name, result)
-            self._limit_display(len(result))
-            return result
+            return self._server_result(args.name, result)
         url = args.url or self.monitor_url or os.environ.get("NATSBOOK_MONITOR_URL", "")
         if not url and self.server is not None and self.server.running:
             url = self.server.monitor_url or ""
@@ -127,11 +125,16 @@ class DataMagics(NatsMagicsBase):
                              "%config NatsMagics.monitor_url = '...'")
         with _magic_errors():
             result = getattr(natsbook.monitor(url, timeout=self.timeout), args.endpoint)()
+        return self._server_result(args.name, result)
+
+    def _server_result(self, name: str | None, result: Any) -> Any:
         if isinstance(result, pd.DataFrame) and len(result) == 1:
-            mark(result, REPORT)  # display only: a vertical report, like `nats server info`
+            # display only: a vertical report, like `nats server info` (varz, jsz and a
+            # single connection alike)
+            mark(result, REPORT)
         elif isinstance(result, dict):
             result = ReportDict(result)
-        self._bind(args.name, result)
+        self._bind(name, result)
         if isinstance(result, pd.DataFrame):
             self._limit_display(len(result))
         return result

@@ -13,7 +13,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 import natsbook
 
-from ._display import plural
+from ._display import TABLE, mark, plural
 from ._magic_support import (
     MAX_PUB_COUNT,
     MAX_ROWS,
@@ -174,7 +174,7 @@ class MessagingMagics(NatsMagicsBase):
         frame = pd.DataFrame(rows, columns=columns).set_index("sid")
         frame["max"] = frame["max"].astype("Int64")
         self._limit_display(len(frame))
-        return frame
+        return mark(frame, TABLE)
 
     @magic_arguments()
     @argument("pattern", nargs="?", help="only messages whose subject matches this pattern")

@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..capture import FOLD, REPORT, TABLE, mark
 from ..core import Link
 from ..errors import BadInputError, MonitorError
 from ._monframes import CONNZ_FIRST, parse_duration, records, stack
@@ -119,15 +120,16 @@ class Monitor:
                 return [(None, rows, data)]
 
     def _finish(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return frame
+        """Every frame goes out through here: tagged for natsbook's notebook display."""
+        return mark(frame, TABLE)
 
     # -- endpoints -------------------------------------------------------------------------
     def varz(self) -> pd.DataFrame:
         """General server information and counters, one row per server (nested fields
         dotted)."""
         keep = frozenset({"http_req_stats", "tags", "feature_flags"})
-        return self._finish(stack([(n, records([d], keep=keep))
-                                   for n, d in self._answers("varz")]))
+        return _report(self._finish(stack([(n, records([d], keep=keep))
+                                           for n, d in self._answers("varz")])))
 
     def connz(self, state: str = "open", *, subs: bool | str = False, sort: str | None = None,
               limit: int | None = None, cid: int | None = None, auth: bool = False,
@@ -153,6 +155,9 @@ class Monitor:
             total += int(data.get("total", len(rows)))
         frame = self._finish(stack(frames))
         frame.attrs["total"] = total
+        # display only: what is the same for every client is said once, above the table
+        frame.attrs[FOLD] = ["kind", "type", "ip", "lang", "version", "account",
+                             "tls_version", "tls_cipher_suite", "pending_bytes"]
         return frame
 
     def closed(self) -> pd.DataFrame:
@@ -177,9 +182,9 @@ class Monitor:
         ``frame.attrs["stats"]``; ``subs=False`` returns them as a one-row frame instead.
         """
         if not subs and test is None:
-            return self._finish(stack([
+            return _report(self._finish(stack([
                 (n, records([{k: v for k, v in d.items() if k != "subscriptions_list"}]))
-                for n, d in self._answers("subsz")]))
+                for n, d in self._answers("subsz")])))
         cols = ["account", "subject", "qgroup", "sid", "msgs", "cid", "max"]
         frames = []
         stats: dict[str, Any] = {}
@@ -213,9 +218,9 @@ class Monitor:
             raise MonitorError(f"JetStream is not enabled on the server at {self.url} - start "
                                "nats-server with -js", self.url)
         if not (streams or consumers):
-            return self._finish(stack([
+            return _report(self._finish(stack([
                 (n, records([{k: v for k, v in d.items() if k != "account_details"}]))
-                for n, d in answers]))
+                for n, d in answers])))
         first = ["account", "name", "created"]
         frames = []
         for name, data in answers:
@@ -302,7 +307,8 @@ class Monitor:
                 "account": pd.Series(names, dtype="str"),
                 "system": pd.Series([n == data.get("system_account") for n in names],
                                     dtype=bool)})))
-        return self._finish(stack(frames))
+        frame = self._finish(stack(frames))
+        return _report(frame) if account is not None else frame
 
     def __repr__(self) -> str:
         return f"<natsbook.Monitor {self.url}>"
@@ -371,10 +377,16 @@ class SystemMonitor(Monitor):
                           f"{self.timeout:g}s: {', '.join(got.missing)} - down, partitioned "
                           "or slow (raise timeout=/stall=); they are missing from this "
                           "result", MissingServersWarning, stacklevel=3)
-        return frame
+        return super()._finish(frame)
 
     def __repr__(self) -> str:
         return f"<natsbook.SystemMonitor {len(self.known)} servers via {self.conn.connected_url}>"
+
+
+def _report(frame: pd.DataFrame) -> pd.DataFrame:
+    """One server's record (varz, jsz, subsz stats) displays as a vertical report grouped by
+    topic, like ``nats server info``; several servers' stay a table."""
+    return mark(frame, REPORT) if len(frame) == 1 else frame
 
 
 def _qs(value: Any) -> str:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
+from ..capture import FOLD, TABLE, mark
 from ..errors import BadInputError, NatsbookError
 from ..wire._msg import Msg, encode_payload
 
@@ -193,7 +194,11 @@ def _frame(infos: list[dict[str, Any]], stats: list[dict[str, Any]]) -> pd.DataF
     for col in ("processing_time", "average_processing_time"):
         frame[col] = pd.to_timedelta(frame[col])
     frame["started"] = pd.to_datetime(frame["started"], utc=True, format="ISO8601")
-    return frame.sort_values(["name", "id", "endpoint"], ignore_index=True, na_position="first")
+    # display only: what every endpoint shares (one instance's name, id, version) is said
+    # once, above the table
+    frame.attrs[FOLD] = ["name", "id", "version", "queue_group"]
+    return mark(frame.sort_values(["name", "id", "endpoint"], ignore_index=True,
+                                  na_position="first"), TABLE)
 
 
 def services(conn: Link, name: str | None = None, *,

@@ -236,8 +236,22 @@ def test_every_example_runs_clean(lab_page: Any, natsbook_lab: dict[str, Any]) -
                 img.screenshot(path=str(SHOTS / f"examples-02-plot-{i}.png"))
         for i in range(frames.count()):
             assert _fits_without_scrolling(frames.nth(i)), f"{name}: frame {i} scrolls"
+        if name.startswith("06-"):
+            # the two live views side by side: one row, titles whole, Stop never cut
+            views = panel.locator(".nb-live")
+            expect(views).to_have_count(2, timeout=15_000)
+            views.first.evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'start'})")
+            expect(views.first.locator(".nb-live-output .nb-frame")).to_be_visible(
+                timeout=15_000)
+            a, b = views.nth(0).bounding_box(), views.nth(1).bounding_box()
+            assert abs(a["y"] - b["y"]) < 2 and a["x"] + a["width"] <= b["x"] + 1
+            assert views.locator(".nb-live-stop, .nb-live-title-text").evaluate_all(
+                "els => els.filter(e => e.scrollWidth > e.clientWidth).length") == 0
+            views.first.locator("xpath=..").screenshot(
+                path=str(SHOTS / "examples-06-live-views.png"))
         if name.startswith("05-"):
-            report = panel.locator(".nb-report").first
+            # varz (jsz, healthz and one-row frames are reports too)
+            report = panel.locator(".nb-report").filter(has_text="in_client_msgs").first
             report.evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'start'})")
             expect(report).to_contain_text("in_msgs")
             report.screenshot(path=str(SHOTS / "examples-server-varz.png"))

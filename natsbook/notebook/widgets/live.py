@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 import pandas as pd
 
-from ...capture import Refresher
+from ...capture import ATTR, Refresher
 from ...client import Connection
+from .._display import frame_display_html
 
 if TYPE_CHECKING:
     from ...capture import Capture
@@ -58,6 +59,9 @@ def mimebundle(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             plt.close(obj)
         png = base64.b64encode(buf.getvalue()).decode("ascii")
         return {"image/png": png, "text/plain": repr(obj)}, {}
+    if isinstance(obj, pd.DataFrame) and obj.attrs.get(ATTR):
+        # natsbook's own tables look the same in a view as in a cell, extension loaded or not
+        return {"text/html": frame_display_html(obj), "text/plain": repr(obj)}, {}
     try:
         from IPython import get_ipython
 
@@ -75,6 +79,28 @@ def mimebundle(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return data, {}
 
 
+#: Layout of a view's parts, so that two or three views side by side (``HBox([a, b])``) share
+#: the row: the title keeps one line (an ellipsis, with the whole title as its tooltip, only
+#: when it does not fit), the Stop button is never squeezed, the status has its own line, and
+#: a wide table or chart stays inside its view.
+_CSS = """<style>
+.nb-live{min-width:0;box-sizing:border-box;padding-right:8px}
+.widget-hbox>.nb-live{flex:1 1 0%}
+.nb-live-head{min-width:0;align-items:center;gap:8px}
+.nb-live-title{flex:1 1 auto;min-width:0;overflow:hidden}
+.nb-live-title .widget-html-content,.nb-live-status .widget-html-content{min-width:0;
+ overflow:hidden}
+.nb-live-title .nb-live-title-text{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;
+ font-weight:bold}
+.nb-live-stop{flex:0 0 auto;width:auto;min-width:max-content}
+.nb-live-status{min-width:0;overflow:hidden}
+.nb-live-status .nb-live-line{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;
+ font-family:var(--jp-code-font-family,monospace);font-size:12px;color:#555}
+.nb-live-output{min-width:0;overflow-x:auto}
+.nb-live-output img{max-width:100%;height:auto}
+</style>"""
+
+
 class LiveView(W.VBox):
     """``fn(frame)`` (or a SQL query's result) re-rendered when new rows arrive.
 
@@ -89,13 +115,14 @@ class LiveView(W.VBox):
         self._status = W.HTML().add_class("nb-live-status")
         self._button = W.Button(description="Stop", icon="stop",
                                 tooltip="stop refreshing this view",
-                                layout=W.Layout(width="80px")).add_class("nb-live-stop")
+                                layout=W.Layout(width="auto")).add_class("nb-live-stop")
         self._error = W.HTML(layout=W.Layout(display="none")).add_class("nb-live-error")
         self._out = W.Output().add_class("nb-live-output")
-        head: list[W.Widget] = [self._status, self._button]
-        if title:
-            head.insert(0, W.HTML(f"<b>{html.escape(title)}</b>").add_class("nb-live-title"))
-        super().__init__([W.HBox(head, layout=W.Layout(align_items="center")), self._error,
+        text = html.escape(title or "")
+        self._title = W.HTML(f'{_CSS}<div class="nb-live-title-text" title="{text}">{text}</div>'
+                             ).add_class("nb-live-title")
+        head = W.HBox([self._title, self._button])
+        super().__init__([head.add_class("nb-live-head"), self._status, self._error,
                           self._out])
         self.add_class("nb-live")
         #: The newest successful result of `fn` (None before the first one).
@@ -143,8 +170,8 @@ class LiveView(W.VBox):
         self._error.layout.display = None
 
     def _show_state(self, line: str) -> None:
-        self._status.value = ("<span style='font-family: monospace; font-size: 12px'>"
-                              f"{html.escape(line)}</span>")
+        text = html.escape(line)
+        self._status.value = f'<div class="nb-live-line" title="{text}">{text}</div>'
         if line.startswith("■"):
             self._button.disabled = True
 
