@@ -68,6 +68,25 @@ def test_kv_hint_names_public_api(nats: TestingShell, conn: Connection, subject:
         nats.run_cell(f"%nats_kv {subject}")
 
 
+def test_kv_hint_stays_when_other_buckets_exist(conn: Connection, subject: str) -> None:
+    """Whatever other buckets the server holds (another test's, another user's), a missing
+    bucket's error says how to create it - after a suggestion when one is close."""
+    other, near = f"{subject}_other_bucket", f"{subject}x"
+    conn.kv(other, create=True)
+    conn.kv(near, create=True)
+    try:
+        with pytest.raises(NotFoundError) as exc:
+            conn.kv("zz" + subject)
+        assert f"create it with conn.kv('zz{subject}', create=True)" in str(exc.value)
+        with pytest.raises(NotFoundError) as exc:
+            conn.kv(subject)
+        assert str(exc.value).endswith(f"did you mean {near!r}? Or create it with "
+                                       f"conn.kv({subject!r}, create=True).")
+    finally:
+        for bucket in (other, near):
+            natsbook.jetstream.delete_stream(conn, f"KV_{bucket}")
+
+
 @pytest.mark.parametrize("typo", ["_natsbook_capt", "natsbook_capture_0", "capture_0"])
 def test_sql_typo_never_suggests_internal_tables(conn: Connection, subject: str,
                                                  typo: str) -> None:

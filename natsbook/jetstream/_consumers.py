@@ -119,7 +119,7 @@ def consumer_info(conn: Link, stream: str, name: str, *,
         if exc.err_code != _CONSUMER_NOT_FOUND:
             raise
     raise not_found_error(f"consumer of stream {stream!r}", name,
-                     consumer_names(conn, stream, timeout=timeout),
+                     consumer_names(conn, stream, timeout=timeout), None,
                      "the stream has no consumers yet") from None
 
 

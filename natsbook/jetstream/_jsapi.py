@@ -69,12 +69,18 @@ def _suggest(name: str, candidates: list[str]) -> str | None:
     return close[0] if close else None
 
 
-def not_found_error(kind: str, name: str, candidates: list[str], create: str) -> NotFoundError:
-    """``<kind> <name> not found`` with the closest candidate as a suggestion, or, when there
-    are no candidates at all, with `create` (how to make one) as the hint."""
-    err = NotFoundError(kind, name, _suggest(name, candidates))
-    if not candidates:
-        err.args = (f"{err.args[0]} - {create}",)
+def not_found_error(kind: str, name: str, candidates: list[str], create: str | None,
+                    empty: str | None = None) -> NotFoundError:
+    """``<kind> <name> not found`` with the closest candidate as a suggestion and `create`
+    (how to make it, when it can be made) as the way out; with no candidates at all, `empty`
+    (what to say then) or `create`."""
+    suggestion = _suggest(name, candidates)
+    err = NotFoundError(kind, name, suggestion)
+    way = (empty or create) if not candidates else create
+    if way and suggestion:
+        err.args = (f"{err.args[0]} Or {way}.",)
+    elif way:
+        err.args = (f"{err.args[0]} - {way}",)
     return err
 
 
@@ -83,8 +89,9 @@ def stream_not_found(conn: Link, name: str) -> NotFoundError:
         names = stream_names(conn)
     except JetStreamError:
         names = []
-    return not_found_error("stream", name, names, "there are no streams yet; create one with "
-                      "natsbook.jetstream.add_stream(conn, name, subjects)")
+    how = "natsbook.jetstream.add_stream(conn, name, subjects)"
+    return not_found_error("stream", name, names, f"create it with {how}",
+                           f"there are no streams yet; create one with {how}")
 
 
 def stream_call(conn: Link, subject: str, name: str, payload: Any = None,

@@ -167,7 +167,7 @@ class ObjectStore:
             names = list(self.list()["name"])
         except NatsbookError:
             names = []
-        return not_found_error("object", name, names, f"bucket {self.bucket!r} is empty")
+        return not_found_error("object", name, names, None, f"bucket {self.bucket!r} is empty")
 
     def list(self, *, deleted: bool = False) -> pd.DataFrame:
         """Every object: name, size, chunks, modified, digest, deleted, description, headers
