@@ -31,8 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["EMPTY", "ERROR", "RESERVED", "column_name", "decode_json", "parse_careful",
-           "split_name"]
+__all__ = ["EMPTY", "ERROR", "MAX_DEPTH", "RESERVED", "column_name", "decode_json", "depth_ok",
+           "parse_careful", "split_name", "value_columns"]
 
 #: Metadata column names. A top-level payload key with one of these names gets the column
 #: ``data.<key>`` (so do all columns nested under it), whether or not the metadata column is in
@@ -306,6 +306,8 @@ def typed_column(vals: Sequence[Any], kinds: set[type]) -> Any:
         return pd.array(vals, dtype="boolean") if nulls else np.array(vals, dtype=bool)
     if kinds == {str}:
         return pd.Series(pa.array(vals, pa.large_string()), dtype="str")
+    if kinds == {pd.Timestamp}:  # typed timestamps of binary formats (never JSON strings)
+        return pd.Series(pd.DatetimeIndex(list(vals), tz="UTC").as_unit("ns"))
     return _objects(vals)
 
 
@@ -378,14 +380,28 @@ def _cells(values: list[Any], types: list[type], n: int,
 def decode_json(col: pa.ChunkedArray | pa.Array, *, fast: bool = True) -> dict[str, Any]:
     """Payload columns (first-appearance order), then ``data`` when some payload is a JSON value
     other than an object, then ``json_error``."""
-    n = len(col)
     with _no_gc():
         payloads, values = parse_payloads(col, fast=fast)
+        columns = value_columns(values, fast=fast, payloads=payloads if fast else None)
+        del payloads, values  # freed while the GC is off (see value_columns)
+    return columns
+
+
+def value_columns(values: list[Any], *, fast: bool = True,
+                  payloads: list[bytes | None] | None = None) -> dict[str, Any]:
+    """The columns of parsed payloads (EMPTY / ERROR / a value each), by the contract: payload
+    columns, then ``data`` when some value is not an object, then ``json_error``.
+
+    `payloads` (JSON read by orjson only) are the raw payloads, read again by the careful
+    parser where a float may stand for an integer beyond 64 bits. Other formats hand in
+    exact values and no payloads."""
+    n = len(values)
+    with _no_gc():
         types = list(map(type, values))
         others = [i for i, t in enumerate(types) if t is not dict and t is not _Marker] \
             if types.count(dict) + types.count(_Marker) < n else []
         cells, order = _cells(values, types, n, fast)
-        if fast:
+        if payloads is not None:
             again = {i for vals, kinds in cells.values() for i in _big_floats(vals, kinds)}
             again.update(i for i in others if _has_big_float(values[i]))
             if again:
