@@ -7,7 +7,18 @@ Imports the wire layer only; it knows nothing of sockets or connections.
 
 from __future__ import annotations
 
-from ._frames import ATTR, CAPTURE, META_COLUMNS, REPORT, Decode, filter_table, mark, to_frame
+from ._binary import Decoder, register_decoder
+from ._frames import (
+    ATTR,
+    CAPTURE,
+    META_COLUMNS,
+    REPORT,
+    Decode,
+    DecodeArg,
+    filter_table,
+    mark,
+    to_frame,
+)
 from ._live import MIN_EVERY, Refresher
 from ._replay import publish_frame
 from ._sql import connection_sql, path_sql, subscription_sql, user_captures
@@ -32,6 +43,8 @@ __all__ = [
     "CaptureBudget",
     "CaptureStore",
     "Decode",
+    "DecodeArg",
+    "Decoder",
     "Refresher",
     "StoreStats",
     "connection_sql",
@@ -39,6 +52,7 @@ __all__ = [
     "mark",
     "path_sql",
     "publish_frame",
+    "register_decoder",
     "subscription_sql",
     "to_frame",
     "user_captures",

@@ -75,7 +75,7 @@ def _timestamp(value: Any) -> Any:
     try:
         if isinstance(value, msgpack.Timestamp):
             return pd.Timestamp(value.to_unix_nano(), tz="UTC")
-        ts = pd.Timestamp(value)
+        ts = pd.Timestamp(value).as_unit("ns")
         return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     except (OverflowError, ValueError):  # pandas' OutOfBoundsDatetime is a ValueError
         return value
