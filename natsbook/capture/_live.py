@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..errors import BadInputError
 from . import _sql
-from ._frames import to_frame
+from ._frames import DecodeArg, resolve_decode, to_frame
 from ._store import SCHEMA
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def _snapshot_table(sub: Subscription) -> pa.Table:
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
-def capture_frame(subs: list[Subscription], decode: str = "auto", *,
+def capture_frame(subs: list[Subscription], decode: DecodeArg = "auto", *,
                   with_sub: bool = False) -> pd.DataFrame:
     """The DataFrame of these captures (oldest first); ``with_sub`` adds the ``sub`` column
     as ``conn.to_pandas()`` does."""
@@ -87,7 +87,8 @@ class Refresher:
     def __init__(self, source: Subscription | Connection, fn: Callable[[pd.DataFrame], Any] | str,
                  *, every: float = 1.0, on_result: Callable[[Any], None],
                  on_error: Callable[[str], None], on_state: Callable[[str], None] | None = None,
-                 decode: str = "auto") -> None:
+                 decode: DecodeArg = "auto") -> None:
+        resolve_decode(decode)  # a bad decode= fails here, not on the refresher thread
         if not (isinstance(fn, str) or callable(fn)):
             raise BadInputError("fn must be a function of the capture's DataFrame or a SQL "
                                 "query string")

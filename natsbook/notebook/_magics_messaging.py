@@ -180,8 +180,9 @@ class MessagingMagics(NatsMagicsBase):
     @argument("pattern", nargs="?", help="only messages whose subject matches this pattern")
     @argument("--last", "-n", default=None, metavar="N",
               help="only the newest N messages (1 to 1,000,000,000)")
-    @argument("--decode", "-d", choices=["auto", "json", "text", "bytes"], default=None,
-              help="payload decoding (default: %%config NatsMagics.decode)")
+    @argument("--decode", "-d", default=None, metavar="DECODE",
+              help="payload decoding: auto, json, text, bytes, msgpack, cbor or a name "
+                   "given to natsbook.register_decoder (default: %%config NatsMagics.decode)")
     @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
     @line_magic
     def nats_msgs(self, line: str) -> pd.DataFrame:
