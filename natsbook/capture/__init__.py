@@ -20,6 +20,7 @@ from ._frames import (
     to_frame,
 )
 from ._live import MIN_EVERY, Refresher
+from ._protobuf import protobuf
 from ._replay import publish_frame
 from ._sql import connection_sql, path_sql, subscription_sql, user_captures
 from ._store import (
@@ -51,6 +52,7 @@ __all__ = [
     "filter_table",
     "mark",
     "path_sql",
+    "protobuf",
     "publish_frame",
     "register_decoder",
     "subscription_sql",

@@ -141,7 +141,7 @@ class Decoder:
 
     def __init__(self, name: str, loads: Callable[[bytes], Any], *,
                  strict: Callable[[bytes], Any] | None = None,
-                 decode_empty: bool = False) -> None:
+                 decode_empty: bool = False, metadata: dict[bytes, bytes] | None = None) -> None:
         #: ``decode=`` text that names this decoder.
         self.name = name
         #: One payload -> one Python value (any exception: a bad payload).
@@ -150,13 +150,15 @@ class Decoder:
         self._strict = strict
         # Protobuf: zero bytes are a message with every field at its default.
         self.decode_empty = decode_empty
+        self._metadata = {DECODER_KEY: name.encode(), **(metadata or {})}
 
     def __repr__(self) -> str:
         return f"<natsbook decoder {self.name!r}>"
 
     def metadata(self) -> dict[bytes, bytes]:
-        """Schema metadata declaring this decoder on a capture."""
-        return {DECODER_KEY: self.name.encode()}
+        """Schema metadata declaring this decoder on a capture (what it needs to be made
+        again from a Parquet file: the name, and a protobuf decoder's descriptors)."""
+        return dict(self._metadata)
 
     def values(self, payloads: Sequence[bytes | None], *, fast: bool = True) -> list[Any]:
         """EMPTY, ERROR or the plain value of each payload, each read on its own."""
