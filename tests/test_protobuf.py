@@ -81,13 +81,16 @@ READINGS = st.fixed_dictionaries({}, optional={
 
 
 def _in_field_order(msg: Any, d: dict[str, Any]) -> dict[str, Any]:
-    """The runtime's JSON object with its keys in field order (it prints set fields first)."""
+    """The runtime's JSON object with its keys in field order (it prints set fields first)
+    and map entries in key order."""
     out = {}
     for field in msg.DESCRIPTOR.fields:
         if field.name in d:
             v = d[field.name]
             if field.message_type is not None and not field.is_repeated:
                 v = _in_field_order(getattr(msg, field.name), v)
+            elif isinstance(v, dict):  # a map: natsbook gives its entries in key order
+                v = dict(sorted(v.items()))
             out[field.name] = v
     return out
 

@@ -5,7 +5,8 @@ Messages are read with the official ``protobuf`` runtime from a descriptor pool 
 ``grpcio-tools`` wheel, which needs no network). Each message becomes a dict in field order
 and goes through the JSON contract as that dict would (docs/capture.md, "Protobuf"):
 
-- field names as written in the ``.proto`` file (``sensor_id``, not ``sensorId``);
+- field names as written in the ``.proto`` file (``sensor_id``, not ``sensorId``), in field
+  order; a map field is an object with its entries in key order (protobuf maps have none);
 - a field without presence (a proto3 scalar, repeated or map field) always has a value,
   its default when unset (``0``, ``""``, ``[]``, ``{}``), as every protobuf reader sees it; a
   field with presence (``optional``, a message field, a ``oneof`` member) that is not set is
@@ -175,7 +176,8 @@ def to_dict(msg: Any) -> dict[str, Any]:
             entry = field.message_type
             if entry is not None and entry.GetOptions().map_entry:
                 vf = entry.fields_by_name["value"]
-                out[name] = {k: _value(v, vf) for k, v in items.items()}
+                # Protobuf maps have no order: entries in key order, so rows agree.
+                out[name] = {k: _value(items[k], vf) for k in sorted(items)}
             else:
                 out[name] = [_value(v, field) for v in items]
         elif field.has_presence and not msg.HasField(name):
