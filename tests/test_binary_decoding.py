@@ -139,6 +139,7 @@ BINARY_VALUES = st.recursive(BINARY_LEAVES, lambda inner: st.one_of(
 
 
 @example([{1: "one", "1": "text one"}, {b"\xff": 1}, {"t": msgpack.Timestamp(2**40, 0)}])
+@example([{"a": [{b"": 1}]}, {"b": b""}])  # an empty bin as a key inside an array
 @settings(derandomize=True, max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.dictionaries(ODD_KEYS, BINARY_VALUES, max_size=4), BINARY_VALUES),
                 min_size=1, max_size=6))

@@ -18,6 +18,7 @@ import datetime as _dt
 import functools
 import io
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 import cbor2
@@ -141,6 +142,7 @@ class Decoder:
 
     def __init__(self, name: str, loads: Callable[[bytes], Any], *,
                  strict: Callable[[bytes], Any] | None = None,
+                 suspects: Callable[[Sequence[bytes]], list[int]] | None = None,
                  decode_empty: bool = False, metadata: dict[bytes, bytes] | None = None) -> None:
         #: ``decode=`` text that names this decoder.
         self.name = name
@@ -148,6 +150,8 @@ class Decoder:
         self.loads = loads
         # A faster reading that may refuse payloads `loads` accepts (they are read again).
         self._strict = strict
+        # The payloads whose strict reading may still need the mapping (None: all of them).
+        self._suspects = suspects
         # Protobuf: zero bytes are a message with every field at its default.
         self.decode_empty = decode_empty
         self._metadata = {DECODER_KEY: name.encode(), **(metadata or {})}
@@ -178,7 +182,11 @@ class Decoder:
         try:
             got = list(map(self._strict, work))  # type: ignore[arg-type]
         except Exception:  # some payload is bad or needs the careful reading: row by row
-            got = list(map(careful, work))
+            got = list(map(functools.partial(_strict_or, self._strict, careful), work))
+        if self._suspects is not None:
+            for i in self._suspects(work):  # type: ignore[arg-type]
+                if got[i] is not ERROR:
+                    got[i] = _json_only(got[i])
         else:
             try:
                 for _ in map(_IS_JSON, got):
@@ -201,6 +209,14 @@ class Decoder:
         return columns
 
 
+def _strict_or(strict: Callable[[bytes], Any], careful: Callable[[bytes], Any],
+               payload: bytes) -> Any:
+    try:
+        return strict(payload)
+    except Exception:
+        return careful(payload)
+
+
 def _one_or_empty(loads: Callable[[bytes], Any], payload: bytes) -> Any:
     try:
         return plain(loads(payload))
@@ -217,10 +233,29 @@ def _cbor_loads(payload: bytes) -> Any:
     return value
 
 
-_MSGPACK_STRICT = functools.partial(msgpack.unpackb, raw=False, timestamp=0)
+# The fast MessagePack reading refuses (so the payload is read carefully) every value JSON has
+# no form for: a map key other than text or bytes, a non-empty bin, any ext with data (a
+# timestamp, an ExtType). What it lets through is JSON but for an empty bin (b"", fine as a
+# value, not as a map key) and nesting deeper than MAX_DEPTH: `_msgpack_suspects` finds the
+# payloads that may hold either.
+_MSGPACK_STRICT = functools.partial(msgpack.unpackb, raw=False, timestamp=0, max_bin_len=0,
+                                    max_ext_len=0)
 _MSGPACK = functools.partial(msgpack.unpackb, raw=False, timestamp=0, strict_map_key=False)
+_EMPTY_BINS = (b"\xc4\x00", b"\xc5\x00\x00", b"\xc6\x00\x00\x00\x00")
 
-MSGPACK = Decoder("msgpack", _MSGPACK, strict=_MSGPACK_STRICT)
+
+def _msgpack_suspects(payloads: Sequence[bytes]) -> list[int]:
+    """Payloads long enough to nest deeper than MAX_DEPTH, or holding an empty bin's bytes."""
+    n = len(payloads)
+    rows = {i for i, size in enumerate(map(len, payloads)) if size > MAX_DEPTH}
+    for pattern in _EMPTY_BINS:
+        hits = list(map(bytes.__contains__, payloads, repeat(pattern, n)))
+        if any(hits):
+            rows.update(i for i, hit in enumerate(hits) if hit)
+    return sorted(rows)
+
+
+MSGPACK = Decoder("msgpack", _MSGPACK, strict=_MSGPACK_STRICT, suspects=_msgpack_suspects)
 CBOR = Decoder("cbor", _cbor_loads, strict=_cbor_loads)
 _BUILTIN = {"msgpack": MSGPACK, "cbor": CBOR}
 _registered: dict[str, Decoder] = {}

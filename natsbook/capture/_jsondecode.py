@@ -22,7 +22,8 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from operator import itemgetter, methodcaller
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -261,6 +262,9 @@ def _collect(objs: list[dict[str, Any]], rows: Sequence[int], prefix: tuple[str,
             if dict not in kinds:
                 out.setdefault(column_name(path), []).append((grows, vals, kinds))
                 continue
+            if len(kinds) == 1 and all(vals):  # a non-empty object in every row
+                _collect(list(vals), grows, path, out)
+                continue
             sub_objs: list[dict[str, Any]] = []
             sub_rows: list[int] = []
             leaf_vals: list[Any] = []
@@ -290,19 +294,23 @@ def _collect_by_key(objs: list[dict[str, Any]], rows: Sequence[int], prefix: tup
     keys = dict.fromkeys(k for shape in shapes for k in shape)
     if len(keys) > 2 * max(map(len, shapes)):
         return False
+    n = len(objs)
     for key in keys:
         path = (*prefix, key)
-        vals = list(map(methodcaller("get", key), objs))
+        vals = list(map(dict.get, objs, repeat(key, n)))
         kinds = set(map(type, vals))
         has: list[bool] | None = None
         if _NONE in kinds:  # missing or null: a column starts where the key first appears
-            has = list(map(methodcaller("__contains__", key), objs))
+            has = list(map(dict.__contains__, objs, repeat(key, n)))
         if dict not in kinds:
             first = 0 if has is None else has.index(True)
             if first:
                 out.setdefault(column_name(path), []).append((rows[first:], vals[first:], kinds))
             else:
                 out.setdefault(column_name(path), []).append((rows, vals, kinds))
+            continue
+        if len(kinds) == 1 and all(vals):  # a non-empty object in every row
+            _collect(vals, rows, path, out)  # type: ignore[arg-type]
             continue
         sub_objs: list[dict[str, Any]] = []
         sub_rows: list[int] = []
