@@ -23,6 +23,7 @@ from typing import Any
 
 import cbor2
 import msgpack
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -247,7 +248,8 @@ _EMPTY_BINS = (b"\xc4\x00", b"\xc5\x00\x00", b"\xc6\x00\x00\x00\x00")
 def _msgpack_suspects(payloads: Sequence[bytes]) -> list[int]:
     """Payloads long enough to nest deeper than MAX_DEPTH, or holding an empty bin's bytes."""
     n = len(payloads)
-    rows = {i for i, size in enumerate(map(len, payloads)) if size > MAX_DEPTH}
+    sizes = np.fromiter(map(len, payloads), dtype=np.int64, count=n)
+    rows = set(np.flatnonzero(sizes > MAX_DEPTH).tolist())
     for pattern in _EMPTY_BINS:
         hits = list(map(bytes.__contains__, payloads, repeat(pattern, n)))
         if any(hits):
