@@ -22,6 +22,7 @@ import cbor2
 import msgpack
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -328,3 +329,28 @@ def test_every_path_through_a_server_equals_json(server: natsbook.LocalServer, o
                 pd.testing.assert_frame_equal(df.drop(columns=META), want, check_exact=True)
     finally:
         conn.close()
+
+
+# ------------------------------------------------------------------ SQL
+def test_sql_sees_a_declared_binary_capture_as_json_text(tmp_path: Path) -> None:
+    when = msgpack.Timestamp(1_700_000_000, 0)
+    store = CaptureStore(spill=tmp_path / "spill", seal_rows=2, decode="msgpack")
+    rows = [msgpack.packb({"temp": 20.5 + i, "site": f"s{i % 2}", "blob": b"\x01", "at": when})
+            for i in range(5)]
+    store.append([(b"t.bin", None, None, p) for p in [*rows, b"", b"\xc1"]])
+    store.finish()
+    query = ("SELECT data::JSON ->> 'site' AS site, (data::JSON ->> 'temp')::DOUBLE AS temp, "
+             "data::JSON ->> 'blob' AS blob, data::JSON ->> 'at' AS at, data, payload "
+             "FROM messages")
+    plain = CaptureStore()  # an undeclared capture in the same directory stays as it was
+    plain.append([(b"t.json", None, None, b'{"site": "j"}')])
+    pq.write_table(plain.table(), tmp_path / "spill" / "plain.parquet")
+    for path in (tmp_path / "spill",):
+        df = natsbook.sql(query + " ORDER BY temp NULLS LAST, site NULLS FIRST", path)
+        assert df["site"].tolist()[:5] == ["s0", "s1", "s0", "s1", "s0"]
+        assert df["temp"].tolist()[:5] == [20.5, 21.5, 22.5, 23.5, 24.5]
+        assert df["blob"].tolist()[:5] == ["AQ=="] * 5  # bytes as base64
+        assert df["at"].tolist()[0] == "2023-11-14T22:13:20+00:00"
+        assert df["data"].tolist()[7] == '{"site": "j"}'  # no temp: sorted last
+        assert df["data"].isna().tolist()[5:] == [True, True, False]  # empty, bad
+        assert df["payload"].tolist()[:5] == rows  # the raw bytes stay

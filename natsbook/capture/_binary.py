@@ -14,9 +14,11 @@ again on its own (so one bad payload never spoils its batch) and becomes a flagg
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import functools
 import io
+import json
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any
@@ -33,7 +35,7 @@ from ._jsondecode import EMPTY, ERROR, MAX_DEPTH, no_gc, value_columns
 from ._spill import DECODER_KEY  # the schema metadata key naming a capture's decoder
 
 __all__ = ["BUILTIN", "CBOR", "DECODER_KEY", "MSGPACK", "Decoder", "declare", "declared_decoder",
-           "plain", "register_decoder", "registered", "with_decoder"]
+           "json_texts", "plain", "register_decoder", "registered", "with_decoder"]
 
 #: The formats natsbook ships besides json / text / bytes.
 BUILTIN = ("msgpack", "cbor")
@@ -208,6 +210,41 @@ class Decoder:
             columns = value_columns(values, fast=fast)
             del values
         return columns
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, _dt.datetime | _dt.date | _dt.time):
+        return value.isoformat()
+    if isinstance(value, msgpack.ExtType):
+        return {"ext": value.code, "data": base64.b64encode(value.data).decode("ascii")}
+    if isinstance(value, msgpack.Timestamp):
+        return {"ext": -1, "seconds": value.seconds, "nanoseconds": value.nanoseconds}
+    if isinstance(value, pd.Timedelta):
+        return value.isoformat()
+    return str(value)  # Decimal, UUID, a CBOR tag, ...: its text
+
+
+def _json_text(value: Any) -> str | None:
+    if value is EMPTY or value is ERROR:
+        return None
+    try:
+        return orjson.dumps(value, default=_json_default,
+                            option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits: the stdlib writes any size
+        return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def json_texts(decoder: Decoder, payloads: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Each payload as JSON text for SQL's ``data`` column (docs/capture.md): NULL for an
+    empty or bad payload (so ``data::JSON`` never fails; ``size`` tells them apart); bytes as
+    base64, timestamps as ISO 8601 text."""
+    with no_gc():
+        values = decoder.values(payloads.to_pylist())
+        texts = list(map(_json_text, values))
+        del values
+    return pa.array(texts, pa.string())
 
 
 def _strict_or(strict: Callable[[bytes], Any], careful: Callable[[bytes], Any],
