@@ -62,7 +62,8 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
                   pending_msgs: int = DEFAULT_PENDING_MSGS,
                   pending_bytes: int = DEFAULT_PENDING_BYTES,
                   batch_callback: Callable[[list[RawMsg], float], Any] | None = None,
-                  timeout: float = 10.0, name: str | None = None) -> Subscription:
+                  timeout: float = 10.0, name: str | None = None,
+                  decode: Any = None) -> Subscription:
         """Subscribe and capture. Returns once the server has registered the subscription.
 
         Args:
@@ -81,6 +82,8 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
             timeout: how long to wait for the server to confirm.
             name: a table name for this capture in ``conn.sql()`` (``FROM readings``); a
                 later capture given the same name takes it over.
+            decode: the capture's payload format ("msgpack", "cbor", a registered name or
+                ``natsbook.protobuf(...)``): ``to_pandas()`` and SQL's ``data`` decode by it.
         """
         self._check_open()
         check_subscribe(subject)
@@ -94,7 +97,7 @@ class Connection(_Publishing, DataMethods, AnalysisMethods, BatchMethods):
         if batch_callback is not None and (callback is not None or not callable(batch_callback)):
             raise BadInputError("batch_callback must be callable and comes instead of callback")
         store = (CaptureStore(max_rows=max_rows, max_bytes=max_bytes, spill=spill,
-                              budget=self.capture_budget)
+                              budget=self.capture_budget, decode=decode)
                  if capture else None)
         sid = next(self._sids)
         sub = Subscription(self, sid, subject, queue, max_msgs, store, callback,
