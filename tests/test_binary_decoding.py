@@ -354,3 +354,51 @@ def test_sql_sees_a_declared_binary_capture_as_json_text(tmp_path: Path) -> None
         assert df["data"].tolist()[7] == '{"site": "j"}'  # no temp: sorted last
         assert df["data"].isna().tolist()[5:] == [True, True, False]  # empty, bad
         assert df["payload"].tolist()[:5] == rows  # the raw bytes stay
+
+
+def test_subscribe_with_decode_declares_it_for_frames_sql_and_files(
+        conn: natsbook.Connection, tmp_path: Path) -> None:
+    root = f"d{uuid.uuid4().hex[:12]}"
+    sub = conn.subscribe(f"{root}.>", decode="msgpack", spill=tmp_path / "spill")
+    for i in range(4):
+        conn.publish(f"{root}.a", msgpack.packb({"v": i, "site": "x" if i % 2 else "y"}))
+    for _ in range(5):  # mostly bad: undeclared, auto would not take it for MessagePack
+        conn.publish(f"{root}.a", b"\xc1")
+    conn.flush()
+    _wait(sub, 9)
+    df = sub.to_pandas()  # auto: the declared decoder
+    assert df["v"].tolist() == [0, 1, 2, 3, *[pd.NA] * 5]
+    assert df["json_error"].tolist() == [False] * 4 + [True] * 5
+    assert sub.to_pandas("bytes")["data"].tolist()[-1] == b"\xc1"  # explicit decode wins
+    got = sub.sql("SELECT data::JSON ->> 'site' AS site, count(*) AS n FROM messages "
+                  "WHERE data IS NOT NULL GROUP BY 1 ORDER BY 1")
+    assert got.to_dict("list") == {"site": ["x", "y"], "n": [2, 2]}
+    sub.to_parquet(tmp_path / "one.parquet")
+    sub.unsubscribe()
+    for path in (tmp_path / "one.parquet", tmp_path / "spill"):
+        pd.testing.assert_frame_equal(natsbook.read_capture(path), df)
+        assert natsbook.sql("SELECT sum((data::JSON ->> 'v')::INT) AS s FROM messages",
+                            path)["s"].tolist() == [6]
+    with pytest.raises(BadInputError, match="register_decoder"):
+        conn.subscribe(f"{root}.b", decode="nobody-registered-this")
+
+
+def test_a_live_view_decodes_a_declared_capture(conn: natsbook.Connection) -> None:
+    from natsbook.capture import Refresher
+
+    register_decoder("k-live", lambda p: json.loads(p[1:]))  # auto could never guess it
+    root = f"l{uuid.uuid4().hex[:12]}"
+    sub = conn.subscribe(f"{root}.>", decode="k-live")
+    for i in range(3):
+        conn.publish(f"{root}.a", b"K" + json.dumps({"v": i}).encode())
+    conn.flush()
+    _wait(sub, 3)
+    results: list[Any] = []
+    errors: list[str] = []
+    for decode in ("auto", "k-live"):
+        view = Refresher(sub, lambda df: df["v"].tolist(), every=0.1, decode=decode,
+                         on_result=results.append, on_error=errors.append)
+        view._render()
+    assert results == [[0, 1, 2], [0, 1, 2]] and not errors
+    with pytest.raises(BadInputError):
+        Refresher(sub, len, decode="nope", on_result=results.append, on_error=errors.append)

@@ -41,7 +41,7 @@ def _snapshot_table(sub: Subscription) -> pa.Table:
     assert sub.store is not None
     spilled, batches, _ = sub.store.snapshot()
     tables = sub.store.read_parts(spilled)
-    tables.append(pa.Table.from_batches(batches, SCHEMA))
+    tables.append(pa.Table.from_batches(batches, sub.store.schema))
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
