@@ -93,10 +93,8 @@ class BinaryTelemetry:
     def payloads(self, body: dict[str, Any], raw: bytes,
                  malformed: bool) -> list[tuple[str, bytes]]:
         """(subject, payload) of one reading in each format."""
-        ts = float(body["ts"])
-        seconds = int(ts // 1)
-        nanos = round((ts - seconds) * 1e9)
-        seconds, nanos = seconds + nanos // 1_000_000_000, nanos % 1_000_000_000
+        micros = round(float(body["ts"]) * 1e6)  # the JSON reading's clock, to the microsecond
+        seconds, nanos = micros // 1_000_000, micros % 1_000_000 * 1000
         packed = msgpack.packb({**body, "ts": msgpack.Timestamp(seconds, nanos), "raw": raw})
         msg = self._cls(device=body["device"], site=body["site"], seq=body["seq"],
                         temperature=body["temperature"], humidity=body["humidity"],
