@@ -287,9 +287,10 @@ def _msgpack_suspects(payloads: Sequence[bytes]) -> list[int]:
     n = len(payloads)
     sizes = np.fromiter(map(len, payloads), dtype=np.int64, count=n)
     rows = set(np.flatnonzero(sizes > MAX_DEPTH).tolist())
+    joined = b"".join(payloads)  # one scan finds out whether any payload may hold one
     for pattern in _EMPTY_BINS:
-        hits = list(map(bytes.__contains__, payloads, repeat(pattern, n)))
-        if any(hits):
+        if pattern in joined:
+            hits = list(map(bytes.__contains__, payloads, repeat(pattern, n)))
             rows.update(i for i, hit in enumerate(hits) if hit)
     return sorted(rows)
 
