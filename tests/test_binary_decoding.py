@@ -402,3 +402,13 @@ def test_a_live_view_decodes_a_declared_capture(conn: natsbook.Connection) -> No
     assert results == [[0, 1, 2], [0, 1, 2]] and not errors
     with pytest.raises(BadInputError):
         Refresher(sub, len, decode="nope", on_result=results.append, on_error=errors.append)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_value_split_over_two_payloads_is_two_bad_rows(fast: bool) -> None:
+    # Read as one stream, these are exactly two values: each payload alone is bad.
+    whole = msgpack.packb({"a": 1})
+    batch = [msgpack.packb({"v": 1}) + whole[:1], whole[1:], msgpack.packb({"v": 2})]
+    df = to_frame(table(batch), "msgpack", fast=fast)
+    assert df["json_error"].tolist() == [True, True, False]
+    assert df["v"].tolist() == [pd.NA, pd.NA, 2]

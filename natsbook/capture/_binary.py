@@ -21,7 +21,7 @@ import io
 import json
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import cbor2
 import msgpack
@@ -145,6 +145,7 @@ class Decoder:
 
     def __init__(self, name: str, loads: Callable[[bytes], Any], *,
                  strict: Callable[[bytes], Any] | None = None,
+                 bulk: Callable[[Sequence[bytes]], list[Any]] | None = None,
                  suspects: Callable[[Sequence[bytes]], list[int]] | None = None,
                  decode_empty: bool = False, metadata: dict[bytes, bytes] | None = None) -> None:
         #: ``decode=`` text that names this decoder.
@@ -153,6 +154,8 @@ class Decoder:
         self.loads = loads
         # A faster reading that may refuse payloads `loads` accepts (they are read again).
         self._strict = strict
+        # `strict` over many payloads at once (raises when any is refused or bad).
+        self._bulk = bulk
         # The payloads whose strict reading may still need the mapping (None: all of them).
         self._suspects = suspects
         # Protobuf: zero bytes are a message with every field at its default.
@@ -176,18 +179,19 @@ class Decoder:
             careful = functools.partial(_one, self.loads)
         if not fast or self._strict is None:
             return list(map(careful, payloads))
+        rows: list[int] | None = None
         if all(payloads):
-            work: Sequence[bytes | None] = payloads
-            rows = None
+            work = cast("list[bytes]", list(payloads))
         else:
             rows = [i for i, p in enumerate(payloads) if p]
-            work = [payloads[i] for i in rows]
+            work = [cast(bytes, payloads[i]) for i in rows]
         try:
-            got = list(map(self._strict, work))  # type: ignore[arg-type]
+            got = (self._bulk(work) if self._bulk is not None
+                   else list(map(self._strict, work)))
         except Exception:  # some payload is bad or needs the careful reading: row by row
             got = list(map(functools.partial(_strict_or, self._strict, careful), work))
         if self._suspects is not None:
-            for i in self._suspects(work):  # type: ignore[arg-type]
+            for i in self._suspects(work):
                 if got[i] is not ERROR:
                     got[i] = _json_only(got[i])
         else:
@@ -295,7 +299,27 @@ def _msgpack_suspects(payloads: Sequence[bytes]) -> list[int]:
     return sorted(rows)
 
 
-MSGPACK = Decoder("msgpack", _MSGPACK, strict=_MSGPACK_STRICT, suspects=_msgpack_suspects)
+def _msgpack_bulk(payloads: Sequence[bytes]) -> list[Any]:
+    """The strict reading of every payload in one streaming pass over them all (no keyword
+    parsing per payload); raises unless each payload held exactly one value."""
+    joined = b"".join(payloads)
+    unpacker = msgpack.Unpacker(raw=False, timestamp=0, max_bin_len=0, max_ext_len=0,
+                                max_buffer_size=max(len(joined), 1))
+    unpacker.feed(joined)
+    values: list[Any] = []
+    ends: list[int] = []
+    add, end, tell = values.append, ends.append, unpacker.tell
+    for value in unpacker:
+        add(value)
+        end(tell())
+    sizes = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
+    if len(ends) != len(payloads) or not np.array_equal(np.cumsum(sizes), ends):
+        raise ValueError("a payload is not exactly one MessagePack value")
+    return values
+
+
+MSGPACK = Decoder("msgpack", _MSGPACK, strict=_MSGPACK_STRICT, bulk=_msgpack_bulk,
+                  suspects=_msgpack_suspects)
 CBOR = Decoder("cbor", _cbor_loads, strict=_cbor_loads)
 _BUILTIN = {"msgpack": MSGPACK, "cbor": CBOR}
 _registered: dict[str, Decoder] = {}
