@@ -184,3 +184,14 @@ def test_declared_protobuf_capture_reads_back_from_parquet(
         pd.testing.assert_series_equal(back["temp"], df["temp"])
     finally:
         conn.close()
+
+
+def test_without_grpcio_tools_the_error_says_how_to_make_a_descriptor_set(
+        proto_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "grpc_tools" else real(name, *a))
+    with pytest.raises(BadInputError, match=r"natsbook\[protobuf\].*--descriptor_set_out"):
+        protobuf("telemetry.Reading", proto_dir / "telemetry.proto")

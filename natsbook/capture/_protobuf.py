@@ -22,6 +22,7 @@ and goes through the JSON contract as that dict would (docs/capture.md, "Protobu
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import subprocess
 import sys
@@ -46,18 +47,18 @@ _JSONISH = {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.
 
 def _compile(path: Path) -> bytes:
     """A FileDescriptorSet (with imports) of the .proto file, or every .proto under a folder."""
-    try:
-        import grpc_tools
-    except ImportError:
+    # grpcio-tools is an extra: looked up, not imported (protoc runs in a child process).
+    spec = importlib.util.find_spec("grpc_tools")
+    if spec is None or not spec.submodule_search_locations:
         raise BadInputError(
             f"compiling {os.fspath(path)!r} needs grpcio-tools (pip install 'natsbook[protobuf]')"
             " - or give a descriptor set made with: protoc --include_imports "
-            "--descriptor_set_out=telemetry.pb telemetry.proto") from None
+            "--descriptor_set_out=telemetry.pb telemetry.proto")
     root = path if path.is_dir() else path.parent
     files = sorted(root.rglob("*.proto")) if path.is_dir() else [path]
     if not files:
         raise BadInputError(f"no .proto file under {os.fspath(path)!r}")
-    bundled = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
+    bundled = Path(next(iter(spec.submodule_search_locations))) / "_proto"  # google/protobuf
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "set.pb"
         done = subprocess.run(
