@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import msgpack
+import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 
@@ -31,3 +32,18 @@ def test_nats_msgs_decodes_msgpack_cbor_and_registered_names(nats: TestingShell,
     assert nats.user_ns["df3"]["x"].tolist() == [1]
     with pytest.raises(UsageError, match="msgpack, cbor"):
         nats.run_cell(f"%nats_msgs {subject}.> --decode xml")
+
+
+def test_nats_sub_declares_the_capture_format(nats: TestingShell, subject: str,
+                                              magics: NatsMagics) -> None:
+    nats.run_cell(f"%nats_sub {subject} --decode msgpack -o s")
+    conn = magics.conn
+    assert conn is not None
+    for _ in range(3):  # mostly bad: auto alone would not take it for MessagePack
+        conn.publish(subject, b"\xc1")
+    conn.publish(subject, msgpack.packb({"x": 7}))
+    assert wait_for(lambda: nats.user_ns["s"].received == 4)
+    nats.run_cell(f"%nats_msgs {subject} -o df")
+    assert nats.user_ns["df"]["x"].tolist() == [pd.NA, pd.NA, pd.NA, 7]
+    with pytest.raises(UsageError, match="msgpack, cbor"):
+        nats.run_cell(f"%nats_sub {subject}.x --decode xml")
