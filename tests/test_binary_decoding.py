@@ -412,3 +412,26 @@ def test_a_value_split_over_two_payloads_is_two_bad_rows(fast: bool) -> None:
     df = to_frame(table(batch), "msgpack", fast=fast)
     assert df["json_error"].tolist() == [True, True, False]
     assert df["v"].tolist() == [pd.NA, pd.NA, 2]
+
+
+def test_stream_history_and_follow_decode_msgpack(conn: natsbook.Connection) -> None:
+    from natsbook import jetstream as js
+
+    root = f"h{uuid.uuid4().hex[:12]}"
+    js.add_stream(conn, root, [f"{root}.>"], storage="memory")
+    try:
+        for i in range(3):
+            js.js_publish(conn, f"{root}.a", msgpack.packb({"i": i, "m": {"k": "v"}}))
+        hist = js.stream_history(conn, root, decode="msgpack")
+        assert list(hist.columns[:2]) == ["time", "seq"]
+        assert hist["i"].tolist() == [0, 1, 2] and hist["m.k"].tolist() == ["v"] * 3
+        with js.follow(conn, root) as f:
+            js.js_publish(conn, f"{root}.a", cbor2.dumps({"i": 3}))
+            deadline = time.monotonic() + 10
+            while len(f) < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            frame = f.to_pandas("msgpack")
+        assert frame["i"].tolist() == [0, 1, 2, pd.NA]  # the CBOR row is not MessagePack
+        assert frame["json_error"].tolist() == [False, False, False, True]
+    finally:
+        js.delete_stream(conn, root)
