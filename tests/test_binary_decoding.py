@@ -435,3 +435,18 @@ def test_stream_history_and_follow_decode_msgpack(conn: natsbook.Connection) -> 
         assert frame["json_error"].tolist() == [False, False, False, True]
     finally:
         js.delete_stream(conn, root)
+
+
+def test_replaying_a_msgpack_frame_sends_json_and_refuses_bytes(conn: natsbook.Connection,
+                                                                subject: str) -> None:
+    good = to_frame(table([msgpack.packb({"v": 1, "t": msgpack.Timestamp(1, 0)})]), "msgpack")
+    sub = conn.subscribe(f"{subject}.back")
+    assert conn.publish_frame(good, subject=f"{subject}.back") == 1
+    conn.flush()
+    _wait(sub, 1)
+    assert json.loads(sub.to_pandas("bytes")["data"][0]) == {
+        "v": 1, "t": "1970-01-01T00:00:01+00:00"}
+    for obj, name in (({"b": b"\x00"}, "'b'"), ({"l": [b"\x00"]}, "row 0")):
+        df = to_frame(table([msgpack.packb(obj)]), "msgpack")
+        with pytest.raises(BadInputError, match=name):
+            conn.publish_frame(df, subject=f"{subject}.back")
