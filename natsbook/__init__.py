@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from . import jetstream as jetstream
 from ._version import __version__
+from .capture import protobuf, register_decoder
 from .client import (
     Connection,
     DrainReport,
@@ -52,7 +53,9 @@ __all__ = [
     "local_server",
     "matches",
     "monitor",
+    "protobuf",
     "read_capture",
+    "register_decoder",
     "sql",
     "stop_all",
     "unload_ipython_extension",

@@ -103,7 +103,11 @@ def _cells(obj: dict[str, Any], path: list[str], out: dict[str, Any]) -> None:
 
 
 def decode(payload: bytes) -> Row:
-    ok, value = read_value(payload)
+    return row_of(*read_value(payload))
+
+
+def row_of(ok: bool, value: Any) -> Row:
+    """The row of a payload read as (ok, value), whatever its format (MISSING: empty)."""
     if not ok:
         return Row(json_error=True)
     if value is MISSING:
@@ -152,7 +156,12 @@ def same(a: Any, b: Any) -> bool:
 
 def check_json_frame(df: pd.DataFrame, payloads: list[bytes], meta: list[str]) -> None:
     """`df` (decode="json") says what the reference says about `payloads`, row by row."""
-    rows = [decode(p) for p in payloads]
+    assert df["size"].tolist() == [len(p) for p in payloads]
+    check_rows(df, [decode(p) for p in payloads], meta)
+
+
+def check_rows(df: pd.DataFrame, rows: list[Row], meta: list[str]) -> None:
+    """`df` holds exactly `rows` (the reference's reading of its payloads), row by row."""
     assert len(df) == len(rows)
     expect = [*meta, *columns_in_order(rows)]
     if any(r.data is not MISSING for r in rows):
@@ -160,7 +169,6 @@ def check_json_frame(df: pd.DataFrame, payloads: list[bytes], meta: list[str]) -
     expect.append("json_error")
     assert list(df.columns) == expect
     assert df["json_error"].tolist() == [r.json_error for r in rows]
-    assert df["size"].tolist() == [len(p) for p in payloads]
     for name in columns_in_order(rows):
         col = df[name]
         values = [r.cells.get(name, MISSING) for r in rows]

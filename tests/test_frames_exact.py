@@ -299,7 +299,7 @@ def test_gc_setting_is_restored(enabled: bool) -> None:
     try:
         decode_json(pa.array([b'{"a":1}'], pa.binary()))
         assert gc.isenabled() is enabled
-        with pytest.raises(ZeroDivisionError), jd._no_gc():
+        with pytest.raises(ZeroDivisionError), jd.no_gc():
             assert not gc.isenabled()
             raise ZeroDivisionError
         assert gc.isenabled() is enabled
@@ -309,7 +309,8 @@ def test_gc_setting_is_restored(enabled: bool) -> None:
 
 # ------------------------------------------------------------------------------ _frames
 def test_to_frame_refuses_an_unknown_decode() -> None:
-    msg = r"^natsbook: decode='xml' is not one of auto, json, text, bytes$"
+    msg = (r"^natsbook: decode='xml' is not one of auto, json, text, bytes, msgpack, cbor, a "
+           r"name given to natsbook.register_decoder, or natsbook.protobuf\(...\)$")
     with pytest.raises(BadInputError, match=msg):
         to_frame(table([b"1"]), "xml")
 

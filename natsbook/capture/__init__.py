@@ -7,6 +7,7 @@ Imports the wire layer only; it knows nothing of sockets or connections.
 
 from __future__ import annotations
 
+from ._binary import Decoder, register_decoder
 from ._frames import (
     ATTR,
     CAPTURE,
@@ -15,11 +16,13 @@ from ._frames import (
     REPORT,
     TABLE,
     Decode,
+    DecodeArg,
     filter_table,
     mark,
     to_frame,
 )
 from ._live import MIN_EVERY, Refresher, capture_frame
+from ._protobuf import protobuf
 from ._replay import publish_frame
 from ._source import Capture, Publisher
 from ._sql import captures_sql, path_sql
@@ -47,6 +50,8 @@ __all__ = [
     "CaptureBudget",
     "CaptureStore",
     "Decode",
+    "DecodeArg",
+    "Decoder",
     "Publisher",
     "Refresher",
     "StoreStats",
@@ -55,6 +60,8 @@ __all__ = [
     "filter_table",
     "mark",
     "path_sql",
+    "protobuf",
     "publish_frame",
+    "register_decoder",
     "to_frame",
 ]

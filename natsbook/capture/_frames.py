@@ -18,10 +18,11 @@ import pyarrow.compute as pc
 from ..errors import BadInputError
 from ..wire._protocol import header_block_error, parse_headers
 from ..wire._subjects import matches
+from ._binary import CBOR, MSGPACK, Decoder, declare, declared_decoder
 from ._jsondecode import EMPTY, decode_json, parse_payloads
 
-__all__ = ["ATTR", "CAPTURE", "FOLD", "META_COLUMNS", "REPORT", "TABLE", "Decode",
-           "filter_table", "mark", "to_frame"]
+__all__ = ["ATTR", "CAPTURE", "FOLD", "META_COLUMNS", "REPORT", "TABLE", "Decode", "DecodeArg",
+           "filter_table", "mark", "resolve_decode", "to_frame"]
 
 #: ``DataFrame.attrs`` key naming how a frame displays in a notebook (the notebook layer's
 #: formatter reads it; the data is never changed for display).
@@ -42,9 +43,21 @@ def mark(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     frame.attrs[ATTR] = kind
     return frame
 
-Decode = Literal["auto", "json", "text", "bytes"]
+Decode = Literal["auto", "json", "text", "bytes", "msgpack", "cbor"]
+#: What ``decode=`` accepts: a name (one of `Decode`, or one given to ``register_decoder``)
+#: or a decoder object (``natsbook.protobuf(...)``).
+DecodeArg = str | Decoder
 META_COLUMNS = ("time", "subject", "reply", "headers", "size")
 _DECODES = ("auto", "json", "text", "bytes")
+
+
+def resolve_decode(decode: DecodeArg) -> str | Decoder:
+    """`decode` as one of auto/json/text/bytes or a Decoder.
+
+    Raises:
+        BadInputError: it names no decoding natsbook knows.
+    """
+    return declare(decode) or "auto"
 
 
 def filter_table(table: pa.Table, *, subject: str | None = None, since: Any = None,
@@ -120,21 +133,30 @@ def _decode_text(col: pa.ChunkedArray) -> pd.Series:
         )
 
 
-def _choose(col: pa.ChunkedArray) -> str:
+def _choose(col: pa.ChunkedArray) -> str | Decoder:
     n = len(col)
     if n == 0:
         return "bytes"
-    values = [v for v in parse_payloads(col.slice(0, min(n, 2000)))[1] if v is not EMPTY]
+    sample = col.slice(0, min(n, 2000))
+    values = [v for v in parse_payloads(sample)[1] if v is not EMPTY]
     if values and sum(type(v) is dict for v in values) * 2 >= len(values):
         return "json"
     try:
         col.cast(pa.string())
         return "text"
     except pa.ArrowInvalid:
-        return "bytes"
+        pass
+    # Not text: MessagePack or CBOR when at least half of the sampled payloads are maps of
+    # that format. A map's first byte differs between JSON ({), MessagePack (0x80-0x8f,
+    # 0xde, 0xdf) and CBOR (0xa0-0xbf), so no payload is a map in two of them.
+    for decoder in (MSGPACK, CBOR):
+        values = [v for v in decoder.values(sample.to_pylist()) if v is not EMPTY]
+        if values and sum(type(v) is dict for v in values) * 2 >= len(values):
+            return decoder
+    return "bytes"
 
 
-def to_frame(table: pa.Table, decode: str = "auto",
+def to_frame(table: pa.Table, decode: DecodeArg = "auto",
              extra: Iterable[tuple[str, pa.ChunkedArray | pa.Array]] = (), *,
              fast: bool = True) -> pd.DataFrame:
     """Build the capture DataFrame.
@@ -146,12 +168,15 @@ def to_frame(table: pa.Table, decode: str = "auto",
     for text/bytes, or one column per (dotted) JSON key plus ``json_error`` for json. Columns in
     `extra` (e.g. JetStream ``seq``, ``sub``) come right after ``time``. The JSON columns
     follow the README's decoding contract (see ``_jsondecode``); ``fast=False`` takes the
-    careful per-row path (the tests hold both to one reference).
+    careful per-row path (the tests hold both to one reference). A binary decoding
+    (msgpack, cbor, a registered name, ``natsbook.protobuf(...)``) gives the columns JSON
+    gives for the same values (see ``_binary``). ``auto`` first uses the decoder the capture
+    declares (``subscribe(..., decode=...)``, kept in the table's schema metadata).
     """
-    if decode not in _DECODES:
-        raise BadInputError(f"decode={decode!r} is not one of {', '.join(_DECODES)}")
+    mode = resolve_decode(decode)
     payload = table["payload"]
-    mode = _choose(payload) if decode == "auto" else decode
+    if mode == "auto":
+        mode = declared_decoder(table.schema) or _choose(payload)
     cols: dict[str, Any] = {"time": table["time"].to_pandas()}
     for name, arr in extra:
         cols[name] = arr.to_pandas()
@@ -166,6 +191,8 @@ def to_frame(table: pa.Table, decode: str = "auto",
         cols["data"] = pd.Series(payload.to_pandas(types_mapper=pd.ArrowDtype), copy=False)
     elif mode == "text":
         cols["data"] = _decode_text(payload)
+    elif isinstance(mode, Decoder):
+        cols.update(mode.columns(payload, fast=fast))
     else:
         # Payload keys named like metadata columns are already renamed (data.<key>).
         cols.update(decode_json(payload, fast=fast))

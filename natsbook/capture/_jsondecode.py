@@ -22,6 +22,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -31,8 +32,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["EMPTY", "ERROR", "RESERVED", "column_name", "decode_json", "parse_careful",
-           "split_name"]
+__all__ = ["EMPTY", "ERROR", "MAX_DEPTH", "RESERVED", "column_name", "decode_json", "depth_ok",
+           "no_gc", "parse_careful", "split_name", "value_columns"]
 
 #: Metadata column names. A top-level payload key with one of these names gets the column
 #: ``data.<key>`` (so do all columns nested under it), whether or not the metadata column is in
@@ -239,6 +240,8 @@ def _collect(objs: list[dict[str, Any]], rows: Sequence[int], prefix: tuple[str,
             groups.append((ks0, objs, rows))
         except KeyError:
             cols = None
+    if cols is None and _collect_by_key(objs, rows, prefix, out):
+        return
     if cols is None:
         by_keys: dict[tuple[str, ...], tuple[list[dict[str, Any]], list[int]]] = {}
         for k, o, r in zip(map(tuple, objs), objs, rows, strict=True):
@@ -259,6 +262,9 @@ def _collect(objs: list[dict[str, Any]], rows: Sequence[int], prefix: tuple[str,
             if dict not in kinds:
                 out.setdefault(column_name(path), []).append((grows, vals, kinds))
                 continue
+            if len(kinds) == 1 and all(vals):  # a non-empty object in every row
+                _collect(list(vals), grows, path, out)
+                continue
             sub_objs: list[dict[str, Any]] = []
             sub_rows: list[int] = []
             leaf_vals: list[Any] = []
@@ -275,6 +281,54 @@ def _collect(objs: list[dict[str, Any]], rows: Sequence[int], prefix: tuple[str,
                     (leaf_rows, leaf_vals, set(map(type, leaf_vals))))
             if sub_objs:
                 _collect(sub_objs, sub_rows, path, out)
+
+
+def _collect_by_key(objs: list[dict[str, Any]], rows: Sequence[int], prefix: tuple[str, ...],
+                    out: _Chunks) -> bool:
+    """Objects of a few shapes that share most keys (telemetry with optional keys): one
+    C-level pass per key over every object, None where the key is missing. False (nothing
+    done) for many shapes or keys spread thin, where grouping by shape is cheaper."""
+    shapes = dict.fromkeys(map(tuple, objs))
+    if len(shapes) > 64:
+        return False
+    keys = dict.fromkeys(k for shape in shapes for k in shape)
+    if len(keys) > 2 * max(map(len, shapes)):
+        return False
+    n = len(objs)
+    for key in keys:
+        path = (*prefix, key)
+        vals = list(map(dict.get, objs, repeat(key, n)))
+        kinds = set(map(type, vals))
+        has: list[bool] | None = None
+        if _NONE in kinds:  # missing or null: a column starts where the key first appears
+            has = list(map(dict.__contains__, objs, repeat(key, n)))
+        if dict not in kinds:
+            first = 0 if has is None else has.index(True)
+            if first:
+                out.setdefault(column_name(path), []).append((rows[first:], vals[first:], kinds))
+            else:
+                out.setdefault(column_name(path), []).append((rows, vals, kinds))
+            continue
+        if len(kinds) == 1 and all(vals):  # a non-empty object in every row
+            _collect(vals, rows, path, out)  # type: ignore[arg-type]
+            continue
+        sub_objs: list[dict[str, Any]] = []
+        sub_rows: list[int] = []
+        leaf_vals: list[Any] = []
+        leaf_rows: list[int] = []
+        for i, (r, v) in enumerate(zip(rows, vals, strict=True)):
+            if type(v) is dict and v:
+                sub_objs.append(v)
+                sub_rows.append(r)
+            elif has is None or has[i]:
+                leaf_vals.append(v)
+                leaf_rows.append(r)
+        if leaf_rows:
+            out.setdefault(column_name(path), []).append(
+                (leaf_rows, leaf_vals, set(map(type, leaf_vals))))
+        if sub_objs:
+            _collect(sub_objs, sub_rows, path, out)
+    return True
 
 
 def _objects(vals: Sequence[Any]) -> pd.Series:
@@ -306,6 +360,8 @@ def typed_column(vals: Sequence[Any], kinds: set[type]) -> Any:
         return pd.array(vals, dtype="boolean") if nulls else np.array(vals, dtype=bool)
     if kinds == {str}:
         return pd.Series(pa.array(vals, pa.large_string()), dtype="str")
+    if kinds == {pd.Timestamp}:  # typed timestamps of binary formats (never JSON strings)
+        return pd.Series(pd.DatetimeIndex(list(vals), tz="UTC").as_unit("ns"))
     return _objects(vals)
 
 
@@ -315,15 +371,22 @@ def _assemble(chunks: list[tuple[Sequence[int], Sequence[Any], set[type]]],
         rows, vals, kinds = chunks[0]
         if len(vals) == n:  # every row, in order
             return vals, kinds
-    full: list[Any] = [None] * n
-    for rows, vals, _ in chunks:
-        for r, v in zip(rows, vals, strict=True):
-            full[r] = v
-    return full, set(map(type, full))
+    # The chunks hold disjoint rows: scatter them into one object array (no Python loop per
+    # cell; fromiter keeps a list value one cell), missing rows None.
+    full = np.full(n, None, dtype=object)
+    kinds = set()
+    covered = 0
+    for rows, vals, k in chunks:
+        full[np.asarray(rows, dtype=np.intp)] = np.fromiter(vals, dtype=object, count=len(vals))
+        kinds |= k
+        covered += len(vals)
+    if covered < n:
+        kinds.add(_NONE)
+    return full.tolist(), kinds
 
 
 @contextmanager
-def _no_gc() -> Iterator[None]:
+def no_gc() -> Iterator[None]:
     # Building a million small dicts trips the cyclic GC dozens of times for nothing: none of
     # these objects can form a cycle. Restores the caller's setting.
     was = gc.isenabled()
@@ -378,14 +441,28 @@ def _cells(values: list[Any], types: list[type], n: int,
 def decode_json(col: pa.ChunkedArray | pa.Array, *, fast: bool = True) -> dict[str, Any]:
     """Payload columns (first-appearance order), then ``data`` when some payload is a JSON value
     other than an object, then ``json_error``."""
-    n = len(col)
-    with _no_gc():
+    with no_gc():
         payloads, values = parse_payloads(col, fast=fast)
+        columns = value_columns(values, fast=fast, payloads=payloads if fast else None)
+        del payloads, values  # freed while the GC is off (see value_columns)
+    return columns
+
+
+def value_columns(values: list[Any], *, fast: bool = True,
+                  payloads: list[bytes | None] | None = None) -> dict[str, Any]:
+    """The columns of parsed payloads (EMPTY / ERROR / a value each), by the contract: payload
+    columns, then ``data`` when some value is not an object, then ``json_error``.
+
+    `payloads` (JSON read by orjson only) are the raw payloads, read again by the careful
+    parser where a float may stand for an integer beyond 64 bits. Other formats hand in
+    exact values and no payloads."""
+    n = len(values)
+    with no_gc():
         types = list(map(type, values))
         others = [i for i, t in enumerate(types) if t is not dict and t is not _Marker] \
             if types.count(dict) + types.count(_Marker) < n else []
         cells, order = _cells(values, types, n, fast)
-        if fast:
+        if payloads is not None:
             again = {i for vals, kinds in cells.values() for i in _big_floats(vals, kinds)}
             again.update(i for i in others if _has_big_float(values[i]))
             if again:

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..errors import BadInputError
 from . import _sql
-from ._frames import filter_table, to_frame
+from ._frames import DecodeArg, filter_table, resolve_decode, to_frame
 from ._store import SCHEMA
 
 if TYPE_CHECKING:
@@ -40,11 +40,11 @@ def _snapshot_table(sub: Capture) -> pa.Table:
     assert sub.store is not None
     spilled, batches, _ = sub.store.snapshot()
     tables = sub.store.read_parts(spilled)
-    tables.append(pa.Table.from_batches(batches, SCHEMA))
+    tables.append(pa.Table.from_batches(batches, sub.store.schema))
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
-def capture_frame(subs: Sequence[Capture], decode: str = "auto", *, with_sub: bool = False,
+def capture_frame(subs: Sequence[Capture], decode: DecodeArg = "auto", *, with_sub: bool = False,
                   last: int | None = None, since: Any = None, subject: str | None = None,
                   seal: bool = True) -> pd.DataFrame:
     """The DataFrame of these captures, oldest first: ``conn.to_pandas()`` (``with_sub``: a
@@ -98,7 +98,8 @@ class Refresher:
                  sql: Callable[[str], pd.DataFrame], fn: Callable[[pd.DataFrame], Any] | str,
                  *, with_sub: bool = False, why: str = "capture ended", every: float = 1.0,
                  on_result: Callable[[Any], None], on_error: Callable[[str], None],
-                 on_state: Callable[[str], None] | None = None, decode: str = "auto") -> None:
+                 on_state: Callable[[str], None] | None = None, decode: DecodeArg = "auto") -> None:
+        resolve_decode(decode)  # a bad decode= fails here, not on the refresher thread
         if not (isinstance(fn, str) or callable(fn)):
             raise BadInputError("fn must be a function of the capture's DataFrame or a SQL "
                                 "query string")

@@ -67,12 +67,16 @@ def _fold(row: Mapping[Hashable, Any], paths: Mapping[Hashable, list[str]],
     return out
 
 
-def _dumps(value: Any) -> bytes:
+def _dumps(value: Any, i: int) -> bytes:
     try:
         return orjson.dumps(value)
     except TypeError:  # an int beyond 64 bits: the stdlib writes ints of any size
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False).encode()
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:  # bytes inside an array (a binary payload)
+            raise BadInputError(f"row {i} holds a value with no JSON form ({exc}) - convert or "
+                                "drop it before publish_frame") from None
 
 
 def _json_payloads(df: pd.DataFrame) -> list[bytes]:
@@ -93,10 +97,10 @@ def _json_payloads(df: pd.DataFrame) -> list[bytes]:
     for i in range(n):
         d = data[i]
         if d is not pd.NA and not (isinstance(d, float) and math.isnan(d)):
-            out.append(_dumps(d))  # a non-object JSON value (None: a JSON null)
+            out.append(_dumps(d, i))  # a non-object JSON value (None: a JSON null)
             continue
         obj = _fold(rows[i], paths, i)
-        out.append(b"" if not obj and sizes[i] == 0 else _dumps(obj))
+        out.append(b"" if not obj and sizes[i] == 0 else _dumps(obj, i))
     return out
 
 
@@ -141,7 +145,7 @@ def publish_frame(conn: Publisher, df: pd.DataFrame, *, subject: str | None = No
         if not cols:
             raise BadInputError("the frame has no payload columns - pass data='column'")
         paths: dict[Hashable, list[str]] = {c: split_name(str(c)) for c in cols}
-        payloads = [_dumps(_fold(r, paths, i))
+        payloads = [_dumps(_fold(r, paths, i), i)
                     for i, r in enumerate(df[cols].to_dict("records"))]
     if headers is None and "headers" in df.columns:
         headers = "headers"

@@ -18,7 +18,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["SpillParts", "read_part", "spill_files"]
+__all__ = ["DECODER_KEY", "SpillParts", "read_part", "spill_files"]
+
+#: Schema metadata key naming a capture's declared decoder (``_binary`` writes and reads it).
+DECODER_KEY = b"natsbook.decode"
 
 #: A spill part's name: its capture's prefix, then ``-<part number>.parquet``.
 _PART_NAME = re.compile(r"(.+)-(\d+)\.parquet")
@@ -124,6 +127,14 @@ def spill_files(path: str | os.PathLike[str]) -> list[list[Path]]:
 def read_part(path: Path, schema: pa.Schema) -> pa.Table | str:
     """A part file's table, or why it cannot be read (removed or damaged on disk)."""
     try:
-        return pq.read_table(path, schema=schema)
+        table = pq.read_table(path, schema=schema)
+        if schema.metadata:
+            return table
+        # Keep the decoder the part declares (subscribe(decode=...)) for read_capture.
+        meta = pq.read_schema(path).metadata
     except (OSError, pa.ArrowException) as exc:
         return f"{type(exc).__name__}: {exc}"
+    if meta and DECODER_KEY in meta:
+        return table.replace_schema_metadata({k: v for k, v in meta.items()
+                                              if k.startswith(b"natsbook.")})
+    return table

@@ -23,7 +23,10 @@ reply       VARCHAR      reply subject or NULL
 headers     VARCHAR      the raw NATS header block (``NATS/1.0\\r\\nKey: value...``) or NULL
 size        BIGINT       payload bytes
 data        VARCHAR      the payload as text, unparsed (``data::JSON ->> 'temp'``); invalid
-                         UTF-8 bytes become ``?``
+                         UTF-8 bytes become ``?``. For a capture with a declared binary
+                         decoder (``subscribe(..., decode="msgpack")``) the payload decoded
+                         and written as JSON text (NULL where it is empty or does
+                         not decode)
 payload     BLOB         the payload's raw bytes
 ==========  ===========  ====================================================================
 
@@ -44,10 +47,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..errors import BadInputError, QueryError
+from ._binary import Decoder, declared_decoder, json_texts
 from ._frames import CAPTURE, TABLE, mark
-from ._spill import spill_files
+from ._spill import read_part, spill_files
 from ._store import SCHEMA
 
 if TYPE_CHECKING:
@@ -71,6 +76,8 @@ class _Part:
     name: str | None
     spilled: list[Path]
     batches: list[pa.RecordBatch]
+    #: The capture's declared decoder: a binary one makes ``data`` the decoded JSON text.
+    decoder: str | Decoder | None = None
 
 
 def check_name(name: str | None) -> None:
@@ -96,7 +103,7 @@ def _parts(subs: Sequence[Capture]) -> list[_Part]:
         if s.store is None:
             continue
         spilled, batches, _ = s.store.snapshot()
-        out.append(_Part(s.subject, s.name, spilled, batches))
+        out.append(_Part(s.subject, s.name, spilled, batches, s.store.decoder))
     return out
 
 
@@ -113,7 +120,19 @@ def path_sql(query: str, path: str | os.PathLike[str]) -> pd.DataFrame:
         raise BadInputError(f"no capture at {os.fspath(path)!r} - give a .parquet file or a "
                             "spill directory")
     files = [f for parts in spill_files(p) for f in parts] if p.is_dir() else [p]
-    return run(query, [_Part(None, None, files, [])])
+    # Files of captures that declared a binary decoder are decoded (to JSON text) apart.
+    plain: list[Path] = []
+    decoded: dict[str, _Part] = {}
+    for f in files:
+        try:
+            decoder = declared_decoder(pq.read_schema(f))
+        except (OSError, pa.ArrowException) as exc:
+            raise BadInputError(f"cannot read the capture's Parquet parts: {exc}") from None
+        if isinstance(decoder, Decoder):
+            decoded.setdefault(decoder.name, _Part(None, None, [], [], decoder)).spilled.append(f)
+        else:
+            plain.append(f)
+    return run(query, [_Part(None, None, plain, []), *decoded.values()])
 
 
 def _quote_ident(name: str) -> str:
@@ -149,7 +168,10 @@ def _register(con: Any, parts: list[_Part]) -> None:
         parts = [_Part(None, None, [], [])]
     for i, part in enumerate(parts):
         sources = []
-        if part.spilled:
+        if isinstance(part.decoder, Decoder):
+            _register_decoded(con, i, part, part.decoder)
+            sources.append(f"SELECT {_RAW_COLS}, data FROM {_PREFIX}decoded_{i}")
+        elif part.spilled:
             try:
                 dataset = ds.dataset([os.fspath(f) for f in part.spilled], schema=SCHEMA,
                                      format="parquet")
@@ -157,7 +179,7 @@ def _register(con: Any, parts: list[_Part]) -> None:
                 raise BadInputError(f"cannot read the capture's Parquet parts: {exc}") from None
             con.register(f"{_PREFIX}spill_{i}", dataset)
             sources.append(f"SELECT {_RAW_COLS}, {_DECODE} FROM {_PREFIX}spill_{i}")
-        text, raw = _split(part.batches)
+        text, raw = _split([] if isinstance(part.decoder, Decoder) else part.batches)
         if text:
             # Zero-copy: the store's batches plus `data`, their payload buffers seen as text.
             con.register(f"{_PREFIX}text_{i}", pa.Table.from_batches(text, _TEXT_SCHEMA))
@@ -178,6 +200,21 @@ def _register(con: Any, parts: list[_Part]) -> None:
     con.execute(f"CREATE VIEW messages AS {' UNION ALL '.join(selects)}")
     for name, view in named.items():
         con.execute(f"CREATE VIEW {_quote_ident(name)} AS SELECT * FROM {view}")
+
+
+def _register_decoded(con: Any, i: int, part: _Part, decoder: Decoder) -> None:
+    """A capture with a binary decoder: its rows (spilled parts read now) with ``data`` the
+    decoded payloads as JSON text."""
+    tables = []
+    for path in part.spilled:
+        got = read_part(path, SCHEMA)
+        if isinstance(got, str):
+            raise BadInputError(f"cannot read the capture's Parquet part {path.name}: {got}")
+        tables.append(got.select(SCHEMA.names))
+    tables.append(pa.Table.from_batches(part.batches, SCHEMA))
+    table = pa.concat_tables(tables).replace_schema_metadata(None)
+    table = table.append_column("data", json_texts(decoder, table["payload"]))
+    con.register(f"{_PREFIX}decoded_{i}", table)
 
 
 def _to_frame(rel: Any) -> pd.DataFrame:

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from ..errors import BadInputError
 from ..wire._protocol import HDR_LINE, RawMsg, header_block_error
 from ..wire._runs import MsgRun, RunColumns
+from ._binary import Decoder, declare, with_decoder
 from ._spill import SpillParts, read_part, spill_files
 
 __all__ = ["DEFAULT_BUDGET", "DEFAULT_MAX_BYTES", "SCHEMA", "CaptureBudget", "CaptureStore",
@@ -203,7 +204,8 @@ class CaptureStore:
 
     def __init__(self, *, max_rows: int | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
                  spill: str | os.PathLike[str] | None = None, seal_rows: int = SEAL_ROWS,
-                 budget: CaptureBudget | None = None) -> None:
+                 budget: CaptureBudget | None = None,
+                 decode: str | Decoder | None = None) -> None:
         if max_rows is not None and max_rows < 1:
             raise ValueError("max_rows must be >= 1 or None")
         if max_bytes is not None and max_bytes < 1:
@@ -211,6 +213,8 @@ class CaptureStore:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.seal_rows = seal_rows
+        self.decoder = declare(decode)  # subscribe(decode=...): self.schema declares it
+        self.schema = with_decoder(SCHEMA, self.decoder)
         self._lock = threading.Lock()
         self._open: list[RawMsg] = []
         self._open_times: list[tuple[int, int]] = []
@@ -300,8 +304,7 @@ class CaptureStore:
         if not self._open:
             return
         batch = _seal(self._open, self._open_times)
-        self._open = []
-        self._open_times = []
+        self._open, self._open_times = [], []
         self._keep_locked(batch)
 
     def _keep_locked(self, batch: pa.RecordBatch) -> None:
@@ -359,7 +362,7 @@ class CaptureStore:
         assert self._spill is not None
         if not self._sealed:
             return True
-        table = pa.Table.from_batches(list(self._sealed), SCHEMA)
+        table = pa.Table.from_batches(list(self._sealed), self.schema)
         failed = self._spill.write(table)
         if failed is not None:
             self._spill_errors += 1
@@ -371,8 +374,7 @@ class CaptureStore:
             return False
         self._spilled += table.num_rows
         self._sealed.clear()
-        self._sealed_rows = 0
-        self._sealed_bytes = 0
+        self._sealed_rows = self._sealed_bytes = 0
         return True
 
     def _drop_missing_locked(self) -> tuple[int, int]:
@@ -381,8 +383,7 @@ class CaptureStore:
         if self._spill is None or not self._spill.paths:
             return 0, 0
         gone, lost = self._spill.drop_missing()
-        self._spilled -= lost
-        self._evicted += lost
+        self._spilled, self._evicted = self._spilled - lost, self._evicted + lost
         return gone, lost
 
     def _check_parts_locked(self) -> None:
@@ -401,7 +402,7 @@ class CaptureStore:
         evicted and reported: one bad file never breaks a reader."""
         tables = []
         for path in parts:
-            if not isinstance(got := read_part(path, SCHEMA), str):
+            if not isinstance(got := read_part(path, self.schema), str):
                 tables.append(got)
                 continue
             with self._lock:
@@ -454,7 +455,7 @@ class CaptureStore:
             batches = list(self._sealed)
             parts = list(self._spill.paths) if self._spill is not None else []
         tables = self.read_parts(parts)
-        tables.append(pa.Table.from_batches(batches, SCHEMA))
+        tables.append(pa.Table.from_batches(batches, self.schema))
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def snapshot(self) -> tuple[list[Path], list[pa.RecordBatch], int]:
@@ -477,8 +478,7 @@ class CaptureStore:
         with self._lock:
             self._evicted += self._sealed_rows + len(self._open)
             self._bad_headers += self._open_bad_headers()
-            self._open = []
-            self._open_times = []
+            self._open, self._open_times = [], []
             self._sealed.clear()
             self._sealed_rows = self._sealed_bytes = 0
 

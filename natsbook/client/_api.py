@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..capture import path_sql
-from ..capture._frames import filter_table, to_frame
+from ..capture._frames import DecodeArg, filter_table, to_frame
 from ..capture._store import DEFAULT_BUDGET, read_spill_dir
 from ..core import (
     DEFAULT_PENDING_SIZE,
@@ -134,8 +134,9 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
     return Connection(engine)
 
 
-def read_capture(path: str | os.PathLike[str], decode: str = "auto", *, last: int | None = None,
-                 since: Any = None, subject: str | None = None) -> pd.DataFrame:
+def read_capture(path: str | os.PathLike[str], decode: DecodeArg = "auto", *,
+                 last: int | None = None, since: Any = None,
+                 subject: str | None = None) -> pd.DataFrame:
     """Read a capture written by ``Subscription.to_parquet`` or a spill directory.
 
     Gives the same DataFrame as ``Subscription.to_pandas`` with the same arguments. A spill

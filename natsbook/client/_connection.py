@@ -18,6 +18,7 @@ from .. import jetstream, ops
 from ..capture import (
     DEFAULT_MAX_BYTES,
     CaptureBudget,
+    DecodeArg,
     capture_frame,
     captures_sql,
     publish_frame,
@@ -104,7 +105,7 @@ class Connection:
 
     def request_batch(self, subject: str, payloads: Iterable[Any], *, concurrency: int = 100,
                       timeout: float = 5.0, headers: Mapping[str, Any] | None = None,
-                      decode: str = "auto", progress: bool | None = None) -> pd.DataFrame:
+                      decode: DecodeArg = "auto", progress: bool | None = None) -> pd.DataFrame:
         """Send every payload as a request, at most `concurrency` in flight, and collect the
         replies: the notebook way to load-test a service and look at its latencies.
 
@@ -144,7 +145,7 @@ class Connection:
     def request_many(self, subject: str, data: Any = b"", *, max_replies: int | None = None,
                      max_wait: float = 1.0, stall: float | None = None,
                      headers: Mapping[str, Any] | None = None,
-                     decode: str = "auto") -> pd.DataFrame:
+                     decode: DecodeArg = "auto") -> pd.DataFrame:
         """Scatter-gather: send one request and collect every reply (nats.js ``requestMany``,
         ``nats req --replies``).
 
@@ -172,7 +173,8 @@ class Connection:
                   pending_msgs: int = DEFAULT_PENDING_MSGS,
                   pending_bytes: int = DEFAULT_PENDING_BYTES,
                   batch_callback: Callable[[list[RawMsg], float], Any] | None = None,
-                  timeout: float = 10.0, name: str | None = None) -> Subscription:
+                  timeout: float = 10.0, name: str | None = None,
+                  decode: DecodeArg | None = None) -> Subscription:
         """Subscribe and capture. Returns once the server has registered the subscription.
 
         Args:
@@ -191,12 +193,14 @@ class Connection:
             timeout: how long to wait for the server to confirm.
             name: a table name for this capture in ``conn.sql()`` (``FROM readings``); a
                 later capture given the same name takes it over.
+            decode: the capture's payload format ("msgpack", "cbor", a registered name or
+                ``natsbook.protobuf(...)``): ``to_pandas()`` and SQL's ``data`` decode by it.
         """
         return self._engine.subscribe(
             subject, queue=queue, max_msgs=max_msgs, callback=callback, capture=capture,
             max_rows=max_rows, max_bytes=max_bytes, spill=spill, pending_msgs=pending_msgs,
             pending_bytes=pending_bytes, batch_callback=batch_callback, timeout=timeout,
-            name=name)
+            name=name, decode=decode)
 
     def unsubscribe(self, sub: Subscription | str, *, max_msgs: int | None = None) -> None:
         """Unsubscribe now, or after `max_msgs` messages in total (auto-unsubscribe)."""
@@ -328,7 +332,7 @@ class Connection:
         return self._engine.gaps()
 
     # ------------------------------------------------------------------ captures
-    def to_pandas(self, decode: str = "auto", *, last: int | None = None, since: Any = None,
+    def to_pandas(self, decode: DecodeArg = "auto", *, last: int | None = None, since: Any = None,
                   subject: str | None = None) -> pd.DataFrame:
         """Messages of every capture on this connection (active and finished), oldest first,
         with a ``sub`` column naming the subscription's subject pattern."""
@@ -355,7 +359,7 @@ class Connection:
         return captures_sql(self._engine.internals.captures(), query)
 
     def live(self, fn: Callable[[pd.DataFrame], Any] | str, *, every: float = 1.0,
-             decode: str = "auto", title: str | None = None) -> Any:
+             decode: DecodeArg = "auto", title: str | None = None) -> Any:
         """A view of ``fn(frame)`` over every capture (``frame`` as ``conn.to_pandas()``, with
         a ``sub`` column), or of a SQL query's result, re-rendered at most every `every`
         seconds and only when new rows arrived. See :meth:`Subscription.live`."""
@@ -411,7 +415,7 @@ class Connection:
     def stream_history(self, name: str, *, subject: str | None = None,
                        start_seq: int | None = None, since: Any = None, until: Any = None,
                        last: int | None = None, max_rows: int | None = None,
-                       decode: str = "auto", method: str = "auto",
+                       decode: DecodeArg = "auto", method: str = "auto",
                        progress: bool | None = None, timeout: float = 10.0) -> pd.DataFrame:
         """A stream's stored messages as a capture DataFrame with ``seq`` and stored ``time``.
         See :func:`natsbook.jetstream.stream_history` for the arguments."""

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .._progress import Progress
-from ..capture._frames import to_frame
+from ..capture._frames import DecodeArg, to_frame
 from ..capture._store import SCHEMA
 from ..errors import BadInputError, MaxPayloadError, NoRespondersError, ProtocolError
 from ..wire._msg import encode_payload, header_items
@@ -141,7 +141,7 @@ def _check_positive(name: str, value: Any, *, integer: bool = False,
 
 def request_batch(conn: Engine, subject: str, payloads: Iterable[Any], *,
                   concurrency: int = 100, timeout: float = 5.0,
-                  headers: Mapping[str, Any] | None = None, decode: str = "auto",
+                  headers: Mapping[str, Any] | None = None, decode: DecodeArg = "auto",
                   progress: bool | None = None) -> pd.DataFrame:
     """Connection.request_batch (documented there)."""
     conn._check_open()
@@ -281,7 +281,7 @@ def request_batch(conn: Engine, subject: str, payloads: Iterable[Any], *,
 def request_many(conn: Engine, subject: str, data: Any = b"", *,
                  max_replies: int | None = None, max_wait: float = 1.0,
                  stall: float | None = None, headers: Mapping[str, Any] | None = None,
-                 decode: str = "auto") -> pd.DataFrame:
+                 decode: DecodeArg = "auto") -> pd.DataFrame:
     """Connection.request_many (documented there)."""
     conn._check_open()
     _check_positive("max_replies", max_replies, integer=True, none_ok=True)

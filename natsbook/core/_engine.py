@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..capture._frames import TABLE, mark
+from ..capture._frames import TABLE, DecodeArg, mark
 from ..capture._sql import check_name
 from ..capture._store import DEFAULT_MAX_BYTES, CaptureStore
 from ..errors import (
@@ -62,7 +62,8 @@ class Engine(Publishing):
                   pending_msgs: int = DEFAULT_PENDING_MSGS,
                   pending_bytes: int = DEFAULT_PENDING_BYTES,
                   batch_callback: Callable[[list[RawMsg], float], Any] | None = None,
-                  timeout: float = 10.0, name: str | None = None) -> Subscription:
+                  timeout: float = 10.0, name: str | None = None,
+                  decode: DecodeArg | None = None) -> Subscription:
         """See :meth:`natsbook.Connection.subscribe`."""
         self._check_open()
         check_subscribe(subject)
@@ -76,7 +77,7 @@ class Engine(Publishing):
         if batch_callback is not None and (callback is not None or not callable(batch_callback)):
             raise BadInputError("batch_callback must be callable and comes instead of callback")
         store = (CaptureStore(max_rows=max_rows, max_bytes=max_bytes, spill=spill,
-                              budget=self.capture_budget)
+                              budget=self.capture_budget, decode=decode)
                  if capture else None)
         sid = self._subs.new_sid()
         sub = Subscription(self, sid, subject, queue, max_msgs, store, callback,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..capture import CaptureStore
+    from ..capture._frames import DecodeArg
     from ..wire._msg import Msg
     from ..wire._protocol import RawMsg
     from ._engine import Engine
@@ -65,7 +66,8 @@ class Link(Protocol):
                   spill: str | os.PathLike[str] | None = None, pending_msgs: int = ...,
                   pending_bytes: int = ...,
                   batch_callback: Callable[[list[RawMsg], float], Any] | None = None,
-                  timeout: float = 10.0, name: str | None = None) -> Subscription: ...
+                  timeout: float = 10.0, name: str | None = None,
+                  decode: DecodeArg | None = None) -> Subscription: ...
 
     def unsubscribe(self, sub: Subscription | str, *, max_msgs: int | None = None) -> None: ...
 

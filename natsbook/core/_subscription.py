@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..capture._frames import filter_table, to_frame
+from ..capture._frames import DecodeArg, filter_table, to_frame
 from ..capture._sql import captures_sql
 from ..capture._store import CaptureStore
 from ..errors import ProtocolError
@@ -352,7 +352,7 @@ class Subscription:
             self._report_store()
         return table
 
-    def to_pandas(self, decode: str = "auto", *, last: int | None = None, since: Any = None,
+    def to_pandas(self, decode: DecodeArg = "auto", *, last: int | None = None, since: Any = None,
                   subject: str | None = None) -> pd.DataFrame:
         """The captured messages as a DataFrame (see natsbook docs for columns and decoding).
 
@@ -402,7 +402,7 @@ class Subscription:
         return captures_sql([self], query)
 
     def live(self, fn: Callable[[pd.DataFrame], Any] | str, *, every: float = 1.0,
-             decode: str = "auto", title: str | None = None) -> Any:
+             decode: DecodeArg = "auto", title: str | None = None) -> Any:
         """A widget showing ``fn(frame)``, refreshed as messages arrive.
 
         Args:

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from .._progress import Progress
 from ..capture import FOLD, TABLE, mark
-from ..capture._frames import to_frame
+from ..capture._frames import DecodeArg, to_frame
 from ..capture._store import SCHEMA
 from ..errors import BadInputError, JetStreamError, NoRespondersError
 from ._jsapi import api_request, check_name, paged, stream_call, stream_names
@@ -224,7 +224,7 @@ def js_publish(conn: Link, subject: str, data: Any = b"", *,
 
 
 # ---------------------------------------------------------------------------------- reading
-def history_frame(table: pa.Table, decode: str = "auto") -> pd.DataFrame:
+def history_frame(table: pa.Table, decode: DecodeArg = "auto") -> pd.DataFrame:
     """A stored-message table (SCHEMA + ``seq``) as the capture DataFrame with ``seq``."""
     return to_frame(table.select(SCHEMA.names), decode, extra=[("seq", table["seq"])])
 
@@ -360,7 +360,8 @@ def read_stream(conn: Link, name: str, *, subject: str | None = None,
 def stream_history(conn: Link, name: str, *, subject: str | None = None,
                    start_seq: int | None = None, since: Any = None, until: Any = None,
                    last: int | None = None, max_rows: int | None = None,
-                   decode: str = "auto", method: str = "auto", progress: bool | None = None,
+                   decode: DecodeArg = "auto", method: str = "auto",
+                   progress: bool | None = None,
                    timeout: float = 10.0) -> pd.DataFrame:
     """Stored messages as the same DataFrame a live capture gives, plus ``seq``.
 
@@ -377,7 +378,8 @@ def stream_history(conn: Link, name: str, *, subject: str | None = None,
             a duration needs its unit.
         last: only the newest N (matching) messages.
         max_rows: stop after this many rows.
-        decode: "auto", "json", "text" or "bytes" (as ``Subscription.to_pandas``).
+        decode: "auto", "json", "text", "bytes", "msgpack", "cbor", a registered name or
+            ``natsbook.protobuf(...)`` (as ``Subscription.to_pandas``).
         method: "auto" (a pull consumer; direct get for ``last=`` when the stream allows
             it), "direct", "consumer".
         progress: progress bar (None: only for long reads in a kernel or a terminal).
@@ -415,7 +417,7 @@ class Follow:
         live, _ = self.live.table()
         return pa.concat_tables([self.history, live]) if live.num_rows else self.history
 
-    def to_pandas(self, decode: str = "auto") -> pd.DataFrame:
+    def to_pandas(self, decode: DecodeArg = "auto") -> pd.DataFrame:
         return history_frame(self.to_arrow(), decode)
 
     def missed(self) -> int:

@@ -21,6 +21,9 @@ and a background thread::
     jobs.<kind>                 jobs published at ``job_rate``; a pool of workers (queue group
                                 "workers") takes each one, publishes ``results.<kind>`` and
                                 replies when the job was sent as a request.
+    <binary>.msgpack.<site>.<device>, <binary>.proto.<site>.<device>
+                                with ``binary="binary"``: each reading again as MessagePack
+                                and as Protobuf (see ``natsbook.lab._binary``).
 
 >>> from natsbook.lab.simulator import Simulator
 >>> sim = Simulator(conn, devices=6, rate=2).start()   # 12 readings/s
@@ -43,7 +46,8 @@ import orjson
 from ..client import Connection, Subscription, connect
 from ..errors import BadInputError, ConnectionClosedError, NatsbookError, ServiceError
 from ..ops import Service
-from ..wire import Msg
+from ..wire import Msg, check_publish
+from ._binary import BinaryTelemetry
 
 __all__ = ["DEFAULT_SITES", "SERVICES", "SERVICE_NAME", "STATUSES", "Simulator"]
 
@@ -106,6 +110,8 @@ class Simulator:
         inject_every: at least one anomaly and one malformed reading every this many seconds
             (0: only the random rates), so that a capture of a few seconds always holds
             some to find.
+        binary: first subject token of the binary-telemetry family (each reading also as
+            MessagePack and Protobuf), or None for none.
     """
 
     def __init__(self, conn: Connection | str | None = None, *, devices: int = 6,
@@ -114,7 +120,8 @@ class Simulator:
                  services: bool = True, responders: int = 8, workers: int = 3,
                  job_rate: float = 0.5,
                  latency: float = 1.0, prefix: str = "telemetry",
-                 seed: int | None = None, inject_every: float = 0.0) -> None:
+                 seed: int | None = None, inject_every: float = 0.0,
+                 binary: str | None = None) -> None:
         if not isinstance(devices, int) or devices < 0:
             raise BadInputError(f"devices={devices!r} must be an int >= 0")
         if rate <= 0 or not math.isfinite(rate):
@@ -131,6 +138,10 @@ class Simulator:
                                 "each service's queue group)")
         if not sites:
             raise BadInputError("sites must name at least one site")
+        if binary is not None:
+            check_publish(f"{binary}.msgpack")
+        self._binary = BinaryTelemetry(binary) if binary else None
+        self._binary_out: list[tuple[str, bytes]] = []
         self._conn_arg = conn
         self.conn: Connection | None = conn if isinstance(conn, Connection) else None
         self._owns_conn = not isinstance(conn, Connection)
@@ -215,6 +226,9 @@ class Simulator:
             "battery": round(dev.battery, 1), "status": status,
         }
         payload = orjson.dumps(body)
+        if self._binary is not None:  # a DS18B20's raw reading: 1/16 degree, 2 bytes
+            raw = (int(temp * 16) & 0xFFFF).to_bytes(2, "big")
+            self._binary_out = self._binary.payloads(body, raw, kind == "malformed")
         if kind == "malformed":
             style = rng.randrange(3)
             if style == 0:
@@ -361,6 +375,9 @@ class Simulator:
             self._inject_due[kind] = time.monotonic() + self.inject_every
         headers = {"Sim-Injected": kind} if kind else None
         conn.publish(dev.subject, payload, headers=headers)
+        for subject, data in self._binary_out:
+            conn.publish(subject, data, headers=headers)
+        self._binary_out = []
         self._count("published")
         if kind:
             self._count("anomalies" if kind == "anomaly" else "malformed")

@@ -28,7 +28,8 @@ class NatsMagicsBase(Magics, Configurable):
     timeout = Float(5.0, help="Seconds to wait for a reply (%nats_req), for the server to "
                               "confirm a publish or subscribe, and for each connect attempt."
                     ).tag(config=True)
-    decode = CaselessStrEnum(["auto", "json", "text", "bytes"], default_value="auto",
+    decode = CaselessStrEnum(["auto", "json", "text", "bytes", "msgpack", "cbor"],
+                             default_value="auto",
                              help="How %nats_msgs decodes payloads unless --decode is given."
                              ).tag(config=True)
     display_limit = Int(50, help="At most this many rows are shown for %nats_msgs and "

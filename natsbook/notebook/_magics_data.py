@@ -51,8 +51,9 @@ class DataMagics(NatsMagicsBase):
               help="only the newest N messages (1 to 1,000,000,000)")
     @argument("--start-seq", default=None, metavar="SEQ",
               help="from this stream sequence (1 or more)")
-    @argument("--decode", "-d", choices=["auto", "json", "text", "bytes"], default=None,
-              help="payload decoding (default: %%config NatsMagics.decode)")
+    @argument("--decode", "-d", default=None, metavar="DECODE",
+              help="payload decoding: auto, json, text, bytes, msgpack, cbor or a name "
+                   "given to natsbook.register_decoder (default: %%config NatsMagics.decode)")
     @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
     @line_magic
     def nats_stream(self, line: str) -> pd.DataFrame:

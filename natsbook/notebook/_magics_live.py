@@ -93,9 +93,9 @@ class LiveMagics(NatsMagicsBase):
                                                   "new rows arrived (1s, 500ms; >= 100ms)")
     @argument("--sql", action="store_true", help="the cell is SQL (detected by itself when it "
                                                  "starts with SELECT, WITH, FROM, ...)")
-    @argument("--decode", "-d", choices=["auto", "json", "text", "bytes"], default=None,
-              help="payload decoding of the DataFrame `df` (default: %%config "
-                   "NatsMagics.decode)")
+    @argument("--decode", "-d", default=None, metavar="DECODE",
+              help="payload decoding of the DataFrame `df`: auto, json, text, bytes, msgpack, "
+                   "cbor or a registered name (default: %%config NatsMagics.decode)")
     @argument("--title", "-t", help="a heading for the view")
     @argument("-o", "--out", dest="name", help="bind the view to this variable")
     @no_var_expand

@@ -97,6 +97,9 @@ class MessagingMagics(NatsMagicsBase):
     @argument("--queue", "-q", help="queue group: each message goes to one member")
     @argument("--max", default=None, metavar="N",
               help="stop after N messages (1 to 1,000,000,000)")
+    @argument("--decode", "-d", default=None, metavar="DECODE",
+              help="the capture's payload format (msgpack, cbor or a registered name): "
+                   "%%nats_msgs, SQL and live views then decode it by default")
     @argument("-o", "--out", dest="name", help="bind the Subscription to this variable")
     @line_magic
     def nats_sub(self, line: str) -> Subscription:
@@ -108,7 +111,7 @@ class MessagingMagics(NatsMagicsBase):
         conn = self._require()
         with _magic_errors():
             sub = conn.subscribe(args.subject, queue=args.queue, max_msgs=args.max,
-                                 timeout=self.timeout)
+                                 timeout=self.timeout, decode=args.decode)
         if args.name:
             self._names[sub.sid] = args.name
         self._bind(args.name, sub)
@@ -180,8 +183,9 @@ class MessagingMagics(NatsMagicsBase):
     @argument("pattern", nargs="?", help="only messages whose subject matches this pattern")
     @argument("--last", "-n", default=None, metavar="N",
               help="only the newest N messages (1 to 1,000,000,000)")
-    @argument("--decode", "-d", choices=["auto", "json", "text", "bytes"], default=None,
-              help="payload decoding (default: %%config NatsMagics.decode)")
+    @argument("--decode", "-d", default=None, metavar="DECODE",
+              help="payload decoding: auto, json, text, bytes, msgpack, cbor or a name "
+                   "given to natsbook.register_decoder (default: %%config NatsMagics.decode)")
     @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
     @line_magic
     def nats_msgs(self, line: str) -> pd.DataFrame:

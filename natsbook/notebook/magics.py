@@ -5,10 +5,10 @@
     %nats_connect [URL ...] [--token T] [--user U --password P] [--creds F] [--nkey F]
                   [--tls-ca F] [--tls-cert F] [--tls-key F] [--name N] [--context [NAME]]
     %nats_pub SUBJECT [PAYLOAD] [--reply R] [-H KEY:VALUE ...] [--count N]   (%%nats_pub too)
-    %nats_sub SUBJECT [--queue Q] [--max N] [-o NAME]
+    %nats_sub SUBJECT [--queue Q] [--max N] [--decode FORMAT] [-o NAME]
     %nats_req SUBJECT [PAYLOAD] [--timeout S] [-H KEY:VALUE ...]           (%%nats_req too)
     %nats_unsub [SUBJECT | --all]      %nats_subs      %nats_info      %nats_close
-    %nats_msgs [PATTERN] [--last N] [--decode json|text|bytes|auto] [-o NAME]
+    %nats_msgs [PATTERN] [--last N] [--decode json|text|bytes|auto|msgpack|cbor|NAME] [-o NAME]
     %nats_streams      %nats_stream NAME [--subject S] [--since T] [--until T] [--last N]
                        [-o NAME]   (T: ISO time, epoch seconds >= 1e9, or 30s/10m/2h ago)
     %nats_kv BUCKET [KEY] [-o NAME]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 import pandas as pd
 
-from ...capture import ATTR, Refresher
+from ...capture import ATTR, DecodeArg, Refresher
 from ...client import Connection
 from .._display import frame_display_html
 
@@ -111,7 +111,7 @@ class LiveView(W.VBox):
 
     def __init__(self, source: Subscription | Connection,
                  fn: Callable[[pd.DataFrame], Any] | str, *, every: float = 1.0,
-                 decode: str = "auto", title: str | None = None) -> None:
+                 decode: DecodeArg = "auto", title: str | None = None) -> None:
         self._status = W.HTML().add_class("nb-live-status")
         self._button = W.Button(description="Stop", icon="stop",
                                 tooltip="stop refreshing this view",
