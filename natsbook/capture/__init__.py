@@ -7,6 +7,8 @@ Imports the wire layer only; it knows nothing of sockets or connections.
 
 from __future__ import annotations
 
+from ._dataset import dataset_sql, is_dataset, read_dataset, read_dataset_table
+from ._dsfiles import DATASET_SCHEMA, PartWriter
 from ._frames import ATTR, CAPTURE, META_COLUMNS, REPORT, Decode, filter_table, mark, to_frame
 from ._live import MIN_EVERY, Refresher, capture_frame
 from ._replay import publish_frame
@@ -24,6 +26,7 @@ from ._store import (
 __all__ = [
     "ATTR",
     "CAPTURE",
+    "DATASET_SCHEMA",
     "DEFAULT_BUDGET",
     "DEFAULT_MAX_BYTES",
     "META_COLUMNS",
@@ -34,14 +37,19 @@ __all__ = [
     "CaptureBudget",
     "CaptureStore",
     "Decode",
+    "PartWriter",
     "Publisher",
     "Refresher",
     "StoreStats",
     "capture_frame",
     "captures_sql",
+    "dataset_sql",
     "filter_table",
+    "is_dataset",
     "mark",
     "path_sql",
     "publish_frame",
+    "read_dataset",
+    "read_dataset_table",
     "to_frame",
 ]
