@@ -189,8 +189,12 @@ def read_dataset_table(path: str | os.PathLike[str], *, since: Any = None, until
     expr = _filter(lo, hi, subject)
     parts = []
     if p.clean:
-        parts.append(ds.dataset(p.clean, schema=DATASET_SCHEMA, filesystem=loc.fs,
-                                format="parquet").to_table(filter=expr))
+        try:
+            parts.append(ds.dataset(p.clean, schema=DATASET_SCHEMA, filesystem=loc.fs,
+                                    format="parquet").to_table(filter=expr))
+        except (OSError, pa.ArrowException) as exc:
+            raise DatasetError(f"cannot read part: {exc} - a damaged part can be moved aside; "
+                               "its messages are then missing from reads", url=loc.url) from None
     if p.fixed is not None:
         parts.append(p.fixed.filter(expr) if expr is not None else p.fixed)
     table = pa.concat_tables(parts) if parts else DATASET_SCHEMA.empty_table()
@@ -245,9 +249,9 @@ def dataset_sql(query: str, path: str | os.PathLike[str], *, since: Any = None,
             srcs.append(_VIEW.format(src="_natsbook_fixed"))
         where = []
         if lo is not None:
-            where.append(f"time >= make_timestamp_ns({lo})")
+            where.append(f"time >= make_timestamp_ns({lo})::TIMESTAMPTZ_NS")
         if hi is not None:
-            where.append(f"time < make_timestamp_ns({hi})")
+            where.append(f"time < make_timestamp_ns({hi})::TIMESTAMPTZ_NS")
         cond = f" WHERE {' AND '.join(where)}" if where else ""
         con.execute(f"CREATE VIEW messages AS SELECT * FROM ({' UNION ALL '.join(srcs)}){cond}")
         try:
