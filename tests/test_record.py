@@ -6,7 +6,6 @@ handles; the dataset reader is also tested on parts written directly (duplicates
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -208,7 +207,7 @@ def test_sigterm_writes_the_open_part_then_acks(server: natsbook.LocalServer, su
             conn.flush()
             # Delivered, held in the open part: no part on disk, so nothing acked yet.
             wait_for(lambda: ack_pending(conn, subject, "natsbook-record") == 500)
-            time.sleep(0.5)
+            time.sleep(1.5)  # longer than a pull waits: the rows are in the open part
             assert parts(out) == []
             assert consumer(conn, subject, "natsbook-record")["num_ack_pending"] == 500
             proc.send_signal(signal.SIGTERM)

@@ -56,7 +56,8 @@ def add_record_parser(sub: Any) -> None:
 
 def _line(st: RecorderStats, t0: float) -> str:
     rate = st.written / max(time.monotonic() - t0, 1e-9)
-    return (f"natsbook record: {st.written} written ({rate:,.0f}/s), {st.acked} acked, "
+    return (f"natsbook record: {st.received} received, {st.written} written ({rate:,.0f}/s), "
+            f"{st.acked} acked, "
             f"{st.parts} parts, lag {st.lag}, last seq {st.last_seq}")
 
 
