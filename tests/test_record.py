@@ -282,3 +282,32 @@ def test_cli_errors_name_the_problem(server: natsbook.LocalServer, subject: str,
             js.delete_stream(conn, subject)
     with pytest.raises(BadInputError, match="no capture"):
         natsbook.read_capture(tmp_path / "nothing-here")
+
+
+def test_a_deleted_consumer_stops_the_recorder(server: natsbook.LocalServer, subject: str,
+                                               tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.>"])
+        rec = js.Recorder(conn, subject, str(tmp_path / "ds"), durable="d", pull_wait=0.2)
+
+        def run() -> None:
+            try:
+                rec.run(stop)
+            except BaseException as exc:
+                errors.append(exc)
+
+        th = threading.Thread(target=run)
+        th.start()
+        try:
+            wait_for(lambda: ack_pending(conn, subject, "d") == 0)
+            js.delete_consumer(conn, subject, "d")
+            th.join(30)
+            assert not th.is_alive()
+            assert len(errors) == 1 and isinstance(errors[0], natsbook.errors.JetStreamError)
+            assert "start the recorder again" in str(errors[0])
+        finally:
+            stop.set()
+            th.join(30)
+            js.delete_stream(conn, subject)

@@ -158,6 +158,21 @@ class Recorder:
         self.ack_wait = config.get("ack_wait", int(self.ack_wait * _SEC)) / _SEC
         return info
 
+    def _check_consumer(self) -> None:
+        """Pulls go unanswered: raise if the consumer is gone (deleted), else carry on (the
+        server is away or electing a leader; the connection reconnects by itself)."""
+        try:
+            api_request(self.conn, f"CONSUMER.INFO.{self.stream}.{self.durable}",
+                        timeout=self.timeout)
+        except JetStreamError as exc:
+            if exc.code == 404:
+                raise JetStreamError(
+                    f"consumer {self.durable!r} on {self.stream!r} is gone (deleted?) - start "
+                    "the recorder again to create it; the new one starts from the beginning "
+                    "of the stream", code=404) from None
+        except NatsbookError:
+            pass
+
     # -- pulling -----------------------------------------------------------------------
     def _sink(self, rows: list[RawMsg], now: float) -> None:
         """On the I/O thread: hand the rows over, never block."""
@@ -286,6 +301,7 @@ class Recorder:
         self._sub = self.conn.internals.subscribe(self._prefix + ".*", sink=self._sink,
                                                   timeout=self.timeout)
         shown = time.monotonic()
+        silent = 0  # pulls in a row that nothing answered
         try:
             while not stop.is_set():
                 want = max(1, min(self.batch, self.part_rows - self._open_rows))
@@ -311,7 +327,12 @@ class Recorder:
                     if once and code in (404, 408):
                         break
                     if code is None or code == 409:
+                        silent += 1
+                        if silent % 5 == 0:
+                            self._check_consumer()
                         stop.wait(0.2)  # reconnecting or a leader change: try again
+                else:
+                    silent = 0
             self._take()
             self.flush()
             if report is not None:
