@@ -311,3 +311,25 @@ def test_a_deleted_consumer_stops_the_recorder(server: natsbook.LocalServer, sub
             stop.set()
             th.join(30)
             js.delete_stream(conn, subject)
+
+
+def test_recorders_starting_together_on_a_new_folder(tmp_path: Path) -> None:
+    """Each writes the dataset's _natsbook.json through a temporary file of its own."""
+    errors: list[BaseException] = []
+    for k in range(15):
+        out = tmp_path / f"ds{k}"
+        barrier = threading.Barrier(4)
+
+        def start(out: Path = out, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait(10)
+            try:
+                PartWriter(out, stream="S", decode="json")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []

@@ -12,8 +12,8 @@ ever replaces another (a sequence written by both, after a crash, is removed whe
 
 Columns: the capture's (``time`` = the time the stream stored the message, ``subject``,
 ``reply`` (always null), ``headers``, ``payload``: the raw bytes, decoded only when reading)
-plus ``stream_seq``. zstd. A local part is written to ``.<name>.tmp`` in its final folder,
-fsynced, renamed and the folder fsynced; an object-store part is one PUT of the whole file
+plus ``stream_seq``. zstd. A local part is written to ``.<name>.<writer>.tmp`` in its final
+folder, fsynced, renamed and the folder fsynced; an object-store part is one PUT of the whole file
 under its final name (a PUT, or a completed multipart upload, is atomic; S3 has no rename).
 """
 
@@ -154,7 +154,7 @@ class PartWriter:
                 f.write(data)
             return
         folder, name = os.path.split(path)
-        tmp = os.path.join(folder, f".{name}.tmp")
+        tmp = os.path.join(folder, f".{name}.{self.writer}.tmp")  # never shared
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:

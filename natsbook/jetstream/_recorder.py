@@ -185,7 +185,8 @@ class Recorder:
                     self._ends[r[0]] = r
             self._cond.notify_all()
 
-    def _pull(self, want: int, no_wait: bool) -> tuple[int, int | None, str]:
+    def _pull(self, want: int, no_wait: bool,
+              wait: float | None = None) -> tuple[int, int | None, str]:
         """One pull request: (messages delivered, the status that ended it or None when
         `want` arrived or nothing answered, its description)."""
         assert self._sub is not None
@@ -197,7 +198,8 @@ class Recorder:
         if no_wait:
             req["no_wait"] = True
         else:
-            req["expires"] = int(self.pull_wait * _SEC)
+            wait = self.pull_wait if wait is None else wait
+            req["expires"] = int(wait * _SEC)
         with self._cond:
             start = len(self._rows)
         try:
@@ -205,7 +207,7 @@ class Recorder:
                               reply=reply)
         except NatsbookError:
             return 0, None, "not connected"  # reconnecting: the next pull tries again
-        deadline = time.monotonic() + (0 if no_wait else self.pull_wait) + self.timeout
+        deadline = time.monotonic() + (0 if no_wait else wait or 0) + self.timeout
         with self._cond:
             while True:
                 end = self._ends.pop(key, None)
@@ -305,7 +307,11 @@ class Recorder:
         try:
             while not stop.is_set():
                 want = max(1, min(self.batch, self.part_rows - self._open_rows))
-                got, code, text = self._pull(want, no_wait=once)
+                wait = self.pull_wait
+                if self._open_rows:  # wait no longer than the open part may stay open
+                    age = time.monotonic() - self._opened
+                    wait = min(wait, max(0.05, self.part_age - age))
+                got, code, text = self._pull(want, no_wait=once, wait=wait)
                 self._take()
                 if self._due():
                     self.flush()
