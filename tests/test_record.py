@@ -333,3 +333,31 @@ def test_recorders_starting_together_on_a_new_folder(tmp_path: Path) -> None:
         for t in threads:
             t.join(30)
         assert errors == []
+
+
+def test_a_part_open_longer_than_ack_wait_is_kept_with_progress_acks(
+        server: natsbook.LocalServer, subject: str, tmp_path: Path) -> None:
+    stop = threading.Event()
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.>"])
+        try:
+            rec = js.Recorder(conn, subject, str(tmp_path / "ds"), durable="d", ack_wait=1.0,
+                              part_age=3.5)
+            th = threading.Thread(target=rec.run, args=(stop,))
+            th.start()
+            try:
+                for i in range(100):
+                    conn.publish(f"{subject}.x", {"i": i})
+                conn.flush()
+                wait_for(lambda: rec.stats.received == 100)
+                time.sleep(2.5)  # past the 1 s ack wait, the part still open
+                info = consumer(conn, subject, "d")
+                assert info["num_redelivered"] == 0 and info["num_ack_pending"] == 100
+                assert rec.stats.received == 100 and rec.stats.written == 0
+            finally:
+                stop.set()
+                th.join(30)
+            assert rec.stats.written == 100 and rec.stats.acked == 100
+            assert consumer(conn, subject, "d")["num_ack_pending"] == 0
+        finally:
+            js.delete_stream(conn, subject)

@@ -156,6 +156,9 @@ class Recorder:
                 f"{self.subjects!r} - use another --durable, or leave --subjects out")
         self.consumer = info
         self.ack_wait = config.get("ack_wait", int(self.ack_wait * _SEC)) / _SEC
+        # A delivery waits in its pull at most pull_wait before the part holds it: well
+        # within the ack wait, so the +WPI at half of it always comes in time.
+        self.pull_wait = min(self.pull_wait, self.ack_wait / 4)
         return info
 
     def _check_consumer(self) -> None:
@@ -308,9 +311,10 @@ class Recorder:
             while not stop.is_set():
                 want = max(1, min(self.batch, self.part_rows - self._open_rows))
                 wait = self.pull_wait
-                if self._open_rows:  # wait no longer than the open part may stay open
-                    age = time.monotonic() - self._opened
-                    wait = min(wait, max(0.05, self.part_age - age))
+                if self._open_rows:  # no longer than the part may stay open, or until +WPI
+                    now = time.monotonic()
+                    wait = min(wait, max(0.05, min(self._opened + self.part_age,
+                                                   self._touched + self.ack_wait / 2) - now))
                 got, code, text = self._pull(want, no_wait=once, wait=wait)
                 self._take()
                 if self._due():
