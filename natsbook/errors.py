@@ -28,6 +28,7 @@
     ├── ServerStartError                            the embedded nats-server did not start
     ├── MonitorError                 .url .status   the HTTP monitoring endpoint failed
     ├── QueryError                   .query .detail  DuckDB refused or failed a SQL query
+    ├── DatasetError                 .url           a recorded dataset cannot be written/read
     └── JetStreamError               .code .err_code .description
         ├── NotFoundError            .name .suggestion
         └── DigestMismatchError      .expected .actual  an object's chunks fail its digest
@@ -45,6 +46,7 @@ __all__ = [
     "BadSubjectError",
     "ConnectError",
     "ConnectionClosedError",
+    "DatasetError",
     "DigestMismatchError",
     "FlushTimeout",
     "JetStreamError",
@@ -261,6 +263,15 @@ class QueryError(NatsbookError):
         super().__init__(f"SQL query failed: {detail} - the tables are `messages` (columns "
                          "time, sub, subject, reply, headers, size, data, payload) and the "
                          "capture names given with subscribe(..., name=...)")
+
+
+class DatasetError(NatsbookError):
+    """A Parquet dataset written by ``natsbook record`` cannot be written (the recorder stops
+    and acks nothing it did not write) or read."""
+
+    def __init__(self, message: str, url: str = "") -> None:
+        self.url = url
+        super().__init__(message)
 
 
 class JetStreamError(NatsbookError):

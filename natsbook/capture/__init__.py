@@ -8,6 +8,8 @@ Imports the wire layer only; it knows nothing of sockets or connections.
 from __future__ import annotations
 
 from ._binary import Decoder, register_decoder
+from ._dataset import dataset_sql, is_dataset, read_dataset, read_dataset_table
+from ._dsfiles import DATASET_SCHEMA, PartWriter
 from ._frames import (
     ATTR,
     CAPTURE,
@@ -38,6 +40,7 @@ from ._store import (
 __all__ = [
     "ATTR",
     "CAPTURE",
+    "DATASET_SCHEMA",
     "DEFAULT_BUDGET",
     "DEFAULT_MAX_BYTES",
     "FOLD",
@@ -52,16 +55,21 @@ __all__ = [
     "Decode",
     "DecodeArg",
     "Decoder",
+    "PartWriter",
     "Publisher",
     "Refresher",
     "StoreStats",
     "capture_frame",
     "captures_sql",
+    "dataset_sql",
     "filter_table",
+    "is_dataset",
     "mark",
     "path_sql",
     "protobuf",
     "publish_frame",
+    "read_dataset",
+    "read_dataset_table",
     "register_decoder",
     "to_frame",
 ]

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..capture import path_sql
+from ..capture import dataset_sql, is_dataset, path_sql, read_dataset
 from ..capture._frames import DecodeArg, filter_table, to_frame
 from ..capture._store import DEFAULT_BUDGET, read_spill_dir
 from ..core import (
@@ -134,33 +136,52 @@ def connect(servers: str | Sequence[str] | None = None, *, token: str | None = N
     return Connection(engine)
 
 
-def read_capture(path: str | os.PathLike[str], decode: DecodeArg = "auto", *,
-                 last: int | None = None, since: Any = None,
+def read_capture(path: str | os.PathLike[str], decode: DecodeArg | None = None, *,
+                 last: int | None = None, since: Any = None, until: Any = None,
                  subject: str | None = None) -> pd.DataFrame:
-    """Read a capture written by ``Subscription.to_parquet`` or a spill directory.
+    """Read a capture written by ``Subscription.to_parquet``, a spill directory, or a dataset
+    written by ``natsbook record`` (a folder or an ``s3://`` URL).
 
     Gives the same DataFrame as ``Subscription.to_pandas`` with the same arguments. A spill
     directory holding several captures (runs, or subscriptions sharing it) gives their rows
     merged by receive time, as ``Connection.to_pandas`` does, so ``last=`` is the newest.
+
+    A recorded dataset gives its messages in stream order, each ``stream_seq`` once, with a
+    ``stream_seq`` column after ``time`` (the time the stream stored the message); ``since``
+    / ``until`` (``until`` excluded) skip the ``date=/hour=`` folders outside them unread,
+    and ``decode`` defaults to the one the dataset declares (``natsbook record --decode``).
+    ``decode=None`` elsewhere means ``"auto"``.
     """
+    if is_dataset(path):
+        return read_dataset(path, decode, since=since, until=until, subject=subject, last=last)
     p = Path(path)
     if not p.exists():
-        raise BadInputError(f"no capture at {os.fspath(path)!r} - give a .parquet file or a "
-                            "spill directory")
+        raise BadInputError(f"no capture at {os.fspath(path)!r} - give a .parquet file, a "
+                            "spill directory or a dataset written by `natsbook record`")
     table = read_spill_dir(p) if p.is_dir() else pq.read_table(p)
     table = filter_table(table, subject=subject, since=since, last=last)
-    return to_frame(table, decode)
+    if until is not None:
+        ts = pd.Timestamp(until)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts
+        table = table.filter(pc.less(table["time"], pa.scalar(ts.value, table["time"].type)))
+    return to_frame(table, decode or "auto")
 
 
-def sql(query: str, path: str | os.PathLike[str]) -> pd.DataFrame:
+def sql(query: str, path: str | os.PathLike[str], *, since: Any = None,
+        until: Any = None) -> pd.DataFrame:
     """SQL over a capture on disk, no connection needed.
 
     Args:
         query: DuckDB SQL; the table ``messages`` holds the capture's rows (columns ``time,
-            sub, subject, reply, headers, size, data, payload``; ``sub`` is NULL here).
-        path: a spill directory (``subscribe(..., spill=DIR)``) or a file written by
-            ``Subscription.to_parquet``. Parts are read lazily, so captures larger than memory
-            can be aggregated.
+            sub, subject, reply, headers, size, data, payload``; ``sub`` is NULL here; a
+            recorded dataset adds ``stream_seq``, each sequence once).
+        path: a spill directory (``subscribe(..., spill=DIR)``), a file written by
+            ``Subscription.to_parquet``, or a dataset written by ``natsbook record`` (a
+            folder or an ``s3://`` URL). Parts are read lazily, so captures larger than
+            memory can be aggregated; a ``WHERE time ...`` skips row groups by their
+            statistics.
+        since / until: for a recorded dataset, only the hours in [since, until) are opened
+            at all (and ``messages`` holds only those rows).
 
     Returns:
         The query's result as a DataFrame.
@@ -169,4 +190,6 @@ def sql(query: str, path: str | os.PathLike[str]) -> pd.DataFrame:
         QueryError: DuckDB refused or failed the query (its message is in ``.detail``).
         BadInputError: no capture at `path`.
     """
+    if is_dataset(path):
+        return dataset_sql(query, path, since=since, until=until)
     return path_sql(query, path)

@@ -376,5 +376,5 @@ class Engine(Publishing):
 
     def __repr__(self) -> str:
         where = self._server.url
-        return (f"<natsbook engine {where} {self._status} "
+        return (f"<natsbook.Connection {where} {self._status} "
                 f"subs={len(self._subs)} in={self._in_msgs} out={self._out_msgs}>")

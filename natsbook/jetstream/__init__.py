@@ -5,7 +5,8 @@
 - :mod:`._streams`: streams, history, follow, publish with ack;
 - :mod:`._kv`: KV buckets;
 - :mod:`._consumers`: consumers and their lag;
-- :mod:`._objstore`: the object store (chunked like the official clients).
+- :mod:`._objstore`: the object store (chunked like the official clients);
+- :mod:`._recorder`: ``natsbook record``'s engine (a durable pull consumer into Parquet).
 
 ``Connection``'s JetStream methods (``conn.streams()``, ``conn.kv()``, ...) call these
 functions; they take any :class:`natsbook.core.Link` (a Connection is one).
@@ -25,6 +26,7 @@ from ._jsapi import api_request, stream_names
 from ._jsread import PushCapture
 from ._kv import KV, KVEntry, KVWatch, create_kv, kv, kv_buckets
 from ._objstore import CHUNK_SIZE, ObjectStore, create_object_store, object_store, object_stores
+from ._recorder import Recorder, RecorderStats
 from ._streams import (
     Follow,
     PubAck,
@@ -50,6 +52,8 @@ __all__ = [
     "ObjectStore",
     "PubAck",
     "PushCapture",
+    "Recorder",
+    "RecorderStats",
     "add_consumer",
     "add_stream",
     "api_request",

@@ -1,4 +1,4 @@
-"""The ``natsbook`` command: ``lab``, ``server`` and ``simulate``.
+"""The ``natsbook`` command: ``lab``, ``server``, ``simulate`` and ``record`` (``_record``).
 
 ``natsbook lab`` is the one-command start: an embedded nats-server (JetStream and monitoring on),
 the telemetry simulator against it, and JupyterLab on the example notebooks with ``NATS_URL``
@@ -41,6 +41,7 @@ from pathlib import Path
 from .. import __version__
 from ..client import redact_url
 from ..errors import BadInputError, NatsbookError
+from ._record import add_record_parser, cmd_record
 from ._run import (
     StatusLine,
     Stopper,
@@ -425,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="natsbook", description="NATS in Jupyter: embedded server, simulator, JupyterLab.")
     parser.add_argument("--version", action="version", version=f"natsbook {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{lab,server,simulate}")
+    sub = parser.add_subparsers(dest="command", metavar="{lab,server,simulate,record}")
     sub.required = True
 
     lab = sub.add_parser(
@@ -468,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     sim.add_argument("-q", "--quiet", action="store_true", help="no status line")
     _add_sim_options(sim)
+    add_record_parser(sub)
     return parser
 
 
@@ -481,6 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_lab(args, extra)
     if args.command == "server":
         return cmd_server(args)
+    if args.command == "record":
+        return cmd_record(args)
     return cmd_simulate(args)
 
 
