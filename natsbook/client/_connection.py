@@ -507,5 +507,25 @@ class Connection:
         ``.endpoint(name, handler)``. See :class:`natsbook.ops._services.Service`."""
         return ops.add_service(self, name, version, description=description, metadata=metadata)
 
+    # ------------------------------------------------------------------ observability
+    def trace(self, subject: str, payload: Any = b"", headers: Mapping[str, Any] | None = None,
+              *, deliver: bool = True, timeout: float = 2.0) -> pd.DataFrame:
+        """Publish one traced message (``Nats-Trace-Dest``, ADR-41; nats-server 2.11+) and
+        return its path through the servers, one row per event: ``hop``, ``server``,
+        ``kind`` (``ingress``, ``subject_mapping``, ``stream_export``, ``service_import``,
+        ``jetstream``, ``egress``), ``link``, ``account``, ``subject``, ``stream``, ``name``
+        (the receiving client, route, gateway or leaf node), ``error``, ``time``,
+        ``offset_ms``. ``deliver=False`` traces without delivering (``Nats-Trace-Only``).
+        See :func:`natsbook.ops.trace`."""
+        return ops.trace(self, subject, payload, headers, deliver=deliver, timeout=timeout)
+
+    def trace_subjects(self, frame: pd.DataFrame | Iterable[str], *, deliver: bool = False,
+                       timeout: float = 2.0) -> pd.DataFrame:
+        """Trace every distinct subject of a captured frame (trace-only by default): which
+        streams store each, which subscribers and servers it reaches, flagging subjects
+        stored by more than one stream or reaching no one. See
+        :func:`natsbook.ops.trace_subjects`."""
+        return ops.trace_subjects(self, frame, deliver=deliver, timeout=timeout)
+
     def __repr__(self) -> str:
         return repr(self._engine)

@@ -1,5 +1,6 @@
-"""Operations verbs: ``%nats_services`` (NATS services, the micro protocol) and
-``%nats_consumers`` (JetStream consumers, their backlog and how it moves)."""
+"""Operations verbs: ``%nats_services`` (NATS services, the micro protocol),
+``%nats_consumers`` (JetStream consumers, their backlog and how it moves) and
+``%nats_trace`` (where one message goes, server by server: ADR-41 message tracing)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from typing import Any
 from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._magic_support import _check_name, _magic_errors, _parse, _seconds_arg
+from .. import ops
+from ._magic_support import (
+    _check_name,
+    _headers,
+    _magic_errors,
+    _parse,
+    _parse_payload_line,
+    _seconds_arg,
+)
 from ._magics_base import NatsMagicsBase
 
 #: The longest ``--watch`` (the cell blocks while it samples).
@@ -71,3 +80,53 @@ class OpsMagics(NatsMagicsBase):
         if hasattr(result, "__len__") and not isinstance(result, dict):
             self._limit_display(len(result))
         return result
+
+    @magic_arguments()
+    @argument("subject", help="the subject to publish the traced message on")
+    @argument("payload", nargs="?", default=None, help="the message payload (default: empty)")
+    @argument("-H", "--header", action="append", metavar="KEY:VALUE", help="a header; repeat")
+    @argument("--no-deliver", action="store_true",
+              help="trace only (Nats-Trace-Only): nothing is delivered or stored")
+    @argument("--timeout", "-t", default=None, metavar="S",
+              help="seconds to wait for every server's trace event (default: 2)")
+    @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
+    @line_magic
+    def nats_trace(self, line: str) -> Any:
+        """Trace one message (``Nats-Trace-Dest``, nats-server 2.11+): prints its path server
+        by server (routes, gateways, leaf nodes, the subscribers and streams it reached) and
+        returns one row per event (``conn.trace``)."""
+        args = _parse_payload_line(self.nats_trace, line)
+        timeout = _seconds_arg("--timeout", args.timeout, 600.0) or 2.0
+        _check_name(args.name)
+        conn = self._require()
+        subject = self._expand(args.subject) or ""
+        payload = self._expand(args.payload) or ""
+        headers = _headers([self._expand(h) or "" for h in args.header or []])
+        with _magic_errors():
+            frame = conn.trace(subject, payload, headers, deliver=not args.no_deliver,
+                               timeout=timeout)
+        print(trace_text(frame, subject))
+        self._bind(args.name, frame)
+        self._limit_display(len(frame))
+        return frame
+
+
+def trace_text(frame: Any, subject: str) -> str:
+    """The path of a trace frame as lines of text (``n1 -route-> n2``, ``n2 -> stream S``)."""
+    edges = ops.trace_edges(frame)
+    origin = [str(s) for s in frame["server"].dropna()][:1] or ["?"]
+    lines = [f"natsbook: trace of {subject!r} from {origin[0]}"
+             f" - {frame.attrs.get('received', 0)} of {frame.attrs.get('expected', 0)} "
+             "server events"]
+    for e in edges.astype(object).where(edges.notna(), "").to_dict("records"):
+        arrow = f"-{e['link']}->" if e["link"] and e["link"] != "client" else "->"
+        extra = f" ({e['detail']})" if e["detail"] else ""
+        err = f"  ERROR: {e['error']}" if e["error"] else ""
+        lines.append(f"  {e['source']} {arrow} {e['target']}{extra}{err}")
+    if edges.empty:
+        lines.append("  reached no one (no subscriber, no stream)")
+    for err in frame.loc[frame["malformed"], "error"].dropna():
+        lines.append(f"  malformed: {err}")
+    if not frame.attrs.get("complete", True):
+        lines.append("  incomplete: some servers' events did not arrive within the timeout")
+    return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Operating a NATS system: server monitoring as DataFrames (over HTTP, or through the system
-account for every server of a cluster) and NATS services (the micro protocol).
+account for every server of a cluster), NATS services (the micro protocol), message tracing
+(ADR-41), JetStream advisories and system events, and health checks.
 
 ``Connection.services()`` / ``add_service()`` call these functions; they take any
 :class:`natsbook.core.Link` (a Connection is one).
@@ -16,6 +17,7 @@ from ._monitor import (
     parse_duration,
 )
 from ._services import Endpoint, Service, add_service, services
+from ._trace import trace, trace_edges, trace_rows, trace_subjects
 
 __all__ = [
     "Endpoint",
@@ -28,4 +30,8 @@ __all__ = [
     "monitor",
     "parse_duration",
     "services",
+    "trace",
+    "trace_edges",
+    "trace_rows",
+    "trace_subjects",
 ]
