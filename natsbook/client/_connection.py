@@ -33,7 +33,7 @@ from ..core import (
     request_many,
 )
 from ..jetstream import KV, Follow, ObjectStore, PubAck
-from ..ops import Service
+from ..ops import Advisories, Service
 from ..wire import Msg
 from ..wire._protocol import RawMsg
 
@@ -526,6 +526,15 @@ class Connection:
         stored by more than one stream or reaching no one. See
         :func:`natsbook.ops.trace_subjects`."""
         return ops.trace_subjects(self, frame, deliver=deliver, timeout=timeout)
+
+    def advisories(self, kinds: Iterable[str] | str | None = None, *,
+                   system: bool | None = None, timeout: float = 5.0) -> Advisories:
+        """Capture JetStream advisories (``$JS.EVENT.ADVISORY.>``) and, for a system-account
+        connection, server events (``$SYS.ACCOUNT.>``, ``$SYS.SERVER.>``). Its
+        ``to_pandas()`` has typed columns: ``type``, ``kind``, ``action``, ``stream``,
+        ``consumer``, ``stream_seq`` (joins ``stream_history``'s ``seq``), ``deliveries``,
+        ``server``, ``account``... See :func:`natsbook.ops.advisories`."""
+        return ops.advisories(self, kinds, system=system, timeout=timeout)
 
     def __repr__(self) -> str:
         return repr(self._engine)

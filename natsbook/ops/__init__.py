@@ -8,6 +8,7 @@ account for every server of a cluster), NATS services (the micro protocol), mess
 
 from __future__ import annotations
 
+from ._advisories import Advisories, advisories, typed_advisories
 from ._monitor import (
     MissingServersWarning,
     Monitor,
@@ -20,6 +21,7 @@ from ._services import Endpoint, Service, add_service, services
 from ._trace import trace, trace_edges, trace_rows, trace_subjects
 
 __all__ = [
+    "Advisories",
     "Endpoint",
     "MissingServersWarning",
     "Monitor",
@@ -27,6 +29,7 @@ __all__ = [
     "Service",
     "SystemMonitor",
     "add_service",
+    "advisories",
     "monitor",
     "parse_duration",
     "services",
@@ -34,4 +37,5 @@ __all__ = [
     "trace_edges",
     "trace_rows",
     "trace_subjects",
+    "typed_advisories",
 ]
