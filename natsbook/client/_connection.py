@@ -433,19 +433,20 @@ class Connection:
     def js_publish(self, subject: str, data: Any = b"", *,
                    headers: Mapping[str, Any] | None = None, msg_id: str | None = None,
                    expected_stream: str | None = None, expected_last_seq: int | None = None,
-                   expected_last_subject_seq: int | None = None,
+                   expected_last_subject_seq: int | None = None, ttl: Any = None,
                    timeout: float = 5.0) -> PubAck:
-        """Publish into a stream and wait for the ack (stream, seq, duplicate). See
-        :func:`natsbook.jetstream.js_publish`."""
+        """Publish into a stream and wait for the ack (stream, seq, duplicate). ``ttl``: the
+        message's time to live (``Nats-TTL``, nats-server 2.11+, a stream with
+        ``allow_msg_ttl``). See :func:`natsbook.jetstream.js_publish`."""
         return jetstream.js_publish(
             self, subject, data, headers=headers, msg_id=msg_id,
             expected_stream=expected_stream, expected_last_seq=expected_last_seq,
-            expected_last_subject_seq=expected_last_subject_seq, timeout=timeout)
+            expected_last_subject_seq=expected_last_subject_seq, ttl=ttl, timeout=timeout)
 
     def kv(self, bucket: str, *, create: bool = False, history: int = 1,
            ttl: float | None = None, storage: str = "file", max_bytes: int = -1,
            max_value_size: int = -1, description: str | None = None,
-           timeout: float = 5.0) -> KV:
+           marker_ttl: float | None = None, timeout: float = 5.0) -> KV:
         """A KV bucket; ``create=True`` creates it if missing, with the other options (see
         :func:`natsbook.jetstream.create_kv`).
 
@@ -455,7 +456,8 @@ class Connection:
         if create:
             return jetstream.create_kv(self, bucket, history=history, ttl=ttl, storage=storage,
                                        max_bytes=max_bytes, max_value_size=max_value_size,
-                                       description=description, timeout=timeout)
+                                       description=description, marker_ttl=marker_ttl,
+                                       timeout=timeout)
         return jetstream.kv(self, bucket, timeout=timeout)
 
     def add_consumer(self, stream: str, name: str, *,
@@ -506,6 +508,39 @@ class Connection:
         """Run a NATS service from this connection; add endpoints with
         ``.endpoint(name, handler)``. See :class:`natsbook.ops._services.Service`."""
         return ops.add_service(self, name, version, description=description, metadata=metadata)
+
+    # ------------------------------------------------------------------ JetStream 2.11+
+    def pause_consumer(self, stream: str, consumer: str, until: Any, *,
+                       timeout: float = 5.0) -> dict[str, Any]:
+        """Pause a consumer until `until` (a time, a timedelta or seconds from now; nats-server
+        2.11+). See :func:`natsbook.jetstream.pause_consumer`."""
+        return jetstream.pause_consumer(self, stream, consumer, until, timeout=timeout)
+
+    def resume_consumer(self, stream: str, consumer: str, *,
+                        timeout: float = 5.0) -> dict[str, Any]:
+        """Resume a paused consumer now."""
+        return jetstream.resume_consumer(self, stream, consumer, timeout=timeout)
+
+    def add_counter(self, name: str, subjects: list[str] | str | None = None, *,
+                    timeout: float = 5.0, **config: Any) -> dict[str, Any]:
+        """Create a counter stream (``allow_msg_counter``, nats-server 2.12+); returns its
+        info. See :func:`natsbook.jetstream.add_counter`."""
+        return jetstream.add_counter(self, name, subjects, timeout=timeout, **config)
+
+    def counter_add(self, subject: str, delta: int = 1, *, timeout: float = 5.0) -> PubAck:
+        """Add `delta` to the counter `subject`; ``PubAck.value`` is the new total."""
+        return jetstream.counter_add(self, subject, delta, timeout=timeout)
+
+    def counter_value(self, stream: str, subject: str, *, timeout: float = 5.0) -> int:
+        """The current total of the counter `subject` in `stream`."""
+        return jetstream.counter_value(self, stream, subject, timeout=timeout)
+
+    def batch_publish(self, messages: Iterable[tuple[Any, ...]], *,
+                      timeout: float = 5.0) -> PubAck:
+        """Publish ``(subject, data[, headers])`` messages as one atomic batch (nats-server
+        2.12+, ``allow_atomic``): all are stored or none. See
+        :func:`natsbook.jetstream.batch_publish`."""
+        return jetstream.batch_publish(self, messages, timeout=timeout)
 
     # ------------------------------------------------------------------ observability
     def trace(self, subject: str, payload: Any = b"", headers: Mapping[str, Any] | None = None,
