@@ -571,5 +571,23 @@ class Connection:
         ``server``, ``account``... See :func:`natsbook.ops.advisories`."""
         return ops.advisories(self, kinds, system=system, timeout=timeout)
 
+    def check(self, *, streams: Iterable[str] | None = None, jetstream: bool | None = None,
+              rtt: Any = (0.5, 2.0), jetstream_usage: Any = (75.0, 90.0),
+              stream_lag: Any = (100, 1000), replica_seen: Any = (5.0, 10.0),
+              consumer_pending: Any = None, consumer_ack_pending: Any = None,
+              consumer_redelivered: Any = None, server: bool | None = None,
+              servers: Iterable[str] = (),
+              timeout: float = 5.0) -> pd.DataFrame:
+        """Health checks as rows (``check``, ``target``, ``status`` pass/warn/fail, ``value``,
+        ``warn``/``fail`` thresholds, ``detail``) for the connection, JetStream, streams,
+        consumers and - for a system-account user - every server, like ``nats server
+        check``. See :func:`natsbook.ops.check`."""
+        return ops.check(self, streams=streams, jetstream=jetstream, rtt=rtt,
+                         jetstream_usage=jetstream_usage, stream_lag=stream_lag,
+                         replica_seen=replica_seen, consumer_pending=consumer_pending,
+                         consumer_ack_pending=consumer_ack_pending,
+                         consumer_redelivered=consumer_redelivered, server=server,
+                         servers=servers, timeout=timeout)
+
     def __repr__(self) -> str:
         return repr(self._engine)

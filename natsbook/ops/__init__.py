@@ -9,6 +9,7 @@ account for every server of a cluster), NATS services (the micro protocol), mess
 from __future__ import annotations
 
 from ._advisories import Advisories, advisories, typed_advisories
+from ._checks import check
 from ._monitor import (
     MissingServersWarning,
     Monitor,
@@ -30,6 +31,7 @@ __all__ = [
     "SystemMonitor",
     "add_service",
     "advisories",
+    "check",
     "monitor",
     "parse_duration",
     "services",

@@ -1,0 +1,95 @@
+"""conn.check(): pass / warn / fail rows against real servers - consumer thresholds on one
+server, a server without JetStream, and a three-node cluster losing a node (replicas and
+server health fail)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+import natsbook
+from natsbook import jetstream as js
+from natsbook.errors import BadInputError
+from tests.faults.helpers import wait_for
+from tests.support.clusters import sys_cluster
+
+
+def test_consumer_thresholds_and_missing_streams(conn: natsbook.Connection,
+                                                 subject: str) -> None:
+    stream = f"K{uuid.uuid4().hex[:8]}".upper()
+    js.add_stream(conn, stream, [f"{subject}.>"])
+    conn.add_consumer(stream, "slow")
+    conn.add_consumer(stream, "idle")
+    for i in range(5):
+        conn.js_publish(f"{subject}.x", {"i": i})
+    frame = conn.check(streams=[stream, "NOPE"], consumer_pending=(3, 5),
+                       consumer_ack_pending=(1, 2))
+    rows = frame.set_index(["check", "target"])
+    assert rows.loc[("connection rtt", conn.connected_url), "status"] == "pass"
+    assert rows.loc[("jetstream storage", "account"), "status"] == "pass"
+    assert rows.loc[("stream", stream), "value"] == 5
+    pending = rows.loc[("consumer pending", f"{stream}/slow")]
+    assert (pending["status"], pending["value"], pending["warn"], pending["fail"]) == (
+        "fail", 5, 3, 5)
+    assert rows.loc[("consumer ack pending", f"{stream}/slow"), "status"] == "pass"
+    assert rows.loc[("stream", "NOPE"), "status"] == "fail"
+    assert frame.attrs["status"] == "fail"
+    assert "server health" not in set(frame["check"])  # not a system-account user
+
+    conn.pause_consumer(stream, "idle", 60)
+    calm = conn.check(streams=stream, consumer_pending=(10, 20))
+    assert set(calm["status"]) == {"pass", "warn"} and calm.attrs["status"] == "warn"
+    assert calm.loc[calm["status"] == "warn", "check"].tolist() == ["consumer paused"]
+    with pytest.raises(BadInputError, match="warn, fail"):
+        conn.check(consumer_pending=5)
+    with pytest.raises(BadInputError, match="warn <= fail"):
+        conn.check(rtt=(2, 1))
+
+
+def test_a_server_without_jetstream() -> None:
+    with natsbook.local_server(jetstream=False) as srv, natsbook.connect(srv.url) as c:
+        frame = c.check()
+        assert frame["check"].tolist() == ["connection rtt", "jetstream"]
+        assert frame["status"].tolist() == ["pass", "fail"]
+        assert "JetStream" in frame["detail"].iloc[1]
+        assert c.check(jetstream=False).attrs["status"] == "pass"
+
+
+def test_a_cluster_losing_a_node() -> None:
+    with sys_cluster() as cluster:
+        n1, _, n3 = cluster.nodes
+        with natsbook.connect(n1.url, user="app", password="app") as app, \
+                natsbook.connect(n1.url, user="sys", password="sys") as sysc:
+            js.add_stream(app, "R3", ["r3.>"], num_replicas=3)
+            app.js_publish("r3.x", b"1")
+            healthy = app.check()
+            rows = healthy.set_index("check")
+            assert healthy.attrs["status"] == "pass"
+            assert len(healthy[healthy["check"] == "stream replica"]) == 2
+            assert len(healthy[healthy["check"] == "stream replica seen"]) == 2
+            assert rows.loc["stream leader", "detail"] in {"n1", "n2", "n3"}
+            ok = sysc.check(servers=["n1", "n2", "n3"])
+            assert "jetstream" not in set(ok["check"])  # the system account has none
+            assert ok.loc[ok["check"] == "server health", "target"].tolist() == [
+                "n1", "n2", "n3"]
+            assert ok.attrs["status"] == "pass"
+
+            n3.kill()
+
+            def replica_down() -> bool:
+                frame = app.check(timeout=2)
+                return frame.attrs["status"] == "fail"
+            wait_for(replica_down, timeout=30, interval=0.5)
+            frame = app.check(timeout=2)
+            bad = frame[frame["status"] != "pass"]
+            # (the JetStream API may time out while the meta leader moves)
+            assert set(bad["check"]) <= {"stream replica", "stream replica seen",
+                                         "stream leader", "jetstream"}
+            assert any(t.endswith("@n3") for t in bad["target"]) or (
+                "stream leader" in set(bad["check"]))
+            down = sysc.check(servers=["n1", "n2", "n3"], timeout=2)
+            health = down[down["check"] == "server health"].set_index("target")
+            assert health.loc["n3", "status"] == "fail"
+            assert health.loc["n3", "detail"] == "did not answer"
+            assert health.loc["n1", "status"] == "pass"
