@@ -42,9 +42,11 @@ def _failing_messages(conn: natsbook.Connection, adv: Advisories, stream: str, s
     inbox = conn.new_inbox()
 
     def work(msg: natsbook.Msg) -> None:  # at once, well within the ack wait
+        if msg.reply is None:
+            return  # the end of a pull request (a 408 status)
         seq = (msg.reply or "").split(".")[-4]  # $JS.ACK.<stream>.<consumer>.<n>.<sseq>...
         if seq in ("1", "2"):
-            conn.publish(msg.reply or "", b"+ACK" if seq == "1" else b"+TERM")
+            conn.publish(msg.reply, b"+ACK" if seq == "1" else b"+TERM")
 
     got = conn.subscribe(inbox, callback=work, capture=False)
 
