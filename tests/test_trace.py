@@ -231,3 +231,18 @@ def test_nats_trace_magic(nats: TestingShell, subject: str, capsys: pytest.Captu
         nats.run_cell(f"%nats_trace {subject}.m --timeout 0")
     with pytest.raises(UsageError):
         nats.run_cell("%nats_trace a.*")
+
+
+def test_compressed_trace_events(conn: natsbook.Connection, subject: str) -> None:
+    """The server compresses its events when the traced message carries Accept-Encoding:
+    gzip is read; snappy is a flagged row saying what to do, not a crash."""
+    frame = conn.trace(f"{subject}.z", headers={"Accept-Encoding": "gzip"}, deliver=False)
+    assert frame["kind"].tolist() == ["ingress"] and not frame["malformed"].any()
+    assert frame.loc[0, "subject"] == f"{subject}.z"
+    snappy = conn.trace(f"{subject}.z", headers={"Accept-Encoding": "snappy"}, deliver=False,
+                        timeout=1)
+    assert snappy["malformed"].tolist() == [True]
+    assert "Accept-Encoding: gzip" in snappy.loc[0, "error"]
+    broken, _ = trace_rows([(b"NATS/1.0\r\nContent-Encoding: gzip\r\n\r\n", b"not gzip")])
+    assert broken["malformed"].tolist() == [True]
+    assert "does not decompress" in broken.loc[0, "error"]

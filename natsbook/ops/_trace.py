@@ -20,8 +20,10 @@ reason in ``error``, never an exception.
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ import orjson
 import pandas as pd
 
 from ..errors import BadInputError, Timeout
+from ..wire._protocol import parse_headers
 
 if TYPE_CHECKING:
     from ..core import Link
@@ -136,9 +139,34 @@ def _event_rows(body: Any) -> tuple[list[dict[str, Any]], int]:
     return rows, hops
 
 
-def trace_rows(payloads: Iterable[bytes]) -> tuple[pd.DataFrame, int]:
-    """One row per event of the trace events `payloads` (the JSON bodies servers sent) and
-    the number of events the servers announced in all (1 + every ``hops``).
+def _body(item: bytes | tuple[bytes | None, bytes]) -> bytes:
+    """The JSON of one trace event: a payload, or a ``(header block, payload)`` pair whose
+    ``Content-Encoding`` (the server compresses events when the traced message asked with
+    ``Accept-Encoding``) is undone for gzip."""
+    if not isinstance(item, tuple):
+        return bytes(item)
+    block, data = item
+    encoding = ""
+    if block:
+        for key, value in parse_headers(block)[2]:
+            if key.lower() == "content-encoding":
+                encoding = value.strip().lower()
+    if not encoding:
+        return bytes(data)
+    if encoding == "gzip":
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"gzip-compressed event that does not decompress: {exc}") from None
+    raise ValueError(f"event compressed with {encoding!r}, which natsbook does not decode - "
+                     "trace with 'Accept-Encoding: gzip' or without Accept-Encoding")
+
+
+def trace_rows(payloads: Iterable[bytes | tuple[bytes | None, bytes]]
+               ) -> tuple[pd.DataFrame, int]:
+    """One row per event of the trace events `payloads` (the JSON bodies servers sent, or
+    ``(header block, body)`` pairs, gzip-compressed bodies included) and the number of
+    events the servers announced in all (1 + every ``hops``).
 
     Rows are ordered by hop (the origin server first) and time; ``offset_ms`` is each
     event's time since the earliest one. A payload that is not a trace event is one row
@@ -146,23 +174,26 @@ def trace_rows(payloads: Iterable[bytes]) -> tuple[pd.DataFrame, int]:
     """
     rows: list[dict[str, Any]] = []
     expected = 1
-    for data in payloads:
+    for item in payloads:
+        raw = item[1] if isinstance(item, tuple) else item
         try:
-            body = orjson.loads(data)
+            body = orjson.loads(_body(item))
             got, hops = _event_rows(body)
         except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
             rows.append({"malformed": True,
-                         "error": f"malformed trace event: {exc} ({bytes(data)[:80]!r})"})
+                         "error": f"malformed trace event: {exc} ({bytes(raw)[:80]!r})"})
             continue
         expected += hops
         rows.extend(got)
     frame = pd.DataFrame(rows, columns=TRACE_COLUMNS)
     frame["time"] = pd.to_datetime(frame["time"], utc=True, errors="coerce", format="ISO8601")
     frame["cid"] = pd.to_numeric(frame["cid"], errors="coerce").astype("Int64")
-    frame["malformed"] = frame["malformed"].fillna(True).astype(bool)
+    frame["malformed"] = frame["malformed"].astype(object).where(
+        frame["malformed"].notna(), True).astype(bool)
     first = frame["time"].min()
     frame["offset_ms"] = (frame["time"] - first).dt.total_seconds() * 1000.0
-    depth = frame["hop"].fillna("").map(lambda h: (h.count(".") + 1 if h else 0, h))
+    depth = frame["hop"].astype(object).map(
+        lambda h: (h.count(".") + 1, h) if isinstance(h, str) and h else (0, ""))
     frame = frame.assign(_depth=depth).sort_values(["_depth", "time"], kind="stable")
     frame = frame.drop(columns="_depth").reset_index(drop=True)
     for column in ("hop", "server", "cluster", "kind", "link", "account", "subject", "stream",
@@ -201,11 +232,11 @@ def trace(conn: Link, subject: str, payload: Any = b"",
     if timeout <= 0:
         raise BadInputError(f"timeout must be positive seconds, not {timeout!r}")
     cond = threading.Condition()
-    got: list[bytes] = []
+    got: list[tuple[bytes | None, bytes]] = []
 
     def sink(batch: list[RawMsg], now: float) -> None:  # I/O thread: hand over only
         with cond:
-            got.extend(bytes(raw[3]) for raw in batch)
+            got.extend((raw[2], bytes(raw[3])) for raw in batch)
             cond.notify_all()
 
     inbox = conn.new_inbox()
