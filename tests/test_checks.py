@@ -1,16 +1,18 @@
 """conn.check(): pass / warn / fail rows against real servers - consumer thresholds on one
-server, a server without JetStream, and a three-node cluster losing a node (replicas and
-server health fail)."""
+server, a server without JetStream, a three-node cluster losing a node (replicas and
+server health fail), and the %nats_check magic."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
+from IPython.core.error import UsageError
 
 import natsbook
 from natsbook import jetstream as js
 from natsbook.errors import BadInputError
+from tests.conftest import TestingShell
 from tests.faults.helpers import wait_for
 from tests.support.clusters import sys_cluster
 
@@ -93,3 +95,22 @@ def test_a_cluster_losing_a_node() -> None:
             assert health.loc["n3", "status"] == "fail"
             assert health.loc["n3", "detail"] == "did not answer"
             assert health.loc["n1", "status"] == "pass"
+
+
+def test_nats_check_magic(nats: TestingShell, server: natsbook.LocalServer, subject: str,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    stream = f"M{uuid.uuid4().hex[:8]}".upper()
+    with natsbook.connect(server.url) as c:
+        js.add_stream(c, stream, [f"{subject}.>"])
+        c.add_consumer(stream, "w")
+        c.js_publish(f"{subject}.x", b"1")
+    capsys.readouterr()
+    frame = nats.run_cell(f"%nats_check {stream} --pending 1,5 -o ch").result
+    assert nats.user_ns["ch"] is frame
+    rows = frame.set_index(["check", "target"])
+    assert rows.loc[("consumer pending", f"{stream}/w"), "status"] == "warn"
+    assert "overall: warn" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="WARN,FAIL"):
+        nats.run_cell("%nats_check --pending 5")
+    with pytest.raises(UsageError, match="WARN <= FAIL"):
+        nats.run_cell("%nats_check --lag 9,1")

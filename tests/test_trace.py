@@ -246,3 +246,4 @@ def test_compressed_trace_events(conn: natsbook.Connection, subject: str) -> Non
     broken, _ = trace_rows([(b"NATS/1.0\r\nContent-Encoding: gzip\r\n\r\n", b"not gzip")])
     assert broken["malformed"].tolist() == [True]
     assert "does not decompress" in broken.loc[0, "error"]
+

@@ -1,11 +1,13 @@
 """Operations verbs: ``%nats_services`` (NATS services, the micro protocol),
 ``%nats_consumers`` (JetStream consumers, their backlog and how it moves) and
-``%nats_trace`` (where one message goes, server by server: ADR-41 message tracing)."""
+``%nats_trace`` (where one message goes, server by server: ADR-41 message tracing) and
+``%nats_check`` (health checks as pass / warn / fail rows)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
@@ -110,6 +112,51 @@ class OpsMagics(NatsMagicsBase):
         self._limit_display(len(frame))
         return frame
 
+    @magic_arguments()
+    @argument("streams", nargs="*", help="only these streams (default: every stream)")
+    @argument("--pending", default=None, metavar="WARN,FAIL",
+              help="consumer pending thresholds, e.g. 1000,10000")
+    @argument("--ack-pending", default=None, metavar="WARN,FAIL",
+              help="consumer ack-pending thresholds")
+    @argument("--lag", default=None, metavar="WARN,FAIL",
+              help="stream replica lag thresholds (default 100,1000)")
+    @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
+    @line_magic
+    def nats_check(self, line: str) -> Any:
+        """Health checks as pass/warn/fail rows (``conn.check``): the connection, JetStream,
+        streams and consumers, and every server for a system-account user."""
+        args = _parse(self.nats_check, line)
+        _check_name(args.name)
+        limits = {flag: _pair(flag, value) for flag, value in (
+            ("--pending", args.pending), ("--ack-pending", args.ack_pending),
+            ("--lag", args.lag))}
+        conn = self._require()
+        with _magic_errors():
+            frame = conn.check(streams=args.streams or None,
+                               consumer_pending=limits["--pending"],
+                               consumer_ack_pending=limits["--ack-pending"],
+                               stream_lag=limits["--lag"] or (100, 1000),
+                               timeout=self.timeout)
+        counts = frame["status"].value_counts()
+        print(f"natsbook: {len(frame)} checks - " + ", ".join(
+            f"{int(counts.get(s, 0))} {s}" for s in ("pass", "warn", "fail"))
+            + f" (overall: {frame.attrs['status']})")
+        self._bind(args.name, frame)
+        self._limit_display(len(frame))
+        return frame
+
+
+def _pair(flag: str, text: str | None) -> tuple[float, float] | None:
+    """A WARN,FAIL flag value."""
+    if text is None:
+        return None
+    try:
+        warn, fail = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} {text} must be two numbers WARN,FAIL (e.g. 100,1000)") from None
+    if not 0 <= warn <= fail:
+        raise UsageError(f"{flag} {text}: need 0 <= WARN <= FAIL")
+    return warn, fail
 
 def trace_text(frame: Any, subject: str) -> str:
     """The path of a trace frame as lines of text (``n1 -route-> n2``, ``n2 -> stream S``)."""
