@@ -156,3 +156,10 @@ def test_atomic_batch(conn: natsbook.Connection, subject: str) -> None:
         conn.batch_publish([])
     with pytest.raises(BadInputError):
         conn.batch_publish([("only-subject",)])
+
+
+def test_batches_need_a_2_12_server() -> None:
+    from natsbook.jetstream._features import server_at_least
+    assert server_at_least("2.12.0", (2, 12)) and server_at_least("v2.15.1-beta", (2, 12))
+    assert not server_at_least("2.11.9", (2, 12)) and not server_at_least("2.9", (2, 12))
+    assert not server_at_least(None, (2, 12)) and not server_at_least("garbage", (2, 12))

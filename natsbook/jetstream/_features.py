@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import numbers
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -177,6 +178,15 @@ def counter_value(conn: Link, stream: str, subject: str, *, timeout: float = 5.0
 
 
 # --------------------------------------------------------------------------- atomic batch
+def server_at_least(version: Any, want: tuple[int, int]) -> bool:
+    """Whether a server ``version`` string ("2.12.1", "v2.15.0-beta") is `want` or later;
+    False when it cannot be read."""
+    match = re.match(r"v?(\d+)\.(\d+)", str(version or ""))
+    if match is None:
+        return False
+    return (int(match.group(1)), int(match.group(2))) >= want
+
+
 def batch_publish(conn: Link, messages: Iterable[tuple[Any, ...]], *,
                   timeout: float = 5.0) -> PubAck:
     """Publish `messages` - ``(subject, data)`` or ``(subject, data, headers)`` tuples - as
@@ -197,6 +207,11 @@ def batch_publish(conn: Link, messages: Iterable[tuple[Any, ...]], *,
         batch.append(item if len(item) == 3 else (*item, None))
     if not batch or len(batch) > MAX_BATCH:
         raise BadInputError(f"a batch holds 1 to {MAX_BATCH} messages, not {len(batch)}")
+    version = conn.server_info.get("version")
+    if not server_at_least(version, (2, 12)):
+        # an older server ignores the batch headers and would store each message on its own
+        raise JetStreamError(f"atomic batches need nats-server 2.12 or later (this one: "
+                             f"{version or 'unknown'}) - nothing was sent")
     batch_id = uuid.uuid4().hex
     last = len(batch)
     for n, (subject, data, headers) in enumerate(batch, 1):
