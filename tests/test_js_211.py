@@ -159,7 +159,7 @@ def test_atomic_batch(conn: natsbook.Connection, subject: str) -> None:
 
 
 def test_batches_need_a_2_12_server() -> None:
-    from natsbook.jetstream._features import server_at_least
+    from natsbook.jetstream._jsapi import server_at_least
     assert server_at_least("2.12.0", (2, 12)) and server_at_least("v2.15.1-beta", (2, 12))
     assert not server_at_least("2.11.9", (2, 12)) and not server_at_least("2.9", (2, 12))
     assert not server_at_least(None, (2, 12)) and not server_at_least("garbage", (2, 12))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import numbers
-import re
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,7 @@ import pandas as pd
 from ..errors import BadInputError, JetStreamError, NotFoundError
 from ..wire._protocol import parse_headers
 from ._consumers import consumer_info
-from ._jsapi import API, api_request, check_name, ttl_header
+from ._jsapi import API, api_request, check_name, server_at_least, ttl_header
 from ._streams import PubAck, add_stream, js_publish
 
 if TYPE_CHECKING:
@@ -146,6 +145,10 @@ def counter_add(conn: Link, subject: str, delta: int = 1, *, timeout: float = 5.
     """
     if not isinstance(delta, numbers.Integral) or isinstance(delta, bool):
         raise BadInputError(f"delta={delta!r} must be a whole number (counters are integers)")
+    version = conn.server_info.get("version")
+    if not server_at_least(version, (2, 12)):  # an older one would store an empty message
+        raise JetStreamError(f"counters need nats-server 2.12 or later (this one: "
+                             f"{version or 'unknown'}) - nothing was sent")
     ack = js_publish(conn, subject, b"", headers={INCR_HEADER: f"{int(delta):+d}"},
                      timeout=timeout)
     if ack.value is None:
@@ -178,15 +181,6 @@ def counter_value(conn: Link, stream: str, subject: str, *, timeout: float = 5.0
 
 
 # --------------------------------------------------------------------------- atomic batch
-def server_at_least(version: Any, want: tuple[int, int]) -> bool:
-    """Whether a server ``version`` string ("2.12.1", "v2.15.0-beta") is `want` or later;
-    False when it cannot be read."""
-    match = re.match(r"v?(\d+)\.(\d+)", str(version or ""))
-    if match is None:
-        return False
-    return (int(match.group(1)), int(match.group(2))) >= want
-
-
 def batch_publish(conn: Link, messages: Iterable[tuple[Any, ...]], *,
                   timeout: float = 5.0) -> PubAck:
     """Publish `messages` - ``(subject, data)`` or ``(subject, data, headers)`` tuples - as

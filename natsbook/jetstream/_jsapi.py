@@ -146,3 +146,12 @@ def ttl_header(ttl: Any) -> str:
                             "resolution of one second (the smallest is 1)")
     whole = int(seconds)
     return f"{whole}s" if whole == seconds else f"{round(seconds * 1000)}ms"
+
+
+def server_at_least(version: Any, want: tuple[int, int]) -> bool:
+    """Whether a server ``version`` string ("2.12.1", "v2.15.0-beta") is `want` or later;
+    False when it cannot be read."""
+    match = re.match(r"v?(\d+)\.(\d+)", str(version or ""))
+    if match is None:
+        return False
+    return (int(match.group(1)), int(match.group(2))) >= want

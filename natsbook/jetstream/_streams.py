@@ -33,7 +33,15 @@ from .._progress import Progress
 from ..capture._frames import to_frame
 from ..capture._store import SCHEMA
 from ..errors import BadInputError, JetStreamError, NoRespondersError
-from ._jsapi import api_request, check_name, paged, stream_call, stream_names, ttl_header
+from ._jsapi import (
+    api_request,
+    check_name,
+    paged,
+    server_at_least,
+    stream_call,
+    stream_names,
+    ttl_header,
+)
 from ._jsparse import empty_history, parse_history
 from ._jsread import (
     PushCapture,
@@ -211,6 +219,10 @@ def js_publish(conn: Link, subject: str, data: Any = b"", *,
         hdrs["Nats-Expected-Last-Subject-Sequence"] = str(expected_last_subject_seq)
     if ttl is not None:
         hdrs["Nats-TTL"] = ttl_header(ttl)
+        version = conn.server_info.get("version")
+        if not server_at_least(version, (2, 11)):  # an older one stores it without a TTL
+            raise JetStreamError(f"per-message TTLs need nats-server 2.11 or later (this "
+                                 f"one: {version or 'unknown'}) - nothing was sent")
     try:
         msg = conn.request(subject, data, headers=hdrs or None, timeout=timeout)
     except NoRespondersError:
