@@ -4,8 +4,12 @@ routes; hostile trace events (a flagged row, never a crash); the %nats_trace mag
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pandas as pd
@@ -18,6 +22,9 @@ from natsbook.ops import trace_edges, trace_rows
 from tests.conftest import TestingShell
 from tests.faults.helpers import monitor, wait_for
 from tests.support.clusters import SysCluster, sys_cluster
+
+JS = Path(__file__).parent / "js"
+NODE = shutil.which("node")
 
 # Accounts A and B: A exports a stream ("ev.>") and a service ("svc.>") that B imports; A maps
 # "old.*" onto "new.$1"; both have JetStream.
@@ -247,3 +254,53 @@ def test_compressed_trace_events(conn: natsbook.Connection, subject: str) -> Non
     assert broken["malformed"].tolist() == [True]
     assert "does not decompress" in broken.loc[0, "error"]
 
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+@pytest.mark.skipif(not (JS / "node_modules" / "@nats-io" / "transport-node").is_dir(),
+                    reason="nats.js is not installed: npm install --prefix tests/js")
+def test_nats_js_reads_the_same_trace_events(cluster: SysCluster, subject: str) -> None:
+    """nats.js publishes a traced message across the cluster and prints its own reading of the
+    events; natsbook's rows for the very same event bodies (captured on the destination)
+    agree with it field by field."""
+    n1, _, n3 = cluster.nodes
+    dest = f"{subject}.trace"
+    with natsbook.connect(n1.url, user="app", password="app") as watcher, \
+            natsbook.connect(n3.url, user="app", password="app", name="far") as far:
+        far.subscribe(f"{subject}.x")
+        far.flush()
+        wait_for(lambda: "far" in set(watcher.trace(f"{subject}.x", deliver=False)["name"]
+                                      .dropna()), timeout=10, interval=0.1)
+        cap = watcher.subscribe(dest)
+        watcher.flush()
+        out = subprocess.run([str(NODE), str(JS / "trace.js"), n1.url, f"{subject}.x", dest,
+                              "app", "app"],
+                             capture_output=True, text=True, timeout=60, check=True)
+        lines = out.stdout.splitlines()
+        assert lines[-1] == "done", out.stderr
+        peer = [json.loads(line) for line in lines[:-1]]
+        wait_for(lambda: len(cap.to_pandas()) >= 2, timeout=5)
+        raw = cap.to_pandas("bytes")
+    ours, expected = trace_rows(list(zip(raw["headers"].map(_header_block), raw["data"],
+                                         strict=True)))
+    assert expected == len(raw) and not ours["malformed"].any()
+    kinds = {"in": "ingress", "eg": "egress", "js": "jetstream", "sm": "subject_mapping",
+             "se": "stream_export", "si": "service_import"}
+    links = {0: "client", 1: "route", 2: "gateway", 4: "leafnode"}
+    theirs = sorted((p["server"], p["hop"], kinds[p["type"]],
+                     links.get(p["kind"]) if p["kind"] is not None else None,
+                     p["subject"], p["stream"], p["name"], p["next_hop"]) for p in peer)
+    mine = sorted(tuple(None if v is pd.NA else v for v in row) for row in ours[
+        ["server", "hop", "kind", "link", "subject", "stream", "name", "next_hop"]
+    ].astype(object).itertuples(index=False))
+    assert mine == theirs
+    assert ("n1", "", "ingress", "client", f"{subject}.x", None, "js-tracer", None) in mine
+    assert any(r[0] == "n3" and r[2] == "egress" and r[6] == "far" for r in mine)
+
+
+def _header_block(headers: object) -> bytes | None:
+    """A captured row's headers back as a NATS/1.0 block (what the server sent)."""
+    if not isinstance(headers, dict):
+        return None
+    lines = "".join(f"{k}: {v}\r\n" for k, values in headers.items() for v in values)
+    return f"NATS/1.0\r\n{lines}\r\n".encode()
