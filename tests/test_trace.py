@@ -1,6 +1,8 @@
 """Message tracing (ADR-41) against real nats-servers: one server with a stream, subject
 mappings and cross-account exports/imports; a three-node cluster where the path crosses
-routes; hostile trace events (a flagged row, never a crash); the %nats_trace magic."""
+routes; a hub and a leaf node (a subject stored on both sides); two clusters joined by a
+gateway; compressed events; hostile trace events (a flagged row, never a crash); nats.js as
+the peer reading the same events; the %nats_trace magic."""
 
 from __future__ import annotations
 
@@ -304,3 +306,31 @@ def _header_block(headers: object) -> bytes | None:
         return None
     lines = "".join(f"{k}: {v}\r\n" for k, values in headers.items() for v in values)
     return f"NATS/1.0\r\n{lines}\r\n".encode()
+
+
+def test_trace_across_a_gateway(subject: str) -> None:
+    """Two clusters (A, B) of one server each, joined by a gateway: the path crosses it and
+    server b1 reports its own hop."""
+    with natsbook.local_server(config="server_name: a1\ngateway { name: A, listen: "
+                                      "127.0.0.1:-1 }\n", jetstream=False) as a:
+        port = monitor(a, "/varz")["gateway"]["port"]
+        cfg = ("server_name: b1\ngateway { name: B, listen: 127.0.0.1:-1, gateways: [ "
+               f'{{ name: A, url: "nats://127.0.0.1:{port}" }} ] }}\n')
+        with natsbook.local_server(config=cfg, jetstream=False) as b, \
+                natsbook.connect(a.url, name="ca") as ca, \
+                natsbook.connect(b.url, name="cb") as cb:
+            cb.subscribe(f"{subject}.g")
+            cb.flush()
+            wait_for(lambda: "cb" in set(ca.trace(f"{subject}.g", deliver=False,
+                                                  timeout=1)["name"].dropna()),
+                     timeout=15, interval=0.2)
+            frame = ca.trace(f"{subject}.g", deliver=False)
+    assert frame.attrs["complete"] and frame.attrs["expected"] == 2
+    gw = frame[(frame["kind"] == "egress") & (frame["link"] == "gateway")].iloc[0]
+    assert (gw["server"], gw["cluster"], gw["name"], gw["next_hop"]) == ("a1", "A", "b1", "1")
+    there = frame[frame["hop"] == "1"]
+    assert there[["server", "cluster", "kind", "link", "name"]].values.tolist() == [
+        ["b1", "B", "ingress", "gateway", "a1"], ["b1", "B", "egress", "client", "cb"]]
+    edges = trace_edges(frame)
+    assert ("a1", "b1", "gateway") in set(zip(edges["source"], edges["target"], edges["link"],
+                                              strict=True))
