@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 
@@ -79,11 +80,12 @@ def test_a_cluster_losing_a_node() -> None:
 
             n3.kill()
 
-            def replica_down() -> bool:
+            def replica_down() -> list[pd.DataFrame]:
                 frame = app.check(timeout=2)
-                return frame.attrs["status"] == "fail"
-            wait_for(replica_down, timeout=30, interval=0.5)
-            frame = app.check(timeout=2)
+                failed = frame[(frame["status"] == "fail")
+                               & frame["check"].str.startswith("stream")]
+                return [frame] if len(failed) else []
+            (frame,) = wait_for(replica_down, timeout=40, interval=0.5)
             bad = frame[frame["status"] != "pass"]
             # (the JetStream API may time out while the meta leader moves)
             assert set(bad["check"]) <= {"stream replica", "stream replica seen",
