@@ -152,7 +152,11 @@ def _stream(rows: _Rows, info: dict[str, Any], lag: Threshold, seen: Threshold) 
                  "operations behind the leader" + ("" if peer.get("current") else
                                                    ", not current"))
         active = peer.get("active")
-        if isinstance(active, int) and not isinstance(active, bool):
+        if active == 0 and not peer.get("current"):
+            # a leader elected since the replica went away has never heard from it
+            rows.add("stream replica seen", target, "fail", None, seen,
+                     "the leader has not heard from it since it became leader")
+        elif isinstance(active, int) and not isinstance(active, bool):
             rows.measure("stream replica seen", target, round(active / 1e9, 3), seen,
                          "seconds since the leader last heard from it")
 
