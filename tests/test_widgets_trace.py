@@ -3,11 +3,16 @@ server and across a three-node cluster's routes; bad input is a message in the p
 
 from __future__ import annotations
 
+from xml.etree import ElementTree
+
+import orjson
+
 import natsbook
 from natsbook import Connection
 from natsbook import jetstream as js
 from natsbook.notebook.widgets import TracePanel, dashboard
 from natsbook.notebook.widgets.trace import trace_svg
+from natsbook.ops import trace_rows
 from tests.support.clusters import sys_cluster
 from tests.support.waiting import wait_for
 
@@ -63,5 +68,19 @@ def test_path_across_routes_is_drawn_server_to_server(subject: str) -> None:
             wait_for(lambda: "far" in set(a.trace(f"{subject}.x", deliver=False)["name"]
                                           .dropna()), what="interest across the route")
             svg = trace_svg(a.trace(f"{subject}.x", deliver=False))
+    root = ElementTree.fromstring(svg)  # well-formed SVG
+    assert root.tag.endswith("svg") and int(root.get("width", "0")) > 0
     assert svg.count("<rect") >= 2 and ">n1<" in svg and ">n3<" in svg
     assert ">route<" in svg and "client far" in svg
+
+
+def test_hostile_names_are_escaped() -> None:
+    event = {"server": {"name": "<b>&evil"}, "request": {}, "events": [
+        {"type": "in", "ts": "2026-01-01T00:00:00Z", "kind": 0, "cid": 1, "acc": "A",
+         "subj": "x", "name": "<script>"},
+        {"type": "eg", "ts": "2026-01-01T00:00:01Z", "kind": 0, "cid": 2, "sub": "x",
+         "name": "\"quoted\" & <tag>", "error": "<boom>"}]}
+    frame, _ = trace_rows([orjson.dumps(event), b"<not json>"])
+    svg = trace_svg(frame)
+    ElementTree.fromstring(svg)  # still well-formed
+    assert "<script>" not in svg and "&lt;b&gt;&amp;evil" in svg and "&lt;boom&gt;" in svg
