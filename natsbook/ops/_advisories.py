@@ -39,18 +39,21 @@ SYS_SUBJECTS = ("$SYS.ACCOUNT.>", "$SYS.SERVER.>")
 ADVISORY_COLUMNS = ["time", "subject", "type", "kind", "action", "stream", "consumer",
                     "stream_seq", "consumer_seq", "deliveries", "reason", "server", "account",
                     "event_time", "malformed"]
-#: The short kinds nats-server 2.10-2.12 publishes (the last part of the ``type``; server
-#: events without a ``type`` are named from their subject: ``statsz``, ``conns``...).
+#: The short kinds nats-server (2.10 - 2.15) publishes: the last part of the ``type``; a
+#: server event without a type is named from its subject's last token (``statsz``...).
 KNOWN_KINDS = frozenset({
     # io.nats.jetstream.advisory.v1.*
-    "api_audit", "stream_action", "consumer_action", "max_deliver", "nak", "terminated",
-    "stream_leader_elected", "stream_quorum_lost", "consumer_leader_elected",
-    "consumer_quorum_lost", "snapshot_create", "snapshot_complete", "restore_create",
-    "restore_complete", "consumer_pause", "consumer_pinned", "consumer_unpinned",
-    "stream_batch_abandoned", "domain_leader_elected",
-    # io.nats.server.advisory.v1.* and subject-named server events
-    "client_connect", "client_disconnect", "account_connections", "leafnode_connect",
-    "statsz", "shutdown", "conns", "lameduck", "server_stats"})
+    "api_audit", "api_limit_reached", "stream_action", "consumer_action", "max_deliver",
+    "nak", "terminated", "stream_leader_elected", "stream_quorum_lost",
+    "consumer_leader_elected", "consumer_quorum_lost", "snapshot_create",
+    "snapshot_complete", "restore_create", "restore_complete", "consumer_pause",
+    "consumer_group_pinned", "consumer_group_unpinned", "stream_batch_abandoned",
+    "domain_leader_elected", "meta_rescue", "server_out_of_space", "server_removed",
+    # io.nats.server.advisory.v1.*
+    "client_connect", "client_disconnect", "account_connections", "ocsp_peer_reject",
+    "ocsp_peer_link_invalid",
+    # server events named from their subject
+    "statsz", "shutdown", "lameduck", "conns", "connect", "disconnect"})
 _SCHEMA = re.compile(r"^io\.nats\.[a-z_]+\.(?:advisory|metric)\.v\d+\.([a-z0-9_]+)$")
 _INTS = ("stream_seq", "consumer_seq", "deliveries")
 _STRINGS = ("type", "kind", "action", "stream", "consumer", "reason", "server", "account")
