@@ -29,6 +29,7 @@ ALIVE = {
         'table.running and plot.running and conn.status == "connected"',
     "07-operations.ipynb":
         'panel.comm is not None and conn.status == "connected" and not svc.stopped',
+    "09-observability.ipynb": 'panel.comm is not None and conn.status == "connected"',
 }
 
 

@@ -34,7 +34,7 @@ from ..core import (
     request_many,
 )
 from ..jetstream import KV, Follow, ObjectStore, PubAck
-from ..ops import Service
+from ..ops import Advisories, Service
 from ..wire import Msg
 from ..wire._protocol import RawMsg
 
@@ -437,19 +437,20 @@ class Connection:
     def js_publish(self, subject: str, data: Any = b"", *,
                    headers: Mapping[str, Any] | None = None, msg_id: str | None = None,
                    expected_stream: str | None = None, expected_last_seq: int | None = None,
-                   expected_last_subject_seq: int | None = None,
+                   expected_last_subject_seq: int | None = None, ttl: Any = None,
                    timeout: float = 5.0) -> PubAck:
-        """Publish into a stream and wait for the ack (stream, seq, duplicate). See
-        :func:`natsbook.jetstream.js_publish`."""
+        """Publish into a stream and wait for the ack (stream, seq, duplicate). ``ttl``: the
+        message's time to live (``Nats-TTL``, nats-server 2.11+, a stream with
+        ``allow_msg_ttl``). See :func:`natsbook.jetstream.js_publish`."""
         return jetstream.js_publish(
             self, subject, data, headers=headers, msg_id=msg_id,
             expected_stream=expected_stream, expected_last_seq=expected_last_seq,
-            expected_last_subject_seq=expected_last_subject_seq, timeout=timeout)
+            expected_last_subject_seq=expected_last_subject_seq, ttl=ttl, timeout=timeout)
 
     def kv(self, bucket: str, *, create: bool = False, history: int = 1,
            ttl: float | None = None, storage: str = "file", max_bytes: int = -1,
            max_value_size: int = -1, description: str | None = None,
-           timeout: float = 5.0) -> KV:
+           marker_ttl: float | None = None, timeout: float = 5.0) -> KV:
         """A KV bucket; ``create=True`` creates it if missing, with the other options (see
         :func:`natsbook.jetstream.create_kv`).
 
@@ -459,7 +460,8 @@ class Connection:
         if create:
             return jetstream.create_kv(self, bucket, history=history, ttl=ttl, storage=storage,
                                        max_bytes=max_bytes, max_value_size=max_value_size,
-                                       description=description, timeout=timeout)
+                                       description=description, marker_ttl=marker_ttl,
+                                       timeout=timeout)
         return jetstream.kv(self, bucket, timeout=timeout)
 
     def add_consumer(self, stream: str, name: str, *,
@@ -510,6 +512,86 @@ class Connection:
         """Run a NATS service from this connection; add endpoints with
         ``.endpoint(name, handler)``. See :class:`natsbook.ops._services.Service`."""
         return ops.add_service(self, name, version, description=description, metadata=metadata)
+
+    # ------------------------------------------------------------------ JetStream 2.11+
+    def pause_consumer(self, stream: str, consumer: str, until: Any, *,
+                       timeout: float = 5.0) -> dict[str, Any]:
+        """Pause a consumer until `until` (a time, a timedelta or seconds from now; nats-server
+        2.11+). See :func:`natsbook.jetstream.pause_consumer`."""
+        return jetstream.pause_consumer(self, stream, consumer, until, timeout=timeout)
+
+    def resume_consumer(self, stream: str, consumer: str, *,
+                        timeout: float = 5.0) -> dict[str, Any]:
+        """Resume a paused consumer now."""
+        return jetstream.resume_consumer(self, stream, consumer, timeout=timeout)
+
+    def add_counter(self, name: str, subjects: list[str] | str | None = None, *,
+                    timeout: float = 5.0, **config: Any) -> dict[str, Any]:
+        """Create a counter stream (``allow_msg_counter``, nats-server 2.12+); returns its
+        info. See :func:`natsbook.jetstream.add_counter`."""
+        return jetstream.add_counter(self, name, subjects, timeout=timeout, **config)
+
+    def counter_add(self, subject: str, delta: int = 1, *, timeout: float = 5.0) -> PubAck:
+        """Add `delta` to the counter `subject`; ``PubAck.value`` is the new total."""
+        return jetstream.counter_add(self, subject, delta, timeout=timeout)
+
+    def counter_value(self, stream: str, subject: str, *, timeout: float = 5.0) -> int:
+        """The current total of the counter `subject` in `stream`."""
+        return jetstream.counter_value(self, stream, subject, timeout=timeout)
+
+    def batch_publish(self, messages: Iterable[tuple[Any, ...]], *,
+                      timeout: float = 5.0) -> PubAck:
+        """Publish ``(subject, data[, headers])`` messages as one atomic batch (nats-server
+        2.12+, ``allow_atomic``): all are stored or none. See
+        :func:`natsbook.jetstream.batch_publish`."""
+        return jetstream.batch_publish(self, messages, timeout=timeout)
+
+    # ------------------------------------------------------------------ observability
+    def trace(self, subject: str, payload: Any = b"", headers: Mapping[str, Any] | None = None,
+              *, deliver: bool = True, timeout: float = 2.0) -> pd.DataFrame:
+        """Publish one traced message (``Nats-Trace-Dest``, ADR-41; nats-server 2.11+) and
+        return its path through the servers, one row per event: ``hop``, ``server``,
+        ``kind`` (``ingress``, ``subject_mapping``, ``stream_export``, ``service_import``,
+        ``jetstream``, ``egress``), ``link``, ``account``, ``subject``, ``stream``, ``name``
+        (the receiving client, route, gateway or leaf node), ``error``, ``time``,
+        ``offset_ms``. ``deliver=False`` traces without delivering (``Nats-Trace-Only``).
+        See :func:`natsbook.ops.trace`."""
+        return ops.trace(self, subject, payload, headers, deliver=deliver, timeout=timeout)
+
+    def trace_subjects(self, frame: pd.DataFrame | Iterable[str], *, deliver: bool = False,
+                       timeout: float = 2.0) -> pd.DataFrame:
+        """Trace every distinct subject of a captured frame (trace-only by default): which
+        streams store each, which subscribers and servers it reaches, flagging subjects
+        stored by more than one stream or reaching no one. See
+        :func:`natsbook.ops.trace_subjects`."""
+        return ops.trace_subjects(self, frame, deliver=deliver, timeout=timeout)
+
+    def advisories(self, kinds: Iterable[str] | str | None = None, *,
+                   system: bool | None = None, timeout: float = 5.0) -> Advisories:
+        """Capture JetStream advisories (``$JS.EVENT.ADVISORY.>``) and, for a system-account
+        connection, server events (``$SYS.ACCOUNT.>``, ``$SYS.SERVER.>``). Its
+        ``to_pandas()`` has typed columns: ``type``, ``kind``, ``action``, ``stream``,
+        ``consumer``, ``stream_seq`` (joins ``stream_history``'s ``seq``), ``deliveries``,
+        ``server``, ``account``... See :func:`natsbook.ops.advisories`."""
+        return ops.advisories(self, kinds, system=system, timeout=timeout)
+
+    def check(self, *, streams: Iterable[str] | None = None, jetstream: bool | None = None,
+              rtt: Any = (0.5, 2.0), jetstream_usage: Any = (75.0, 90.0),
+              stream_lag: Any = (100, 1000), replica_seen: Any = (5.0, 10.0),
+              consumer_pending: Any = None, consumer_ack_pending: Any = None,
+              consumer_redelivered: Any = None, server: bool | None = None,
+              servers: Iterable[str] = (),
+              timeout: float = 5.0) -> pd.DataFrame:
+        """Health checks as rows (``check``, ``target``, ``status`` pass/warn/fail, ``value``,
+        ``warn``/``fail`` thresholds, ``detail``) for the connection, JetStream, streams,
+        consumers and - for a system-account user - every server, like ``nats server
+        check``. See :func:`natsbook.ops.check`."""
+        return ops.check(self, streams=streams, jetstream=jetstream, rtt=rtt,
+                         jetstream_usage=jetstream_usage, stream_lag=stream_lag,
+                         replica_seen=replica_seen, consumer_pending=consumer_pending,
+                         consumer_ack_pending=consumer_ack_pending,
+                         consumer_redelivered=consumer_redelivered, server=server,
+                         servers=servers, timeout=timeout)
 
     def __repr__(self) -> str:
         return repr(self._engine)

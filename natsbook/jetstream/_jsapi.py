@@ -4,12 +4,16 @@ readers in :mod:`._jsread`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
+import math
+import numbers
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import pandas as pd
 
 from ..errors import BadInputError, JetStreamError, NoRespondersError, NotFoundError
 
@@ -119,3 +123,42 @@ def check_name(name: str) -> None:
     if not isinstance(name, str) or not name or any(c in name for c in " .*>\t\r\n"):
         raise BadInputError(f"bad stream name {name!r}: names cannot be empty or contain "
                             "spaces, '.', '*' or '>'")
+
+
+def ttl_header(ttl: Any) -> str:
+    """The ``Nats-TTL`` value for `ttl`: seconds (a number, at least 1), a timedelta, a
+    duration string nats-server parses (``"90s"``, ``"1h30m"``), or ``"never"`` (kept
+    forever, whatever the stream's max_age).
+
+    Raises:
+        BadInputError: a TTL under one second (the server's resolution), or not a duration.
+    """
+    if isinstance(ttl, str):
+        text = ttl.strip()
+        if text == "never":
+            return text
+        try:
+            seconds = pd.Timedelta(text).total_seconds()
+        except ValueError:
+            raise BadInputError(f"ttl={ttl!r} is not a duration: give seconds (60), a "
+                                "timedelta, '90s', '1h30m' or 'never'") from None
+    elif isinstance(ttl, dt.timedelta | pd.Timedelta):
+        seconds = pd.Timedelta(ttl).total_seconds()
+    elif isinstance(ttl, numbers.Real) and not isinstance(ttl, bool):
+        seconds = float(ttl)
+    else:
+        raise BadInputError(f"ttl={ttl!r}: give seconds (60), a timedelta, '90s' or 'never'")
+    if not math.isfinite(seconds) or seconds < 1:
+        raise BadInputError(f"ttl={ttl!r} is under one second - per-message TTLs have a "
+                            "resolution of one second (the smallest is 1)")
+    whole = int(seconds)
+    return f"{whole}s" if whole == seconds else f"{round(seconds * 1000)}ms"
+
+
+def server_at_least(version: Any, want: tuple[int, int]) -> bool:
+    """Whether a server ``version`` string ("2.12.1", "v2.15.0-beta") is `want` or later;
+    False when it cannot be read."""
+    match = re.match(r"v?(\d+)\.(\d+)", str(version or ""))
+    if match is None:
+        return False
+    return (int(match.group(1)), int(match.group(2))) >= want

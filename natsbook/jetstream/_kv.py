@@ -1,10 +1,12 @@
 """JetStream key-value buckets as DataFrames.
 
 A bucket ``B`` is the stream ``KV_B`` storing subjects ``$KV.B.<key>``; each put is a message,
-a delete or purge is a message with a ``KV-Operation`` header. ``KV.to_pandas()`` reads the
-latest entry of every key in one batched direct get (``multi_last``); ``history(key)`` and
-``watch()`` reuse the stream-history and push-capture machinery of :mod:`natsbook.jetstream`
-and :mod:`natsbook.jetstream._jsread`.
+a delete or purge is a message with a ``KV-Operation`` header, and a marker the server leaves
+when a limit removes a key's last entry (``Nats-Marker-Reason``: ``MaxAge``, ``Purge``,
+``Remove``; nats-server 2.11+) reads as a purge or delete, as nats.go reads it.
+``KV.to_pandas()`` reads the latest entry of every key in one batched direct get
+(``multi_last``); ``history(key)`` and ``watch()`` reuse the stream-history and push-capture
+machinery of :mod:`natsbook.jetstream` and :mod:`natsbook.jetstream._jsread`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pyarrow.compute as pc
 
 from ..capture import TABLE, mark
 from ..errors import BadInputError, JetStreamError, NotFoundError
-from ..wire._protocol import parse_headers
+from ._features import kv_operation, kv_operation_raw
 from ._jsapi import API, api_request, check_bucket, not_found_error, stream_names
 from ._jsparse import parse_direct
 from ._jsread import Batches, PushCapture
@@ -73,12 +75,16 @@ def kv_buckets(conn: Link) -> list[str]:
 
 def create_kv(conn: Link, bucket: str, *, history: int = 1, ttl: float | None = None,
               storage: str = "file", max_bytes: int = -1, max_value_size: int = -1,
-              description: str | None = None, timeout: float = 5.0) -> KV:
+              description: str | None = None, marker_ttl: float | None = None,
+              timeout: float = 5.0) -> KV:
     """Create a bucket (or update a compatible one) and return it.
 
     Args:
         history: revisions kept per key (1-64).
         ttl: seconds an entry lives (None: forever).
+        marker_ttl: seconds the server keeps a marker where an entry expired (nats-server
+            2.11+, ``subject_delete_marker_ttl``; at least 1): watches then see the expiry
+            as a ``PURGE``. Also allows per-key TTLs (``kv.create(key, value, ttl=)``).
     """
     check_bucket(bucket)
     if not 1 <= history <= 64:
@@ -90,6 +96,10 @@ def create_kv(conn: Link, bucket: str, *, history: int = 1, ttl: float | None = 
     }
     if description:
         cfg["description"] = description
+    if marker_ttl is not None:
+        if not marker_ttl >= 1:
+            raise BadInputError(f"marker_ttl={marker_ttl!r} must be at least 1 second")
+        cfg.update(allow_msg_ttl=True, subject_delete_marker_ttl=int(marker_ttl * 1e9))
     add_stream(conn, f"KV_{bucket}", [f"$KV.{bucket}.>"], storage=storage, allow_direct=True,
                timeout=timeout, **cfg)
     return KV(conn, bucket, timeout=timeout)
@@ -110,9 +120,7 @@ def _operations(headers: pa.ChunkedArray | pa.Array) -> np.ndarray:
         return ops
     for i, block in enumerate(headers.to_pylist()):
         if block:
-            for k, v in parse_headers(block)[2]:
-                if k == "KV-Operation":
-                    ops[i] = v
+            ops[i] = kv_operation_raw(block)
     return ops
 
 
@@ -200,7 +208,7 @@ class KV:
             h = msg.headers
             got_subject, seq, ts = h["Nats-Subject"], int(h["Nats-Sequence"]), h[
                 "Nats-Time-Stamp"]
-            op = h.get("KV-Operation", "PUT")
+            op = kv_operation(h.items_all())
             data = msg.data
         else:
             try:
@@ -215,8 +223,7 @@ class KV:
             data = base64.b64decode(m.get("data") or b"")
             op = "PUT"
             if m.get("hdrs"):
-                items = parse_headers(base64.b64decode(m["hdrs"]))[2]
-                op = dict(items).get("KV-Operation", "PUT")
+                op = kv_operation_raw(base64.b64decode(m["hdrs"]))
         if got_subject != subject:
             raise NotFoundError("revision", f"{key}@{revision}", None)
         return KVEntry(self.bucket, key, data, seq, pd.Timestamp(ts), op)
@@ -232,9 +239,11 @@ class KV:
         _check_key(key)
         return js_publish(self.conn, self.prefix + key, value, timeout=self.timeout).seq
 
-    def create(self, key: str, value: Any) -> int:
+    def create(self, key: str, value: Any, *, ttl: Any = None) -> int:
         """Store only if `key` holds no value: it never existed, or its latest entry is a
         delete or purge marker (as the official clients do). Returns the new revision.
+        ``ttl`` (seconds, nats-server 2.11+, a bucket made with ``marker_ttl``): the key
+        expires after it (as nats.go's ``KeyTTL``).
 
         Raises:
             JetStreamError: the key holds a value (``err_code`` 10071, "wrong last sequence").
@@ -242,7 +251,7 @@ class KV:
         _check_key(key)
         try:
             return js_publish(self.conn, self.prefix + key, value,
-                              expected_last_subject_seq=0, timeout=self.timeout).seq
+                              expected_last_subject_seq=0, ttl=ttl, timeout=self.timeout).seq
         except JetStreamError as exc:
             if exc.err_code != _WRONG_LAST_SEQUENCE:
                 raise
@@ -258,7 +267,7 @@ class KV:
             try:
                 return js_publish(self.conn, self.prefix + key, value,
                                   expected_last_subject_seq=latest.revision if latest else 0,
-                                  timeout=self.timeout).seq
+                                  ttl=ttl, timeout=self.timeout).seq
             except JetStreamError as exc:
                 if exc.err_code != _WRONG_LAST_SEQUENCE:
                     raise

@@ -34,7 +34,15 @@ from ..capture import FOLD, TABLE, mark
 from ..capture._frames import DecodeArg, to_frame
 from ..capture._store import SCHEMA
 from ..errors import BadInputError, JetStreamError, NoRespondersError
-from ._jsapi import api_request, check_name, paged, stream_call, stream_names
+from ._jsapi import (
+    api_request,
+    check_name,
+    paged,
+    server_at_least,
+    stream_call,
+    stream_names,
+    ttl_header,
+)
 from ._jsparse import empty_history, parse_history
 from ._jsread import (
     PushCapture,
@@ -178,16 +186,24 @@ class PubAck:
     seq: int
     duplicate: bool = False
     domain: str | None = None
+    #: A counter stream's total after the increment (nats-server 2.12+).
+    value: int | None = None
+    #: An atomic batch's id and message count (on the commit's ack).
+    batch: str | None = None
+    count: int | None = None
 
 
 def js_publish(conn: Link, subject: str, data: Any = b"", *,
                headers: Mapping[str, Any] | None = None, msg_id: str | None = None,
                expected_stream: str | None = None, expected_last_seq: int | None = None,
-               expected_last_subject_seq: int | None = None,
+               expected_last_subject_seq: int | None = None, ttl: Any = None,
                timeout: float = 5.0) -> PubAck:
     """Publish to a stream and wait for its acknowledgement.
 
     Args:
+        ttl: this message's time to live (``Nats-TTL``, nats-server 2.11+; the stream needs
+            ``allow_msg_ttl=True``): seconds (at least 1), a timedelta, ``"90s"`` or
+            ``"never"``.
         msg_id: ``Nats-Msg-Id`` for de-duplication (a repeat within the window is acked with
             ``duplicate=True`` and not stored again).
         expected_*: optimistic concurrency checks; a mismatch raises JetStreamError.
@@ -204,6 +220,12 @@ def js_publish(conn: Link, subject: str, data: Any = b"", *,
         hdrs["Nats-Expected-Last-Sequence"] = str(expected_last_seq)
     if expected_last_subject_seq is not None:
         hdrs["Nats-Expected-Last-Subject-Sequence"] = str(expected_last_subject_seq)
+    if ttl is not None:
+        hdrs["Nats-TTL"] = ttl_header(ttl)
+        version = conn.server_info.get("version")
+        if not server_at_least(version, (2, 11)):  # an older one stores it without a TTL
+            raise JetStreamError(f"per-message TTLs need nats-server 2.11 or later (this "
+                                 f"one: {version or 'unknown'}) - nothing was sent")
     try:
         msg = conn.request(subject, data, headers=hdrs or None, timeout=timeout)
     except NoRespondersError:
@@ -219,8 +241,10 @@ def js_publish(conn: Link, subject: str, data: Any = b"", *,
     if "seq" not in body:
         raise JetStreamError(f"{subject!r} answered like a service, not a stream: "
                              f"{msg.data[:80]!r} - is the subject bound to a stream?")
+    value, count = body.get("val"), body.get("count")
     return PubAck(body["stream"], int(body["seq"]), bool(body.get("duplicate", False)),
-                  body.get("domain"))
+                  body.get("domain"), int(value) if value is not None else None,
+                  body.get("batch"), int(count) if count is not None else None)
 
 
 # ---------------------------------------------------------------------------------- reading

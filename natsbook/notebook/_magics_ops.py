@@ -1,14 +1,25 @@
-"""Operations verbs: ``%nats_services`` (NATS services, the micro protocol) and
-``%nats_consumers`` (JetStream consumers, their backlog and how it moves)."""
+"""Operations verbs: ``%nats_services`` (NATS services, the micro protocol),
+``%nats_consumers`` (JetStream consumers, their backlog and how it moves) and
+``%nats_trace`` (where one message goes, server by server: ADR-41 message tracing) and
+``%nats_check`` (health checks as pass / warn / fail rows)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._magic_support import _check_name, _magic_errors, _parse, _seconds_arg
+from .. import ops
+from ._magic_support import (
+    _check_name,
+    _headers,
+    _magic_errors,
+    _parse,
+    _parse_payload_line,
+    _seconds_arg,
+)
 from ._magics_base import NatsMagicsBase
 
 #: The longest ``--watch`` (the cell blocks while it samples).
@@ -71,3 +82,98 @@ class OpsMagics(NatsMagicsBase):
         if hasattr(result, "__len__") and not isinstance(result, dict):
             self._limit_display(len(result))
         return result
+
+    @magic_arguments()
+    @argument("subject", help="the subject to publish the traced message on")
+    @argument("payload", nargs="?", default=None, help="the message payload (default: empty)")
+    @argument("-H", "--header", action="append", metavar="KEY:VALUE", help="a header; repeat")
+    @argument("--no-deliver", action="store_true",
+              help="trace only (Nats-Trace-Only): nothing is delivered or stored")
+    @argument("--timeout", "-t", default=None, metavar="S",
+              help="seconds to wait for every server's trace event (default: 2)")
+    @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
+    @line_magic
+    def nats_trace(self, line: str) -> Any:
+        """Trace one message (``Nats-Trace-Dest``, nats-server 2.11+): prints its path server
+        by server (routes, gateways, leaf nodes, the subscribers and streams it reached) and
+        returns one row per event (``conn.trace``)."""
+        args = _parse_payload_line(self.nats_trace, line)
+        timeout = _seconds_arg("--timeout", args.timeout, 600.0) or 2.0
+        _check_name(args.name)
+        conn = self._require()
+        subject = self._expand(args.subject) or ""
+        payload = self._expand(args.payload) or ""
+        headers = _headers([self._expand(h) or "" for h in args.header or []])
+        with _magic_errors():
+            frame = conn.trace(subject, payload, headers, deliver=not args.no_deliver,
+                               timeout=timeout)
+        print(trace_text(frame, subject))
+        self._bind(args.name, frame)
+        self._limit_display(len(frame))
+        return frame
+
+    @magic_arguments()
+    @argument("streams", nargs="*", help="only these streams (default: every stream)")
+    @argument("--pending", default=None, metavar="WARN,FAIL",
+              help="consumer pending thresholds, e.g. 1000,10000")
+    @argument("--ack-pending", default=None, metavar="WARN,FAIL",
+              help="consumer ack-pending thresholds")
+    @argument("--lag", default=None, metavar="WARN,FAIL",
+              help="stream replica lag thresholds (default 100,1000)")
+    @argument("-o", "--out", dest="name", help="bind the DataFrame to this variable")
+    @line_magic
+    def nats_check(self, line: str) -> Any:
+        """Health checks as pass/warn/fail rows (``conn.check``): the connection, JetStream,
+        streams and consumers, and every server for a system-account user."""
+        args = _parse(self.nats_check, line)
+        _check_name(args.name)
+        limits = {flag: _pair(flag, value) for flag, value in (
+            ("--pending", args.pending), ("--ack-pending", args.ack_pending),
+            ("--lag", args.lag))}
+        conn = self._require()
+        with _magic_errors():
+            frame = conn.check(streams=args.streams or None,
+                               consumer_pending=limits["--pending"],
+                               consumer_ack_pending=limits["--ack-pending"],
+                               stream_lag=limits["--lag"] or (100, 1000),
+                               timeout=self.timeout)
+        counts = frame["status"].value_counts()
+        print(f"natsbook: {len(frame)} checks - " + ", ".join(
+            f"{int(counts.get(s, 0))} {s}" for s in ("pass", "warn", "fail"))
+            + f" (overall: {frame.attrs['status']})")
+        self._bind(args.name, frame)
+        self._limit_display(len(frame))
+        return frame
+
+
+def _pair(flag: str, text: str | None) -> tuple[float, float] | None:
+    """A WARN,FAIL flag value."""
+    if text is None:
+        return None
+    try:
+        warn, fail = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} {text} must be two numbers WARN,FAIL (e.g. 100,1000)") from None
+    if not 0 <= warn <= fail:
+        raise UsageError(f"{flag} {text}: need 0 <= WARN <= FAIL")
+    return warn, fail
+
+def trace_text(frame: Any, subject: str) -> str:
+    """The path of a trace frame as lines of text (``n1 -route-> n2``, ``n2 -> stream S``)."""
+    edges = ops.trace_edges(frame)
+    origin = [str(s) for s in frame["server"].dropna()][:1] or ["?"]
+    lines = [f"natsbook: trace of {subject!r} from {origin[0]}"
+             f" - {frame.attrs.get('received', 0)} of {frame.attrs.get('expected', 0)} "
+             "server events"]
+    for e in edges.astype(object).where(edges.notna(), "").to_dict("records"):
+        arrow = f"-{e['link']}->" if e["link"] and e["link"] != "client" else "->"
+        extra = f" ({e['detail']})" if e["detail"] else ""
+        err = f"  ERROR: {e['error']}" if e["error"] else ""
+        lines.append(f"  {e['source']} {arrow} {e['target']}{extra}{err}")
+    if edges.empty:
+        lines.append("  reached no one (no subscriber, no stream)")
+    for err in frame.loc[frame["malformed"], "error"].dropna():
+        lines.append(f"  malformed: {err}")
+    if not frame.attrs.get("complete", True):
+        lines.append("  incomplete: some servers' events did not arrive within the timeout")
+    return "\n".join(lines)

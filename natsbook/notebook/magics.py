@@ -16,6 +16,8 @@
                        (a system-account connection: every server of the cluster)
     %nats_services [NAME] [--timeout S] [-o NAME]         (NATS services, one row per endpoint)
     %nats_consumers STREAM [CONSUMER] [--watch S [--every S]] [-o NAME]
+    %nats_trace SUBJECT [PAYLOAD] [-H K:V] [--no-deliver] [-t S] [-o NAME]  (message path)
+    %nats_check [STREAM ...] [--pending W,F] [--ack-pending W,F] [--lag W,F] [-o NAME]
     %nats_obj BUCKET [NAME] [--put FILE | --save FILE | --bytes | --delete] [--create] [-o V]
     %nats_panel        (the dashboard of publish/subscribe/request/explorer panels)
     %%nats_sql [-o NAME]                    (the cell: DuckDB SQL over the captures)

@@ -1,5 +1,6 @@
 """Operating a NATS system: server monitoring as DataFrames (over HTTP, or through the system
-account for every server of a cluster) and NATS services (the micro protocol).
+account for every server of a cluster), NATS services (the micro protocol), message tracing
+(ADR-41), JetStream advisories and system events, and health checks.
 
 ``Connection.services()`` / ``add_service()`` call these functions; they take any
 :class:`natsbook.core.Link` (a Connection is one).
@@ -7,6 +8,8 @@ account for every server of a cluster) and NATS services (the micro protocol).
 
 from __future__ import annotations
 
+from ._advisories import Advisories, advisories, typed_advisories
+from ._checks import check
 from ._monitor import (
     MissingServersWarning,
     Monitor,
@@ -16,8 +19,10 @@ from ._monitor import (
     parse_duration,
 )
 from ._services import Endpoint, Service, add_service, services
+from ._trace import trace, trace_edges, trace_rows, trace_subjects
 
 __all__ = [
+    "Advisories",
     "Endpoint",
     "MissingServersWarning",
     "Monitor",
@@ -25,7 +30,14 @@ __all__ = [
     "Service",
     "SystemMonitor",
     "add_service",
+    "advisories",
+    "check",
     "monitor",
     "parse_duration",
     "services",
+    "trace",
+    "trace_edges",
+    "trace_rows",
+    "trace_subjects",
+    "typed_advisories",
 ]

@@ -1,5 +1,5 @@
 """ipywidgets panels for NATS: publish, subscribe, request, a live subject explorer, services,
-and a dashboard with all of them in tabs.
+a message-trace view, and a dashboard with all of them in tabs.
 
 >>> import natsbook
 >>> from natsbook.notebook.widgets import dashboard
@@ -20,6 +20,7 @@ from .publish import PublishPanel
 from .request import RequestPanel
 from .services import ServicesPanel
 from .subscribe import SubscribePanel
+from .trace import TracePanel
 from .tree import SubjectTree
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "SubjectExplorer",
     "SubjectTree",
     "SubscribePanel",
+    "TracePanel",
     "Updater",
     "dashboard",
 ]

@@ -16,6 +16,7 @@ from .publish import PublishPanel
 from .request import RequestPanel
 from .services import ServicesPanel
 from .subscribe import SubscribePanel
+from .trace import TracePanel
 
 if TYPE_CHECKING:
     from ...client import Connection
@@ -47,7 +48,7 @@ def status_html(conn: Connection, rtt_ms: float | None) -> str:
 
 
 class Dashboard(W.VBox):
-    """Publish, Subscribe, Request, Explorer and Services tabs sharing one throttled
+    """Publish, Subscribe, Request, Explorer, Services and Trace tabs sharing one throttled
     updater."""
 
     def __init__(self, conn: Connection, *, interval: float = 0.1,
@@ -65,9 +66,11 @@ class Dashboard(W.VBox):
         self.explorer = SubjectExplorer(conn, updater=self.updater, pattern=explorer_pattern,
                                         autostart=explore)
         self.services = ServicesPanel(conn, updater=self.updater)
+        self.trace = TracePanel(conn, updater=self.updater)
         self.tabs = W.Tab(children=[self.publish, self.subscribe, self.request, self.explorer,
-                                    self.services],
-                          titles=["Publish", "Subscribe", "Request", "Explorer", "Services"])
+                                    self.services, self.trace],
+                          titles=["Publish", "Subscribe", "Request", "Explorer", "Services",
+                                  "Trace"])
         self.tabs.add_class("nb-tabs")
         self.add_class("nb-dashboard")
         self.children = [style_widget(), self.status, self.tabs]
@@ -91,7 +94,7 @@ class Dashboard(W.VBox):
         """Stop the updater and the explorer's subscription; close every widget."""
         self.updater.stop()
         for panel in (self.publish, self.subscribe, self.request, self.explorer,
-                      self.services):
+                      self.services, self.trace):
             panel.close()
         self.tabs.close()
         self.status.close()
