@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -45,6 +46,29 @@ def test_per_message_ttl(conn: natsbook.Connection, subject: str) -> None:
     js.add_stream(conn, plain, [f"{subject}p.>"])  # no allow_msg_ttl: the server refuses
     with pytest.raises(JetStreamError, match=r"(?i)ttl"):
         conn.js_publish(f"{subject}p.x", b"", ttl=5)
+
+
+def test_stream_options_for_ttl_and_delete_markers(conn: natsbook.Connection,
+                                                   subject: str) -> None:
+    """add_stream states the 2.11 options: a delete marker (in seconds) turns message TTLs on,
+    and max_age then leaves a MaxAge marker where it removed a subject's last message."""
+    stream = _name()
+    cfg = js.add_stream(conn, stream, [f"{subject}.>"], max_age=1_000_000_000,
+                        subject_delete_marker_ttl=5)["config"]
+    assert cfg["allow_msg_ttl"] is True and cfg["subject_delete_marker_ttl"] == 5_000_000_000
+    conn.js_publish(f"{subject}.a", b"x")
+    marker: list[Any] = []
+
+    def has_marker() -> bool:
+        marker[:] = conn.stream_history(stream)["headers"].tolist()
+        return bool(marker and marker[0])
+
+    wait_for(has_marker, timeout=10, interval=0.2)
+    assert marker[0]["Nats-Marker-Reason"] == ["MaxAge"]
+    with pytest.raises(BadInputError, match="positive"):
+        js.add_stream(conn, _name(), [f"{subject}x.>"], subject_delete_marker_ttl=0)
+    assert js.add_stream(conn, _name(), [f"{subject}y.>"],
+                         allow_msg_ttl=True)["config"]["allow_msg_ttl"] is True
 
 
 def test_kv_reads_expiry_markers_like_nats_go(conn: natsbook.Connection) -> None:

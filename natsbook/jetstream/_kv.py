@@ -99,9 +99,8 @@ def create_kv(conn: Link, bucket: str, *, history: int = 1, ttl: float | None = 
     if marker_ttl is not None:
         if not marker_ttl >= 1:
             raise BadInputError(f"marker_ttl={marker_ttl!r} must be at least 1 second")
-        cfg.update(allow_msg_ttl=True, subject_delete_marker_ttl=int(marker_ttl * 1e9))
     add_stream(conn, f"KV_{bucket}", [f"$KV.{bucket}.>"], storage=storage, allow_direct=True,
-               timeout=timeout, **cfg)
+               subject_delete_marker_ttl=marker_ttl, timeout=timeout, **cfg)
     return KV(conn, bucket, timeout=timeout)
 
 

@@ -144,18 +144,36 @@ def stream_subjects(conn: Link, name: str, filter: str = ">", *,
 
 
 def add_stream(conn: Link, name: str, subjects: list[str] | str | None = None, *,
-               storage: str = "file", allow_direct: bool = True, timeout: float = 5.0,
-               **config: Any) -> dict[str, Any]:
+               storage: str = "file", allow_direct: bool = True,
+               allow_msg_ttl: bool = False, subject_delete_marker_ttl: float | None = None,
+               timeout: float = 5.0, **config: Any) -> dict[str, Any]:
     """Create a stream (or update it when it exists with a compatible config).
 
-    Extra keyword arguments are stream config fields as the server names them
-    (``max_msgs``, ``max_age`` in ns, ``max_msgs_per_subject``...). Returns the stream info.
+    Args:
+        allow_msg_ttl: let publishers give each message its own TTL
+            (``js_publish(..., ttl=)``; nats-server 2.11+).
+        subject_delete_marker_ttl: seconds: when ``max_age`` removes the last message of a
+            subject, the server leaves a delete marker (``Nats-Marker-Reason: MaxAge``) that
+            lives this long, so readers and KV watchers see the removal (2.11+; it needs
+            ``allow_msg_ttl``, which is then turned on).
+        config: other stream config fields as the server names them (``max_msgs``,
+            ``max_age`` in ns, ``max_msgs_per_subject``...).
+
+    Returns:
+        The stream info.
     """
     check_name(name)
     if isinstance(subjects, str):
         subjects = [subjects]
     cfg = {"name": name, "subjects": subjects or [name], "storage": storage,
            "allow_direct": allow_direct, "num_replicas": 1, **config}
+    if allow_msg_ttl or subject_delete_marker_ttl is not None:
+        cfg["allow_msg_ttl"] = True
+    if subject_delete_marker_ttl is not None:
+        if not subject_delete_marker_ttl > 0:
+            raise BadInputError(f"subject_delete_marker_ttl={subject_delete_marker_ttl!r} "
+                                "must be a positive number of seconds")
+        cfg["subject_delete_marker_ttl"] = int(subject_delete_marker_ttl * 1e9)
     try:
         return api_request(conn, f"STREAM.CREATE.{name}", cfg, timeout=timeout)
     except JetStreamError as exc:
