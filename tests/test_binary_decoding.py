@@ -452,3 +452,18 @@ def test_replaying_a_msgpack_frame_sends_json_and_refuses_bytes(conn: natsbook.C
         df = to_frame(table([msgpack.packb(obj)]), "msgpack")
         with pytest.raises(BadInputError, match=name):
             conn.publish_frame(df, subject=f"{subject}.back")
+
+
+def test_kv_values_decode_like_captures(conn: natsbook.Connection) -> None:
+    """KV's to_pandas / history / watch take the same decode names: a MessagePack value is its
+    object, one that does not decode is None (as a non-JSON value is for decode="json")."""
+    kv = conn.kv(f"kvbin{uuid.uuid4().hex[:10]}", create=True, history=3)
+    kv.put("a", msgpack.packb({"t": 21.5, "ok": True}))
+    kv.put("b", b"\xc1")  # 0xc1 is never used in MessagePack
+    kv.put("a", msgpack.packb([1, 2]))
+    latest = kv.to_pandas("msgpack").set_index("key")["value"]
+    assert latest["a"] == [1, 2] and latest["b"] is None
+    assert kv.history("a", decode="msgpack")["value"].tolist() == [{"t": 21.5, "ok": True},
+                                                                  [1, 2]]
+    with pytest.raises(BadInputError, match="nope"):
+        kv.to_pandas("nope")

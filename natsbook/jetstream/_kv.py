@@ -23,6 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..capture import TABLE, mark
+from ..capture._binary import Decoder
+from ..capture._frames import DecodeArg, resolve_decode
+from ..capture._jsondecode import EMPTY, ERROR
 from ..errors import BadInputError, JetStreamError, NotFoundError
 from ._features import kv_operation, kv_operation_raw
 from ._jsapi import API, api_request, check_bucket, not_found_error, stream_names
@@ -96,9 +99,8 @@ def create_kv(conn: Link, bucket: str, *, history: int = 1, ttl: float | None = 
     }
     if description:
         cfg["description"] = description
-    if marker_ttl is not None:
-        if not marker_ttl >= 1:
-            raise BadInputError(f"marker_ttl={marker_ttl!r} must be at least 1 second")
+    if marker_ttl is not None and not marker_ttl >= 1:
+        raise BadInputError(f"marker_ttl={marker_ttl!r} must be at least 1 second")
     add_stream(conn, f"KV_{bucket}", [f"$KV.{bucket}.>"], storage=storage, allow_direct=True,
                subject_delete_marker_ttl=marker_ttl, timeout=timeout, **cfg)
     return KV(conn, bucket, timeout=timeout)
@@ -123,7 +125,13 @@ def _operations(headers: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return ops
 
 
-def _values(payload: pa.ChunkedArray | pa.Array, decode: str) -> pd.Series:
+def _values(payload: pa.ChunkedArray | pa.Array, decode: DecodeArg) -> pd.Series:
+    mode = resolve_decode(decode)
+    if isinstance(mode, Decoder):  # msgpack, cbor, protobuf, a registered decoder
+        got = mode.values(payload.to_pylist())
+        # A value that does not decode (or an empty one: a delete marker) is None, as a
+        # value that is not JSON is for decode="json".
+        return pd.Series([None if v is EMPTY or v is ERROR else v for v in got], dtype=object)
     if decode == "bytes":
         return pd.Series(payload.to_pylist(), dtype=object)
     if decode == "json":
@@ -145,9 +153,9 @@ def _loads(p: bytes | None) -> Any:
         return None
 
 
-def _kv_frame(table: pa.Table, prefix: str, decode: str, include_deleted: bool) -> pd.DataFrame:
-    if decode not in ("auto", "text", "bytes", "json"):
-        raise BadInputError(f"decode={decode!r} must be 'auto', 'text', 'bytes' or 'json'")
+def _kv_frame(table: pa.Table, prefix: str, decode: DecodeArg,
+              include_deleted: bool) -> pd.DataFrame:
+    resolve_decode(decode)  # BadInputError naming the decodings natsbook knows
     ops = _operations(table["headers"])
     if not include_deleted and len(ops):
         table = table.filter(pa.array(ops == "PUT"))
@@ -318,7 +326,8 @@ class KV:
             table = _last_per_subject(read_stream(self.conn, self.stream, timeout=self.timeout))
         return table
 
-    def to_pandas(self, decode: str = "auto", *, include_deleted: bool = False) -> pd.DataFrame:
+    def to_pandas(self, decode: DecodeArg = "auto", *,
+                  include_deleted: bool = False) -> pd.DataFrame:
         """Every key's latest entry: key, value, revision, created, operation (sorted by key).
 
         Args:
@@ -333,7 +342,7 @@ class KV:
         """Keys that currently hold a value, sorted."""
         return self.to_pandas("bytes")["key"].tolist()
 
-    def history(self, key: str, decode: str = "auto") -> pd.DataFrame:
+    def history(self, key: str, decode: DecodeArg = "auto") -> pd.DataFrame:
         """Every kept revision of `key` (deletes included), oldest first."""
         _check_key(key, pattern=True)
         table = read_stream(self.conn, self.stream, subject=self.prefix + key,
@@ -376,7 +385,7 @@ class KVWatch:
         self.kv = bucket
         self.capture = capture
 
-    def to_pandas(self, decode: str = "auto") -> pd.DataFrame:
+    def to_pandas(self, decode: DecodeArg = "auto") -> pd.DataFrame:
         table, _ = self.capture.table()
         return _kv_frame(table, self.kv.prefix, decode, include_deleted=True)
 
