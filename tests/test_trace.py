@@ -211,6 +211,26 @@ def _event(events: list[object], **extra: object) -> bytes:
     return orjson.dumps({"server": {"name": "s1"}, "request": {}, "events": events, **extra})
 
 
+def _hop_event(hop: str, hops: int) -> bytes:
+    header = {"Nats-Trace-Hop": [hop]} if hop else {}
+    return orjson.dumps({"server": {"name": f"s{hop or 0}"}, "request": {"header": header},
+                         "hops": hops, "events": [{"type": "in", "ts": "2026-01-01T00:00:00Z",
+                                                   "kind": 0, "cid": 1, "acc": "A",
+                                                   "subj": "x"}]})
+
+
+def test_a_trace_is_complete_only_when_every_announced_hop_arrived() -> None:
+    """Events arrive in any order (a far server's may come before the origin's): the count
+    the trace waits for is only met by the whole tree (issue 28, seen flaky across routes)."""
+    origin, child, grandchild = _hop_event("", 1), _hop_event("1", 1), _hop_event("1.1", 0)
+    for got in ([grandchild], [child], [child, grandchild], [origin, grandchild]):
+        _, expected = trace_rows(got)
+        assert expected > len(got), got
+    for order in ([origin, child, grandchild], [grandchild, child, origin]):
+        _, expected = trace_rows(order)
+        assert expected == 3
+
+
 def test_hostile_trace_events_are_flagged_rows() -> None:
     good = _event([{"type": "in", "ts": "2026-01-01T00:00:00Z", "kind": 0, "cid": 1,
                     "acc": "A", "subj": "x"}], hops=1)

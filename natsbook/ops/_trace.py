@@ -78,8 +78,8 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _event_rows(body: Any) -> tuple[list[dict[str, Any]], int]:
-    """The rows of one server's trace event and the hops it announces."""
+def _event_rows(body: Any) -> tuple[list[dict[str, Any]], str, int]:
+    """The rows of one server's trace event, its hop id and the hops it announces."""
     if not isinstance(body, dict) or not isinstance(body.get("events"), list):
         raise ValueError("not a trace event: no 'events' list")
     server = _dict(body.get("server"))
@@ -136,7 +136,7 @@ def _event_rows(body: Any) -> tuple[list[dict[str, Any]], int]:
     for r in rows:
         if r.get("account") is None and r.get("kind") is not None:
             r["account"] = account
-    return rows, hops
+    return rows, hop, hops
 
 
 def _body(item: bytes | tuple[bytes | None, bytes]) -> bytes:
@@ -166,24 +166,28 @@ def trace_rows(payloads: Iterable[bytes | tuple[bytes | None, bytes]]
                ) -> tuple[pd.DataFrame, int]:
     """One row per event of the trace events `payloads` (the JSON bodies servers sent, or
     ``(header block, body)`` pairs, gzip-compressed bodies included) and the number of
-    events the servers announced in all (1 + every ``hops``).
+    events the trace needs: every server whose event arrived, and every hop an arrived event
+    announces (``hops`` children each; the origin's own event, hop ``""``, always), so the
+    count is only reached once the whole tree is in, in whatever order events arrive.
 
     Rows are ordered by hop (the origin server first) and time; ``offset_ms`` is each
     event's time since the earliest one. A payload that is not a trace event is one row
     with ``malformed=True`` and the reason in ``error``.
     """
     rows: list[dict[str, Any]] = []
-    expected = 1
+    seen: set[str] = set()
+    announced = {""}  # the server the message entered
     for item in payloads:
         raw = item[1] if isinstance(item, tuple) else item
         try:
             body = orjson.loads(_body(item))
-            got, hops = _event_rows(body)
+            got, hop, hops = _event_rows(body)
         except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
             rows.append({"malformed": True,
                          "error": f"malformed trace event: {exc} ({bytes(raw)[:80]!r})"})
             continue
-        expected += hops
+        seen.add(hop)
+        announced.update(f"{hop}.{i}" if hop else str(i) for i in range(1, hops + 1))
         rows.extend(got)
     frame = pd.DataFrame(rows, columns=TRACE_COLUMNS)
     frame["time"] = pd.to_datetime(frame["time"], utc=True, errors="coerce", format="ISO8601")
@@ -199,7 +203,7 @@ def trace_rows(payloads: Iterable[bytes | tuple[bytes | None, bytes]]
     for column in ("hop", "server", "cluster", "kind", "link", "account", "subject", "stream",
                    "to", "name", "next_hop", "queue", "error"):
         frame[column] = frame[column].astype("string")
-    return frame, expected
+    return frame, len(seen | announced)
 
 
 def trace(conn: Link, subject: str, payload: Any = b"",
