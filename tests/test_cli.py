@@ -332,7 +332,7 @@ def test_ready_file_is_private_from_its_creation(tmp_path: Path,
     opened = _spy_os_open(monkeypatch)
     old_umask = os.umask(0)  # a file created with the default mode would be world-readable
     try:
-        _run._write_ready_file(str(target), {"token": "T0KEN", "lab_url": "http://x"})
+        _run.write_ready_file(str(target), {"token": "T0KEN", "lab_url": "http://x"})
     finally:
         os.umask(old_umask)
     ours = [o for o in opened if o[0].parent == target.parent]
@@ -351,16 +351,16 @@ def test_private_files_are_never_written_through_an_existing_path(
     path is an error, never written through."""
     opened = _spy_os_open(monkeypatch)
     token = tmp_path / "token"
-    _run._write_private(token, "T0KEN")
+    _run.write_private(token, "T0KEN")
     assert token.read_text() == "T0KEN" and stat.S_IMODE(token.stat().st_mode) == 0o600
     assert opened[0][2:] == (0o600, 0o600)
     with pytest.raises(FileExistsError):
-        _run._write_private(token, "again")
+        _run.write_private(token, "again")
     assert token.read_text() == "T0KEN"
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "elsewhere")
     with pytest.raises(FileExistsError):
-        _run._write_private(link, "x")
+        _run.write_private(link, "x")
     assert not (tmp_path / "elsewhere").exists()
 
 
@@ -388,14 +388,14 @@ def test_a_port_in_time_wait_is_free_for_the_lab() -> None:
     port = _time_wait_port()
     with socket.socket() as plain, pytest.raises(OSError):  # without SO_REUSEADDR: taken ...
         plain.bind(("127.0.0.1", port))
-    assert _run._port_free(port)  # ... but JupyterLab would get it
+    assert _run.port_free(port)  # ... but JupyterLab would get it
     # A port someone listens on is still taken, even by a listener with SO_REUSEADDR.
     with socket.socket() as busy:
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        assert not _run._port_free(busy.getsockname()[1])
+        assert not _run.port_free(busy.getsockname()[1])
     with socket.socket() as wildcard:
         wildcard.bind(("0.0.0.0", 0))
         wildcard.listen()
-        assert not _run._port_free(wildcard.getsockname()[1])
+        assert not _run.port_free(wildcard.getsockname()[1])

@@ -55,8 +55,8 @@ def test_every_block_says_whether_it_runs() -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """What `natsbook lab` starts before JupyterLab, with its default options."""
     args = cli.build_parser().parse_args(["lab"])
-    with _run._embedded_server(args) as srv:
-        sim = _run._start_simulator(srv.url, args)
+    with _run.embedded_server(args) as srv:
+        sim = _run.start_simulator(srv.url, args)
         try:
             yield {"NATS_URL": srv.url, "NATSBOOK_MONITOR_URL": str(srv.monitor_url)}
         finally:

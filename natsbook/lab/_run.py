@@ -82,7 +82,7 @@ class Stopper:
         return self.event.wait(timeout)
 
 
-def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
     """True when a server could listen on `port` now.
 
     The probe binds the way the server will: with SO_REUSEADDR, as tornado (JupyterLab's
@@ -102,13 +102,13 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write `text` to a new file only its owner can read or write: created with mode 0600
     (O_EXCL: never an existing file, never through a symlink), so it is never readable by
     others, not even between its creation and a chmod."""
@@ -125,7 +125,7 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-def _write_ready_file(path: str | None, info: dict[str, Any]) -> None:
+def write_ready_file(path: str | None, info: dict[str, Any]) -> None:
     """Write JSON atomically (others poll for the file's existence): a private temporary file
     (it holds the lab's token) renamed over the target."""
     if not path:
@@ -133,7 +133,7 @@ def _write_ready_file(path: str | None, info: dict[str, Any]) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    _write_private(tmp, json.dumps(info, indent=2))
+    write_private(tmp, json.dumps(info, indent=2))
     try:
         tmp.replace(target)
     except BaseException:
@@ -141,7 +141,7 @@ def _write_ready_file(path: str | None, info: dict[str, Any]) -> None:
         raise
 
 
-def _http_json(url: str, headers: dict[str, str] | None = None,
+def http_json(url: str, headers: dict[str, str] | None = None,
                timeout: float = 2.0) -> Any:
     req = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -155,18 +155,18 @@ def _count(n: float) -> str:
     return f"{int(n)}"
 
 
-def _server_summary(monitor_url: str | None) -> str:
+def server_summary(monitor_url: str | None) -> str:
     if not monitor_url:
         return ""
     try:
-        v = _http_json(f"{monitor_url}/varz", timeout=1.0)
+        v = http_json(f"{monitor_url}/varz", timeout=1.0)
     except (OSError, ValueError):
         return "server: no answer from monitoring"
     return (f"conns {v.get('connections', 0)} · in {_count(v.get('in_msgs', 0))} msgs · "
             f"out {_count(v.get('out_msgs', 0))} msgs")
 
 
-def _sim_summary(sim: Any) -> str:
+def sim_summary(sim: Any) -> str:
     if sim is None:
         return ""
     st = sim.stats
@@ -175,7 +175,7 @@ def _sim_summary(sim: Any) -> str:
 
 
 @contextlib.contextmanager
-def _embedded_server(args: argparse.Namespace) -> Iterator[LocalServer]:
+def embedded_server(args: argparse.Namespace) -> Iterator[LocalServer]:
     srv = LocalServer(port=getattr(args, "nats_port", 0) or 0,
                       jetstream=not getattr(args, "no_jetstream", False), monitor=True,
                       store_dir=getattr(args, "store_dir", None))
@@ -187,7 +187,7 @@ def _embedded_server(args: argparse.Namespace) -> Iterator[LocalServer]:
         srv.close()
 
 
-def _start_simulator(url: str, args: argparse.Namespace) -> Any:
+def start_simulator(url: str, args: argparse.Namespace) -> Any:
     from .simulator import Simulator
 
     return Simulator(url, devices=args.devices, rate=args.rate, seed=args.seed,

@@ -45,15 +45,15 @@ from ._record import add_record_parser, cmd_record
 from ._run import (
     StatusLine,
     Stopper,
-    _embedded_server,
-    _free_port,
-    _http_json,
-    _port_free,
-    _server_summary,
-    _sim_summary,
-    _start_simulator,
-    _write_private,
-    _write_ready_file,
+    embedded_server,
+    free_port,
+    http_json,
+    port_free,
+    server_summary,
+    sim_summary,
+    start_simulator,
+    write_private,
+    write_ready_file,
 )
 
 __all__ = ["default_notebook_dir", "find_notebooks", "main"]
@@ -145,7 +145,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     out = sys.stdout
     with Stopper() as stopper:
         try:
-            ctx = _embedded_server(args)
+            ctx = embedded_server(args)
             srv = ctx.__enter__()
         except NatsbookError as exc:
             print(exc, file=sys.stderr)
@@ -153,7 +153,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         sim = None
         try:
             if args.simulate:
-                sim = _start_simulator(srv.url, args)
+                sim = start_simulator(srv.url, args)
             js = f"on (store {srv.store_dir})" if srv.jetstream else "off"
             print(f"natsbook {__version__}: nats-server running (pid {srv.pid})", file=out)
             print(f"  NATS_URL={srv.url}", file=out)
@@ -163,7 +163,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                 print(f"  simulator: {len(sim.devices)} devices at {sim.rate:g}/s on "
                       f"{sim.prefix}.<site>.<device>, svc.*, jobs.*", file=out)
             print("Ctrl-C to stop.", file=out, flush=True)
-            _write_ready_file(args.ready_file, {
+            write_ready_file(args.ready_file, {
                 "url": srv.url, "monitor_url": srv.monitor_url, "pid": os.getpid(),
                 "server_pid": srv.pid, "store_dir": str(srv.store_dir),
                 "simulator": sim is not None})
@@ -175,7 +175,7 @@ def cmd_server(args: argparse.Namespace) -> int:
                           + "\n".join(list(srv.log)[-10:]), file=sys.stderr)
                     return 1
                 status.update(" · ".join(s for s in (
-                    _server_summary(srv.monitor_url), _sim_summary(sim)) if s))
+                    server_summary(srv.monitor_url), sim_summary(sim)) if s))
             status.clear()
             print("stopping...", file=out, flush=True)
             return 0
@@ -197,7 +197,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = sys.stdout
     with Stopper() as stopper:
         try:
-            sim = _start_simulator(url, args)
+            sim = start_simulator(url, args)
         except NatsbookError as exc:
             print(f"{exc}\n(start a server with `natsbook server`, or pass --url)",
                   file=sys.stderr)
@@ -216,7 +216,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                     status.clear()
                     print("natsbook: the connection closed; simulator stopped", file=sys.stderr)
                     return 1
-                status.update(_sim_summary(sim))
+                status.update(sim_summary(sim))
             status.clear()
         finally:
             sim.stop()
@@ -291,9 +291,9 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
         print(exc, file=sys.stderr)
         return 1
     if args.port is None:
-        port = 8888 if _port_free(8888) else _free_port()
+        port = 8888 if port_free(8888) else free_port()
     elif args.port == 0:
-        port = _free_port()
+        port = free_port()
     else:
         port = args.port
     cmd = lab_command(port, root, open_browser=not args.no_browser, extra=extra)
@@ -315,11 +315,11 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
             if args.url:
                 url, monitor_url = args.url, args.monitor_url
             else:
-                srv = stack.enter_context(_embedded_server(args))
+                srv = stack.enter_context(embedded_server(args))
                 url, monitor_url, server_pid = srv.url, srv.monitor_url, srv.pid
             sim = None
             if not args.no_simulator:
-                sim = _start_simulator(url, args)
+                sim = start_simulator(url, args)
                 stack.callback(sim.stop)
         except NatsbookError as exc:
             print(exc, file=sys.stderr)
@@ -328,7 +328,7 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
             return 0
         token = secrets.token_urlsafe(24)
         token_file = tmp / "token"
-        _write_private(token_file, token)
+        write_private(token_file, token)
         env = dict(os.environ, NATS_URL=url, JUPYTER_TOKEN_FILE=str(token_file),
                    JUPYTER_CONFIG_PATH=_quiet_lab_config(tmp))
         env.pop("JUPYTER_TOKEN", None)
@@ -351,7 +351,7 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
                       f"{_tail(log_path)}", file=sys.stderr)
                 return 1
             try:
-                _http_json(f"{base}/api/status", auth, timeout=2.0)
+                http_json(f"{base}/api/status", auth, timeout=2.0)
                 break
             except (OSError, ValueError):
                 pass
@@ -372,7 +372,7 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
         print(f"  JupyterLab  {base}/lab?token={token}", file=out)
         print(f"  lab log     {log_path}", file=out)
         print("Ctrl-C stops everything.", file=out, flush=True)
-        _write_ready_file(args.ready_file, {
+        write_ready_file(args.ready_file, {
             "nats_url": url, "monitor_url": monitor_url, "lab_url": base, "token": token,
             "pid": os.getpid(), "lab_pid": proc.pid, "notebook_dir": str(root),
             "server_pid": server_pid})
@@ -387,7 +387,7 @@ def cmd_lab(args: argparse.Namespace, extra: Sequence[str]) -> int:
                 code = proc.returncode or 0
                 break
             status.update(" · ".join(s for s in (
-                _server_summary(monitor_url), _sim_summary(sim)) if s))
+                server_summary(monitor_url), sim_summary(sim)) if s))
         status.clear()
         print("stopping JupyterLab, simulator and nats-server...", file=out, flush=True)
     return code

@@ -25,13 +25,13 @@ from ._display import plural
 if TYPE_CHECKING:
     from natsbook import Subscription
 
-_NOT_CONNECTED = ("not connected - run %nats_connect first (a URL, --context NAME, or nothing: "
+NOT_CONNECTED = ("not connected - run %nats_connect first (a URL, --context NAME, or nothing: "
                   "$NATS_URL, else an embedded nats-server)")
 # {expr} fields in payload-bearing lines: no quotes or colons inside, so JSON objects such as
 # {"id": 1} are never taken for a field (IPython's own expansion would turn that into "id").
-_FIELD_RE = re.compile(r"\{\{([^{}\"':]+)\}\}|\{([^{}\"':]+)\}")
-_INPUT_VAR_RE = re.compile(r"^_i(\d*|i|ii|00)$")
-_AUTH_KEYS = ("token", "user", "password", "creds", "nkey_seed")
+FIELD_RE = re.compile(r"\{\{([^{}\"':]+)\}\}|\{([^{}\"':]+)\}")
+INPUT_VAR_RE = re.compile(r"^_i(\d*|i|ii|00)$")
+AUTH_KEYS = ("token", "user", "password", "creds", "nkey_seed")
 _SHOW_CHARS = 20_000
 
 
@@ -40,7 +40,7 @@ _FROM_MAGIC = "_natsbook_from_magic"
 
 
 @contextlib.contextmanager
-def _magic_errors() -> Iterator[None]:
+def magic_errors() -> Iterator[None]:
     """The magic boundary. What the line asked for was wrong (a ``BadInputError``: a bad
     subject, payload, name or flag value): a ``UsageError``. It failed at run time (no
     responders, a timeout, a refused connection, a stream that does not exist): the natsbook
@@ -78,7 +78,7 @@ def uninstall_error_display(shell: Any) -> None:
         shell.set_custom_exc((), None)
 
 
-def _parse(func: Any, line: str) -> Any:
+def parse_line(func: Any, line: str) -> Any:
     """Split like a POSIX shell (quotes are removed, as natscli users expect; IPython's own
     magic_arguments splitting keeps them), then parse with the magic's argparse parser."""
     try:
@@ -92,8 +92,8 @@ def _parse(func: Any, line: str) -> Any:
 _JSON_AFTER_SUBJECT = re.compile(r"\s*[^\s-]\S*\s+(?=[\[{])")
 
 
-def _parse_payload_line(func: Any, line: str) -> Any:
-    """Like _parse, but an unquoted JSON object or array right after the subject is taken
+def parse_payload_line(func: Any, line: str) -> Any:
+    """Like parse_line, but an unquoted JSON object or array right after the subject is taken
     verbatim as the payload (``%nats_pub s {"temp": 20.1} --count 2``), as a user would type
     it; anything else is split like a shell."""
     m = _JSON_AFTER_SUBJECT.match(line)
@@ -104,13 +104,13 @@ def _parse_payload_line(func: Any, line: str) -> Any:
         except ValueError:
             end = -1
         if end > start:
-            args = _parse(func, line[:start] + line[end:])
+            args = parse_line(func, line[:start] + line[end:])
             if args.payload is not None:
                 raise UsageError("two payloads given: the JSON after the subject and "
                                  f"{args.payload!r} - give one")
             args.payload = line[start:end]
             return args
-    return _parse(func, line)
+    return parse_line(func, line)
 
 
 #: Upper bounds of the magics' numeric flags: past them a typo is far likelier than intent.
@@ -120,7 +120,7 @@ MAX_ROWS = 1_000_000_000
 MAX_SEQ = 2**64 - 1
 
 
-def _int_arg(flag: str, text: str | None, low: int, high: int, hint: str = "") -> int | None:
+def int_arg(flag: str, text: str | None, low: int, high: int, hint: str = "") -> int | None:
     """A whole-number flag value within [low, high] (None when the flag was not given).
 
     Raises:
@@ -137,7 +137,7 @@ def _int_arg(flag: str, text: str | None, low: int, high: int, hint: str = "") -
     return value
 
 
-def _seconds_arg(flag: str, text: str | None, high: float = MAX_SECONDS) -> float | None:
+def seconds_arg(flag: str, text: str | None, high: float = MAX_SECONDS) -> float | None:
     """A duration flag value in seconds: finite, > 0 and at most `high` (None: not given).
 
     Raises:
@@ -155,12 +155,12 @@ def _seconds_arg(flag: str, text: str | None, high: float = MAX_SECONDS) -> floa
     return value
 
 
-def _check_name(name: str | None) -> None:
+def check_name(name: str | None) -> None:
     if name is not None and not name.isidentifier():
         raise UsageError(f"-o {name!r} is not a valid Python variable name")
 
 
-def _headers(items: list[str] | None) -> dict[str, list[str]] | None:
+def header_args(items: list[str] | None) -> dict[str, list[str]] | None:
     if not items:
         return None
     out: dict[str, list[str]] = {}
@@ -172,7 +172,7 @@ def _headers(items: list[str] | None) -> dict[str, list[str]] | None:
     return out
 
 
-def _render_payload(data: bytes) -> str:
+def render_payload(data: bytes) -> str:
     """Pretty JSON when it is JSON, else text, else a bytes repr; long bodies are cut."""
     if not data:
         return "(empty payload)"
@@ -189,7 +189,7 @@ def _render_payload(data: bytes) -> str:
     return text
 
 
-def _shown_here(obj: Any, shell: Any) -> Any:
+def shown_here(obj: Any, shell: Any) -> Any:
     """`obj`, marked as already shown by the magic (a live status line, a pretty reply).
 
     When it is the cell's result IPython shows nothing more (no frozen repr under a live
@@ -210,8 +210,8 @@ def _shown_here(obj: Any, shell: Any) -> Any:
     return obj
 
 
-def _reply_msg(msg: Any) -> Any:
-    """A copy of a (slotted) Msg that can carry the _shown_here mark."""
+def reply_msg(msg: Any) -> Any:
+    """A copy of a (slotted) Msg that can carry the shown_here mark."""
     return _Reply(*(getattr(msg, f.name) for f in dataclasses.fields(msg)))
 
 
@@ -222,7 +222,7 @@ class _Reply(Msg):
         return "Msg" + Msg.__repr__(self).removeprefix(type(self).__qualname__)
 
 
-class _LiveStatus:
+class LiveStatus:
     """One subscription's status line; the ticker thread sets its widget's value (a trait)."""
 
     __slots__ = ("_last_n", "_last_t", "done", "sub", "widget")
@@ -261,7 +261,7 @@ class _LiveStatus:
             self.widget.value = value
 
 
-class _StatusTicker:
+class StatusTicker:
     """One throttled background timer for every live status line of a magics instance.
 
     It only sets widget traits (never ``with output:``), drops lines whose subscription has
@@ -270,12 +270,12 @@ class _StatusTicker:
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self._items: list[_LiveStatus] = []
+        self._items: list[LiveStatus] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, status: _LiveStatus) -> None:
+    def add(self, status: LiveStatus) -> None:
         with self._lock:
             self._items.append(status)
             if self._thread is None:

@@ -14,7 +14,7 @@ from IPython.core.magic import Magics
 from traitlets import CaselessStrEnum, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
-from ._magic_support import _FIELD_RE, _NOT_CONNECTED, MAX_SECONDS, _StatusTicker
+from ._magic_support import FIELD_RE, MAX_SECONDS, NOT_CONNECTED, StatusTicker
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -53,7 +53,7 @@ class NatsMagicsBase(Magics, Configurable):
         self.conn: Connection | None = None
         self.server: LocalServer | None = None
         self._names: dict[int, str] = {}
-        self._ticker = _StatusTicker(self.status_interval)
+        self._ticker = StatusTicker(self.status_interval)
         self._limit_restore: dict[str, Any] | None = None
 
     @validate("timeout")
@@ -89,7 +89,7 @@ class NatsMagicsBase(Magics, Configurable):
     def _require(self) -> Connection:
         conn = self.conn
         if conn is None:
-            raise UsageError(_NOT_CONNECTED)
+            raise UsageError(NOT_CONNECTED)
         if conn.is_closed:
             raise UsageError(f"the connection to {conn.servers[0]} is closed - run "
                              "%nats_connect to open a new one")
@@ -110,7 +110,7 @@ class NatsMagicsBase(Magics, Configurable):
         and a notebook variable named ``i`` never stands in for the counter."""
         parts: list[str | None] = []
         pos = 0
-        for m in _FIELD_RE.finditer(text):
+        for m in FIELD_RE.finditer(text):
             parts.append(text[pos:m.start()])
             pos = m.end()
             if m.group(1) is not None:

@@ -17,10 +17,10 @@ from ..errors import NatsbookError
 from ._context import NatsContext, load_context
 from ._display import plural
 from ._magic_support import (
-    _AUTH_KEYS,
-    _INPUT_VAR_RE,
-    _magic_errors,
-    _parse,
+    AUTH_KEYS,
+    INPUT_VAR_RE,
+    magic_errors,
+    parse_line,
 )
 from ._magics_base import NatsMagicsBase
 from ._scrub import scrub_cell
@@ -59,7 +59,7 @@ class ConnectMagics(NatsMagicsBase):
         if getattr(hm, "_i00", None) == raw_now:
             hm._i00 = raw_clean
         ns = self._shell.user_ns
-        for key in [k for k in ns if _INPUT_VAR_RE.match(k)]:
+        for key in [k for k in ns if INPUT_VAR_RE.match(k)]:
             if ns[key] == raw_now:
                 ns[key] = raw_clean
         with hm.db_input_cache_lock:
@@ -101,7 +101,7 @@ class ConnectMagics(NatsMagicsBase):
         # First, whatever fails next (an unknown flag, a missing value, bad quotes).
         typed = self._scrub_history()
         try:
-            args = _parse(self.nats_connect, line)
+            args = parse_line(self.nats_connect, line)
         except UsageError as exc:
             # argparse echoes what it did not understand, which may be a secret after a
             # mistyped flag (--tokn s3cr3t): keep it out of the message.
@@ -112,7 +112,7 @@ class ConnectMagics(NatsMagicsBase):
 
         kwargs: dict[str, Any] = {}
         ctx: NatsContext | None = None
-        with _magic_errors():
+        with magic_errors():
             if args.context is not None:
                 ctx = load_context(args.context)
             elif not args.urls and os.environ.get("NATS_CONTEXT", "").strip():
@@ -122,7 +122,7 @@ class ConnectMagics(NatsMagicsBase):
         explicit = {"token": args.token, "user": args.user, "password": args.password,
                     "creds": args.creds, "nkey_seed": args.nkey}
         if any(v is not None for v in explicit.values()):
-            for key in _AUTH_KEYS:
+            for key in AUTH_KEYS:
                 kwargs.pop(key, None)
         kwargs.update({k: v for k, v in explicit.items() if v is not None})
         for key, value in (("tls_ca", args.tls_ca), ("tls_cert", args.tls_cert),
@@ -140,7 +140,7 @@ class ConnectMagics(NatsMagicsBase):
         elif os.environ.get("NATS_URL", "").strip():
             kwargs["servers"] = None  # connect() reads $NATS_URL
         else:
-            with _magic_errors():
+            with magic_errors():
                 if self.server is None or not self.server.running:
                     self.server = natsbook.local_server()
                     started = "started"
@@ -148,7 +148,7 @@ class ConnectMagics(NatsMagicsBase):
                     started = "reusing"
             kwargs["servers"] = self.server.url
 
-        with _magic_errors():
+        with magic_errors():
             conn = natsbook.connect(name=args.name, connect_timeout=self.timeout, **kwargs)
         old, self.conn = self.conn, conn
         if old is not None:
@@ -216,7 +216,7 @@ class ConnectMagics(NatsMagicsBase):
         makes requests to unserved subjects (from any client of the server) wait for their
         timeout instead of failing with "no responders".
         """
-        args = _parse(self.nats_close, line)
+        args = parse_line(self.nats_close, line)
         if args.explorers:
             stopped = natsbook.stop_all()["explorers"]
             print(f"natsbook: stopped {plural(stopped, 'explorer watch', 'explorer watches')}"

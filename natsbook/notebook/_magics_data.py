@@ -14,7 +14,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 import natsbook
 
 from ._display import REPORT, ReportDict, mark
-from ._magic_support import MAX_ROWS, MAX_SEQ, _check_name, _int_arg, _magic_errors, _parse
+from ._magic_support import MAX_ROWS, MAX_SEQ, check_name, int_arg, magic_errors, parse_line
 from ._magics_base import NatsMagicsBase
 
 
@@ -29,7 +29,7 @@ class DataMagics(NatsMagicsBase):
         if line.strip():
             raise UsageError("%nats_streams takes no arguments")
         conn = self._require()
-        with _magic_errors():
+        with magic_errors():
             frame = conn.streams(timeout=self.timeout)
         if frame.empty:
             # An empty frame shows only a bare header: say what it means and what to do.
@@ -58,12 +58,12 @@ class DataMagics(NatsMagicsBase):
     @line_magic
     def nats_stream(self, line: str) -> pd.DataFrame:
         """A stream's stored history as a capture DataFrame with ``seq`` and stored ``time``."""
-        args = _parse(self.nats_stream, line)
-        args.last = _int_arg("--last", args.last, 1, MAX_ROWS)
-        args.start_seq = _int_arg("--start-seq", args.start_seq, 1, MAX_SEQ)
-        _check_name(args.name)
+        args = parse_line(self.nats_stream, line)
+        args.last = int_arg("--last", args.last, 1, MAX_ROWS)
+        args.start_seq = int_arg("--start-seq", args.start_seq, 1, MAX_SEQ)
+        check_name(args.name)
         conn = self._require()
-        with _magic_errors():
+        with magic_errors():
             frame = conn.stream_history(args.stream, subject=args.subject, since=args.since,
                                         until=args.until, last=args.last,
                                         start_seq=args.start_seq,
@@ -81,10 +81,10 @@ class DataMagics(NatsMagicsBase):
     @line_magic
     def nats_kv(self, line: str) -> pd.DataFrame:
         """A KV bucket as a DataFrame (key, value, revision, created, operation)."""
-        args = _parse(self.nats_kv, line)
-        _check_name(args.name)
+        args = parse_line(self.nats_kv, line)
+        check_name(args.name)
         conn = self._require()
-        with _magic_errors():
+        with magic_errors():
             bucket = conn.kv(args.bucket)
             if args.key is not None:
                 frame = bucket.history(args.key)
@@ -108,11 +108,11 @@ class DataMagics(NatsMagicsBase):
         """Server monitoring as DataFrames: varz, connz, closed (close reasons, e.g. slow
         consumers), subsz, jsz, healthz, routez, gatewayz, leafz, accountz. With a
         system-account connection, every server's answer (a ``server_name`` column)."""
-        args = _parse(self.nats_server, line)
-        _check_name(args.name)
+        args = parse_line(self.nats_server, line)
+        check_name(args.name)
         mon = None if args.url else self._system_monitor()
         if mon is not None:
-            with _magic_errors():
+            with magic_errors():
                 result = getattr(mon, args.endpoint)()
             return self._server_result(args.name, result)
         url = args.url or self.monitor_url or os.environ.get("NATSBOOK_MONITOR_URL", "")
@@ -124,7 +124,7 @@ class DataMagics(NatsMagicsBase):
         if not url:
             raise UsageError("no monitoring URL - pass --url http://HOST:8222 or "
                              "%config NatsMagics.monitor_url = '...'")
-        with _magic_errors():
+        with magic_errors():
             result = getattr(natsbook.monitor(url, timeout=self.timeout), args.endpoint)()
         return self._server_result(args.name, result)
 
@@ -162,5 +162,5 @@ class DataMagics(NatsMagicsBase):
         if line.strip():
             raise UsageError("%nats_panel takes no arguments")
         conn = self._require()
-        with _magic_errors():
+        with magic_errors():
             return natsbook.dashboard(conn)

@@ -12,7 +12,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import cell_magic, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._magic_support import _check_name, _magic_errors, _parse
+from ._magic_support import check_name, magic_errors, parse_line
 from ._magics_base import NatsMagicsBase
 
 if TYPE_CHECKING:
@@ -73,13 +73,13 @@ class LiveMagics(NatsMagicsBase):
         ``messages`` holds every capture (columns time, sub, subject, reply, headers, size,
         data, payload); captures named with ``subscribe(..., name=...)`` are tables too.
         """
-        args = _parse(self.nats_sql, line)
-        _check_name(args.name)
+        args = parse_line(self.nats_sql, line)
+        check_name(args.name)
         if not cell.strip():
             raise UsageError("%%nats_sql: the cell is the query - e.g. SELECT subject, "
                              "count(*) FROM messages GROUP BY subject")
         conn = self._require()
-        with _magic_errors():
+        with magic_errors():
             frame = conn.sql(cell)
         self._bind(args.name, frame)
         self._limit_display(len(frame))
@@ -104,8 +104,8 @@ class LiveMagics(NatsMagicsBase):
         """A view re-rendered as messages arrive. The cell is SQL, or Python with the
         capture's DataFrame as ``df`` whose last expression is shown (a DataFrame, a
         matplotlib figure, anything with a rich repr)."""
-        args = _parse(self.nats_live, line)
-        _check_name(args.name)
+        args = parse_line(self.nats_live, line)
+        check_name(args.name)
         if cell is None or not cell.strip():
             raise UsageError("%%nats_live needs a cell body: SQL, or Python over `df` whose last "
                              "expression is shown")
@@ -113,7 +113,7 @@ class LiveMagics(NatsMagicsBase):
         fn: Any = cell if args.sql or _SQL_START.match(cell) else \
             _function(cell, self._shell.user_ns)
         conn = self._require()
-        with _magic_errors():
+        with magic_errors():
             source = self._target(conn, args.target)
             view = source.live(fn, every=every, decode=args.decode or self.decode.lower(),
                                title=args.title)

@@ -17,17 +17,17 @@ from ._display import TABLE, mark, plural
 from ._magic_support import (
     MAX_PUB_COUNT,
     MAX_ROWS,
-    _check_name,
-    _headers,
-    _int_arg,
-    _LiveStatus,
-    _magic_errors,
-    _parse,
-    _parse_payload_line,
-    _render_payload,
-    _reply_msg,
-    _seconds_arg,
-    _shown_here,
+    LiveStatus,
+    check_name,
+    header_args,
+    int_arg,
+    magic_errors,
+    parse_line,
+    parse_payload_line,
+    render_payload,
+    reply_msg,
+    seconds_arg,
+    shown_here,
 )
 from ._magics_base import NatsMagicsBase
 
@@ -57,12 +57,12 @@ class MessagingMagics(NatsMagicsBase):
     @line_cell_magic
     def nats_pub(self, line: str, cell: str | None = None) -> None:
         """Publish a message (or ``--count`` of them) and wait until the server has them."""
-        args = _parse_payload_line(self.nats_pub, line)
+        args = parse_payload_line(self.nats_pub, line)
         if cell is not None and args.payload is not None:
             raise UsageError("%%nats_pub takes the payload from the cell body - leave it off the "
                              "line")
         counted = args.count is not None
-        args.count = _int_arg("--count", args.count, 1, MAX_PUB_COUNT) or 1
+        args.count = int_arg("--count", args.count, 1, MAX_PUB_COUNT) or 1
         conn = self._require()
         # With --count, {i} is the counter (1..N) in the subject, reply, headers and payload,
         # {{i}} a literal {i}; the cell body is not expanded from the namespace, so there only
@@ -76,12 +76,12 @@ class MessagingMagics(NatsMagicsBase):
         else:
             body = _Counted(self._template(args.payload or "", counter=counted))
         header_lines = [_Counted(self._template(h, counter=counted)) for h in args.header or []]
-        fixed_headers = _headers([h.fill(0) for h in header_lines])
+        fixed_headers = header_args([h.fill(0) for h in header_lines])
         size = 0
-        with _magic_errors():
+        with magic_errors():
             for i in range(1, args.count + 1):
                 data = body.fill(i)
-                hdrs = (_headers([h.fill(i) for h in header_lines])
+                hdrs = (header_args([h.fill(i) for h in header_lines])
                         if any(h.counted for h in header_lines) else fixed_headers)
                 conn.publish(subject.fill(i), data,
                              reply=reply.fill(i) if reply is not None else None, headers=hdrs)
@@ -104,12 +104,12 @@ class MessagingMagics(NatsMagicsBase):
     @line_magic
     def nats_sub(self, line: str) -> Subscription:
         """Start a capture; shows a one-line live status and returns the Subscription."""
-        args = _parse(self.nats_sub, line)
-        args.max = _int_arg("--max", args.max, 1, MAX_ROWS,
+        args = parse_line(self.nats_sub, line)
+        args.max = int_arg("--max", args.max, 1, MAX_ROWS,
                             " (the capture's max_msgs: it stops after that many)")
-        _check_name(args.name)
+        check_name(args.name)
         conn = self._require()
-        with _magic_errors():
+        with magic_errors():
             sub = conn.subscribe(args.subject, queue=args.queue, max_msgs=args.max,
                                  timeout=self.timeout, decode=args.decode)
         if args.name:
@@ -119,7 +119,7 @@ class MessagingMagics(NatsMagicsBase):
             import ipywidgets
             from IPython.display import display
 
-            status = _LiveStatus(sub, ipywidgets.HTML())
+            status = LiveStatus(sub, ipywidgets.HTML())
             display(status.widget)
             self._ticker.interval = self.status_interval
             self._ticker.add(status)
@@ -131,7 +131,7 @@ class MessagingMagics(NatsMagicsBase):
         else:
             return sub
         # The live line (or the note) stands for it: no frozen repr under it.
-        return _shown_here(sub, self.shell)
+        return shown_here(sub, self.shell)
 
     @magic_arguments()
     @argument("subject", nargs="?", help="stop the active captures on this subject pattern")
@@ -139,11 +139,11 @@ class MessagingMagics(NatsMagicsBase):
     @line_magic
     def nats_unsub(self, line: str) -> None:
         """Stop captures; what they captured stays available to %nats_msgs."""
-        args = _parse(self.nats_unsub, line)
+        args = parse_line(self.nats_unsub, line)
         if (args.subject is None) == (not args.all):
             raise UsageError("give a SUBJECT or --all (see %nats_subs for the active captures)")
         conn = self._require()
-        with _magic_errors():
+        with magic_errors():
             if args.all:
                 subs = conn.subscriptions
                 for sub in subs:
@@ -190,11 +190,11 @@ class MessagingMagics(NatsMagicsBase):
     @line_magic
     def nats_msgs(self, line: str) -> pd.DataFrame:
         """The messages captured on this connection as a DataFrame, oldest first."""
-        args = _parse(self.nats_msgs, line)
-        args.last = _int_arg("--last", args.last, 1, MAX_ROWS)
-        _check_name(args.name)
+        args = parse_line(self.nats_msgs, line)
+        args.last = int_arg("--last", args.last, 1, MAX_ROWS)
+        check_name(args.name)
         conn = self._require()
-        with _magic_errors():
+        with magic_errors():
             if args.pattern is not None:
                 natsbook.check_subscribe(args.pattern)
             frame = conn.to_pandas(args.decode or self.decode.lower(), last=args.last,
@@ -226,14 +226,14 @@ class MessagingMagics(NatsMagicsBase):
         """Send a request; shows the reply (pretty JSON when it is JSON) and the round-trip
         time, returns the reply Msg. ``--replies N`` gathers many replies,
         ``--count N --concurrency C`` load-tests the service."""
-        args = _parse_payload_line(self.nats_req, line)
+        args = parse_payload_line(self.nats_req, line)
         if cell is not None and args.payload is not None:
             raise UsageError("%%nats_req takes the payload from the cell body - leave it off the "
                              "line")
-        timeout = _seconds_arg("--timeout", args.timeout) or self.timeout
-        replies = _int_arg("--replies", args.replies, 1, MAX_REPLIES)
-        count = _int_arg("--count", args.count, 1, MAX_PUB_COUNT)
-        concurrency = _int_arg("--concurrency", args.concurrency, 1, MAX_CONCURRENCY)
+        timeout = seconds_arg("--timeout", args.timeout) or self.timeout
+        replies = int_arg("--replies", args.replies, 1, MAX_REPLIES)
+        count = int_arg("--count", args.count, 1, MAX_PUB_COUNT)
+        concurrency = int_arg("--concurrency", args.concurrency, 1, MAX_CONCURRENCY)
         if replies is not None and count is not None:
             raise UsageError("--replies (one request, many replies) and --count (many requests)"
                              " do not go together - pick one")
@@ -242,9 +242,9 @@ class MessagingMagics(NatsMagicsBase):
         conn = self._require()
         subject = self._expand(args.subject) or ""
         body = cell.rstrip("\r\n") if cell is not None else self._expand(args.payload)
-        headers = _headers([self._expand(h) or "" for h in args.header or []])
+        headers = header_args([self._expand(h) or "" for h in args.header or []])
         if replies is not None:
-            with _magic_errors():
+            with magic_errors():
                 frame = conn.request_many(subject, body or "", max_replies=replies,
                                           max_wait=timeout, headers=headers,
                                           decode=self.decode.lower())
@@ -252,7 +252,7 @@ class MessagingMagics(NatsMagicsBase):
                   f"{subject!r} (asked for {replies}, waited at most {timeout:g}s)")
             return frame
         if count is not None:
-            with _magic_errors():
+            with magic_errors():
                 start = time.perf_counter()
                 frame = conn.request_batch(subject, [body or ""] * count,
                                            concurrency=concurrency or 100, timeout=timeout,
@@ -260,7 +260,7 @@ class MessagingMagics(NatsMagicsBase):
                 elapsed = time.perf_counter() - start
             print(latency_summary(frame, subject, concurrency or 100, elapsed))
             return frame
-        with _magic_errors():
+        with magic_errors():
             start = time.perf_counter()
             msg = conn.request(subject, body or "", timeout=timeout, headers=headers)
             rtt = time.perf_counter() - start
@@ -269,8 +269,8 @@ class MessagingMagics(NatsMagicsBase):
         if msg.headers:
             for key, value in msg.headers.items_all():
                 print(f"  {key}: {value}")
-        print(_render_payload(msg.data))
-        return _shown_here(_reply_msg(msg), self.shell)  # printed: no raw Msg(...) under it
+        print(render_payload(msg.data))
+        return shown_here(reply_msg(msg), self.shell)  # printed: no raw Msg(...) under it
 
 
 def latency_summary(frame: pd.DataFrame, subject: str, concurrency: int,

@@ -9,7 +9,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ._magic_support import _check_name, _magic_errors, _parse
+from ._magic_support import check_name, magic_errors, parse_line
 from ._magics_base import NatsMagicsBase
 
 
@@ -31,8 +31,8 @@ class ObjectMagics(NatsMagicsBase):
     def nats_obj(self, line: str) -> Any:
         """An object store bucket as a DataFrame (name, size, chunks, modified, digest...),
         or one object: its meta, ``--bytes``, ``--save FILE``, ``--put FILE``, ``--delete``."""
-        args = _parse(self.nats_obj, line)
-        _check_name(args.var)
+        args = parse_line(self.nats_obj, line)
+        check_name(args.var)
         actions = [a for a in ("put", "save", "bytes", "delete") if getattr(args, a)]
         if len(actions) > 1:
             raise UsageError(f"choose one of --{' / --'.join(actions)}")
@@ -41,7 +41,7 @@ class ObjectMagics(NatsMagicsBase):
                              f"--{actions[0]}")
         conn = self._require()
         try:
-            with _magic_errors():
+            with magic_errors():
                 store = conn.object_store(args.bucket, create=args.create,
                                           timeout=max(self.timeout, 5.0))
                 result: Any

@@ -13,12 +13,12 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 from .. import ops
 from ._magic_support import (
-    _check_name,
-    _headers,
-    _magic_errors,
-    _parse,
-    _parse_payload_line,
-    _seconds_arg,
+    check_name,
+    header_args,
+    magic_errors,
+    parse_line,
+    parse_payload_line,
+    seconds_arg,
 )
 from ._magics_base import NatsMagicsBase
 
@@ -40,11 +40,11 @@ class OpsMagics(NatsMagicsBase):
         """Running NATS services (any official client's micro library), one row per endpoint:
         name, id, version, endpoint, subject, queue group, requests, errors, average
         processing time, last error, started."""
-        args = _parse(self.nats_services, line)
-        timeout = _seconds_arg("--timeout", args.timeout, 60.0) or 1.0
-        _check_name(args.name)
+        args = parse_line(self.nats_services, line)
+        timeout = seconds_arg("--timeout", args.timeout, 60.0) or 1.0
+        check_name(args.name)
         conn = self._require()
-        with _magic_errors():
+        with magic_errors():
             frame = conn.services(args.service, timeout=timeout)
         self._bind(args.name, frame)
         self._limit_display(len(frame))
@@ -64,13 +64,13 @@ class OpsMagics(NatsMagicsBase):
         """A stream's consumers: pending, ack pending, redelivered, waiting pulls, delivered
         and ack-floor sequences, last active, paused. With CONSUMER its info as a dict; with
         --watch the backlog over time."""
-        args = _parse(self.nats_consumers, line)
-        watch = _seconds_arg("--watch", args.watch, MAX_WATCH)
-        every = _seconds_arg("--every", args.every, MAX_WATCH) or 1.0
-        _check_name(args.name)
+        args = parse_line(self.nats_consumers, line)
+        watch = seconds_arg("--watch", args.watch, MAX_WATCH)
+        every = seconds_arg("--every", args.every, MAX_WATCH) or 1.0
+        check_name(args.name)
         conn = self._require()
         result: Any
-        with _magic_errors():
+        with magic_errors():
             if watch is not None:
                 result = conn.consumer_lag(args.stream, args.consumer, every=every,
                                            duration=watch, timeout=self.timeout)
@@ -97,14 +97,14 @@ class OpsMagics(NatsMagicsBase):
         """Trace one message (``Nats-Trace-Dest``, nats-server 2.11+): prints its path server
         by server (routes, gateways, leaf nodes, the subscribers and streams it reached) and
         returns one row per event (``conn.trace``)."""
-        args = _parse_payload_line(self.nats_trace, line)
-        timeout = _seconds_arg("--timeout", args.timeout, 600.0) or 2.0
-        _check_name(args.name)
+        args = parse_payload_line(self.nats_trace, line)
+        timeout = seconds_arg("--timeout", args.timeout, 600.0) or 2.0
+        check_name(args.name)
         conn = self._require()
         subject = self._expand(args.subject) or ""
         payload = self._expand(args.payload) or ""
-        headers = _headers([self._expand(h) or "" for h in args.header or []])
-        with _magic_errors():
+        headers = header_args([self._expand(h) or "" for h in args.header or []])
+        with magic_errors():
             frame = conn.trace(subject, payload, headers, deliver=not args.no_deliver,
                                timeout=timeout)
         print(trace_text(frame, subject))
@@ -125,13 +125,13 @@ class OpsMagics(NatsMagicsBase):
     def nats_check(self, line: str) -> Any:
         """Health checks as pass/warn/fail rows (``conn.check``): the connection, JetStream,
         streams and consumers, and every server for a system-account user."""
-        args = _parse(self.nats_check, line)
-        _check_name(args.name)
+        args = parse_line(self.nats_check, line)
+        check_name(args.name)
         limits = {flag: _pair(flag, value) for flag, value in (
             ("--pending", args.pending), ("--ack-pending", args.ack_pending),
             ("--lag", args.lag))}
         conn = self._require()
-        with _magic_errors():
+        with magic_errors():
             frame = conn.check(streams=args.streams or None,
                                consumer_pending=limits["--pending"],
                                consumer_ack_pending=limits["--ack-pending"],
