@@ -227,7 +227,7 @@ def dataset_sql(query: str, path: str | os.PathLike[str], *, since: Any = None,
     columns plus ``stream_seq``), each sequence once; `since` / `until` prune hours first."""
     import duckdb
 
-    from ._sql import _to_frame
+    from ._sql import result_frame
 
     if not isinstance(query, str) or not query.strip():
         raise BadInputError("the SQL query is empty - e.g. natsbook.sql('SELECT count(*) FROM "
@@ -256,7 +256,7 @@ def dataset_sql(query: str, path: str | os.PathLike[str], *, since: Any = None,
         con.execute(f"CREATE VIEW messages AS SELECT * FROM ({' UNION ALL '.join(srcs)}){cond}")
         try:
             rel = con.sql(query)
-            return pd.DataFrame() if rel is None else _to_frame(rel)
+            return pd.DataFrame() if rel is None else result_frame(rel)
         except duckdb.Error as exc:
             raise QueryError(query, str(exc).strip()) from None
     finally:

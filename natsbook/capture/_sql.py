@@ -217,7 +217,7 @@ def _register_decoded(con: Any, i: int, part: _Part, decoder: Decoder) -> None:
     con.register(f"{_PREFIX}decoded_{i}", table)
 
 
-def _to_frame(rel: Any) -> pd.DataFrame:
+def result_frame(rel: Any) -> pd.DataFrame:
     frame = rel.df()
     for col, typ in zip(rel.columns, rel.types, strict=True):
         t = str(typ)
@@ -261,7 +261,7 @@ def run(query: str, parts: list[_Part]) -> pd.DataFrame:
         _register(con, parts)
         try:
             rel = con.sql(query)
-            return pd.DataFrame() if rel is None else _to_frame(rel)
+            return pd.DataFrame() if rel is None else result_frame(rel)
         except duckdb.Error as exc:
             raise QueryError(query, _public_detail(str(exc).strip(), parts)) from None
     finally:
