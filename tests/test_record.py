@@ -23,20 +23,14 @@ import natsbook
 from natsbook import jetstream as js
 from natsbook.capture import DATASET_SCHEMA, PartWriter
 from natsbook.errors import BadInputError, DatasetError, QueryError
+from tests.faults.helpers import wait_for as _wait_for
 
 HOUR = 3_600_000_000_000
 T0 = pd.Timestamp("2026-03-01 10:00", tz="UTC").value
 
 
 def wait_for(pred: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout}s: {pred}")
-        time.sleep(0.05)
+    return _wait_for(pred, timeout=timeout, interval=0.05)
 
 
 def record_cmd(url: str, stream: str, out: Any, *extra: str) -> list[str]:
