@@ -361,3 +361,23 @@ def test_a_part_open_longer_than_ack_wait_is_kept_with_progress_acks(
             assert consumer(conn, subject, "d")["num_ack_pending"] == 0
         finally:
             js.delete_stream(conn, subject)
+
+
+def test_subjects_outside_the_stream_are_refused(server: natsbook.LocalServer, subject: str,
+                                                 tmp_path: Path) -> None:
+    """A filter no subject of the stream can match would record nothing forever (and
+    ``--once`` would exit 0 with an empty dataset): refused before a consumer is made."""
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.a.>", f"{subject}.b"])
+        try:
+            for bad in (f"{subject}.c.>", "other.>", f"{subject}.b.x", f"{subject}.a"):
+                with pytest.raises(natsbook.errors.BadInputError, match="would never deliver"):
+                    js.Recorder(conn, subject, str(tmp_path / "ds"), subjects=bad)
+            with pytest.raises(natsbook.errors.BadSubjectError):
+                js.Recorder(conn, subject, str(tmp_path / "ds"), subjects=f"{subject} a")
+            for good in (f"{subject}.a.x", f"{subject}.*", f"{subject}.>", ">", "*.b"):
+                js.Recorder(conn, subject, str(tmp_path / "ds"), subjects=good)
+            with pytest.raises(natsbook.errors.NotFoundError):
+                consumer(conn, subject, "natsbook-record")  # nothing was created
+        finally:
+            js.delete_stream(conn, subject)

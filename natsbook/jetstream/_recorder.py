@@ -32,6 +32,7 @@ from ..capture._frames import to_frame
 from ..capture._store import SCHEMA, text_array
 from ..errors import BadInputError, JetStreamError, NatsbookError
 from ..wire._protocol import RawMsg
+from ..wire._subjects import check_subscribe
 from ._jsapi import API, api_request, stream_call
 from ._jsparse import parse_acked
 
@@ -65,6 +66,20 @@ class RecorderStats:
     last_seq: int = 0
     #: Paths of the parts written.
     paths: list[str] = field(default_factory=list)
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether some subject matches both patterns."""
+    ta, tb = a.split("."), b.split(".")
+    for i in range(max(len(ta), len(tb))):
+        if i >= len(ta) or i >= len(tb):
+            return False
+        x, y = ta[i], tb[i]
+        if x == ">" or y == ">":
+            return True
+        if x != y and "*" not in (x, y):
+            return False
+    return True
 
 
 class Recorder:
@@ -111,7 +126,15 @@ class Recorder:
         self.pull_wait = pull_wait
         self.timeout = timeout
         self.stats = RecorderStats()
-        stream_call(conn, "STREAM.INFO", stream, None, timeout)  # NotFoundError, did you mean
+        info = stream_call(conn, "STREAM.INFO", stream, None, timeout)  # NotFoundError
+        if subjects is not None:
+            check_subscribe(subjects)  # BadSubjectError naming what is wrong
+            own = info.get("config", {}).get("subjects") or []
+            if own and not any(_overlap(subjects, s) for s in own):
+                raise BadInputError(
+                    f"subjects={subjects!r} matches none of stream {stream!r}'s subjects "
+                    f"{own} - its consumer would never deliver anything; give a filter "
+                    "within them, or leave it out to record the whole stream")
         self.writer = PartWriter(out, stream=stream, decode=decode)
         self._cond = threading.Condition()
         self._rows: list[RawMsg] = []
