@@ -381,3 +381,39 @@ def test_subjects_outside_the_stream_are_refused(server: natsbook.LocalServer, s
                 consumer(conn, subject, "natsbook-record")  # nothing was created
         finally:
             js.delete_stream(conn, subject)
+
+
+def test_a_deleted_stream_keeps_what_the_recorder_received(server: natsbook.LocalServer,
+                                                          subject: str, tmp_path: Path) -> None:
+    """The stream is deleted while the open part holds messages: they exist nowhere else any
+    more, so the recorder writes them (acking nothing) before it stops."""
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    out = tmp_path / "ds"
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.>"])
+        try:
+            rec = js.Recorder(conn, subject, str(out), durable="d", part_age=600, pull_wait=0.2)
+
+            def run() -> None:
+                try:
+                    rec.run(stop)
+                except BaseException as exc:
+                    errors.append(exc)
+
+            th = threading.Thread(target=run)
+            th.start()
+            for i in range(30):
+                conn.publish(f"{subject}.x", {"i": i})
+            conn.flush()
+            wait_for(lambda: rec.stats.received == 30)
+        finally:
+            js.delete_stream(conn, subject)
+            th.join(30)
+            stop.set()
+            th.join(30)
+    assert not th.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], natsbook.errors.JetStreamError)
+    assert "deleted" in str(errors[0])
+    assert rec.stats.written == 30 and rec.stats.acked == 0
+    assert natsbook.read_capture(out)["i"].tolist() == list(range(30))

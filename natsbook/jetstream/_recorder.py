@@ -291,17 +291,17 @@ class Recorder:
             failed = failed or sum(len(a) for a in self._replies)
         return failed
 
-    def flush(self) -> list[str]:
+    def flush(self, *, ack: bool = True) -> list[str]:
         """Write the open part, then ack its messages (a failed write raises DatasetError and
-        acks nothing)."""
+        acks nothing). ``ack=False``: the consumer is gone, there is nothing to ack."""
         if not self._open_rows:
             return []
         paths = self.writer.write(pa.concat_tables(self._tables))
-        failed = self._ack(b"+ACK")
+        failed = self._ack(b"+ACK") if ack else self._open_rows
         st = self.stats
         st.written += self._open_rows
         st.acked += self._open_rows - min(failed, self._open_rows)
-        if failed:
+        if failed and ack:
             st.ack_failures += failed
             self.conn.internals.report(f"natsbook record: {failed} acks could not be sent "
                                        "(disconnected); those messages will be recorded again "
@@ -350,9 +350,12 @@ class Recorder:
                     shown = time.monotonic()
                     report(self.stats)
                 if code == 409 and "deleted" in text.lower():
-                    raise JetStreamError(f"consumer {self.durable!r} was deleted while "
-                                         "recording - start the recorder again to create it",
-                                         code=409)
+                    # With its stream deleted, the open part's messages exist nowhere else.
+                    self.flush(ack=False)
+                    raise JetStreamError(f"consumer {self.durable!r} (or stream "
+                                         f"{self.stream!r}) was deleted while recording; what "
+                                         "was received is written - start the recorder again "
+                                         "to create it", code=409)
                 if code in (400, 401, 403):
                     raise JetStreamError(f"pulling from {self.durable!r}: {code} {text}",
                                          code=code)
@@ -362,7 +365,11 @@ class Recorder:
                     if code is None or code == 409:
                         silent += 1
                         if silent % 5 == 0:
-                            self._check_consumer()
+                            try:
+                                self._check_consumer()
+                            except JetStreamError:
+                                self.flush(ack=False)  # as for a 409 above
+                                raise
                         stop.wait(0.2)  # reconnecting or a leader change: try again
                 else:
                     silent = 0
