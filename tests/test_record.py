@@ -417,3 +417,24 @@ def test_a_deleted_stream_keeps_what_the_recorder_received(server: natsbook.Loca
     assert "deleted" in str(errors[0])
     assert rec.stats.written == 30 and rec.stats.acked == 0
     assert natsbook.read_capture(out)["i"].tolist() == list(range(30))
+
+
+def test_until_not_after_since_and_bad_times_are_refused(tmp_path: Path) -> None:
+    """An empty window is a mistake (swapped bounds), not an empty answer; a time without a
+    zone is UTC, as the partitions are."""
+    w = PartWriter(tmp_path, stream="S")
+    w.write(rows([1, 2], T0))
+    t = pd.Timestamp(T0, tz="UTC")
+    for since, until in ((t + pd.Timedelta("1h"), t), (t, t), ("2026-03-01 11:00", t)):
+        with pytest.raises(BadInputError, match="not after since"):
+            natsbook.read_capture(tmp_path, since=since, until=until)
+        with pytest.raises(BadInputError, match="not after since"):
+            natsbook.sql("SELECT count(*) AS n FROM messages", tmp_path, since=since,
+                         until=until)
+    for bad in ("NaT", "soon"):
+        with pytest.raises(BadInputError, match="is not a time"):
+            natsbook.read_capture(tmp_path, since=bad)
+    naive = natsbook.read_capture(tmp_path, since="2026-03-01 10:00", until="2026-03-01 10:01")
+    tokyo = natsbook.read_capture(tmp_path, since=t.tz_convert("Asia/Tokyo"),
+                                  until=(t + pd.Timedelta("1min")).tz_convert("Asia/Tokyo"))
+    assert naive["stream_seq"].tolist() == tokyo["stream_seq"].tolist() == [1, 2]
