@@ -129,6 +129,22 @@ def test_hostile_advisories_are_flagged_rows(conn: natsbook.Connection) -> None:
         conn.advisories(["max_delivers"])
 
 
+def test_advisory_numbers_past_int64_are_flagged_not_wrapped(conn: natsbook.Connection
+                                                            ) -> None:
+    """A sequence no int64 holds used to come out as -9223372036854775808, unflagged (and
+    joined stream_history on a sequence that does not exist)."""
+    adv = conn.advisories(["max_deliver"])
+    base = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.X.y"
+    for seq in (b"18446744073709551615", b"9223372036854775808", b"1e300", b"4"):
+        conn.publish(base, b'{"type": "io.nats.jetstream.advisory.v1.max_deliver", '
+                           b'"stream": "X", "stream_seq": ' + seq + b', "deliveries": 2}')
+    wait_for(lambda: len(adv.to_pandas()) == 4, timeout=5)
+    frame = adv.to_pandas()
+    adv.stop()
+    assert frame["malformed"].tolist() == [True, True, True, False]
+    assert frame["stream_seq"].tolist() == [pd.NA, pd.NA, pd.NA, 4]
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SysCluster]:
     with sys_cluster() as c:
