@@ -145,6 +145,23 @@ def test_advisory_numbers_past_int64_are_flagged_not_wrapped(conn: natsbook.Conn
     assert frame["stream_seq"].tolist() == [pd.NA, pd.NA, pd.NA, 4]
 
 
+def test_an_advisory_with_a_number_for_its_timestamp(conn: natsbook.Connection) -> None:
+    """A numeric ``timestamp`` is no time (NaT); it used to raise pandas' deprecation warning
+    out of to_pandas() (an error under -W error, a changed meaning in pandas 4)."""
+    adv = conn.advisories(["nak"])
+    conn.publish("$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.X.y",
+                 b'{"type": "io.nats.jetstream.advisory.v1.nak", "timestamp": 1767225600, '
+                 b'"stream": "X", "stream_seq": 1}')
+    conn.publish("$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.X.y",
+                 b'{"type": "io.nats.jetstream.advisory.v1.nak", '
+                 b'"timestamp": "2026-01-01T00:00:00Z", "stream": "X", "stream_seq": 2}')
+    wait_for(lambda: len(adv.to_pandas()) == 2, timeout=5)
+    frame = adv.to_pandas()
+    adv.stop()
+    assert frame["event_time"].isna().tolist() == [True, False]
+    assert frame["stream_seq"].tolist() == [1, 2]
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SysCluster]:
     with sys_cluster() as c:
