@@ -60,6 +60,42 @@ def test_a_server_without_jetstream() -> None:
         assert c.check(jetstream=False).attrs["status"] == "pass"
 
 
+def test_garbled_jetstream_answers_are_failing_rows() -> None:
+    """A hostile responder on ``$JS.API.>`` (a server without JetStream lets any client
+    answer there): garbled stream / consumer infos and listings are failing rows saying so;
+    a listing that repeats its page with a huge total used to loop forever, the others
+    raised AttributeError / TypeError / ValueError out of check()."""
+    info = {"memory": 0, "storage": 0, "streams": 1, "consumers": 0, "limits": {}}
+
+    def stream(name: str, **kw: object) -> dict[str, object]:
+        return {"config": {"name": name, "num_replicas": 1}, "state": {"messages": 1}, **kw}
+
+    streams = [stream("A", cluster=[1]),
+               stream("B", config={"name": "B", "num_replicas": "3"}),
+               stream("C", cluster={"leader": "n1", "replicas": [7]}),
+               stream("D", cluster={"leader": "n1", "replicas": [{"name": "n2", "lag": "x"}]}),
+               stream("E")]
+
+    def answer(msg: natsbook.Msg) -> object:
+        if msg.subject == "$JS.API.INFO":
+            return info
+        if msg.subject == "$JS.API.STREAM.LIST":
+            return {"streams": streams, "total": len(streams)}
+        if msg.subject == "$JS.API.CONSUMER.LIST.E":
+            return {"consumers": [{"name": "c", "num_pending": 1}], "total": 10**12}
+        return {"consumers": [{"name": "c", "num_pending": 1, "paused": True,
+                               "pause_until": []}], "total": "many"}
+
+    with natsbook.local_server(jetstream=False) as srv, natsbook.connect(srv.url) as c:
+        c.serve("$JS.API.>", answer)
+        frame = c.check(jetstream=True, timeout=2)
+    failing = frame[frame["status"] == "fail"].set_index(["check", "target"])["detail"]
+    for name in "ABCD":
+        assert "garbled stream info" in failing[("stream", name)]
+        assert "garbled page" in failing[("consumers", name)]
+    assert "sent already" in failing[("consumers", "E")]
+
+
 def test_a_cluster_losing_a_node() -> None:
     with sys_cluster() as cluster:
         n1, _, n3 = cluster.nodes
