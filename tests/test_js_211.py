@@ -133,6 +133,30 @@ def test_pause_and_resume_a_consumer(conn: natsbook.Connection, subject: str) ->
         conn.pause_consumer(stream, "w", "whenever")
 
 
+def test_pause_until_a_past_time_a_duration_or_beyond_9999(conn: natsbook.Connection,
+                                                           subject: str) -> None:
+    """A past time (a naive one is UTC), a negative or zero timedelta used to return
+    paused=False silently; "10m" was sent as the year 1; 1e12 seconds raised
+    NotImplementedError out of strftime."""
+    stream = _name()
+    js.add_stream(conn, stream, [f"{subject}.>"])
+    conn.add_consumer(stream, "w")
+    past = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=5)).tz_localize(None)
+    for until in (past, past.to_pydatetime(), dt.timedelta(seconds=-10), dt.timedelta(0),
+                  "2020-01-01T00:00:00+02:00"):
+        with pytest.raises(BadInputError, match="not in the future"):
+            conn.pause_consumer(stream, "w", until)
+    with pytest.raises(BadInputError, match="9999"):
+        conn.pause_consumer(stream, "w", 1e12)
+    with pytest.raises(BadInputError, match="until"):
+        conn.pause_consumer(stream, "w", "30")  # a bare number in text: not 30 ns
+    got = conn.pause_consumer(stream, "w", "10m")
+    assert got["paused"] and 500 < got["pause_remaining"] <= 600
+    naive = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=5)).tz_localize(None)
+    got = conn.pause_consumer(stream, "w", naive)  # naive: UTC
+    assert got["paused"] and 200 < got["pause_remaining"] <= 300
+
+
 def test_counters(conn: natsbook.Connection, subject: str) -> None:
     stream = _name("C")
     info = conn.add_counter(stream, [f"{subject}.>"])

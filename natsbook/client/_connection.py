@@ -514,8 +514,9 @@ class Connection:
     # ------------------------------------------------------------------ JetStream 2.11+
     def pause_consumer(self, stream: str, consumer: str, until: Any, *,
                        timeout: float = 5.0) -> dict[str, Any]:
-        """Pause a consumer until `until` (a time, a timedelta or seconds from now; nats-server
-        2.11+). See :func:`natsbook.jetstream.pause_consumer`."""
+        """Pause a consumer until `until`, which must be in the future: a time (without a zone:
+        UTC), a timedelta, a duration ("10m") or seconds from now (nats-server 2.11+). See
+        :func:`natsbook.jetstream.pause_consumer`."""
         return jetstream.pause_consumer(self, stream, consumer, until, timeout=timeout)
 
     def resume_consumer(self, stream: str, consumer: str, *,
