@@ -211,3 +211,19 @@ def test_batches_need_a_2_12_server() -> None:
     assert server_at_least("2.12.0", (2, 12)) and server_at_least("v2.15.1-beta", (2, 12))
     assert not server_at_least("2.11.9", (2, 12)) and not server_at_least("2.9", (2, 12))
     assert not server_at_least(None, (2, 12)) and not server_at_least("garbage", (2, 12))
+
+
+def test_a_bad_batch_item_sends_nothing(conn: natsbook.Connection, subject: str) -> None:
+    """A wildcard subject or headers that are not a mapping, anywhere in the batch, is
+    refused before the first message goes out (the earlier items used to be sent, leaving
+    the server an open batch to abandon)."""
+    stream = _name("A")
+    js.add_stream(conn, stream, [f"{subject}.>"], allow_atomic=True)
+    conn.flush()
+    sent = conn.stats["out_msgs"]
+    with pytest.raises(natsbook.errors.BadSubjectError):
+        conn.batch_publish([(f"{subject}.a", b"1"), (f"{subject}.*", b"2")])
+    with pytest.raises(BadInputError, match="batch item"):
+        conn.batch_publish([(f"{subject}.a", b"1"), (f"{subject}.b", b"2", "X: y")])
+    conn.flush()
+    assert conn.stats["out_msgs"] == sent

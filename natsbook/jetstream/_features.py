@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..errors import BadInputError, JetStreamError, NotFoundError
 from ..wire._protocol import parse_headers
+from ..wire._subjects import check_publish
 from ._consumers import consumer_info
 from ._jsapi import API, api_request, check_name, server_at_least, ttl_header
 from ._streams import PubAck, add_stream, js_publish
@@ -220,15 +221,18 @@ def batch_publish(conn: Link, messages: Iterable[tuple[Any, ...]], *,
     ``batch`` id, ``count``).
 
     Raises:
-        BadInputError: no messages, more than 1000, or a malformed tuple (nothing was sent).
+        BadInputError: no messages, more than 1000, a malformed tuple or a bad subject
+            (nothing was sent).
         JetStreamError: the stream refused the batch (atomic publish disabled, an older
             server, a failed expected-sequence check...): none of it was stored.
     """
     batch = []
     for item in messages:
-        if not isinstance(item, tuple) or len(item) not in (2, 3):
+        if not isinstance(item, tuple) or len(item) not in (2, 3) \
+                or (len(item) == 3 and not isinstance(item[2], Mapping | None)):
             raise BadInputError(f"batch item {item!r}: give (subject, data) or "
                                 "(subject, data, headers)")
+        check_publish(item[0])  # before anything is sent: BadSubjectError
         batch.append(item if len(item) == 3 else (*item, None))
     if not batch or len(batch) > MAX_BATCH:
         raise BadInputError(f"a batch holds 1 to {MAX_BATCH} messages, not {len(batch)}")
