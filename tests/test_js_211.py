@@ -31,6 +31,19 @@ def test_ttl_header_spelling() -> None:
             js.ttl_header(bad)
 
 
+
+def test_ttl_texts_the_way_nats_server_reads_them() -> None:
+    """nats-server takes whole seconds as bare digits and "never" in any case; "90" used to
+    be refused as "under one second" (pandas: 90 ns), "Never" as not a duration, and "1d"
+    raised pandas' deprecation warning (an error under -W error)."""
+    assert js.ttl_header("90") == "90s" and js.ttl_header(" 3600 ") == "3600s"
+    assert js.ttl_header("Never") == js.ttl_header("NEVER") == "never"
+    assert js.ttl_header("1d") == "86400s" and js.ttl_header("1w") == "604800s"
+    for bad in ("0", "-5", "1.5.5", "100000000000h"):
+        with pytest.raises(BadInputError):
+            js.ttl_header(bad)
+
+
 def test_per_message_ttl(conn: natsbook.Connection, subject: str) -> None:
     stream = _name()
     js.add_stream(conn, stream, [f"{subject}.>"], allow_msg_ttl=True)
