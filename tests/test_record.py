@@ -438,3 +438,32 @@ def test_until_not_after_since_and_bad_times_are_refused(tmp_path: Path) -> None
     tokyo = natsbook.read_capture(tmp_path, since=t.tz_convert("Asia/Tokyo"),
                                   until=(t + pd.Timedelta("1min")).tz_convert("Asia/Tokyo"))
     assert naive["stream_seq"].tolist() == tokyo["stream_seq"].tolist() == [1, 2]
+
+
+def test_an_existing_consumer_with_several_filters(server: natsbook.LocalServer, subject: str,
+                                                   tmp_path: Path) -> None:
+    """A consumer made elsewhere with filter_subjects (2.10+): --subjects '>' used to be
+    taken as matching it (it records only part of the stream), and the refusal of another
+    filter said it filters None."""
+    out = str(tmp_path / "ds")
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.>"])
+        try:
+            js.add_consumer(conn, subject, "multi", filter_subject=[f"{subject}.a",
+                                                                    f"{subject}.b"])
+            js.add_consumer(conn, subject, "one", filter_subject=[f"{subject}.a"])
+            js.add_consumer(conn, subject, "all")
+            for subjects in (">", f"{subject}.a"):
+                with pytest.raises(natsbook.errors.JetStreamError,
+                                   match=rf"filters \['{subject}.a', '{subject}.b'\]"):
+                    js.Recorder(conn, subject, out, durable="multi",
+                                subjects=subjects).ensure_consumer()
+            js.Recorder(conn, subject, out, durable="one",
+                        subjects=f"{subject}.a").ensure_consumer()
+            js.Recorder(conn, subject, out, durable="all", subjects=">").ensure_consumer()
+            with pytest.raises(natsbook.errors.JetStreamError, match="filters '>'"):
+                js.Recorder(conn, subject, out, durable="all",
+                            subjects=f"{subject}.a").ensure_consumer()
+            js.Recorder(conn, subject, out, durable="multi").ensure_consumer()  # its own
+        finally:
+            js.delete_stream(conn, subject)

@@ -173,10 +173,13 @@ class Recorder:
             raise JetStreamError(
                 f"consumer {self.durable!r} on {self.stream!r} exists but is not a pull "
                 "consumer with explicit acks - give natsbook record another --durable name")
-        if self.subjects and config.get("filter_subject", ">") not in (self.subjects, ""):
+        # one filter (filter_subject), several (filter_subjects, 2.10+) or none (">")
+        filters = config.get("filter_subjects") or [config.get("filter_subject") or ">"]
+        if self.subjects and filters != [self.subjects]:
+            shown = filters[0] if len(filters) == 1 else filters
             raise JetStreamError(
-                f"consumer {self.durable!r} filters {config.get('filter_subject')!r}, not "
-                f"{self.subjects!r} - use another --durable, or leave --subjects out")
+                f"consumer {self.durable!r} filters {shown!r}, not {self.subjects!r} - use "
+                "another --durable, or leave --subjects out")
         self.consumer = info
         self.ack_wait = config.get("ack_wait", int(self.ack_wait * _SEC)) / _SEC
         # A delivery waits in its pull at most pull_wait before the part holds it: well
