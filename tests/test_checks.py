@@ -16,7 +16,7 @@ from natsbook import jetstream as js
 from natsbook.errors import BadInputError
 from tests.conftest import TestingShell
 from tests.faults.helpers import wait_for
-from tests.support.clusters import sys_cluster
+from tests.support.clusters import ACCOUNTS, sys_cluster
 
 
 def test_consumer_thresholds_and_missing_streams(conn: natsbook.Connection,
@@ -160,3 +160,15 @@ def test_nats_check_magic(nats: TestingShell, server: natsbook.LocalServer, subj
         nats.run_cell("%nats_check --pending 5")
     with pytest.raises(UsageError, match="WARN <= FAIL"):
         nats.run_cell("%nats_check --lag 9,1")
+
+
+def test_one_expected_server_given_as_text() -> None:
+    """``servers="solo"`` is one server: it used to expect servers 's', 'o' and 'l', and fail
+    each of them as "did not answer"."""
+    with natsbook.local_server(config=ACCOUNTS + "server_name: solo\n") as srv, \
+            natsbook.connect(srv.url.replace("nats://", "nats://sys:sys@")) as c:
+        frame = c.check(servers="solo")
+        health = frame[frame["check"] == "server health"]
+        assert health["target"].tolist() == ["solo"] and frame.attrs["status"] == "pass"
+        missing = c.check(servers="gone")
+        assert missing.set_index("target").loc["gone", "detail"] == "did not answer"

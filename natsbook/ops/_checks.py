@@ -241,8 +241,8 @@ def check(conn: Link, *, streams: Iterable[str] | None = None, jetstream: bool |
             counts per consumer (None: reported, not judged).
         server: check every server's HEALTHZ (default: when the connection is a
             system-account user; True on another one is a failing row).
-        servers: server names that must answer the health check (a server that is down
-            cannot say so: name it here to see it fail).
+        servers: server names (or one name) that must answer the health check (a server
+            that is down cannot say so: name it here to see it fail).
     """
     limits = {"consumer pending": _threshold("consumer_pending", consumer_pending),
               "consumer ack pending": _threshold("consumer_ack_pending", consumer_ack_pending),
@@ -285,8 +285,9 @@ def check(conn: Link, *, streams: Iterable[str] | None = None, jetstream: bool |
                     except _GARBLED as exc:
                         rows.add("consumer", f"{name}/{info.get('name', '?')}", "fail",
                                  detail=f"garbled consumer info: {exc!r}")
-        if system:
-            _servers(conn, rows, sorted(set(servers)), timeout)
+        if system:  # one name is one server, not its letters
+            names = [servers] if isinstance(servers, str) else list(servers)
+            _servers(conn, rows, sorted(set(names)), timeout)
     frame = pd.DataFrame(rows.rows, columns=CHECK_COLUMNS)
     frame["warn"] = pd.to_numeric(frame["warn"], errors="coerce")
     frame["fail"] = pd.to_numeric(frame["fail"], errors="coerce")
