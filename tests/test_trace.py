@@ -243,6 +243,12 @@ def test_nats_trace_magic(nats: TestingShell, subject: str, capsys: pytest.Captu
     assert f"trace of '{subject}.m'" in out and "reached no one" in out
     with pytest.raises(UsageError, match="--timeout"):
         nats.run_cell(f"%nats_trace {subject}.m --timeout 0")
+    # a payload that looks like JSON but is not: the error says so (it used to say only
+    # "unrecognized arguments: 1}")
+    with pytest.raises(UsageError, match="starts like JSON but is not JSON"):
+        nats.run_cell(f'%nats_trace {subject}.m {{"a": 1 --no-deliver')
+    with pytest.raises(UsageError, match="starts like JSON but is not JSON"):
+        nats.run_cell(f"%nats_trace {subject}.m {{bad json}}")
     with pytest.raises(UsageError):
         nats.run_cell("%nats_trace a.*")
 
