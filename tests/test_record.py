@@ -130,6 +130,9 @@ def test_hours_outside_since_until_are_not_opened(tmp_path: Path) -> None:
                         tmp_path, since=since, until=until)["s"][0].tolist() == [3, 4]
     with pytest.raises(DatasetError, match="cannot read part"):
         natsbook.read_capture(tmp_path)
+    # natsbook.sql says the same (it used to be a QueryError: "SQL query failed")
+    with pytest.raises(DatasetError, match=r"cannot read part.*moved aside"):
+        natsbook.sql("SELECT count(*) AS n FROM messages", tmp_path)
 
 
 def test_time_edges_subject_and_decode(tmp_path: Path) -> None:

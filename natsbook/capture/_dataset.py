@@ -270,6 +270,10 @@ def dataset_sql(query: str, path: str | os.PathLike[str], *, since: Any = None,
             rel = con.sql(query)
             return pd.DataFrame() if rel is None else _to_frame(rel)
         except duckdb.Error as exc:
+            if "'_natsbook_parts'" in str(exc):  # scanning a part failed, not the query
+                raise DatasetError(f"cannot read part: {str(exc).strip()} - a damaged part "
+                                   "can be moved aside; its messages are then missing from "
+                                   "reads", url=loc.url) from None
             raise QueryError(query, str(exc).strip()) from None
     finally:
         con.close()
