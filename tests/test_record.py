@@ -470,3 +470,26 @@ def test_an_existing_consumer_with_several_filters(server: natsbook.LocalServer,
             js.Recorder(conn, subject, out, durable="multi").ensure_consumer()  # its own
         finally:
             js.delete_stream(conn, subject)
+
+
+def test_once_through_a_small_max_ack_pending(server: natsbook.LocalServer, subject: str,
+                                              tmp_path: Path) -> None:
+    """A consumer made elsewhere with max_ack_pending 10: the server holds the rest back
+    until the open part is acked. --once used to take that pause for the end and exit 0 with
+    10 of 100 messages recorded; it now writes and acks the part and asks again."""
+    out = tmp_path / "ds"
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.>"])
+        try:
+            for i in range(100):
+                conn.publish(f"{subject}.x", {"i": i})
+            conn.flush()
+            js.add_consumer(conn, subject, "d", max_ack_pending=10)
+            st = js.Recorder(conn, subject, str(out), durable="d").run(threading.Event(),
+                                                                        once=True)
+            assert (st.written, st.acked) == (100, 100)
+            info = consumer(conn, subject, "d")
+            assert info["num_pending"] == 0 and info["num_ack_pending"] == 0
+        finally:
+            js.delete_stream(conn, subject)
+    assert natsbook.read_capture(out)["i"].tolist() == list(range(100))

@@ -364,7 +364,12 @@ class Recorder:
                                          code=code)
                 if got == 0:
                     if once and code in (404, 408):
-                        break
+                        if not self._open_rows:
+                            break
+                        # Nothing more now - or the consumer's max_ack_pending holds the rest
+                        # back until this part is acked: write and ack it, then ask again.
+                        self.flush()
+                        continue
                     if code is None or code == 409:
                         silent += 1
                         if silent % 5 == 0:
