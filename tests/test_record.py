@@ -493,3 +493,37 @@ def test_once_through_a_small_max_ack_pending(server: natsbook.LocalServer, subj
         finally:
             js.delete_stream(conn, subject)
     assert natsbook.read_capture(out)["i"].tolist() == list(range(100))
+
+
+def test_a_part_holding_the_whole_ack_window_is_written_at_once(
+        server: natsbook.LocalServer, subject: str, tmp_path: Path) -> None:
+    """With max_ack_pending 10 (a consumer made elsewhere) the server delivers nothing more
+    until the part is acked: the part used to wait for part_age (here 600 s) with the stream
+    standing still; it is written when it holds the whole window."""
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.>"])
+        js.add_consumer(conn, subject, "d", max_ack_pending=10)
+        rec = js.Recorder(conn, subject, str(tmp_path / "ds"), durable="d", part_age=600,
+                          pull_wait=0.2)
+
+        def run() -> None:
+            try:
+                rec.run(stop)
+            except BaseException as exc:
+                errors.append(exc)
+
+        th = threading.Thread(target=run)
+        th.start()
+        try:
+            for i in range(30):
+                conn.publish(f"{subject}.x", {"i": i})
+            conn.flush()
+            wait_for(lambda: rec.stats.acked == 30, timeout=15)
+            assert rec.stats.parts == 3
+        finally:
+            stop.set()
+            th.join(30)
+            js.delete_stream(conn, subject)
+    assert not errors and not th.is_alive()

@@ -316,9 +316,13 @@ class Recorder:
         return paths
 
     def _due(self) -> bool:
+        # A part holding the consumer's whole max_ack_pending gets nothing more until it is
+        # acked (a consumer made elsewhere with a small one): rotate it now, not at part_age.
+        window = self.consumer.get("config", {}).get("max_ack_pending", -1)
         return bool(self._open_rows) and (
             self._open_rows >= self.part_rows or self._open_bytes >= self.part_bytes
-            or time.monotonic() - self._opened >= self.part_age)
+            or time.monotonic() - self._opened >= self.part_age
+            or (isinstance(window, int) and 0 < window <= self._open_rows))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, stop: threading.Event, *, once: bool = False,
@@ -333,6 +337,7 @@ class Recorder:
                                                   timeout=self.timeout)
         shown = time.monotonic()
         silent = 0  # pulls in a row that nothing answered
+        held = 0  # --once: "Requests Pending" answers in a row
         try:
             while not stop.is_set():
                 want = max(1, min(self.batch, self.part_rows - self._open_rows))
@@ -364,11 +369,17 @@ class Recorder:
                                          code=code)
                 if got == 0:
                     if once and code in (404, 408):
-                        if not self._open_rows:
+                        if self._open_rows:
+                            # Nothing more now - or the consumer's max_ack_pending holds the
+                            # rest back until this part is acked: write and ack it, ask again.
+                            self.flush()
+                            continue
+                        if code == 404 or "pending" not in text.lower() or held > 50:
                             break
-                        # Nothing more now - or the consumer's max_ack_pending holds the rest
-                        # back until this part is acked: write and ack it, then ask again.
-                        self.flush()
+                        # 408 Requests Pending: an earlier pull of ours still waits on the
+                        # server (held back by max_ack_pending): let it deliver.
+                        held += 1
+                        stop.wait(0.1)
                         continue
                     if code is None or code == 409:
                         silent += 1
@@ -380,7 +391,7 @@ class Recorder:
                                 raise
                         stop.wait(0.2)  # reconnecting or a leader change: try again
                 else:
-                    silent = 0
+                    silent = held = 0
             self._take()
             self.flush()
             if report is not None:
