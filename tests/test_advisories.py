@@ -129,6 +129,39 @@ def test_hostile_advisories_are_flagged_rows(conn: natsbook.Connection) -> None:
         conn.advisories(["max_delivers"])
 
 
+def test_advisory_numbers_past_int64_are_flagged_not_wrapped(conn: natsbook.Connection
+                                                            ) -> None:
+    """A sequence no int64 holds used to come out as -9223372036854775808, unflagged (and
+    joined stream_history on a sequence that does not exist)."""
+    adv = conn.advisories(["max_deliver"])
+    base = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.X.y"
+    for seq in (b"18446744073709551615", b"9223372036854775808", b"1e300", b"4"):
+        conn.publish(base, b'{"type": "io.nats.jetstream.advisory.v1.max_deliver", '
+                           b'"stream": "X", "stream_seq": ' + seq + b', "deliveries": 2}')
+    wait_for(lambda: len(adv.to_pandas()) == 4, timeout=5)
+    frame = adv.to_pandas()
+    adv.stop()
+    assert frame["malformed"].tolist() == [True, True, True, False]
+    assert frame["stream_seq"].tolist() == [pd.NA, pd.NA, pd.NA, 4]
+
+
+def test_an_advisory_with_a_number_for_its_timestamp(conn: natsbook.Connection) -> None:
+    """A numeric ``timestamp`` is no time (NaT); it used to raise pandas' deprecation warning
+    out of to_pandas() (an error under -W error, a changed meaning in pandas 4)."""
+    adv = conn.advisories(["nak"])
+    conn.publish("$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.X.y",
+                 b'{"type": "io.nats.jetstream.advisory.v1.nak", "timestamp": 1767225600, '
+                 b'"stream": "X", "stream_seq": 1}')
+    conn.publish("$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.X.y",
+                 b'{"type": "io.nats.jetstream.advisory.v1.nak", '
+                 b'"timestamp": "2026-01-01T00:00:00Z", "stream": "X", "stream_seq": 2}')
+    wait_for(lambda: len(adv.to_pandas()) == 2, timeout=5)
+    frame = adv.to_pandas()
+    adv.stop()
+    assert frame["event_time"].isna().tolist() == [True, False]
+    assert frame["stream_seq"].tolist() == [1, 2]
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SysCluster]:
     with sys_cluster() as c:

@@ -16,7 +16,7 @@ from natsbook import jetstream as js
 from natsbook.errors import BadInputError
 from tests.conftest import TestingShell
 from tests.faults.helpers import wait_for
-from tests.support.clusters import sys_cluster
+from tests.support.clusters import ACCOUNTS, sys_cluster
 
 
 def test_consumer_thresholds_and_missing_streams(conn: natsbook.Connection,
@@ -58,6 +58,42 @@ def test_a_server_without_jetstream() -> None:
         assert frame["status"].tolist() == ["pass", "fail"]
         assert "JetStream" in frame["detail"].iloc[1]
         assert c.check(jetstream=False).attrs["status"] == "pass"
+
+
+def test_garbled_jetstream_answers_are_failing_rows() -> None:
+    """A hostile responder on ``$JS.API.>`` (a server without JetStream lets any client
+    answer there): garbled stream / consumer infos and listings are failing rows saying so;
+    a listing that repeats its page with a huge total used to loop forever, the others
+    raised AttributeError / TypeError / ValueError out of check()."""
+    info = {"memory": 0, "storage": 0, "streams": 1, "consumers": 0, "limits": {}}
+
+    def stream(name: str, **kw: object) -> dict[str, object]:
+        return {"config": {"name": name, "num_replicas": 1}, "state": {"messages": 1}, **kw}
+
+    streams = [stream("A", cluster=[1]),
+               stream("B", config={"name": "B", "num_replicas": "3"}),
+               stream("C", cluster={"leader": "n1", "replicas": [7]}),
+               stream("D", cluster={"leader": "n1", "replicas": [{"name": "n2", "lag": "x"}]}),
+               stream("E")]
+
+    def answer(msg: natsbook.Msg) -> object:
+        if msg.subject == "$JS.API.INFO":
+            return info
+        if msg.subject == "$JS.API.STREAM.LIST":
+            return {"streams": streams, "total": len(streams)}
+        if msg.subject == "$JS.API.CONSUMER.LIST.E":
+            return {"consumers": [{"name": "c", "num_pending": 1}], "total": 10**12}
+        return {"consumers": [{"name": "c", "num_pending": 1, "paused": True,
+                               "pause_until": []}], "total": "many"}
+
+    with natsbook.local_server(jetstream=False) as srv, natsbook.connect(srv.url) as c:
+        c.serve("$JS.API.>", answer)
+        frame = c.check(jetstream=True, timeout=2)
+    failing = frame[frame["status"] == "fail"].set_index(["check", "target"])["detail"]
+    for name in "ABCD":
+        assert "garbled stream info" in failing[("stream", name)]
+        assert "garbled page" in failing[("consumers", name)]
+    assert "sent already" in failing[("consumers", "E")]
 
 
 def test_a_cluster_losing_a_node() -> None:
@@ -124,3 +160,15 @@ def test_nats_check_magic(nats: TestingShell, server: natsbook.LocalServer, subj
         nats.run_cell("%nats_check --pending 5")
     with pytest.raises(UsageError, match="WARN <= FAIL"):
         nats.run_cell("%nats_check --lag 9,1")
+
+
+def test_one_expected_server_given_as_text() -> None:
+    """``servers="solo"`` is one server: it used to expect servers 's', 'o' and 'l', and fail
+    each of them as "did not answer"."""
+    with natsbook.local_server(config=ACCOUNTS + "server_name: solo\n") as srv, \
+            natsbook.connect(srv.url.replace("nats://", "nats://sys:sys@")) as c:
+        frame = c.check(servers="solo")
+        health = frame[frame["check"] == "server health"]
+        assert health["target"].tolist() == ["solo"] and frame.attrs["status"] == "pass"
+        missing = c.check(servers="gone")
+        assert missing.set_index("target").loc["gone", "detail"] == "did not answer"

@@ -31,6 +31,19 @@ def test_ttl_header_spelling() -> None:
             js.ttl_header(bad)
 
 
+
+def test_ttl_texts_the_way_nats_server_reads_them() -> None:
+    """nats-server takes whole seconds as bare digits and "never" in any case; "90" used to
+    be refused as "under one second" (pandas: 90 ns), "Never" as not a duration, and "1d"
+    raised pandas' deprecation warning (an error under -W error)."""
+    assert js.ttl_header("90") == "90s" and js.ttl_header(" 3600 ") == "3600s"
+    assert js.ttl_header("Never") == js.ttl_header("NEVER") == "never"
+    assert js.ttl_header("1d") == "86400s" and js.ttl_header("1w") == "604800s"
+    for bad in ("0", "-5", "1.5.5", "100000000000h"):
+        with pytest.raises(BadInputError):
+            js.ttl_header(bad)
+
+
 def test_per_message_ttl(conn: natsbook.Connection, subject: str) -> None:
     stream = _name()
     js.add_stream(conn, stream, [f"{subject}.>"], allow_msg_ttl=True)
@@ -133,6 +146,30 @@ def test_pause_and_resume_a_consumer(conn: natsbook.Connection, subject: str) ->
         conn.pause_consumer(stream, "w", "whenever")
 
 
+def test_pause_until_a_past_time_a_duration_or_beyond_9999(conn: natsbook.Connection,
+                                                           subject: str) -> None:
+    """A past time (a naive one is UTC), a negative or zero timedelta used to return
+    paused=False silently; "10m" was sent as the year 1; 1e12 seconds raised
+    NotImplementedError out of strftime."""
+    stream = _name()
+    js.add_stream(conn, stream, [f"{subject}.>"])
+    conn.add_consumer(stream, "w")
+    past = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=5)).tz_localize(None)
+    for until in (past, past.to_pydatetime(), dt.timedelta(seconds=-10), dt.timedelta(0),
+                  "2020-01-01T00:00:00+02:00"):
+        with pytest.raises(BadInputError, match="not in the future"):
+            conn.pause_consumer(stream, "w", until)
+    with pytest.raises(BadInputError, match="9999"):
+        conn.pause_consumer(stream, "w", 1e12)
+    with pytest.raises(BadInputError, match="until"):
+        conn.pause_consumer(stream, "w", "30")  # a bare number in text: not 30 ns
+    got = conn.pause_consumer(stream, "w", "10m")
+    assert got["paused"] and 500 < got["pause_remaining"] <= 600
+    naive = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=5)).tz_localize(None)
+    got = conn.pause_consumer(stream, "w", naive)  # naive: UTC
+    assert got["paused"] and 200 < got["pause_remaining"] <= 300
+
+
 def test_counters(conn: natsbook.Connection, subject: str) -> None:
     stream = _name("C")
     info = conn.add_counter(stream, [f"{subject}.>"])
@@ -187,3 +224,19 @@ def test_batches_need_a_2_12_server() -> None:
     assert server_at_least("2.12.0", (2, 12)) and server_at_least("v2.15.1-beta", (2, 12))
     assert not server_at_least("2.11.9", (2, 12)) and not server_at_least("2.9", (2, 12))
     assert not server_at_least(None, (2, 12)) and not server_at_least("garbage", (2, 12))
+
+
+def test_a_bad_batch_item_sends_nothing(conn: natsbook.Connection, subject: str) -> None:
+    """A wildcard subject or headers that are not a mapping, anywhere in the batch, is
+    refused before the first message goes out (the earlier items used to be sent, leaving
+    the server an open batch to abandon)."""
+    stream = _name("A")
+    js.add_stream(conn, stream, [f"{subject}.>"], allow_atomic=True)
+    conn.flush()
+    sent = conn.stats["out_msgs"]
+    with pytest.raises(natsbook.errors.BadSubjectError):
+        conn.batch_publish([(f"{subject}.a", b"1"), (f"{subject}.*", b"2")])
+    with pytest.raises(BadInputError, match="batch item"):
+        conn.batch_publish([(f"{subject}.a", b"1"), (f"{subject}.b", b"2", "X: y")])
+    conn.flush()
+    assert conn.stats["out_msgs"] == sent

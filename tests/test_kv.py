@@ -136,3 +136,19 @@ def test_bucket_errors(conn, bucket):
     with pytest.raises(BadInputError):
         natskv.kv(conn, "no.dots")
     assert bucket.bucket in natskv.kv_buckets(conn)
+
+
+def test_create_true_opens_an_existing_bucket_as_it_is(conn, bucket):
+    """``conn.kv(name, create=True)`` run again (another cell, another notebook) must not
+    reconfigure the bucket: with the defaults it used to shrink history 5 -> 1, deleting every
+    older revision."""
+    for i in range(5):
+        bucket.put("k", str(i))
+    again = conn.kv(bucket.bucket, create=True)
+    assert len(again.history("k")) == 5
+    assert js.stream_info(conn, bucket.stream)["config"]["max_msgs_per_subject"] == 5
+    fresh = conn.kv(bucket.bucket + "_new", create=True, history=3)
+    try:
+        assert js.stream_info(conn, fresh.stream)["config"]["max_msgs_per_subject"] == 3
+    finally:
+        js.delete_stream(conn, fresh.stream)

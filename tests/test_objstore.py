@@ -213,3 +213,14 @@ def test_progress_line_for_large_objects(store, capsys):
     store.get("p", progress=True)
     err = capsys.readouterr().err
     assert "put p: " in err and "get p: " in err and "/300,000" in err
+
+
+def test_create_true_opens_an_existing_store_as_it_is(conn, subject):
+    """``conn.object_store(name, create=True)`` again must not reset the bucket's config
+    (its max age here) to the defaults."""
+    o = js.create_object_store(conn, subject, ttl=3600, storage="memory")
+    try:
+        conn.object_store(subject, create=True)
+        assert js.stream_info(conn, o.stream)["config"]["max_age"] == 3600 * 10**9
+    finally:
+        js.delete_stream(conn, o.stream)

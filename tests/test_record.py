@@ -124,6 +124,9 @@ def test_hours_outside_since_until_are_not_opened(tmp_path: Path) -> None:
                         tmp_path, since=since, until=until)["s"][0].tolist() == [3, 4]
     with pytest.raises(DatasetError, match="cannot read part"):
         natsbook.read_capture(tmp_path)
+    # natsbook.sql says the same (it used to be a QueryError: "SQL query failed")
+    with pytest.raises(DatasetError, match=r"cannot read part.*moved aside"):
+        natsbook.sql("SELECT count(*) AS n FROM messages", tmp_path)
 
 
 def test_time_edges_subject_and_decode(tmp_path: Path) -> None:
@@ -355,3 +358,166 @@ def test_a_part_open_longer_than_ack_wait_is_kept_with_progress_acks(
             assert consumer(conn, subject, "d")["num_ack_pending"] == 0
         finally:
             js.delete_stream(conn, subject)
+
+
+def test_subjects_outside_the_stream_are_refused(server: natsbook.LocalServer, subject: str,
+                                                 tmp_path: Path) -> None:
+    """A filter no subject of the stream can match would record nothing forever (and
+    ``--once`` would exit 0 with an empty dataset): refused before a consumer is made."""
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.a.>", f"{subject}.b"])
+        try:
+            for bad in (f"{subject}.c.>", "other.>", f"{subject}.b.x", f"{subject}.a"):
+                with pytest.raises(natsbook.errors.BadInputError, match="would never deliver"):
+                    js.Recorder(conn, subject, str(tmp_path / "ds"), subjects=bad)
+            with pytest.raises(natsbook.errors.BadSubjectError):
+                js.Recorder(conn, subject, str(tmp_path / "ds"), subjects=f"{subject} a")
+            for good in (f"{subject}.a.x", f"{subject}.*", f"{subject}.>", ">", "*.b"):
+                js.Recorder(conn, subject, str(tmp_path / "ds"), subjects=good)
+            with pytest.raises(natsbook.errors.NotFoundError):
+                consumer(conn, subject, "natsbook-record")  # nothing was created
+        finally:
+            js.delete_stream(conn, subject)
+
+
+def test_a_deleted_stream_keeps_what_the_recorder_received(server: natsbook.LocalServer,
+                                                          subject: str, tmp_path: Path) -> None:
+    """The stream is deleted while the open part holds messages: they exist nowhere else any
+    more, so the recorder writes them (acking nothing) before it stops."""
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    out = tmp_path / "ds"
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.>"])
+        try:
+            rec = js.Recorder(conn, subject, str(out), durable="d", part_age=600, pull_wait=0.2)
+
+            def run() -> None:
+                try:
+                    rec.run(stop)
+                except BaseException as exc:
+                    errors.append(exc)
+
+            th = threading.Thread(target=run)
+            th.start()
+            for i in range(30):
+                conn.publish(f"{subject}.x", {"i": i})
+            conn.flush()
+            wait_for(lambda: rec.stats.received == 30)
+        finally:
+            js.delete_stream(conn, subject)
+            th.join(30)
+            stop.set()
+            th.join(30)
+    assert not th.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], natsbook.errors.JetStreamError)
+    assert "deleted" in str(errors[0])
+    assert rec.stats.written == 30 and rec.stats.acked == 0
+    assert natsbook.read_capture(out)["i"].tolist() == list(range(30))
+
+
+def test_until_not_after_since_and_bad_times_are_refused(tmp_path: Path) -> None:
+    """An empty window is a mistake (swapped bounds), not an empty answer; a time without a
+    zone is UTC, as the partitions are."""
+    w = PartWriter(tmp_path, stream="S")
+    w.write(rows([1, 2], T0))
+    t = pd.Timestamp(T0, tz="UTC")
+    for since, until in ((t + pd.Timedelta("1h"), t), (t, t), ("2026-03-01 11:00", t)):
+        with pytest.raises(BadInputError, match="not after since"):
+            natsbook.read_capture(tmp_path, since=since, until=until)
+        with pytest.raises(BadInputError, match="not after since"):
+            natsbook.sql("SELECT count(*) AS n FROM messages", tmp_path, since=since,
+                         until=until)
+    for bad in ("NaT", "soon"):
+        with pytest.raises(BadInputError, match="is not a time"):
+            natsbook.read_capture(tmp_path, since=bad)
+    naive = natsbook.read_capture(tmp_path, since="2026-03-01 10:00", until="2026-03-01 10:01")
+    tokyo = natsbook.read_capture(tmp_path, since=t.tz_convert("Asia/Tokyo"),
+                                  until=(t + pd.Timedelta("1min")).tz_convert("Asia/Tokyo"))
+    assert naive["stream_seq"].tolist() == tokyo["stream_seq"].tolist() == [1, 2]
+
+
+def test_an_existing_consumer_with_several_filters(server: natsbook.LocalServer, subject: str,
+                                                   tmp_path: Path) -> None:
+    """A consumer made elsewhere with filter_subjects (2.10+): --subjects '>' used to be
+    taken as matching it (it records only part of the stream), and the refusal of another
+    filter said it filters None."""
+    out = str(tmp_path / "ds")
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.>"])
+        try:
+            js.add_consumer(conn, subject, "multi", filter_subject=[f"{subject}.a",
+                                                                    f"{subject}.b"])
+            js.add_consumer(conn, subject, "one", filter_subject=[f"{subject}.a"])
+            js.add_consumer(conn, subject, "all")
+            for subjects in (">", f"{subject}.a"):
+                with pytest.raises(natsbook.errors.JetStreamError,
+                                   match=rf"filters \['{subject}.a', '{subject}.b'\]"):
+                    js.Recorder(conn, subject, out, durable="multi",
+                                subjects=subjects).ensure_consumer()
+            js.Recorder(conn, subject, out, durable="one",
+                        subjects=f"{subject}.a").ensure_consumer()
+            js.Recorder(conn, subject, out, durable="all", subjects=">").ensure_consumer()
+            with pytest.raises(natsbook.errors.JetStreamError, match="filters '>'"):
+                js.Recorder(conn, subject, out, durable="all",
+                            subjects=f"{subject}.a").ensure_consumer()
+            js.Recorder(conn, subject, out, durable="multi").ensure_consumer()  # its own
+        finally:
+            js.delete_stream(conn, subject)
+
+
+def test_once_through_a_small_max_ack_pending(server: natsbook.LocalServer, subject: str,
+                                              tmp_path: Path) -> None:
+    """A consumer made elsewhere with max_ack_pending 10: the server holds the rest back
+    until the open part is acked. --once used to take that pause for the end and exit 0 with
+    10 of 100 messages recorded; it now writes and acks the part and asks again."""
+    out = tmp_path / "ds"
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.>"])
+        try:
+            for i in range(100):
+                conn.publish(f"{subject}.x", {"i": i})
+            conn.flush()
+            js.add_consumer(conn, subject, "d", max_ack_pending=10)
+            st = js.Recorder(conn, subject, str(out), durable="d").run(threading.Event(),
+                                                                        once=True)
+            assert (st.written, st.acked) == (100, 100)
+            info = consumer(conn, subject, "d")
+            assert info["num_pending"] == 0 and info["num_ack_pending"] == 0
+        finally:
+            js.delete_stream(conn, subject)
+    assert natsbook.read_capture(out)["i"].tolist() == list(range(100))
+
+
+def test_a_part_holding_the_whole_ack_window_is_written_at_once(
+        server: natsbook.LocalServer, subject: str, tmp_path: Path) -> None:
+    """With max_ack_pending 10 (a consumer made elsewhere) the server delivers nothing more
+    until the part is acked: the part used to wait for part_age (here 600 s) with the stream
+    standing still; it is written when it holds the whole window."""
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    with natsbook.connect(server.url) as conn:
+        js.add_stream(conn, subject, [f"{subject}.>"])
+        js.add_consumer(conn, subject, "d", max_ack_pending=10)
+        rec = js.Recorder(conn, subject, str(tmp_path / "ds"), durable="d", part_age=600,
+                          pull_wait=0.2)
+
+        def run() -> None:
+            try:
+                rec.run(stop)
+            except BaseException as exc:
+                errors.append(exc)
+
+        th = threading.Thread(target=run)
+        th.start()
+        try:
+            for i in range(30):
+                conn.publish(f"{subject}.x", {"i": i})
+            conn.flush()
+            wait_for(lambda: rec.stats.acked == 30, timeout=15)
+            assert rec.stats.parts == 3
+        finally:
+            stop.set()
+            th.join(30)
+            js.delete_stream(conn, subject)
+    assert not errors and not th.is_alive()

@@ -13,6 +13,7 @@ import pytest
 
 import natsbook
 from natsbook import jetstream as js
+from natsbook.capture import PartWriter
 from tests.test_record import Recorders, recorders
 
 __all__ = ["recorders"]
@@ -96,3 +97,14 @@ def test_record_into_s3_and_read_back(server: natsbook.LocalServer, subject: str
                 js.consumer_info(conn, subject, "other")
         finally:
             js.delete_stream(conn, subject)
+
+
+def test_credentials_in_an_s3_url_are_never_printed(s3: str) -> None:
+    """Keys given in the URL's user-info (``s3://key:secret@bucket``) stay out of every
+    message and of the error's ``url``: a bucket that does not exist, an option pyarrow does
+    not know."""
+    for url in (f"s3://test:hunter2/x@nobucket/p?{s3}", f"s3://test:hunter2@rec/p?{s3}&bogus=1"):
+        with pytest.raises(natsbook.errors.DatasetError) as err:
+            PartWriter(url, stream="S")
+        assert "hunter2" not in str(err.value) and "hunter2" not in err.value.url
+        assert "***@" in str(err.value)

@@ -237,9 +237,14 @@ def test_hostile_trace_events_are_flagged_rows() -> None:
     frame, expected = trace_rows([
         good, b"not json", orjson.dumps([1, 2]), _event([{"type": "zz"}, 7]),
         _event([], hops=-3), _event([{"type": "eg", "kind": 99, "cid": "x"}]),
+        # a fractional / huge cid and a number for a time used to raise out of trace_rows
+        # (pandas' Int64 cast; its numeric-with-format deprecation)
+        _event([{"type": "eg", "kind": 0, "cid": 1.5, "ts": 1.5},
+                {"type": "in", "kind": 0, "cid": 2**64 - 1, "ts": {"t": 1}}]),
     ])
     assert expected == 2  # the good event's one hop; the bad 'hops' is a malformed row
-    assert len(frame) == 7 and frame["malformed"].sum() == 5
+    assert len(frame) == 9 and frame["malformed"].sum() == 5
+    assert frame["cid"].dropna().tolist() == [1] and frame["time"].notna().sum() == 1
     assert frame.loc[0, "kind"] == "ingress" and frame.loc[0, "offset_ms"] == 0.0
     odd = frame[frame["kind"] == "egress"].iloc[0]  # an unknown link kind, a bad cid: kept
     assert (odd["link"], odd["malformed"]) == ("kind 99", False) and odd["cid"] is pd.NA
@@ -258,6 +263,12 @@ def test_nats_trace_magic(nats: TestingShell, subject: str, capsys: pytest.Captu
     assert f"trace of '{subject}.m'" in out and "reached no one" in out
     with pytest.raises(UsageError, match="--timeout"):
         nats.run_cell(f"%nats_trace {subject}.m --timeout 0")
+    # a payload that looks like JSON but is not: the error says so (it used to say only
+    # "unrecognized arguments: 1}")
+    with pytest.raises(UsageError, match="starts like JSON but is not JSON"):
+        nats.run_cell(f'%nats_trace {subject}.m {{"a": 1 --no-deliver')
+    with pytest.raises(UsageError, match="starts like JSON but is not JSON"):
+        nats.run_cell(f"%nats_trace {subject}.m {{bad json}}")
     with pytest.raises(UsageError):
         nats.run_cell("%nats_trace a.*")
 

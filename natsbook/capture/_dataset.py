@@ -63,9 +63,21 @@ def _ns(value: Any, name: str) -> int | None:
     except (ValueError, TypeError) as exc:
         raise BadInputError(f"{name}={value!r} is not a time ({exc}) - give a datetime, a "
                             "pandas Timestamp or an ISO text like '2026-01-31 14:00'") from None
+    if ts is pd.NaT:
+        raise BadInputError(f"{name}={value!r} is not a time - give a datetime, a pandas "
+                            "Timestamp or an ISO text like '2026-01-31 14:00'")
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
     return int(ts.value)
+
+
+def _bounds(since: Any, until: Any) -> tuple[int | None, int | None]:
+    """[since, until) in ns (a time without a zone is UTC); until must come after since."""
+    lo, hi = _ns(since, "since"), _ns(until, "until")
+    if lo is not None and hi is not None and hi <= lo:
+        raise BadInputError(f"until={until!r} is not after since={since!r}: nothing can be "
+                            "in [since, until) - swap them (until is excluded)")
+    return lo, hi
 
 
 def _listing(loc: Location, path: str) -> list[pafs.FileInfo]:
@@ -184,7 +196,7 @@ def read_dataset_table(path: str | os.PathLike[str], *, since: Any = None, until
     """The dataset's rows in [since, until) on `subject`, each sequence once, in sequence
     order; and its ``_natsbook.json`` ({} when it has none)."""
     loc = locate(path)
-    lo, hi = _ns(since, "since"), _ns(until, "until")
+    lo, hi = _bounds(since, until)
     p = plan(loc, pruned_files(loc, lo, hi))
     expr = _filter(lo, hi, subject)
     parts = []
@@ -233,7 +245,7 @@ def dataset_sql(query: str, path: str | os.PathLike[str], *, since: Any = None,
         raise BadInputError("the SQL query is empty - e.g. natsbook.sql('SELECT count(*) FROM "
                             "messages', 'recordings/')")
     loc = locate(path)
-    lo, hi = _ns(since, "since"), _ns(until, "until")
+    lo, hi = _bounds(since, until)
     p = plan(loc, pruned_files(loc, lo, hi))
     con = duckdb.connect(":memory:")
     try:
@@ -258,6 +270,10 @@ def dataset_sql(query: str, path: str | os.PathLike[str], *, since: Any = None,
             rel = con.sql(query)
             return pd.DataFrame() if rel is None else result_frame(rel)
         except duckdb.Error as exc:
+            if "'_natsbook_parts'" in str(exc):  # scanning a part failed, not the query
+                raise DatasetError(f"cannot read part: {str(exc).strip()} - a damaged part "
+                                   "can be moved aside; its messages are then missing from "
+                                   "reads", url=loc.url) from None
             raise QueryError(query, str(exc).strip()) from None
     finally:
         con.close()

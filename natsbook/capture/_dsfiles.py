@@ -46,6 +46,7 @@ FORMAT = 1
 class Location:
     """A dataset root: the filesystem and the path on it (no scheme)."""
 
+    #: The location as given, credentials shown as ``***`` (for messages).
     url: str
     fs: pafs.FileSystem
     root: str
@@ -58,6 +59,17 @@ class Location:
         return "/".join([self.root.rstrip("/"), *parts])
 
 
+def redact(url: str) -> str:
+    """An object-store URL as it may be printed: credentials in it (``s3://key:secret@bucket``)
+    shown as ``***``. Everything between the scheme and the last "@" before the query is
+    hidden, so a secret holding "/" or ":" is covered too."""
+    scheme, sep, rest = url.partition("://")
+    head, q, query = rest.partition("?")
+    if sep and "@" in head:
+        head = "***@" + head.rsplit("@", 1)[1]
+    return scheme + sep + head + q + query
+
+
 def locate(url: str | os.PathLike[str]) -> Location:
     """A local folder (a path or ``file://``) or object storage (``s3://bucket/prefix``,
     ``gs://...``: anything ``pyarrow.fs.FileSystem.from_uri`` knows; S3 options such as
@@ -65,12 +77,14 @@ def locate(url: str | os.PathLike[str]) -> Location:
     usual ``AWS_*`` variables)."""
     text = os.fspath(url)
     if "://" in text and not text.startswith("file://"):
+        shown = redact(text)
         try:
             fs, root = pafs.FileSystem.from_uri(text)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-            raise DatasetError(f"cannot use {text!r} as a dataset location: {exc} - give a "
-                               "local folder or an s3://bucket/prefix URL", url=text) from None
-        return Location(text, fs, root.rstrip("/"))
+            raise DatasetError(f"cannot use {shown!r} as a dataset location: "
+                               f"{str(exc).replace(text, shown)} - give a local folder or an "
+                               "s3://bucket/prefix URL", url=shown) from None
+        return Location(shown, fs, root.rstrip("/"))
     if text.startswith("file://"):
         text = text[len("file://"):]
     return Location(text, pafs.LocalFileSystem(), os.path.abspath(text))

@@ -452,17 +452,15 @@ class Connection:
            max_value_size: int = -1, description: str | None = None,
            marker_ttl: float | None = None, timeout: float = 5.0) -> KV:
         """A KV bucket; ``create=True`` creates it if missing, with the other options (see
-        :func:`natsbook.jetstream.create_kv`).
+        :func:`natsbook.jetstream.create_kv`). An existing bucket is opened as it is: the
+        options never change it (``natsbook.jetstream.create_kv`` updates a bucket).
 
         Raises:
             NotFoundError: no such bucket and ``create=False`` ("did you mean" in the message).
         """
-        if create:
-            return jetstream.create_kv(self, bucket, history=history, ttl=ttl, storage=storage,
-                                       max_bytes=max_bytes, max_value_size=max_value_size,
-                                       description=description, marker_ttl=marker_ttl,
-                                       timeout=timeout)
-        return jetstream.kv(self, bucket, timeout=timeout)
+        return jetstream.kv(self, bucket, create=create, history=history, ttl=ttl,
+                            storage=storage, max_bytes=max_bytes, max_value_size=max_value_size,
+                            description=description, marker_ttl=marker_ttl, timeout=timeout)
 
     def add_consumer(self, stream: str, name: str, *,
                      filter_subject: str | list[str] | None = None,
@@ -516,8 +514,9 @@ class Connection:
     # ------------------------------------------------------------------ JetStream 2.11+
     def pause_consumer(self, stream: str, consumer: str, until: Any, *,
                        timeout: float = 5.0) -> dict[str, Any]:
-        """Pause a consumer until `until` (a time, a timedelta or seconds from now; nats-server
-        2.11+). See :func:`natsbook.jetstream.pause_consumer`."""
+        """Pause a consumer until `until`, which must be in the future: a time (without a zone:
+        UTC), a timedelta, a duration ("10m") or seconds from now (nats-server 2.11+). See
+        :func:`natsbook.jetstream.pause_consumer`."""
         return jetstream.pause_consumer(self, stream, consumer, until, timeout=timeout)
 
     def resume_consumer(self, stream: str, consumer: str, *,

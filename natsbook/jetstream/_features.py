@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..errors import BadInputError, JetStreamError, NotFoundError
 from ..wire._protocol import parse_headers
+from ..wire._subjects import check_publish
 from ._consumers import consumer_info
 from ._jsapi import API, api_request, check_name, server_at_least, ttl_header
 from ._streams import PubAck, add_stream, js_publish
@@ -71,21 +72,50 @@ def kv_operation_raw(block: bytes | None) -> str:
 
 # ------------------------------------------------------------------------- pause / resume
 def _until(until: Any) -> pd.Timestamp:
-    if isinstance(until, numbers.Real) and not isinstance(until, bool):
-        if not math.isfinite(float(until)) or float(until) <= 0:
-            raise BadInputError(f"until={until!r}: seconds from now must be positive")
-        return pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=float(until))
-    if isinstance(until, dt.timedelta | pd.Timedelta):
-        return pd.Timestamp.now(tz="UTC") + pd.Timedelta(until)
-    stamp: Any
+    """A future UTC time from a time (a time without a zone is UTC), a timedelta or a
+    duration text (``"10m"``), or seconds from now.
+
+    Raises:
+        BadInputError: not a time, a time not in the future (the server would simply not
+            pause), or one past the year 9999.
+    """
+    now = pd.Timestamp.now(tz="UTC")
+    stamp: Any = pd.NaT
     try:
-        stamp = pd.Timestamp(until)
-    except (ValueError, TypeError):
+        if isinstance(until, numbers.Real) and not isinstance(until, bool):
+            if not math.isfinite(float(until)) or float(until) <= 0:
+                raise BadInputError(f"until={until!r}: seconds from now must be positive")
+            stamp = now + pd.Timedelta(seconds=float(until))
+        elif isinstance(until, dt.timedelta | pd.Timedelta):
+            stamp = now + pd.Timedelta(until)
+        elif isinstance(until, str) and _is_duration(until):
+            stamp = now + pd.Timedelta(until.strip())
+        else:
+            stamp = pd.Timestamp(until)
+    except (ValueError, TypeError, OverflowError):
         stamp = pd.NaT
     if stamp is pd.NaT:
         raise BadInputError(f"until={until!r}: give a time (datetime or ISO string), a "
-                            "timedelta or seconds from now")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+                            "timedelta, a duration ('10m') or seconds from now")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    if stamp <= now:
+        raise BadInputError(f"until={until!r} is not in the future ({stamp} UTC; a time "
+                            "without a zone is UTC) - give a later time, or call "
+                            "resume_consumer to resume now")
+    if stamp.year > 9999:
+        raise BadInputError(f"until={until!r} is past the year 9999 - give a nearer time")
+    return stamp
+
+
+def _is_duration(text: str) -> bool:
+    """Whether `text` is a duration ("10m", "1h30m", "2 days"), not a time; a bare number
+    is neither (pandas would read "30" as 30 nanoseconds)."""
+    if not any(c.isalpha() for c in text):
+        return False
+    try:
+        return pd.Timedelta(text.strip()) is not pd.NaT
+    except ValueError:
+        return False
 
 
 def _pause(conn: Link, stream: str, consumer: str, body: dict[str, Any],
@@ -109,11 +139,13 @@ def _pause(conn: Link, stream: str, consumer: str, body: dict[str, Any],
 
 def pause_consumer(conn: Link, stream: str, consumer: str, until: Any, *,
                    timeout: float = 5.0) -> dict[str, Any]:
-    """Pause a consumer until `until` (a datetime or ISO time, a timedelta or seconds from
-    now): it delivers nothing until then, or until :func:`resume_consumer`. Returns
+    """Pause a consumer until `until` (a datetime or ISO time - without a zone it is UTC -, a
+    timedelta, a duration such as ``"10m"``, or seconds from now; it must be in the future):
+    it delivers nothing until then, or until :func:`resume_consumer`. Returns
     ``{"stream", "consumer", "paused", "pause_until", "pause_remaining"}`` (seconds).
 
     Raises:
+        BadInputError: `until` is not a time, or not in the future.
         NotFoundError / JetStreamError: no such consumer, or a server older than 2.11.
     """
     stamp = _until(until)
@@ -189,15 +221,18 @@ def batch_publish(conn: Link, messages: Iterable[tuple[Any, ...]], *,
     ``batch`` id, ``count``).
 
     Raises:
-        BadInputError: no messages, more than 1000, or a malformed tuple (nothing was sent).
+        BadInputError: no messages, more than 1000, a malformed tuple or a bad subject
+            (nothing was sent).
         JetStreamError: the stream refused the batch (atomic publish disabled, an older
             server, a failed expected-sequence check...): none of it was stored.
     """
     batch = []
     for item in messages:
-        if not isinstance(item, tuple) or len(item) not in (2, 3):
+        if not isinstance(item, tuple) or len(item) not in (2, 3) \
+                or (len(item) == 3 and not isinstance(item[2], Mapping | None)):
             raise BadInputError(f"batch item {item!r}: give (subject, data) or "
                                 "(subject, data, headers)")
+        check_publish(item[0])  # before anything is sent: BadSubjectError
         batch.append(item if len(item) == 3 else (*item, None))
     if not batch or len(batch) > MAX_BATCH:
         raise BadInputError(f"a batch holds 1 to {MAX_BATCH} messages, not {len(batch)}")

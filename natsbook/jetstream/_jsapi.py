@@ -9,6 +9,7 @@ import difflib
 import math
 import numbers
 import re
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -127,19 +128,25 @@ def check_name(name: str) -> None:
 
 def ttl_header(ttl: Any) -> str:
     """The ``Nats-TTL`` value for `ttl`: seconds (a number, at least 1), a timedelta, a
-    duration string nats-server parses (``"90s"``, ``"1h30m"``), or ``"never"`` (kept
-    forever, whatever the stream's max_age).
+    duration string (``"90s"``, ``"1h30m"``, ``"1d"``; bare digits ``"90"`` are seconds, as
+    nats-server reads them), or ``"never"`` in any case (kept forever, whatever the
+    stream's max_age).
 
     Raises:
         BadInputError: a TTL under one second (the server's resolution), or not a duration.
     """
     if isinstance(ttl, str):
         text = ttl.strip()
-        if text == "never":
-            return text
+        if text.lower() == "never":  # as nats-server reads it
+            return "never"
         try:
-            seconds = pd.Timedelta(text).total_seconds()
-        except ValueError:
+            if text.isascii() and text.isdigit():  # whole seconds, as nats-server reads them
+                seconds = float(int(text))  # (pandas would read "90" as 90 nanoseconds)
+            else:
+                with warnings.catch_warnings():  # pandas' deprecated unit spellings ("1d")
+                    warnings.simplefilter("ignore")
+                    seconds = pd.Timedelta(text).total_seconds()
+        except (ValueError, OverflowError):
             raise BadInputError(f"ttl={ttl!r} is not a duration: give seconds (60), a "
                                 "timedelta, '90s', '1h30m' or 'never'") from None
     elif isinstance(ttl, dt.timedelta | pd.Timedelta):

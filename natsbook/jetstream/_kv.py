@@ -106,13 +106,22 @@ def create_kv(conn: Link, bucket: str, *, history: int = 1, ttl: float | None = 
     return KV(conn, bucket, timeout=timeout)
 
 
-def kv(conn: Link, bucket: str, *, timeout: float = 5.0) -> KV:
-    """Open an existing bucket.
+def kv(conn: Link, bucket: str, *, create: bool = False, timeout: float = 5.0,
+       **options: Any) -> KV:
+    """Open an existing bucket; with ``create=True`` a missing one is created with `options`
+    (those of :func:`create_kv`). An existing bucket is opened as it is: its config is never
+    changed here (``create_kv`` updates it), so running a cell again cannot shrink its
+    history or TTL.
 
     Raises:
-        NotFoundError: no such bucket ("did you mean" in the message).
+        NotFoundError: no such bucket and ``create=False`` ("did you mean" in the message).
     """
-    return KV(conn, bucket, timeout=timeout)
+    if not create:
+        return KV(conn, bucket, timeout=timeout)
+    try:
+        return KV(conn, bucket, timeout=timeout)
+    except NotFoundError:
+        return create_kv(conn, bucket, timeout=timeout, **options)
 
 
 def _operations(headers: pa.ChunkedArray | pa.Array) -> np.ndarray:

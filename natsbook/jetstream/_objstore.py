@@ -101,14 +101,18 @@ def create_object_store(conn: Link, bucket: str, *, description: str | None = No
 
 def object_store(conn: Link, bucket: str, *, create: bool = False,
                  timeout: float = 5.0) -> ObjectStore:
-    """An object store bucket (``create=True`` creates it when missing).
+    """An object store bucket (``create=True`` creates it when missing; an existing one is
+    opened as it is, its config unchanged).
 
     Raises:
-        NotFoundError: no such bucket ("did you mean" in the message).
+        NotFoundError: no such bucket and ``create=False`` ("did you mean" in the message).
     """
-    if create:
-        return create_object_store(conn, bucket, timeout=timeout)
-    return ObjectStore(conn, bucket, timeout=timeout)
+    try:
+        return ObjectStore(conn, bucket, timeout=timeout)
+    except NotFoundError:
+        if not create:
+            raise
+    return create_object_store(conn, bucket, timeout=timeout)
 
 
 class ObjectStore:

@@ -32,6 +32,7 @@ from ..capture._frames import to_frame
 from ..capture._store import SCHEMA, text_array
 from ..errors import BadInputError, JetStreamError, NatsbookError
 from ..wire._protocol import RawMsg
+from ..wire._subjects import check_subscribe
 from ._jsapi import API, api_request, stream_call
 from ._jsparse import parse_acked
 
@@ -65,6 +66,20 @@ class RecorderStats:
     last_seq: int = 0
     #: Paths of the parts written.
     paths: list[str] = field(default_factory=list)
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether some subject matches both patterns."""
+    ta, tb = a.split("."), b.split(".")
+    for i in range(max(len(ta), len(tb))):
+        if i >= len(ta) or i >= len(tb):
+            return False
+        x, y = ta[i], tb[i]
+        if x == ">" or y == ">":
+            return True
+        if x != y and "*" not in (x, y):
+            return False
+    return True
 
 
 class Recorder:
@@ -111,7 +126,15 @@ class Recorder:
         self.pull_wait = pull_wait
         self.timeout = timeout
         self.stats = RecorderStats()
-        stream_call(conn, "STREAM.INFO", stream, None, timeout)  # NotFoundError, did you mean
+        info = stream_call(conn, "STREAM.INFO", stream, None, timeout)  # NotFoundError
+        if subjects is not None:
+            check_subscribe(subjects)  # BadSubjectError naming what is wrong
+            own = info.get("config", {}).get("subjects") or []
+            if own and not any(_overlap(subjects, s) for s in own):
+                raise BadInputError(
+                    f"subjects={subjects!r} matches none of stream {stream!r}'s subjects "
+                    f"{own} - its consumer would never deliver anything; give a filter "
+                    "within them, or leave it out to record the whole stream")
         self.writer = PartWriter(out, stream=stream, decode=decode)
         self._cond = threading.Condition()
         self._rows: list[RawMsg] = []
@@ -150,10 +173,13 @@ class Recorder:
             raise JetStreamError(
                 f"consumer {self.durable!r} on {self.stream!r} exists but is not a pull "
                 "consumer with explicit acks - give natsbook record another --durable name")
-        if self.subjects and config.get("filter_subject", ">") not in (self.subjects, ""):
+        # one filter (filter_subject), several (filter_subjects, 2.10+) or none (">")
+        filters = config.get("filter_subjects") or [config.get("filter_subject") or ">"]
+        if self.subjects and filters != [self.subjects]:
+            shown = filters[0] if len(filters) == 1 else filters
             raise JetStreamError(
-                f"consumer {self.durable!r} filters {config.get('filter_subject')!r}, not "
-                f"{self.subjects!r} - use another --durable, or leave --subjects out")
+                f"consumer {self.durable!r} filters {shown!r}, not {self.subjects!r} - use "
+                "another --durable, or leave --subjects out")
         self.consumer = info
         self.ack_wait = config.get("ack_wait", int(self.ack_wait * _SEC)) / _SEC
         # A delivery waits in its pull at most pull_wait before the part holds it: well
@@ -268,17 +294,17 @@ class Recorder:
             failed = failed or sum(len(a) for a in self._replies)
         return failed
 
-    def flush(self) -> list[str]:
+    def flush(self, *, ack: bool = True) -> list[str]:
         """Write the open part, then ack its messages (a failed write raises DatasetError and
-        acks nothing)."""
+        acks nothing). ``ack=False``: the consumer is gone, there is nothing to ack."""
         if not self._open_rows:
             return []
         paths = self.writer.write(pa.concat_tables(self._tables))
-        failed = self._ack(b"+ACK")
+        failed = self._ack(b"+ACK") if ack else self._open_rows
         st = self.stats
         st.written += self._open_rows
         st.acked += self._open_rows - min(failed, self._open_rows)
-        if failed:
+        if failed and ack:
             st.ack_failures += failed
             self.conn.internals.report(f"natsbook record: {failed} acks could not be sent "
                                        "(disconnected); those messages will be recorded again "
@@ -290,9 +316,13 @@ class Recorder:
         return paths
 
     def _due(self) -> bool:
+        # A part holding the consumer's whole max_ack_pending gets nothing more until it is
+        # acked (a consumer made elsewhere with a small one): rotate it now, not at part_age.
+        window = self.consumer.get("config", {}).get("max_ack_pending", -1)
         return bool(self._open_rows) and (
             self._open_rows >= self.part_rows or self._open_bytes >= self.part_bytes
-            or time.monotonic() - self._opened >= self.part_age)
+            or time.monotonic() - self._opened >= self.part_age
+            or (isinstance(window, int) and 0 < window <= self._open_rows))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, stop: threading.Event, *, once: bool = False,
@@ -307,6 +337,7 @@ class Recorder:
                                                   timeout=self.timeout)
         shown = time.monotonic()
         silent = 0  # pulls in a row that nothing answered
+        held = 0  # --once: "Requests Pending" answers in a row
         try:
             while not stop.is_set():
                 want = max(1, min(self.batch, self.part_rows - self._open_rows))
@@ -327,22 +358,40 @@ class Recorder:
                     shown = time.monotonic()
                     report(self.stats)
                 if code == 409 and "deleted" in text.lower():
-                    raise JetStreamError(f"consumer {self.durable!r} was deleted while "
-                                         "recording - start the recorder again to create it",
-                                         code=409)
+                    # With its stream deleted, the open part's messages exist nowhere else.
+                    self.flush(ack=False)
+                    raise JetStreamError(f"consumer {self.durable!r} (or stream "
+                                         f"{self.stream!r}) was deleted while recording; what "
+                                         "was received is written - start the recorder again "
+                                         "to create it", code=409)
                 if code in (400, 401, 403):
                     raise JetStreamError(f"pulling from {self.durable!r}: {code} {text}",
                                          code=code)
                 if got == 0:
                     if once and code in (404, 408):
-                        break
+                        if self._open_rows:
+                            # Nothing more now - or the consumer's max_ack_pending holds the
+                            # rest back until this part is acked: write and ack it, ask again.
+                            self.flush()
+                            continue
+                        if code == 404 or "pending" not in text.lower() or held > 50:
+                            break
+                        # 408 Requests Pending: an earlier pull of ours still waits on the
+                        # server (held back by max_ack_pending): let it deliver.
+                        held += 1
+                        stop.wait(0.1)
+                        continue
                     if code is None or code == 409:
                         silent += 1
                         if silent % 5 == 0:
-                            self._check_consumer()
+                            try:
+                                self._check_consumer()
+                            except JetStreamError:
+                                self.flush(ack=False)  # as for a 409 above
+                                raise
                         stop.wait(0.2)  # reconnecting or a leader change: try again
                 else:
-                    silent = 0
+                    silent = held = 0
             self._take()
             self.flush()
             if report is not None:

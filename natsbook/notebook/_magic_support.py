@@ -99,10 +99,18 @@ def parse_payload_line(func: Any, line: str) -> Any:
     m = _JSON_AFTER_SUBJECT.match(line)
     if m is not None:
         start = m.end()
+        why = ""
         try:
             _, end = json.JSONDecoder().raw_decode(line, start)
-        except ValueError:
-            end = -1
+        except ValueError as exc:
+            end, why = -1, str(exc)
+        if end < 0:
+            try:
+                return parse_line(func, line)
+            except UsageError as exc:  # e.g. "unrecognized arguments: json}"
+                raise UsageError(f"{exc} - the payload after the subject starts like JSON "
+                                 f"but is not JSON ({why}): fix it, or quote it as text, "
+                                 "e.g. '{\"id\": 1}'") from None
         if end > start:
             args = parse_line(func, line[:start] + line[end:])
             if args.payload is not None:

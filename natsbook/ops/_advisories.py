@@ -115,8 +115,10 @@ def typed_advisories(frame: pd.DataFrame) -> pd.DataFrame:
     for name in _INTS:
         raw = _column(frame, name)
         num = pd.to_numeric(raw, errors="coerce")
-        bad |= raw.notna() & (num.isna() | (num != num.round()) | (num < 0))
-        out[name] = num.where((num == num.round()) & (num >= 0)).astype("Float64").astype("Int64")
+        # a whole number in int64's range (a bigger one used to wrap to -2**63, unflagged)
+        ok = ((num == num.round()) & (num >= 0) & (num < 2**63)).fillna(False).astype(bool)
+        bad |= raw.notna() & ~ok
+        out[name] = num.where(ok).astype("Float64").astype("Int64")
     out["reason"] = _column(frame, "reason")
     server = _column(frame, "server", "server.name")
     server = server.where(server.map(lambda s: isinstance(s, str) or s is None), None)
@@ -124,8 +126,10 @@ def typed_advisories(frame: pd.DataFrame) -> pd.DataFrame:
     account = _column(frame, "acc", "account", "client.acc", "data.account")
     account = account.where(account.notna(), _subject_part(subjects, "$SYS.ACCOUNT.", 2))
     out["account"] = account
-    out["event_time"] = pd.to_datetime(_column(frame, "timestamp", "server.time", "time_stamp"),
-                                       utc=True, errors="coerce", format="ISO8601")
+    stamp = _column(frame, "timestamp", "server.time", "time_stamp")
+    # only text is a time (a number made pandas warn, and it is no RFC 3339 time): NaT else
+    stamp = stamp.where(stamp.map(lambda v: isinstance(v, str)), None)
+    out["event_time"] = pd.to_datetime(stamp, utc=True, errors="coerce", format="ISO8601")
     for name in _STRINGS:
         ok = out[name].map(lambda v: v is None or isinstance(v, str)
                            or (isinstance(v, float) and v != v))

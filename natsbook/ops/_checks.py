@@ -44,6 +44,15 @@ def _threshold(name: str, value: Any) -> Threshold:
     return warn, fail
 
 
+#: What reading a garbled info dict raises (a list where an object was due, text where a
+#: number was): the row says so instead.
+_GARBLED = (AttributeError, TypeError, ValueError, KeyError)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _judge(value: float | None, limits: Threshold) -> str:
     if value is None or limits is None:
         return "pass"
@@ -82,12 +91,25 @@ def _api(conn: Link, subject: str, body: Any, timeout: float) -> dict[str, Any]:
 
 
 def _paged(conn: Link, subject: str, key: str, timeout: float) -> list[dict[str, Any]]:
+    """Every item of a paged list. A garbled answer (a total that is not a count, a page
+    that is not a list or brings nothing new) is a NatsbookError, never a loop."""
     out: list[dict[str, Any]] = []
+    seen: set[bytes] = set()
     while True:
         page = _api(conn, subject, {"offset": len(out)}, timeout)
-        items = page.get(key) or []
-        out.extend(i for i in items if isinstance(i, dict))
-        if not items or len(out) >= int(page.get("total", 0)):
+        items, total = page.get(key) or [], page.get("total", 0)
+        if not isinstance(items, list) or not isinstance(total, int) \
+                or isinstance(total, bool):
+            raise NatsbookError(f"$JS.API.{subject} answered a garbled page ({key} "
+                                f"{type(items).__name__}, total {total!r})")
+        fresh = [i for i in items if isinstance(i, dict)]
+        keys = {orjson.dumps(i, option=orjson.OPT_SORT_KEYS) for i in fresh}
+        if items and not keys - seen:
+            raise NatsbookError(f"$JS.API.{subject} answered offset {len(out)} with items "
+                                f"it had sent already (total {total}): a garbled listing")
+        seen |= keys
+        out.extend(fresh)
+        if not items or len(out) >= total:
             return out
 
 
@@ -219,8 +241,8 @@ def check(conn: Link, *, streams: Iterable[str] | None = None, jetstream: bool |
             counts per consumer (None: reported, not judged).
         server: check every server's HEALTHZ (default: when the connection is a
             system-account user; True on another one is a failing row).
-        servers: server names that must answer the health check (a server that is down
-            cannot say so: name it here to see it fail).
+        servers: server names (or one name) that must answer the health check (a server
+            that is down cannot say so: name it here to see it fail).
     """
     limits = {"consumer pending": _threshold("consumer_pending", consumer_pending),
               "consumer ack pending": _threshold("consumer_ack_pending", consumer_ack_pending),
@@ -243,21 +265,29 @@ def check(conn: Link, *, streams: Iterable[str] | None = None, jetstream: bool |
             except NatsbookError as exc:
                 rows.add("streams", "account", "fail", detail=str(exc))
                 infos = []
-            known = {str((i.get("config") or {}).get("name")): i for i in infos}
+            known = {str(_dict(i.get("config")).get("name")): i for i in infos}
             for name in chosen if chosen is not None else sorted(known):
                 if name not in known:
                     rows.add("stream", name, "fail", detail="no such stream")
                     continue
-                _stream(rows, known[name], lag_t, seen_t)
+                try:
+                    _stream(rows, known[name], lag_t, seen_t)
+                except _GARBLED as exc:
+                    rows.add("stream", name, "fail", detail=f"garbled stream info: {exc!r}")
                 try:
                     consumers = _paged(conn, f"CONSUMER.LIST.{name}", "consumers", timeout)
                 except NatsbookError as exc:
                     rows.add("consumers", name, "fail", detail=str(exc))
                     continue
                 for info in sorted(consumers, key=lambda c: str(c.get("name"))):
-                    _consumer(rows, name, info, limits)
-        if system:
-            _servers(conn, rows, sorted(set(servers)), timeout)
+                    try:
+                        _consumer(rows, name, info, limits)
+                    except _GARBLED as exc:
+                        rows.add("consumer", f"{name}/{info.get('name', '?')}", "fail",
+                                 detail=f"garbled consumer info: {exc!r}")
+        if system:  # one name is one server, not its letters
+            names = [servers] if isinstance(servers, str) else list(servers)
+            _servers(conn, rows, sorted(set(names)), timeout)
     frame = pd.DataFrame(rows.rows, columns=CHECK_COLUMNS)
     frame["warn"] = pd.to_numeric(frame["warn"], errors="coerce")
     frame["fail"] = pd.to_numeric(frame["fail"], errors="coerce")

@@ -78,6 +78,10 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _int64(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
+
+
 def _event_rows(body: Any) -> tuple[list[dict[str, Any]], str, int]:
     """The rows of one server's trace event, its hop id and the hops it announces."""
     if not isinstance(body, dict) or not isinstance(body.get("events"), list):
@@ -101,12 +105,14 @@ def _event_rows(body: Any) -> tuple[list[dict[str, Any]], str, int]:
             continue
         typ = event["type"]
         row["kind"] = KINDS[typ]
-        row["time"] = event.get("ts")
         row["error"] = _text(event.get("error"))
+        # a time that is not text, a cid that is not an int64: NaT / NA, as unparsable ones
+        ts, cid = event.get("ts"), event.get("cid")
+        row["time"] = ts if isinstance(ts, str) else None
         if typ in ("in", "eg"):
             link = event.get("kind")
             row["link"] = LINKS.get(link, f"kind {link}") if link is not None else None
-            row["cid"] = event.get("cid")
+            row["cid"] = cid if _int64(cid) else None
             row["name"] = _text(event.get("name"))
             row["account"] = _text(event.get("acc"))
             if typ == "in":
