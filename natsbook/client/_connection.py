@@ -42,7 +42,13 @@ __all__ = ["Connection"]
 
 
 class Connection:
-    """A NATS connection. Create with :func:`natsbook.connect`."""
+    """A NATS connection: publish, subscribe and capture, request/reply, JetStream, KV, the
+    object store, services, SQL and live views over what it captured.
+
+    Make one with :func:`natsbook.connect` (``with natsbook.connect(url) as conn:`` closes it
+    at the end); the constructor takes the protocol engine that ``connect()`` builds and is
+    not meant to be called directly. Every method is safe to call from any thread.
+    """
 
     __slots__ = ("__weakref__", "_engine")
 
@@ -100,6 +106,8 @@ class Connection:
             NoRespondersError: nobody is subscribed to `subject`.
             RequestTimeout: no reply within `timeout` seconds.
             ServiceError: the responder answered with a Nats-Service-Error header.
+            ProtocolError: the reply's header block is not NATS headers.
+            MaxPayloadError, BadSubjectError: bad input; nothing was sent.
         """
         return self._engine.request(subject, data, timeout=timeout, headers=headers)
 
@@ -262,14 +270,20 @@ class Connection:
 
     @property
     def is_connected(self) -> bool:
+        """True while a server connection is up (not while reconnecting, draining or
+        closed)."""
         return self._engine.is_connected
 
     @property
     def is_closed(self) -> bool:
+        """True once ``close()`` or ``drain()`` finished, or reconnecting gave up (the
+        reason is in ``conn.errors`` and ``gaps()``)."""
         return self._engine.is_closed
 
     @property
     def connected_url(self) -> str | None:
+        """The URL of the server connected to now, credentials left out; None while not
+        connected."""
         return self._engine.connected_url
 
     @property
