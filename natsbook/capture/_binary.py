@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from ..errors import BadInputError
 from ._jsondecode import EMPTY, ERROR, MAX_DEPTH, no_gc, value_columns
+from ._mpcolumns import columns as msgpack_columns
 from ._spill import DECODER_KEY  # the schema metadata key naming a capture's decoder
 
 __all__ = ["BUILTIN", "CBOR", "DECODER_KEY", "MSGPACK", "Decoder", "declare", "declared_decoder",
@@ -146,6 +147,7 @@ class Decoder:
                  strict: Callable[[bytes], Any] | None = None,
                  bulk: Callable[[Sequence[bytes], bytes], list[Any]] | None = None,
                  suspects: Callable[[Sequence[bytes], bytes], list[int]] | None = None,
+                 columnar: Callable[[Any], dict[str, Any] | None] | None = None,
                  decode_empty: bool = False, metadata: dict[bytes, bytes] | None = None) -> None:
         #: ``decode=`` text that names this decoder.
         self.name = name
@@ -158,6 +160,8 @@ class Decoder:
         self._bulk = bulk
         # The payloads whose strict reading may still need the mapping (None: all of them).
         self._suspects = suspects
+        # A whole payload column straight to columns, or None (not a batch it reads).
+        self._columnar = columnar
         # Protobuf: zero bytes are a message with every field at its default.
         self.decode_empty = decode_empty
         self._metadata = {DECODER_KEY: name.encode(), **(metadata or {})}
@@ -210,6 +214,10 @@ class Decoder:
 
     def columns(self, col: pa.ChunkedArray | pa.Array, *, fast: bool = True) -> dict[str, Any]:
         """The contract's columns (as ``decode_json``) of a binary payload column."""
+        if fast and self._columnar is not None:
+            got = self._columnar(col)
+            if got is not None:
+                return got
         with no_gc():  # as decode_json: millions of small dicts, none in a cycle
             values = self.values(col.to_pylist(), fast=fast)
             columns = value_columns(values, fast=fast)
@@ -326,7 +334,7 @@ def _msgpack_bulk(payloads: Sequence[bytes], joined: bytes) -> list[Any]:
 
 
 MSGPACK = Decoder("msgpack", _MSGPACK, strict=_MSGPACK_STRICT, bulk=_msgpack_bulk,
-                  suspects=_msgpack_suspects)
+                  suspects=_msgpack_suspects, columnar=msgpack_columns)
 CBOR = Decoder("cbor", _cbor_loads, strict=_cbor_loads)
 _BUILTIN = {"msgpack": MSGPACK, "cbor": CBOR}
 _registered: dict[str, Decoder] = {}
