@@ -185,3 +185,22 @@ def test_bench_like_batches_take_the_numpy_reading() -> None:
     payloads = [msgpack.packb(o) for o in objs]
     assert msgpack_columns(pa.array(payloads, pa.binary())) is not None
     _differential(payloads)
+
+
+@settings(derandomize=True, max_examples=100, deadline=None)
+@given(telemetry(), telemetry(), st.integers(0, 40), st.integers(0, 40))
+def test_numpy_columns_of_chunked_and_sliced_tables_equal_the_general_path(
+        one: list[bytes], two: list[bytes], start: int, length: int) -> None:
+    t = pa.concat_tables([table(one), table(two)]).slice(start, length)
+    fast = to_frame(t, "msgpack")
+    pd.testing.assert_frame_equal(fast, to_frame(t, "msgpack", fast=False), check_exact=True)
+
+
+def test_numpy_columns_of_a_sliced_array_are_those_of_its_rows() -> None:
+    payloads = [msgpack.packb({"v": i, "s": "x" * i}) for i in range(40)]
+    whole = pa.array(payloads, pa.binary())
+    for start in (1, 7, 39):
+        got = msgpack_columns(whole.slice(start))
+        want = msgpack_columns(pa.array(payloads[start:], pa.binary()))
+        assert got is not None and want is not None
+        pd.testing.assert_frame_equal(pd.DataFrame(got), pd.DataFrame(want), check_exact=True)
