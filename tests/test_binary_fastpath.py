@@ -116,6 +116,8 @@ def telemetry(draw: st.DrawFn) -> list[bytes]:
     keys = draw(st.lists(NAMES, min_size=1, max_size=5, unique=True))
     kinds = {k: draw(_kind()) for k in keys}
     rows = draw(st.lists(st.fixed_dictionaries({}, optional=kinds), min_size=1, max_size=30))
+    flips = draw(st.lists(st.booleans(), min_size=len(rows), max_size=len(rows)))
+    rows = [dict(reversed(o.items())) if flip else o for o, flip in zip(rows, flips, strict=True)]
     single = draw(st.booleans())  # some payloads with floats as float32
     return [_pack(o, single and draw(st.booleans())) for o in rows]
 
@@ -153,6 +155,8 @@ def _differential(payloads: list[bytes]) -> None:
 @example([msgpack.packb({"v": 1.5}), msgpack.packb({"v": 2**53 + 1})])  # not exact: objects
 @example([msgpack.packb({"v": 1}) + b"\x01", msgpack.packb({"v": 2})])  # two values: bad
 @example([b"\x81\xa1v\xa1\xff", msgpack.packb({"v": "x"})])  # not UTF-8: a bad row
+@example([b"\x81\xa1v\xa3\xed\xa0\x80", msgpack.packb({"v": "x"})])  # a surrogate: bad
+@example([msgpack.packb({"a": 1, "s": "x"}), msgpack.packb({"s": "y"})])  # keys shift place
 @example([b"\x81\xa1v\xd9\x05abc", msgpack.packb({"v": "x"})])  # a str8 cut short
 @example([msgpack.packb({"v": 2**63}), msgpack.packb({"v": 1})])
 @example([msgpack.packb({"v": 2**63}), msgpack.packb({"v": -1})])
