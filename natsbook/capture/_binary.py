@@ -20,7 +20,6 @@ import functools
 import io
 import json
 from collections.abc import Callable, Sequence
-from itertools import repeat
 from typing import Any, cast
 
 import cbor2
@@ -32,6 +31,7 @@ import pyarrow as pa
 
 from ..errors import BadInputError
 from ._jsondecode import EMPTY, ERROR, MAX_DEPTH, no_gc, value_columns
+from ._mpcolumns import columns as msgpack_columns
 from ._spill import DECODER_KEY  # the schema metadata key naming a capture's decoder
 
 __all__ = ["BUILTIN", "CBOR", "DECODER_KEY", "MSGPACK", "Decoder", "declare", "declared_decoder",
@@ -145,8 +145,9 @@ class Decoder:
 
     def __init__(self, name: str, loads: Callable[[bytes], Any], *,
                  strict: Callable[[bytes], Any] | None = None,
-                 bulk: Callable[[Sequence[bytes]], list[Any]] | None = None,
-                 suspects: Callable[[Sequence[bytes]], list[int]] | None = None,
+                 bulk: Callable[[Sequence[bytes], bytes], list[Any]] | None = None,
+                 suspects: Callable[[Sequence[bytes], bytes], list[int]] | None = None,
+                 columnar: Callable[[Any], dict[str, Any] | None] | None = None,
                  decode_empty: bool = False, metadata: dict[bytes, bytes] | None = None) -> None:
         #: ``decode=`` text that names this decoder.
         self.name = name
@@ -154,10 +155,13 @@ class Decoder:
         self.loads = loads
         # A faster reading that may refuse payloads `loads` accepts (they are read again).
         self._strict = strict
-        # `strict` over many payloads at once (raises when any is refused or bad).
+        # `strict` over many payloads at once (raises when any is refused or bad); it and
+        # `suspects` are also handed the payloads joined into one buffer.
         self._bulk = bulk
         # The payloads whose strict reading may still need the mapping (None: all of them).
         self._suspects = suspects
+        # A whole payload column straight to columns, or None (not a batch it reads).
+        self._columnar = columnar
         # Protobuf: zero bytes are a message with every field at its default.
         self.decode_empty = decode_empty
         self._metadata = {DECODER_KEY: name.encode(), **(metadata or {})}
@@ -185,13 +189,14 @@ class Decoder:
         else:
             rows = [i for i, p in enumerate(payloads) if p]
             work = [cast(bytes, payloads[i]) for i in rows]
+        joined = b"".join(work) if self._bulk is not None or self._suspects is not None else b""
         try:
-            got = (self._bulk(work) if self._bulk is not None
+            got = (self._bulk(work, joined) if self._bulk is not None
                    else list(map(self._strict, work)))
         except Exception:  # some payload is bad or needs the careful reading: row by row
             got = list(map(functools.partial(_strict_or, self._strict, careful), work))
         if self._suspects is not None:
-            for i in self._suspects(work):
+            for i in self._suspects(work, joined):
                 if got[i] is not ERROR:
                     got[i] = _json_only(got[i])
         else:
@@ -209,6 +214,10 @@ class Decoder:
 
     def columns(self, col: pa.ChunkedArray | pa.Array, *, fast: bool = True) -> dict[str, Any]:
         """The contract's columns (as ``decode_json``) of a binary payload column."""
+        if fast and self._columnar is not None:
+            got = self._columnar(col)
+            if got is not None:
+                return got
         with no_gc():  # as decode_json: millions of small dicts, none in a cycle
             values = self.values(col.to_pylist(), fast=fast)
             columns = value_columns(values, fast=fast)
@@ -286,23 +295,29 @@ _MSGPACK = functools.partial(msgpack.unpackb, raw=False, timestamp=0, strict_map
 _EMPTY_BINS = (b"\xc4\x00", b"\xc5\x00\x00", b"\xc6\x00\x00\x00\x00")
 
 
-def _msgpack_suspects(payloads: Sequence[bytes]) -> list[int]:
-    """Payloads long enough to nest deeper than MAX_DEPTH, or holding an empty bin's bytes."""
+def _msgpack_suspects(payloads: Sequence[bytes], joined: bytes) -> list[int]:
+    """Payloads long enough to nest deeper than MAX_DEPTH, or holding an empty bin's bytes
+    (`joined`: the payloads end to end). A few more may be named (a pattern across two
+    payloads): harmless, they are only checked again."""
     n = len(payloads)
     sizes = np.fromiter(map(len, payloads), dtype=np.int64, count=n)
     rows = set(np.flatnonzero(sizes > MAX_DEPTH).tolist())
-    joined = b"".join(payloads)  # one scan finds out whether any payload may hold one
+    # Every place in all payloads that starts one of the patterns, found by numpy in one pass
+    # over the bytes: each pattern is 0xc4, 0xc5 or 0xc6 followed by zeros.
+    data = np.frombuffer(joined + bytes(8), dtype=np.uint8)
+    at = np.flatnonzero((data >= 0xC4) & (data <= 0xC6))
     for pattern in _EMPTY_BINS:
-        if pattern in joined:
-            hits = list(map(bytes.__contains__, payloads, repeat(pattern, n)))
-            rows.update(i for i, hit in enumerate(hits) if hit)
+        hit = at[(data[at] == pattern[0]) & (at + len(pattern) <= len(joined))]
+        for j in range(1, len(pattern)):
+            hit = hit[data[hit + j] == 0]
+        if len(hit):  # the payload each hit starts in
+            rows.update(np.searchsorted(np.cumsum(sizes), hit, side="right").tolist())
     return sorted(rows)
 
 
-def _msgpack_bulk(payloads: Sequence[bytes]) -> list[Any]:
-    """The strict reading of every payload in one streaming pass over them all (no keyword
-    parsing per payload); raises unless each payload held exactly one value."""
-    joined = b"".join(payloads)
+def _msgpack_bulk(payloads: Sequence[bytes], joined: bytes) -> list[Any]:
+    """The strict reading of every payload in one streaming pass over them all (`joined`, no
+    keyword parsing per payload); raises unless each payload held exactly one value."""
     unpacker = msgpack.Unpacker(raw=False, timestamp=0, max_bin_len=0, max_ext_len=0,
                                 max_buffer_size=max(len(joined), 1))
     unpacker.feed(joined)
@@ -319,7 +334,7 @@ def _msgpack_bulk(payloads: Sequence[bytes]) -> list[Any]:
 
 
 MSGPACK = Decoder("msgpack", _MSGPACK, strict=_MSGPACK_STRICT, bulk=_msgpack_bulk,
-                  suspects=_msgpack_suspects)
+                  suspects=_msgpack_suspects, columnar=msgpack_columns)
 CBOR = Decoder("cbor", _cbor_loads, strict=_cbor_loads)
 _BUILTIN = {"msgpack": MSGPACK, "cbor": CBOR}
 _registered: dict[str, Decoder] = {}
