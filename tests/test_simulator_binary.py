@@ -87,3 +87,25 @@ def test_descriptor_set_matches_the_proto_text(tmp_path: pytest.TempPathFactory)
 def test_binary_root_must_be_a_subject_token() -> None:
     with pytest.raises(BadInputError):
         Simulator(binary="bad subject")
+
+
+def test_the_lab_simulator_publishes_the_binary_family(conn: natsbook.Connection,
+                                                        server: natsbook.LocalServer) -> None:
+    """natsbook lab / simulate / server --simulate run the family by default (issue 27: "the
+    lab simulator grows a binary-telemetry subject family"); --no-binary turns it off."""
+    from natsbook.lab import _run, cli
+
+    for argv, want in ((["simulate"], True), (["simulate", "--no-binary"], False)):
+        args = cli.build_parser().parse_args(argv + ["--devices", "2", "--rate", "20",
+                                                     "--no-services", "--workers", "0"])
+        sub = conn.subscribe("binary.msgpack.>")
+        sim = _run.start_simulator(server.url, args)
+        try:
+            time.sleep(1.0) if not want else _wait_for([sub], 5)
+        finally:
+            sim.stop()
+        conn.flush()
+        sub.unsubscribe()
+        assert (sub.received > 0) is want, argv
+        if want:
+            assert sub.to_pandas("msgpack")["temperature"].notna().all()

@@ -194,4 +194,5 @@ def start_simulator(url: str, args: argparse.Namespace) -> Any:
                      workers=args.workers, job_rate=args.job_rate,
                      anomaly_rate=args.anomaly_rate, malformed_rate=args.malformed_rate,
                      services=not args.no_services, prefix=args.prefix,
-                     inject_every=args.inject_every).start()
+                     inject_every=args.inject_every,
+                     binary=None if args.no_binary else args.binary).start()

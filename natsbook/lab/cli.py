@@ -413,6 +413,10 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=None, help="random seed (reproducible readings)")
     g.add_argument("--prefix", default="telemetry",
                    help="first subject token of the readings (default telemetry)")
+    g.add_argument("--binary", default="binary", metavar="ROOT",
+                   help="each reading again as MessagePack and Protobuf on "
+                        "ROOT.msgpack.> / ROOT.proto.> (default binary)")
+    g.add_argument("--no-binary", action="store_true", help="no binary-telemetry family")
 
 
 def _add_server_options(p: argparse.ArgumentParser) -> None:
