@@ -18,6 +18,7 @@ from natsbook.capture import ATTR, CAPTURE, FOLD, REPORT, TABLE
 from natsbook.notebook._display import frame_html, human_duration, install
 from natsbook.notebook.widgets.live import mimebundle
 from tests.conftest import TestingShell
+from tests.faults.helpers import wait_for
 
 NANOS = re.compile(r"\d\d:\d\d:\d\d\.\d{4,}")
 
@@ -97,8 +98,14 @@ def test_connz_is_shown_whole_readable_and_lossless(server: LocalServer, shown: 
 def test_closed_connections_show_their_reason(server: LocalServer, shown: object) -> None:
     name = f"gone-{uuid.uuid4().hex[:6]}"
     natsbook.connect(server.url, name=name).close()
-    closed = natsbook.monitor(server).closed()
-    mine = closed[closed["name"] == name]
+    mon = natsbook.monitor(server)
+
+    def listed() -> list[pd.DataFrame]:  # the server files a closed client when it sees EOF
+        closed = mon.closed()
+        mine = closed[closed["name"] == name]
+        return [mine] if len(mine) else []
+
+    mine = wait_for(listed, timeout=10)[0]
     html = shown(mine)  # type: ignore[operator]
     row = dict(zip(_headers(html), _cells(html), strict=True))
     assert row["reason"] == "Client Closed" and re.fullmatch(r"\d\d:\d\d:\d\d", row["stop"])

@@ -96,8 +96,8 @@ def test_the_lab_simulator_publishes_the_binary_family(conn: natsbook.Connection
     from natsbook.lab import _run, cli
 
     for argv, want in ((["simulate"], True), (["simulate", "--no-binary"], False)):
-        args = cli.build_parser().parse_args(argv + ["--devices", "2", "--rate", "20",
-                                                     "--no-services", "--workers", "0"])
+        args = cli.build_parser().parse_args([*argv, "--devices", "2", "--rate", "20",
+                                              "--no-services", "--workers", "0"])
         sub = conn.subscribe("binary.msgpack.>")
         sim = _run.start_simulator(server.url, args)
         try:

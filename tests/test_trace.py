@@ -229,6 +229,9 @@ def test_a_trace_is_complete_only_when_every_announced_hop_arrived() -> None:
     for order in ([origin, child, grandchild], [grandchild, child, origin]):
         _, expected = trace_rows(order)
         assert expected == 3
+    # a hostile announcement is counted, never listed (it must not hang the reader)
+    _, expected = trace_rows([_hop_event("", 10**12), child])
+    assert expected == 2 + 10**12  # the two in, the 10**12 - 1 other children, 1.1
 
 
 def test_hostile_trace_events_are_flagged_rows() -> None:

@@ -381,7 +381,9 @@ class Recorder:
                         held += 1
                         stop.wait(0.1)
                         continue
-                    if code is None or code == 409:
+                    if code in (None, 409, 503):
+                        # unanswered, an ended pull, or no responders: the consumer's pull
+                        # subject has no listener when the consumer was deleted between pulls
                         silent += 1
                         if silent % 5 == 0:
                             try:

@@ -182,7 +182,7 @@ def trace_rows(payloads: Iterable[bytes | tuple[bytes | None, bytes]]
     """
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    announced = {""}  # the server the message entered
+    announces: dict[str, int] = {}  # hop id -> how many hops its server announced
     for item in payloads:
         raw = item[1] if isinstance(item, tuple) else item
         try:
@@ -193,7 +193,7 @@ def trace_rows(payloads: Iterable[bytes | tuple[bytes | None, bytes]]
                          "error": f"malformed trace event: {exc} ({bytes(raw)[:80]!r})"})
             continue
         seen.add(hop)
-        announced.update(f"{hop}.{i}" if hop else str(i) for i in range(1, hops + 1))
+        announces[hop] = max(hops, announces.get(hop, 0))
         rows.extend(got)
     frame = pd.DataFrame(rows, columns=TRACE_COLUMNS)
     frame["time"] = pd.to_datetime(frame["time"], utc=True, errors="coerce", format="ISO8601")
@@ -209,7 +209,23 @@ def trace_rows(payloads: Iterable[bytes | tuple[bytes | None, bytes]]
     for column in ("hop", "server", "cluster", "kind", "link", "account", "subject", "stream",
                    "to", "name", "next_hop", "queue", "error"):
         frame[column] = frame[column].astype("string")
-    return frame, len(seen | announced)
+    return frame, len(seen) + _missing(seen, announces)
+
+
+def _missing(seen: set[str], announces: dict[str, int]) -> int:
+    """How many events are announced but not in: the origin's (hop ``""``) until it came,
+    and each announced child hop (``1``, ``1.2``...) not seen. Counted, never listed: a
+    hostile server may announce any number of hops."""
+    kids: dict[str, set[int]] = {}
+    for hop in seen:
+        if hop:
+            parent, _, last = hop.rpartition(".")
+            if last.isdigit():
+                kids.setdefault(parent, set()).add(int(last))
+    missing = 0 if "" in seen else 1
+    for hop, n in announces.items():
+        missing += n - sum(1 for i in kids.get(hop, ()) if 1 <= i <= n)
+    return missing
 
 
 def trace(conn: Link, subject: str, payload: Any = b"",
