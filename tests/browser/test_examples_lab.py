@@ -249,6 +249,16 @@ def test_every_example_runs_clean(lab_page: Any, natsbook_lab: dict[str, Any]) -
                 "els => els.filter(e => e.scrollWidth > e.clientWidth).length") == 0
             views.first.locator("xpath=..").screenshot(
                 path=str(SHOTS / "examples-06-live-views.png"))
+        if name.startswith("09-"):
+            # the dashboard's Trace tab draws the traced message's path (issue 28)
+            path = panel.locator(".nb-trace .nb-trace-path").last
+            svg = path.locator("svg.nb-trace-svg")
+            expect(svg).to_be_visible(timeout=30_000)
+            assert svg.locator("rect").count() >= 1  # a server box
+            expect(svg).to_contain_text("OBS_ORDERS")  # the stream that stores shop.orders.*
+            expect(svg).to_contain_text("billing")  # and the subscriber it reaches
+            path.evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'start'})")
+            panel.locator(".nb-trace").last.screenshot(path=str(SHOTS / "examples-09-trace.png"))
         if name.startswith("05-"):
             # varz (jsz, healthz and one-row frames are reports too)
             report = panel.locator(".nb-report").filter(has_text="in_client_msgs").first

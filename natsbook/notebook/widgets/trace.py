@@ -81,7 +81,7 @@ def trace_svg(frame: pd.DataFrame) -> str:
         parts.append(f'<rect x="{x}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="4" '
                      f'fill="{"#e3f2fd" if first else "#f5f5f5"}" stroke="#455a64"/>'
                      f'<text x="{x + 6}" y="{y + 19}" font-weight="bold">'
-                     f"{esc(server[:22])}</text>")
+                     f"<title>{esc(server)}</title>{esc(_fit(server, 19))}</text>")
         for i, (target, error) in enumerate(leaves[server]):
             ty = y + _BOX_H + 6 + i * _ROW_H
             color = "#c62828" if error else ("#6d4c41" if target.startswith("stream ")
@@ -105,6 +105,11 @@ def _events_html(frame: pd.DataFrame) -> str:
     rows = [[f"{v:.3f}" if isinstance(v, float) else v for v in r]
             for r in shown.itertuples(index=False)]
     return html_table(cols, rows, css="nb-trace-table", empty="no events")
+
+
+def _fit(text: str, most: int) -> str:
+    """`text` cut to `most` characters with an ellipsis (the full text is the box's title)."""
+    return text if len(text) <= most else text[:most - 1] + "\u2026"
 
 
 class TracePanel(Panel):
