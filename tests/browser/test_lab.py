@@ -42,6 +42,19 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-component-update", "--disable-sync"]
 
 
+#: Elements whose text (every text node in them) lies on more than one line: a wrapped token.
+WRAPPED_JS = """els => els.filter(e => {
+    const tops = new Set();
+    const walk = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
+    for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+        const r = document.createRange();
+        r.selectNodeContents(t);
+        for (const x of r.getClientRects()) if (x.width > 0) tops.add(Math.round(x.top));
+    }
+    return tops.size > 1;
+}).map(e => e.textContent)"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_lab import SHOTS, chromium, lab, loopback_page, run_all_cells  # noqa: F401
+from test_lab import (  # noqa: F401
+    SHOTS,
+    WRAPPED_JS,
+    chromium,
+    lab,
+    loopback_page,
+    run_all_cells,
+)
 
 import natsbook
 from natsbook import LocalServer
@@ -75,17 +82,6 @@ def test_live_views_refresh_in_the_page(live_page: Any, server: LocalServer) -> 
         expect(count).to_have_text("3")
 
 
-#: Elements whose text (every text node in them) lies on more than one line.
-WRAPPED_JS = """els => els.filter(e => {
-    const tops = new Set();
-    const walk = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
-    for (let t = walk.nextNode(); t; t = walk.nextNode()) {
-        const r = document.createRange();
-        r.selectNodeContents(t);
-        for (const x of r.getClientRects()) if (x.width > 0) tops.add(Math.round(x.top));
-    }
-    return tops.size > 1;
-}).map(e => e.textContent)"""
 
 
 def test_side_by_side_views_lay_out_at_1400px(live_page: Any, server: LocalServer) -> None:

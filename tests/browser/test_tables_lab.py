@@ -16,21 +16,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_lab import SHOTS, chromium, lab, loopback_page, run_all_cells  # noqa: F401
+from test_lab import (  # noqa: F401
+    SHOTS,
+    WRAPPED_JS,
+    chromium,
+    lab,
+    loopback_page,
+    run_all_cells,
+)
 
 pytestmark = pytest.mark.browser
 
-#: Elements whose text (every text node in them) lies on more than one line: a wrapped token.
-WRAPPED_JS = """els => els.filter(e => {
-    const tops = new Set();
-    const walk = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
-    for (let t = walk.nextNode(); t; t = walk.nextNode()) {
-        const r = document.createRange();
-        r.selectNodeContents(t);
-        for (const x of r.getClientRects()) if (x.width > 0) tops.add(Math.round(x.top));
-    }
-    return tops.size > 1;
-}).map(e => e.textContent)"""
 #: Elements whose text is cut (wider than their box).
 CLIPPED_JS = "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)"
 
