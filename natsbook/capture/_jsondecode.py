@@ -265,22 +265,7 @@ def _collect(objs: list[dict[str, Any]], rows: Sequence[int], prefix: tuple[str,
             if len(kinds) == 1 and all(vals):  # a non-empty object in every row
                 _collect(list(vals), grows, path, out)
                 continue
-            sub_objs: list[dict[str, Any]] = []
-            sub_rows: list[int] = []
-            leaf_vals: list[Any] = []
-            leaf_rows: list[int] = []
-            for r, v in zip(grows, vals, strict=True):
-                if type(v) is dict and v:
-                    sub_objs.append(v)
-                    sub_rows.append(r)
-                else:
-                    leaf_vals.append(v)
-                    leaf_rows.append(r)
-            if leaf_rows:
-                out.setdefault(column_name(path), []).append(
-                    (leaf_rows, leaf_vals, set(map(type, leaf_vals))))
-            if sub_objs:
-                _collect(sub_objs, sub_rows, path, out)
+            _mixed(grows, vals, None, path, out)
 
 
 def _collect_by_key(objs: list[dict[str, Any]], rows: Sequence[int], prefix: tuple[str, ...],
@@ -312,23 +297,31 @@ def _collect_by_key(objs: list[dict[str, Any]], rows: Sequence[int], prefix: tup
         if len(kinds) == 1 and all(vals):  # a non-empty object in every row
             _collect(vals, rows, path, out)  # type: ignore[arg-type]
             continue
-        sub_objs: list[dict[str, Any]] = []
-        sub_rows: list[int] = []
-        leaf_vals: list[Any] = []
-        leaf_rows: list[int] = []
-        for i, (r, v) in enumerate(zip(rows, vals, strict=True)):
-            if type(v) is dict and v:
-                sub_objs.append(v)
-                sub_rows.append(r)
-            elif has is None or has[i]:
-                leaf_vals.append(v)
-                leaf_rows.append(r)
-        if leaf_rows:
-            out.setdefault(column_name(path), []).append(
-                (leaf_rows, leaf_vals, set(map(type, leaf_vals))))
-        if sub_objs:
-            _collect(sub_objs, sub_rows, path, out)
+        _mixed(rows, vals, has, path, out)
     return True
+
+
+def _mixed(rows: Sequence[int], vals: Sequence[Any], present: list[bool] | None,
+           path: tuple[str, ...], out: _Chunks) -> None:
+    """A key that holds a non-empty object in some rows and a leaf in others: the leaves are
+    one chunk of its column (rows where `present` is False, the key missing, are left out),
+    the objects are flattened further under it."""
+    sub_objs: list[dict[str, Any]] = []
+    sub_rows: list[int] = []
+    leaf_vals: list[Any] = []
+    leaf_rows: list[int] = []
+    for i, (r, v) in enumerate(zip(rows, vals, strict=True)):
+        if type(v) is dict and v:
+            sub_objs.append(v)
+            sub_rows.append(r)
+        elif present is None or present[i]:
+            leaf_vals.append(v)
+            leaf_rows.append(r)
+    if leaf_rows:
+        out.setdefault(column_name(path), []).append(
+            (leaf_rows, leaf_vals, set(map(type, leaf_vals))))
+    if sub_objs:
+        _collect(sub_objs, sub_rows, path, out)
 
 
 def _objects(vals: Sequence[Any]) -> pd.Series:
