@@ -33,6 +33,20 @@ def wait_for(pred: Any, timeout: float = 20.0) -> Any:
     return _wait_for(pred, timeout=timeout, interval=0.05)
 
 
+def _recording(rec: js.Recorder, stop: threading.Event,
+               errors: list[BaseException]) -> threading.Thread:
+    """`rec.run(stop)` on a thread of its own; what it raises goes to `errors`."""
+    def run() -> None:
+        try:
+            rec.run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    th = threading.Thread(target=run)
+    th.start()
+    return th
+
+
 def record_cmd(url: str, stream: str, out: Any, *extra: str) -> list[str]:
     return [sys.executable, "-m", "natsbook.lab", "record", "--url", url, "--stream", stream,
             "--out", str(out), *extra]
@@ -289,14 +303,7 @@ def test_a_deleted_consumer_stops_the_recorder(server: natsbook.LocalServer, sub
         js.add_stream(conn, subject, [f"{subject}.>"])
         rec = js.Recorder(conn, subject, str(tmp_path / "ds"), durable="d", pull_wait=0.2)
 
-        def run() -> None:
-            try:
-                rec.run(stop)
-            except BaseException as exc:
-                errors.append(exc)
-
-        th = threading.Thread(target=run)
-        th.start()
+        th = _recording(rec, stop, errors)
         try:
             wait_for(lambda: ack_pending(conn, subject, "d") == 0)
             js.delete_consumer(conn, subject, "d")
@@ -392,14 +399,7 @@ def test_a_deleted_stream_keeps_what_the_recorder_received(server: natsbook.Loca
         try:
             rec = js.Recorder(conn, subject, str(out), durable="d", part_age=600, pull_wait=0.2)
 
-            def run() -> None:
-                try:
-                    rec.run(stop)
-                except BaseException as exc:
-                    errors.append(exc)
-
-            th = threading.Thread(target=run)
-            th.start()
+            th = _recording(rec, stop, errors)
             for i in range(30):
                 conn.publish(f"{subject}.x", {"i": i})
             conn.flush()
@@ -502,14 +502,7 @@ def test_a_part_holding_the_whole_ack_window_is_written_at_once(
         rec = js.Recorder(conn, subject, str(tmp_path / "ds"), durable="d", part_age=600,
                           pull_wait=0.2)
 
-        def run() -> None:
-            try:
-                rec.run(stop)
-            except BaseException as exc:
-                errors.append(exc)
-
-        th = threading.Thread(target=run)
-        th.start()
+        th = _recording(rec, stop, errors)
         try:
             for i in range(30):
                 conn.publish(f"{subject}.x", {"i": i})
