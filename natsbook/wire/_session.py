@@ -77,9 +77,6 @@ class PingTracker(Generic[T]):
         socket stay owed)."""
         self.outstanding = 0
 
-    def owed_to(self, waiter: T) -> bool:
-        return any(w is waiter for w in self._owed)
-
     def reset(self) -> list[T]:
         """The socket is gone: no PONG is owed any more. Returns the waiters left without
         one (they retry, or fail)."""
@@ -168,12 +165,6 @@ class SidTable(Generic[T]):
             self.unknown += count
         return item
 
-    def get(self, sid: int) -> T | None:
-        return self._by_sid.get(sid)
-
-    def sids(self) -> list[int]:
-        return list(self._by_sid)
-
     def values(self) -> list[T]:
         return list(self._by_sid.values())
 
@@ -238,8 +229,3 @@ class ClientSession(Generic[T]):
             elif op == "-ERR":
                 out.errors.append(str(arg))
         return out
-
-    def lost(self) -> list[T]:
-        """The socket is gone: no PONG is owed any more; returns the waiters left without
-        one (they retry on the next socket, or fail)."""
-        return self.pings.reset()
